@@ -1,0 +1,230 @@
+"""initial schema
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-22 01:03:27.267464
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "organization",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organization")),
+    )
+    op.create_table(
+        "timer",
+        sa.Column("key", sa.String(length=160), nullable=False),
+        sa.Column("purpose", sa.String(length=32), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("run_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("token", sa.String(length=32), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_timer")),
+    )
+    op.create_index("ix_timer_run_at", "timer", ["run_at"], unique=False)
+    op.create_table(
+        "activity_event",
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("event_id", sa.String(length=128), nullable=False),
+        sa.Column("type", sa.String(length=32), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=False),
+        sa.Column("user_id", sa.String(length=128), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_activity_event_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "event_id", name=op.f("pk_activity_event")),
+    )
+    op.create_table(
+        "api_key",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_api_key_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_key")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_api_key_key_hash")),
+    )
+    op.create_index(op.f("ix_api_key_org_id"), "api_key", ["org_id"], unique=False)
+    op.create_table(
+        "bot",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("credentials", sa.LargeBinary(), nullable=True),
+        sa.Column("language", sa.String(length=8), nullable=True),
+        sa.Column("inactivity_threshold_s", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_bot_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bot")),
+    )
+    op.create_index(op.f("ix_bot_org_id"), "bot", ["org_id"], unique=False)
+    op.create_table(
+        "contact",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=False),
+        sa.Column("external_id", sa.String(length=128), nullable=False),
+        sa.Column("time_zone", sa.String(length=64), nullable=True),
+        sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("blocked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_contact_bot_id_bot"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_contact_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_contact")),
+        sa.UniqueConstraint("bot_id", "external_id", name=op.f("uq_contact_bot_id_external_id")),
+    )
+    op.create_index(op.f("ix_contact_org_id"), "contact", ["org_id"], unique=False)
+    op.create_table(
+        "conversation",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=False),
+        sa.Column("contact_id", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("active_flow", sa.String(length=128), nullable=True),
+        sa.Column("active_node", sa.String(length=128), nullable=True),
+        sa.Column("context_variables", sa.JSON(), nullable=False),
+        sa.Column("activity_seq", sa.Integer(), nullable=False),
+        sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_message_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_inbound_message_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_message_from_contact_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_message_from_agent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("window_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("inactivity_due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_conversation_bot_id_bot"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contact.id"],
+            name=op.f("fk_conversation_contact_id_contact"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_conversation_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation")),
+    )
+    op.create_index(
+        "ix_conversation_inactivity_due_at", "conversation", ["inactivity_due_at"], unique=False
+    )
+    op.create_index(op.f("ix_conversation_org_id"), "conversation", ["org_id"], unique=False)
+    op.create_index(
+        "uq_conversation_open_contact",
+        "conversation",
+        ["contact_id"],
+        unique=True,
+        postgresql_where=sa.text("status <> 'closed'"),
+        sqlite_where=sa.text("status <> 'closed'"),
+    )
+    op.create_table(
+        "conversation_event",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("conversation_id", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.String(length=64), nullable=True),
+        sa.Column("dedup_key", sa.String(length=128), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversation.id"],
+            name=op.f("fk_conversation_event_conversation_id_conversation"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_conversation_event_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_event")),
+        sa.UniqueConstraint(
+            "conversation_id",
+            "dedup_key",
+            name=op.f("uq_conversation_event_conversation_id_dedup_key"),
+        ),
+    )
+    op.create_index(
+        op.f("ix_conversation_event_conversation_id"),
+        "conversation_event",
+        ["conversation_id"],
+        unique=False,
+    )
+    op.create_index(
+        op.f("ix_conversation_event_org_id"), "conversation_event", ["org_id"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_conversation_event_org_id"), table_name="conversation_event")
+    op.drop_index(op.f("ix_conversation_event_conversation_id"), table_name="conversation_event")
+    op.drop_table("conversation_event")
+    op.drop_index(
+        "uq_conversation_open_contact",
+        table_name="conversation",
+        postgresql_where=sa.text("status <> 'closed'"),
+        sqlite_where=sa.text("status <> 'closed'"),
+    )
+    op.drop_index(op.f("ix_conversation_org_id"), table_name="conversation")
+    op.drop_index("ix_conversation_inactivity_due_at", table_name="conversation")
+    op.drop_table("conversation")
+    op.drop_index(op.f("ix_contact_org_id"), table_name="contact")
+    op.drop_table("contact")
+    op.drop_index(op.f("ix_bot_org_id"), table_name="bot")
+    op.drop_table("bot")
+    op.drop_index(op.f("ix_api_key_org_id"), table_name="api_key")
+    op.drop_table("api_key")
+    op.drop_table("activity_event")
+    op.drop_index("ix_timer_run_at", table_name="timer")
+    op.drop_table("timer")
+    op.drop_table("organization")

@@ -1,0 +1,1 @@
+"""I/O at the edges: database, Redis, channels, queue, clocks."""

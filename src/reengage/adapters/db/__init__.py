@@ -1,0 +1,1 @@
+"""SQLAlchemy models, session factory and repositories."""

@@ -1,0 +1,176 @@
+"""The relational model: the source of truth."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from reengage.adapters.db.types import BigIntPK, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+def _org_fk() -> Mapped[int]:
+    return mapped_column(BigInteger, ForeignKey("organization.id", ondelete="CASCADE"), index=True)
+
+
+class Organization(Base):
+    __tablename__ = "organization"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(8), default="pt-BR")
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Bot(Base):
+    __tablename__ = "bot"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16))
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
+    language: Mapped[str | None] = mapped_column(String(8))
+    inactivity_threshold_s: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("bot_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    bot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bot.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    paid_at: Mapped[datetime | None]
+    blocked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class Conversation(Base):
+    __tablename__ = "conversation"
+    __table_args__ = (
+        # One open conversation per contact; closed ones are history.
+        Index(
+            "uq_conversation_open_contact",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("status <> 'closed'"),
+            sqlite_where=text("status <> 'closed'"),
+        ),
+        Index("ix_conversation_inactivity_due_at", "inactivity_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    bot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bot.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("contact.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16), default="bot")
+    active_flow: Mapped[str | None] = mapped_column(String(128))
+    active_node: Mapped[str | None] = mapped_column(String(128))
+    context_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    activity_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_activity_at: Mapped[datetime | None]
+    last_message_at: Mapped[datetime | None]
+    last_inbound_message_at: Mapped[datetime | None]
+    last_message_from_contact_at: Mapped[datetime | None]
+    last_message_from_agent_at: Mapped[datetime | None]
+    window_expires_at: Mapped[datetime | None]
+    inactivity_due_at: Mapped[datetime | None]
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+
+
+class ActivityRecord(Base):
+    """One accepted activity event; its primary key makes retries idempotent."""
+
+    __tablename__ = "activity_event"
+
+    org_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    bot_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[str] = mapped_column(String(128))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+
+class ConversationEvent(Base):
+    """The conversation's log: what reengage did and why. `dedup_key` makes effects once-only."""
+
+    __tablename__ = "conversation_event"
+    __table_args__ = (UniqueConstraint("conversation_id", "dedup_key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    conversation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    dedup_key: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+
+class TimerRow(Base):
+    """The SQL timer store: one row per pending timer key."""
+
+    __tablename__ = "timer"
+    __table_args__ = (Index("ix_timer_run_at", "run_at"),)
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime]
+    run_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    token: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,165 @@
+"""The Redis timer store: a sorted set of keys by claimable time, a hash of timer data.
+
+Every mutation is one Lua script, so a claim never sees half a schedule and any number of
+schedulers can claim concurrently. A hash value is `version|token|attempts|due_ms|purpose|payload`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import redis
+
+from reengage.domain.timer import ClaimedTimer, Payload, Timer
+
+_SCHEDULE = """
+local only_missing = ARGV[1] == '1'
+local n = 0
+for i = 2, #ARGV, 4 do
+  local k, score, ver, val = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local cur = redis.call('HGET', KEYS[2], k)
+  local ok
+  if only_missing then ok = not cur
+  else ok = (not cur) or tonumber(string.match(cur, '^(-?%d+)|')) <= ver end
+  if ok then
+    redis.call('ZADD', KEYS[1], score, k)
+    redis.call('HSET', KEYS[2], k, val)
+    n = n + 1
+  end
+end
+return n
+"""
+
+_CLAIM = """
+local ks = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local lease_until = tonumber(ARGV[1]) + tonumber(ARGV[3])
+local out = {}
+for _, k in ipairs(ks) do
+  local v = redis.call('HGET', KEYS[2], k)
+  if v then
+    local ver, tok, att, rest = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    local nv = ver .. '|' .. tok .. '|' .. (tonumber(att) + 1) .. '|' .. rest
+    redis.call('HSET', KEYS[2], k, nv)
+    redis.call('ZADD', KEYS[1], lease_until, k)
+    out[#out + 1] = k
+    out[#out + 1] = nv
+  else
+    redis.call('ZREM', KEYS[1], k)
+  end
+end
+return out
+"""
+
+_ACK = """
+local n = 0
+for i = 1, #ARGV, 2 do
+  local v = redis.call('HGET', KEYS[2], ARGV[i])
+  if v and string.match(v, '^[^|]*|([^|]*)|') == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+_CHUNK = 1000
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _encode(timer: Timer, token: str) -> str:
+    payload = json.dumps(timer.payload, separators=(",", ":"))
+    return f"{timer.version}|{token}|0|{_ms(timer.due_at)}|{timer.purpose}|{payload}"
+
+
+def _decode(key: str, value: str) -> ClaimedTimer:
+    version, token, attempts, due_ms, purpose, payload = value.split("|", 5)
+    data: Payload = json.loads(payload)
+    timer = Timer(key, purpose, _from_ms(int(due_ms)), int(version), data)
+    return ClaimedTimer(timer, token, int(attempts))
+
+
+class RedisTimerStore:
+    """Pending timers in Redis; rebuilt from the database when Redis comes back empty."""
+
+    def __init__(self, client: redis.Redis, namespace: str = "reengage") -> None:
+        self._r = client
+        # One hash tag: both keys land in the same slot on Redis Cluster.
+        self._zset = f"{{{namespace}:timers}}:due"
+        self._hash = f"{{{namespace}:timers}}:data"
+        self._sentinel = f"{{{namespace}:timers}}:built"
+        self._schedule = client.register_script(_SCHEDULE)
+        self._claim = client.register_script(_CLAIM)
+        self._ack = client.register_script(_ACK)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "reengage") -> RedisTimerStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True), namespace)
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self._zset, self._hash
+
+    def _write(self, timers: Sequence[Timer], only_missing: bool) -> int:
+        added = 0
+        for start in range(0, len(timers), _CHUNK):
+            args: list[str | int] = ["1" if only_missing else "0"]
+            for t in timers[start : start + _CHUNK]:
+                args += [t.key, _ms(t.due_at), t.version, _encode(t, uuid.uuid4().hex)]
+            added += int(self._schedule(keys=self.keys, args=args))
+        return added
+
+    def schedule(self, timers: Sequence[Timer]) -> None:
+        self._write(timers, only_missing=False)
+
+    def schedule_missing(self, timers: Sequence[Timer]) -> int:
+        return self._write(timers, only_missing=True)
+
+    def cancel(self, keys: Sequence[str]) -> None:
+        if keys:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.zrem(self._zset, *keys)
+            pipe.hdel(self._hash, *keys)
+            pipe.execute()  # type: ignore[no-untyped-call]
+
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedTimer]:
+        lease_ms = int(lease.total_seconds() * 1000)
+        flat = self._claim(keys=self.keys, args=[_ms(now), limit, lease_ms])
+        claimed = [_decode(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+        return sorted(claimed, key=lambda c: c.timer.due_at)
+
+    def ack(self, claimed: Sequence[ClaimedTimer]) -> int:
+        if not claimed:
+            return 0
+        args: list[str] = []
+        for item in claimed:
+            args += [item.timer.key, item.token]
+        return int(self._ack(keys=self.keys, args=args))
+
+    def get(self, key: str) -> Timer | None:
+        value = self._r.hget(self._hash, key)
+        return _decode(key, str(value)).timer if value is not None else None
+
+    def count(self) -> int:
+        return int(cast(int, self._r.zcard(self._zset)))
+
+    def next_due(self) -> datetime | None:
+        first = cast(list[tuple[str, float]], self._r.zrange(self._zset, 0, 0, withscores=True))
+        return _from_ms(int(first[0][1])) if first else None
+
+    def needs_rebuild(self) -> bool:
+        return not self._r.exists(self._sentinel)
+
+    def mark_rebuilt(self) -> None:
+        self._r.set(self._sentinel, datetime.now(UTC).isoformat())

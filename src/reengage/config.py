@@ -1,0 +1,59 @@
+"""One Settings object, built at the edge and passed down."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Language = Literal["pt-BR", "en"]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from `REENGAGE_*` environment variables or `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix="REENGAGE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///reengage.db",
+        description="SQLAlchemy URL of the source of truth (PostgreSQL in production).",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis for hot state and the timer index; unset = embedded."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker; unset = work runs in-process (embedded mode)."
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr("change-me-in-production"),
+        description="Encrypts bot credentials at rest and signs callbacks.",
+    )
+    default_language: Language = "pt-BR"
+    timer_lease: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="How long a claimed timer stays invisible before another scheduler retries it.",
+    )
+    scheduler_batch: int = Field(default=500, ge=1, le=10_000)
+    scheduler_poll: timedelta = Field(default=timedelta(milliseconds=50))
+    sweep_interval: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="How often the database is checked for timers missing from the timer index.",
+    )
+    default_inactivity_threshold: timedelta = Field(default=timedelta(minutes=10))
+    clock_speed: float = Field(
+        default=1.0, ge=1.0, le=10_000.0, description="Time acceleration for demos (1 = real time)."
+    )
+    log_json: bool = False
+
+    @field_validator("redis_url", "broker_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @cached_property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the scheduler runs work in-process."""
+        return self.broker_url is None

@@ -1,0 +1,1 @@
+"""The pure core: decisions as values, no I/O, `now` always an argument."""

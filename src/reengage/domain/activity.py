@@ -1,0 +1,120 @@
+"""Activity events and how they move a conversation's clocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    """The kinds of activity reengage tracks."""
+
+    USER_MESSAGE = "message.user"
+    BOT_MESSAGE = "message.bot"
+    AGENT_MESSAGE = "message.agent"
+    PAYMENT_CONFIRMED = "payment.confirmed"
+    CONVERSATION_STATUS = "conversation.status"
+
+
+class ConversationStatus(StrEnum):
+    """Who holds the conversation: the bot, a human agent, or nobody."""
+
+    BOT = "bot"
+    HANDOFF = "handoff"
+    CLOSED = "closed"
+
+
+class ChannelKind(StrEnum):
+    """The platforms a bot can live on."""
+
+    TELEGRAM = "telegram"
+    WHATSAPP = "whatsapp"
+    WEBHOOK = "webhook"
+    SIMULATOR = "simulator"
+
+
+# WhatsApp's customer-service window: each user message opens or refreshes it.
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEvent:
+    """One validated activity event for one bot user."""
+
+    event_id: str
+    type: EventType
+    bot_id: int
+    user_id: str
+    occurred_at: datetime
+    status: ConversationStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationClock:
+    """The timestamps and counters activity moves; `activity_seq` versions them."""
+
+    status: ConversationStatus = ConversationStatus.BOT
+    activity_seq: int = 0
+    last_activity_at: datetime | None = None
+    last_message_at: datetime | None = None
+    last_inbound_message_at: datetime | None = None
+    last_message_from_contact_at: datetime | None = None
+    last_message_from_agent_at: datetime | None = None
+    window_expires_at: datetime | None = None
+    paid_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+def _later(current: datetime | None, candidate: datetime) -> datetime:
+    return candidate if current is None or candidate > current else current
+
+
+def apply_event(
+    clock: ConversationClock, event: ActivityEvent, channel: ChannelKind
+) -> ConversationClock:
+    """The conversation clock after `event`; timestamps never move backwards."""
+    at = event.occurred_at
+    moved = replace(
+        clock,
+        activity_seq=clock.activity_seq + 1,
+        last_activity_at=_later(clock.last_activity_at, at),
+    )
+    if event.type is EventType.USER_MESSAGE:
+        return _apply_user_message(moved, at, channel)
+    if event.type in (EventType.BOT_MESSAGE, EventType.AGENT_MESSAGE):
+        moved = replace(moved, last_message_at=_later(moved.last_message_at, at))
+        if event.type is EventType.AGENT_MESSAGE:
+            moved = replace(
+                moved, last_message_from_agent_at=_later(moved.last_message_from_agent_at, at)
+            )
+        return moved
+    if event.type is EventType.PAYMENT_CONFIRMED:
+        return replace(moved, paid_at=_later(moved.paid_at, at))
+    status = event.status or clock.status
+    return replace(
+        moved, status=status, closed_at=at if status is ConversationStatus.CLOSED else None
+    )
+
+
+def _apply_user_message(
+    clock: ConversationClock, at: datetime, channel: ChannelKind
+) -> ConversationClock:
+    inbound = _later(clock.last_inbound_message_at, at)
+    window = inbound + WHATSAPP_WINDOW if channel is ChannelKind.WHATSAPP else None
+    return replace(
+        clock,
+        last_message_at=_later(clock.last_message_at, at),
+        last_inbound_message_at=inbound,
+        last_message_from_contact_at=_later(clock.last_message_from_contact_at, at),
+        window_expires_at=window,
+    )
+
+
+def apply_events(
+    clock: ConversationClock, events: list[ActivityEvent], channel: ChannelKind
+) -> ConversationClock:
+    """Apply a subject's events in the order they happened."""
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        clock = apply_event(clock, event, channel)
+    return clock

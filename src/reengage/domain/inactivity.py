@@ -1,0 +1,64 @@
+"""When a conversation counts as quiet, and what to do when its timer fires."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from reengage.domain.activity import ConversationClock, ConversationStatus
+from reengage.domain.timer import Purpose, Timer, timer_key
+
+
+@dataclass(frozen=True, slots=True)
+class MarkInactive:
+    """The conversation has been quiet since `since`: record it."""
+
+    since: datetime
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Nothing to do; `reason` says why (for the log)."""
+
+    reason: str
+
+
+InactivityDecision = MarkInactive | Skip
+
+
+def inactivity_key(conversation_id: int) -> str:
+    """The timer key of a conversation's inactivity check."""
+    return timer_key(Purpose.INACTIVITY, f"conversation:{conversation_id}")
+
+
+def next_inactivity_timer(
+    conversation_id: int, clock: ConversationClock, threshold: timedelta | None
+) -> Timer | None:
+    """The one pending inactivity timer the conversation should have, if any."""
+    if threshold is None or clock.status is ConversationStatus.CLOSED:
+        return None
+    if clock.last_activity_at is None:
+        return None
+    return Timer(
+        key=inactivity_key(conversation_id),
+        purpose=Purpose.INACTIVITY,
+        due_at=clock.last_activity_at + threshold,
+        version=clock.activity_seq,
+        payload={"conversation_id": conversation_id, "seq": clock.activity_seq},
+    )
+
+
+def decide_inactivity(
+    clock: ConversationClock, timer_seq: int, threshold: timedelta | None, now: datetime
+) -> InactivityDecision:
+    """Whether a fired inactivity timer still stands against the conversation's state."""
+    if clock.status is ConversationStatus.CLOSED:
+        return Skip("conversation_closed")
+    if clock.activity_seq != timer_seq:
+        return Skip("version_mismatch")
+    if threshold is None or clock.last_activity_at is None:
+        return Skip("disabled")
+    if now < clock.last_activity_at + threshold:
+        return Skip("not_due")
+    return MarkInactive(since=clock.last_activity_at, seq=clock.activity_seq)

@@ -1,0 +1,1 @@
+"""Entry points: HTTP API, Celery worker, scheduler, CLI."""

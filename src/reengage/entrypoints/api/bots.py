@@ -1,0 +1,59 @@
+"""Bots: the channels an organization's conversations happen on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from reengage.adapters.db.models import Bot
+from reengage.domain.activity import ChannelKind
+from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.schemas import BotIn, BotOut, ErrorOut
+from reengage.services import tenancy
+
+bots_router = APIRouter(prefix="/v1/bots", tags=["bots"], responses={401: {"model": ErrorOut}})
+
+
+def bot_out(bot: Bot) -> BotOut:
+    return BotOut(
+        id=bot.id,
+        name=bot.name,
+        channel=ChannelKind(bot.channel),
+        has_credentials=bot.credentials is not None,
+        inactivity_threshold_seconds=bot.inactivity_threshold_s,
+        created_at=bot.created_at,
+    )
+
+
+@bots_router.post("", response_model=BotOut, status_code=201)
+def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
+    """Register a bot. Credentials are encrypted at rest and never returned."""
+    seconds = body.inactivity_threshold_seconds
+    bot = tenancy.create_bot(
+        runtime.sessions,
+        runtime.settings.secret_key.get_secret_value(),
+        org_id,
+        name=body.name,
+        channel=body.channel,
+        now=runtime.clock.now(),
+        credentials=body.credentials,
+        inactivity_threshold=None if seconds is None else timedelta(seconds=seconds),
+    )
+    return bot_out(bot)
+
+
+@bots_router.get("", response_model=list[BotOut])
+def list_bots(runtime: RuntimeDep, org_id: OrgId) -> list[BotOut]:
+    """The organization's bots."""
+    with runtime.sessions() as session:
+        bots = session.scalars(select(Bot).where(Bot.org_id == org_id).order_by(Bot.id))
+        return [bot_out(b) for b in bots]
+
+
+@bots_router.get("/{bot_id}", response_model=BotOut, responses={404: {"model": ErrorOut}})
+def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> BotOut:
+    """One bot of the organization."""
+    with runtime.sessions() as session:
+        return bot_out(tenancy.get_bot(session, org_id, bot_id))

@@ -1,0 +1,37 @@
+"""Request dependencies: the runtime and the caller's organization."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from reengage.runtime import Runtime
+from reengage.services.errors import Unauthorized
+from reengage.services.tenancy import authenticate
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer rg_...`")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_org_id(
+    runtime: RuntimeDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> int:
+    key = bearer.credentials if bearer else x_api_key
+    if not key:
+        raise Unauthorized("missing API key (Authorization: Bearer <key>)")
+    with runtime.sessions() as session:
+        return authenticate(session, key)
+
+
+OrgId = Annotated[int, Depends(get_org_id)]

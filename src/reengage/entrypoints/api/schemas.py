@@ -1,0 +1,122 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from reengage.domain.activity import ChannelKind, ConversationStatus, EventType
+
+MAX_BATCH = 1000
+
+
+class EventIn(BaseModel):
+    """One activity event. `id` is yours: a retry with the same id is applied once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128, description="Client-supplied idempotency id")
+    type: EventType
+    bot_id: int = Field(gt=0)
+    user_id: str = Field(min_length=1, max_length=128, description="The user's id on the channel")
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When it happened (ISO 8601 with offset); default: now"
+    )
+    status: ConversationStatus | None = Field(
+        default=None, description="New status; required for `conversation.status` only"
+    )
+
+    @model_validator(mode="after")
+    def _status_matches_type(self) -> Self:
+        if self.type is EventType.CONVERSATION_STATUS and self.status is None:
+            raise ValueError("status is required when type is conversation.status")
+        if self.type is not EventType.CONVERSATION_STATUS and self.status is not None:
+            raise ValueError("status is only allowed when type is conversation.status")
+        return self
+
+
+class EventBatch(BaseModel):
+    """Up to 1,000 events, applied all together or not at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RecordOut(BaseModel):
+    accepted: int = Field(description="Events applied now")
+    duplicates: int = Field(description="Events whose id was already recorded (not re-applied)")
+
+
+class ErrorOut(BaseModel):
+    error: str
+    field: str | None = None
+    message: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class BotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    channel: ChannelKind
+    credentials: dict[str, str] | None = Field(
+        default=None, description="Stored encrypted; never returned"
+    )
+    inactivity_threshold_seconds: int | None = Field(
+        default=None,
+        description="Silence before a conversation counts as inactive; null = default, 0 = off",
+    )
+
+    @model_validator(mode="after")
+    def _threshold_range(self) -> Self:
+        value = self.inactivity_threshold_seconds
+        if value not in (None, 0) and not 60 <= value <= 30 * 86400:  # type: ignore[operator]
+            raise ValueError("inactivity_threshold_seconds must be 0 or 60..2592000")
+        return self
+
+
+class BotOut(BaseModel):
+    id: int
+    name: str
+    channel: ChannelKind
+    has_credentials: bool
+    inactivity_threshold_seconds: int | None
+    created_at: datetime
+
+
+class TimerOut(BaseModel):
+    key: str
+    purpose: str
+    due_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: int
+    bot_id: int
+    user_id: str
+    status: ConversationStatus
+    active_flow: str | None
+    active_node: str | None
+    context_variables: dict[str, Any]
+    activity_seq: int
+    last_activity_at: datetime | None
+    last_message_at: datetime | None
+    last_inbound_message_at: datetime | None
+    last_message_from_contact_at: datetime | None
+    last_message_from_agent_at: datetime | None
+    window_expires_at: datetime | None
+    inactivity_due_at: datetime | None
+    opened_at: datetime
+    closed_at: datetime | None
+    pending_timer: TimerOut | None = None
+
+
+class ConversationEventOut(BaseModel):
+    id: int
+    kind: str
+    reason: str | None
+    detail: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,157 @@
+"""The `reengage` command."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from reengage.config import Settings
+from reengage.domain.activity import ChannelKind
+from reengage.entrypoints.logging import configure_logging
+
+if TYPE_CHECKING:
+    from reengage.runtime import Runtime
+
+app = typer.Typer(
+    help="reengage: keeps chatbot conversations from dying silently.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+orgs_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
+bots_app = typer.Typer(help="Bots of an organization.", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(bots_app, name="bots")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_json)
+    return settings
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic) at REENGAGE_DATABASE_URL."""
+    from reengage.adapters.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    typer.echo("database is at the latest schema")
+
+
+def start_scheduler(settings: Settings, runtime: Runtime | None = None) -> threading.Event:
+    """Run a scheduler in a background thread; set the returned event to stop it."""
+    from reengage.entrypoints.scheduler.main import build_scheduler
+
+    scheduler = build_scheduler(settings, runtime)
+    stop = threading.Event()
+    threading.Thread(target=scheduler.run, args=(stop,), name="scheduler", daemon=True).start()
+    return stop
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """Serve the HTTP API. Without a broker (embedded mode) it also runs the scheduler and
+    executes due work in-process."""
+    import uvicorn
+
+    from reengage.entrypoints.api.app import create_app
+    from reengage.runtime import Runtime
+
+    settings = _settings()
+    runtime = Runtime.build(settings)
+    stop = start_scheduler(settings, runtime) if settings.embedded else None
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+    finally:
+        if stop:
+            stop.set()
+
+
+@app.command()
+def scheduler() -> None:
+    """Claim due timers and hand them to Celery workers (or run them here if no broker)."""
+    from reengage.entrypoints.scheduler.main import run_forever
+
+    run_forever(_settings())
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated Celery queues")] = "timers,recovery",
+    concurrency: Annotated[int, typer.Option(help="Worker processes/threads")] = 2,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo")] = "prefork",
+) -> None:
+    """Run a Celery worker executing due work (REENGAGE_BROKER_URL must be set)."""
+    settings = _settings()
+    if settings.broker_url is None:
+        raise typer.BadParameter("REENGAGE_BROKER_URL is not set: nothing to consume")
+    from reengage.entrypoints.worker.celery_app import app as celery_app
+
+    celery_app.worker_main(
+        ["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO"]
+    )
+
+
+@app.command()
+def demo(
+    speed: Annotated[float, typer.Option(help="Time acceleration (60 = a minute per second)")] = 60,
+    port: Annotated[int, typer.Option(help="TCP port of the API")] = 8000,
+    duration: Annotated[float, typer.Option(help="Stop after N real seconds (0 = run)")] = 0,
+    database: Annotated[str, typer.Option(help="SQLite file, recreated")] = "reengage-demo.db",
+) -> None:
+    """Run everything in one process on SQLite with simulated users going quiet."""
+    from reengage.entrypoints.demo import run_demo
+
+    configure_logging(level=logging.WARNING)
+    run_demo(speed=speed, port=port, duration=duration, database=database)
+
+
+@orgs_app.command("create")
+def orgs_create(name: str, language: str = "pt-BR") -> None:
+    """Create an organization and print its first API key (shown only once)."""
+    from reengage.runtime import Runtime
+    from reengage.services.tenancy import create_organization
+
+    runtime = Runtime.build(_settings())
+    created = create_organization(runtime.sessions, name, runtime.clock.now(), language)
+    typer.echo(f"organization {created.org_id}\napi key {created.api_key}")
+
+
+@orgs_app.command("issue-key")
+def orgs_issue_key(org_id: int, name: str = "cli") -> None:
+    """Issue another API key for an organization."""
+    from reengage.runtime import Runtime
+    from reengage.services.tenancy import issue_api_key
+
+    runtime = Runtime.build(_settings())
+    typer.echo(issue_api_key(runtime.sessions, org_id, name, runtime.clock.now()))
+
+
+@bots_app.command("create")
+def bots_create(
+    org_id: int,
+    name: str,
+    channel: Annotated[ChannelKind, typer.Option()] = ChannelKind.SIMULATOR,
+) -> None:
+    """Register a bot for an organization."""
+    from reengage.runtime import Runtime
+    from reengage.services.tenancy import create_bot
+
+    settings = _settings()
+    runtime = Runtime.build(settings)
+    bot = create_bot(
+        runtime.sessions,
+        settings.secret_key.get_secret_value(),
+        org_id,
+        name=name,
+        channel=channel,
+        now=runtime.clock.now(),
+    )
+    typer.echo(f"bot {bot.id}")

@@ -1,0 +1,13 @@
+"""Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_RECORDED = Counter("reengage_events_recorded_total", "Activity events accepted", ["outcome"])
+TIMERS_FIRED = Counter("reengage_timers_fired_total", "Timers executed", ["purpose"])
+TIMER_LATENESS = Histogram(
+    "reengage_timer_lateness_seconds",
+    "Delay between a timer's due time and its execution",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)

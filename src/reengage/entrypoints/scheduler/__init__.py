@@ -1,0 +1,1 @@
+"""The scheduler process and the executors it hands due timers to."""

@@ -1,0 +1,81 @@
+"""Executors: run claimed timers in this process, or send them to Celery workers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+
+from reengage.domain.timer import ClaimedTimer, Timer
+from reengage.entrypoints.metrics import TIMER_LATENESS, TIMERS_FIRED
+from reengage.ports import Clock
+from reengage.runtime import Runtime
+from reengage.services.fire_timers import fire_timers
+
+FIRE_TIMERS_TASK = "engine.fire_timers"
+# Timers per task message: small enough that a killed worker strands little work,
+# large enough that 1,000 timers/s is a few dozen messages.
+TASK_CHUNK = 50
+
+
+def claimed_to_wire(item: ClaimedTimer) -> dict[str, Any]:
+    t = item.timer
+    return {
+        "key": t.key,
+        "purpose": t.purpose,
+        "due_at": t.due_at.isoformat(),
+        "version": t.version,
+        "payload": t.payload,
+        "token": item.token,
+        "attempts": item.attempts,
+    }
+
+
+def claimed_from_wire(data: dict[str, Any]) -> ClaimedTimer:
+    timer = Timer(
+        data["key"],
+        data["purpose"],
+        datetime.fromisoformat(data["due_at"]),
+        int(data["version"]),
+        dict(data["payload"]),
+    )
+    return ClaimedTimer(timer, data["token"], int(data["attempts"]))
+
+
+def observe(claimed: Sequence[ClaimedTimer], executed_at: datetime) -> None:
+    for item in claimed:
+        TIMERS_FIRED.labels(item.timer.purpose).inc()
+        TIMER_LATENESS.observe(max(0.0, (executed_at - item.timer.due_at).total_seconds()))
+
+
+class InlineExecutor:
+    """Embedded mode: run timers right here, in the scheduler's thread."""
+
+    def __init__(self, runtime: Runtime, clock: Clock | None = None) -> None:
+        self.runtime = runtime
+        self.clock = clock or runtime.clock
+
+    def submit(self, claimed: Sequence[ClaimedTimer], now: datetime) -> None:
+        rt = self.runtime
+        report = fire_timers(rt.sessions, rt.timers, rt.registry, claimed, now)
+        observe(report.executed, self.clock.now())
+
+
+class CeleryExecutor:
+    """Distributed mode: each chunk of timers becomes one task on its purpose's queue."""
+
+    def __init__(self, app: Celery, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    def submit(self, claimed: Sequence[ClaimedTimer], now: datetime) -> None:
+        by_queue: dict[str, list[ClaimedTimer]] = {}
+        for item in claimed:
+            spec = self.runtime.registry.get(item.timer.purpose)
+            by_queue.setdefault(spec.queue if spec else "timers", []).append(item)
+        for queue, items in by_queue.items():
+            for start in range(0, len(items), TASK_CHUNK):
+                chunk = [claimed_to_wire(i) for i in items[start : start + TASK_CHUNK]]
+                self.app.send_task(FIRE_TIMERS_TASK, args=[chunk, now.isoformat()], queue=queue)

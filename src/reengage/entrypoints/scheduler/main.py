@@ -1,0 +1,41 @@
+"""The scheduler process: embedded (in-process execution) or distributed (Celery)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from reengage.config import Settings
+from reengage.entrypoints.scheduler.executors import CeleryExecutor, InlineExecutor
+from reengage.ports import TimerExecutor
+from reengage.runtime import Runtime
+from reengage.services.scheduler import Scheduler
+
+
+def build_scheduler(settings: Settings, runtime: Runtime | None = None) -> Scheduler:
+    runtime = runtime or Runtime.build(settings)
+    executor: TimerExecutor
+    if settings.embedded:
+        executor = InlineExecutor(runtime)
+    else:
+        from reengage.entrypoints.worker.celery_app import make_celery
+
+        executor = CeleryExecutor(make_celery(settings), runtime)
+    return Scheduler(
+        sessions=runtime.sessions,
+        store=runtime.timers,
+        executor=executor,
+        registry=runtime.registry,
+        clock=runtime.clock,
+        batch=settings.scheduler_batch,
+        lease=settings.timer_lease,
+        poll=settings.scheduler_poll,
+        sweep_interval=settings.sweep_interval,
+    )
+
+
+def run_forever(settings: Settings) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    build_scheduler(settings).run(stop)

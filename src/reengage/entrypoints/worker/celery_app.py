@@ -1,0 +1,70 @@
+"""The Celery application. Tasks have stable dotted names; the broker comes from Settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from reengage.config import Settings
+from reengage.entrypoints.logging import configure_logging
+from reengage.entrypoints.scheduler.executors import (
+    FIRE_TIMERS_TASK,
+    claimed_from_wire,
+    observe,
+)
+from reengage.runtime import Runtime
+from reengage.services.fire_timers import fire_timers
+
+QUEUES = ("timers", "recovery")
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("reengage", broker=settings.broker_url or "memory://")
+    app.conf.update(
+        task_default_queue="timers",
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        worker_prefetch_multiplier=4,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        # Work is due now: nothing here is delayed on the broker, so Redis' visibility
+        # timeout never re-delivers long countdowns (the lease in the timer store retries).
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    return app
+
+
+settings = Settings()
+app = make_celery(settings)
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.build(settings)
+    return _runtime
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_: Any) -> None:
+    # Connections must not be shared across a fork.
+    global _runtime
+    _runtime = None
+    configure_logging(settings.log_json)
+
+
+@app.task(name=FIRE_TIMERS_TASK)
+def fire_timers_task(chunk: list[dict[str, Any]], now_iso: str) -> int:
+    """Execute a chunk of claimed timers; `now` is the scheduler's claim time."""
+    rt = runtime()
+    claimed = [claimed_from_wire(item) for item in chunk]
+    report = fire_timers(
+        rt.sessions, rt.timers, rt.registry, claimed, datetime.fromisoformat(now_iso)
+    )
+    observe(report.executed, rt.clock.now())
+    return len(report.executed)

@@ -1,0 +1,73 @@
+"""The protocols the core needs from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from reengage.domain.timer import ClaimedTimer, Timer
+
+
+class Clock(Protocol):
+    """Tells the time; tests and demos control it."""
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware UTC."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock's time (real waiting, scaled for fast clocks)."""
+        ...
+
+
+class TimerStore(Protocol):
+    """A durable index of pending timers: at most one per key, claimed under a lease."""
+
+    def schedule(self, timers: Sequence[Timer]) -> None:
+        """Create or replace each key's timer, unless the stored one has a newer version."""
+        ...
+
+    def schedule_missing(self, timers: Sequence[Timer]) -> int:
+        """Add the timers whose key has no pending timer; return how many were added."""
+        ...
+
+    def cancel(self, keys: Sequence[str]) -> None:
+        """Drop the pending timers of these keys."""
+        ...
+
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedTimer]:
+        """Claim up to `limit` due timers; each comes back if not acked within `lease`."""
+        ...
+
+    def ack(self, claimed: Sequence[ClaimedTimer]) -> int:
+        """Remove claimed timers that were not rescheduled meanwhile; return how many."""
+        ...
+
+    def get(self, key: str) -> Timer | None:
+        """The pending timer of a key, if any."""
+        ...
+
+    def count(self) -> int:
+        """How many timers are pending."""
+        ...
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending timer becomes claimable."""
+        ...
+
+    def needs_rebuild(self) -> bool:
+        """True when the index lost its contents (e.g. Redis restarted empty)."""
+        ...
+
+    def mark_rebuilt(self) -> None:
+        """Record that the index was rebuilt from the source of truth."""
+        ...
+
+
+class TimerExecutor(Protocol):
+    """Runs claimed timers: in-process (embedded) or on Celery workers."""
+
+    def submit(self, claimed: Sequence[ClaimedTimer], now: datetime) -> None:
+        """Hand claimed timers over for execution; the executor acks after commit."""
+        ...

@@ -1,0 +1,64 @@
+"""The composition root: builds the adapters the settings ask for and wires them together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from reengage.adapters.clock import AcceleratedClock, SystemClock
+from reengage.adapters.db.session import make_engine, make_session_factory
+from reengage.adapters.db.timer_store import SqlTimerStore
+from reengage.adapters.redis.timer_store import RedisTimerStore
+from reengage.config import Settings
+from reengage.domain.activity import ActivityEvent
+from reengage.ports import Clock, TimerStore
+from reengage.services.record_activity import RecordResult, record_activity
+from reengage.services.timer_registry import Registry, default_registry
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    timers: TimerStore
+    clock: Clock
+    registry: Registry = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, clock: Clock | None = None, timers: TimerStore | None = None
+    ) -> Runtime:
+        engine = make_engine(settings.database_url)
+        sessions = make_session_factory(engine)
+        if timers is None:
+            timers = (
+                RedisTimerStore.from_url(settings.redis_url)
+                if settings.redis_url
+                else SqlTimerStore(sessions)
+            )
+        if clock is None:
+            clock = (
+                AcceleratedClock(settings.clock_speed)
+                if settings.clock_speed > 1
+                else SystemClock()
+            )
+        registry = default_registry(settings.default_inactivity_threshold)
+        return cls(settings, engine, sessions, timers, clock, registry)
+
+    def record(self, org_id: int, events: Sequence[ActivityEvent]) -> RecordResult:
+        """Record activity for one organization (the library entry point)."""
+        return record_activity(
+            self.sessions,
+            self.timers,
+            org_id,
+            events,
+            self.clock.now(),
+            self.settings.default_inactivity_threshold,
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
