@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reengage.domain.duration import parse_duration
+
 Language = Literal["pt-BR", "en"]
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+# Environment values like `600`, `10m`, `1h30m` or `PT10M`.
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class Settings(BaseSettings):
@@ -32,17 +42,17 @@ class Settings(BaseSettings):
         description="Encrypts bot credentials at rest and signs callbacks.",
     )
     default_language: Language = "pt-BR"
-    timer_lease: timedelta = Field(
+    timer_lease: Duration = Field(
         default=timedelta(seconds=30),
         description="How long a claimed timer stays invisible before another scheduler retries it.",
     )
     scheduler_batch: int = Field(default=500, ge=1, le=10_000)
-    scheduler_poll: timedelta = Field(default=timedelta(milliseconds=50))
-    sweep_interval: timedelta = Field(
+    scheduler_poll: Duration = Field(default=timedelta(milliseconds=50))
+    sweep_interval: Duration = Field(
         default=timedelta(seconds=30),
         description="How often the database is checked for timers missing from the timer index.",
     )
-    default_inactivity_threshold: timedelta = Field(default=timedelta(minutes=10))
+    default_inactivity_threshold: Duration = Field(default=timedelta(minutes=10))
     clock_speed: float = Field(
         default=1.0, ge=1.0, le=10_000.0, description="Time acceleration for demos (1 = real time)."
     )

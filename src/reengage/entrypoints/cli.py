@@ -155,3 +155,7 @@ def bots_create(
         now=runtime.clock.now(),
     )
     typer.echo(f"bot {bot.id}")
+
+
+if __name__ == "__main__":
+    app()

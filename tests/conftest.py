@@ -1,0 +1,121 @@
+"""Shared fixtures: real PostgreSQL (migrated once), SQLite files, real Redis, a manual clock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.migrate import upgrade
+from reengage.adapters.db.models import Base
+from reengage.config import Settings
+from reengage.ports import TimerStore
+from reengage.runtime import Runtime
+
+PG_ADMIN_URL = os.environ.get(
+    "REENGAGE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+PG_DB = f"reengage_test_{os.getpid()}"
+PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
+REDIS_URL = os.environ.get("REENGAGE_TEST_REDIS", "redis://127.0.0.1:6379/13")
+BROKER_URL = os.environ.get("REENGAGE_TEST_BROKER", "redis://127.0.0.1:6379/14")
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test run, migrated once with Alembic."""
+    _admin(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{PG_DB}"')
+    upgrade(PG_URL)
+    yield PG_URL
+    _admin(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _truncate(url: str) -> None:
+    from reengage.adapters.db.session import make_engine
+
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A freshly migrated, empty database: SQLite and PostgreSQL."""
+    return _database(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def pg_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty PostgreSQL database (for behaviour that needs real concurrency)."""
+    return _database("postgresql", request, tmp_path)
+
+
+def _database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        path = tmp_path / "reengage.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def make_runtime(clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
+    """Build runtimes on a given database and timer store, closed after the test."""
+    built: list[Runtime] = []
+
+    def build(url: str, timers: TimerStore | None = None, **settings: object) -> Runtime:
+        values: dict[str, object] = {
+            "database_url": url,
+            "redis_url": None,
+            "broker_url": None,
+            "default_inactivity_threshold": timedelta(minutes=10),
+        }
+        values.update(settings)
+        runtime = Runtime.build(Settings(**values), clock=clock, timers=timers)  # type: ignore[arg-type]
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in built:
+        runtime.close()

@@ -1,0 +1,173 @@
+"""One suite, every timer store: memory, SQLite, PostgreSQL, Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from reengage.adapters.db.session import make_engine, make_session_factory
+from reengage.adapters.db.timer_store import SqlTimerStore
+from reengage.adapters.memory_timer_store import InMemoryTimerStore
+from reengage.adapters.redis.timer_store import RedisTimerStore
+from reengage.domain.timer import Timer
+from reengage.ports import TimerStore
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+STORES = ["memory", "sqlite", "postgresql", "redis"]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> Iterator[TimerStore]:
+    kind = request.param
+    if kind == "memory":
+        yield InMemoryTimerStore()
+    elif kind == "redis":
+        yield RedisTimerStore(request.getfixturevalue("redis_client"), namespace="contract")
+    else:
+        url = request.getfixturevalue("pg_db" if kind == "postgresql" else "db_url_sqlite")
+        engine = make_engine(url)
+        yield SqlTimerStore(make_session_factory(engine))
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url_sqlite(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    import shutil
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "timers.db"
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
+
+
+def timer(key: str, minutes: float = 0, version: int = 1, **payload: int) -> Timer:
+    return Timer(key, "inactivity", T0 + timedelta(minutes=minutes), version, dict(payload))
+
+
+def test_schedule_replaces_the_timer_of_a_key(store: TimerStore) -> None:
+    store.schedule([timer("a", 10, version=1)])
+    store.schedule([timer("a", 20, version=2, seq=2)])
+    assert store.count() == 1
+    got = store.get("a")
+    assert got is not None
+    assert (got.due_at, got.version, got.payload) == (T0 + timedelta(minutes=20), 2, {"seq": 2})
+
+
+def test_an_older_version_never_replaces_a_newer_one(store: TimerStore) -> None:
+    store.schedule([timer("a", 20, version=5)])
+    store.schedule([timer("a", 10, version=4)])
+    got = store.get("a")
+    assert got is not None and got.version == 5
+
+
+def test_many_writes_to_one_key_leave_one_timer(store: TimerStore) -> None:
+    store.schedule([timer("subject", i, version=i) for i in range(300)])
+    for i in range(300, 350):
+        store.schedule([timer("subject", i, version=i)])
+    assert store.count() == 1
+    got = store.get("subject")
+    assert got is not None and got.version == 349
+
+
+def test_claim_returns_only_due_timers_in_due_order(store: TimerStore) -> None:
+    store.schedule([timer("late", 5), timer("early", 1), timer("future", 60)])
+    claimed = store.claim_due(T0 + timedelta(minutes=5), 10, LEASE)
+    assert [c.timer.key for c in claimed] == ["early", "late"]
+    assert all(c.attempts == 1 for c in claimed)
+    assert store.claim_due(T0 + timedelta(minutes=5), 10, LEASE) == []
+
+
+def test_claim_respects_the_limit(store: TimerStore) -> None:
+    store.schedule([timer(f"k{i}", 0) for i in range(7)])
+    assert len(store.claim_due(T0, 5, LEASE)) == 5
+    assert len(store.claim_due(T0, 5, LEASE)) == 2
+
+
+def test_an_unacked_claim_comes_back_after_its_lease(store: TimerStore) -> None:
+    store.schedule([timer("a", 0)])
+    first = store.claim_due(T0, 10, LEASE)
+    assert store.claim_due(T0 + LEASE - timedelta(seconds=1), 10, LEASE) == []
+    again = store.claim_due(T0 + LEASE, 10, LEASE)
+    assert [c.timer.key for c in again] == ["a"]
+    assert again[0].attempts == 2
+    assert again[0].token == first[0].token
+    assert again[0].timer.due_at == T0
+
+
+def test_ack_removes_the_claimed_timer(store: TimerStore) -> None:
+    store.schedule([timer("a", 0), timer("b", 0)])
+    claimed = store.claim_due(T0, 10, LEASE)
+    assert store.ack(claimed) == 2
+    assert store.count() == 0
+    assert store.claim_due(T0 + LEASE * 2, 10, LEASE) == []
+
+
+def test_ack_keeps_a_timer_rescheduled_while_claimed(store: TimerStore) -> None:
+    store.schedule([timer("a", 0, version=1)])
+    claimed = store.claim_due(T0, 10, LEASE)
+    store.schedule([timer("a", 10, version=2)])
+    assert store.ack(claimed) == 0
+    got = store.get("a")
+    assert got is not None and got.version == 2
+    assert [c.timer.version for c in store.claim_due(T0 + timedelta(minutes=10), 10, LEASE)] == [2]
+
+
+def test_schedule_missing_never_replaces(store: TimerStore) -> None:
+    store.schedule([timer("a", 10, version=9)])
+    added = store.schedule_missing([timer("a", 1, version=1), timer("b", 1, version=1)])
+    assert added == 1
+    a = store.get("a")
+    assert a is not None and a.version == 9
+    assert store.count() == 2
+
+
+def test_cancel_and_next_due(store: TimerStore) -> None:
+    assert store.next_due() is None
+    store.schedule([timer("a", 10), timer("b", 3)])
+    assert store.next_due() == T0 + timedelta(minutes=3)
+    store.cancel(["b", "missing"])
+    assert store.get("b") is None
+    assert store.next_due() == T0 + timedelta(minutes=10)
+
+
+def test_concurrent_claims_never_hand_a_timer_twice(store: TimerStore) -> None:
+    store.schedule([timer(f"k{i}", 0) for i in range(600)])
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def claimer() -> None:
+        while batch := store.claim_due(T0, 25, LEASE):
+            with lock:
+                seen.extend(c.timer.key for c in batch)
+
+    threads = [threading.Thread(target=claimer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == sorted(f"k{i}" for i in range(600))
+
+
+def test_payload_round_trips(store: TimerStore) -> None:
+    store.schedule([Timer("p|x", "recovery_step", T0, 3, {"a": 1, "b": "x|y", "c": None})])
+    [claimed] = store.claim_due(T0, 1, LEASE)
+    assert claimed.timer == Timer("p|x", "recovery_step", T0, 3, {"a": 1, "b": "x|y", "c": None})
+
+
+def test_redis_store_notices_it_was_emptied(redis_client: redis.Redis) -> None:
+    store = RedisTimerStore(redis_client, namespace="contract")
+    assert store.needs_rebuild()
+    store.mark_rebuilt()
+    store.schedule([timer("a", 0)])
+    assert not store.needs_rebuild()
+    redis_client.flushdb()
+    assert store.needs_rebuild()
+    assert store.count() == 0
+
+
+_: Callable[..., object] = timer

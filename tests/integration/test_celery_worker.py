@@ -1,0 +1,175 @@
+"""Real Celery workers on a real Redis broker execute due timers, once, even when killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import IO
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.models import Conversation, ConversationEvent
+from reengage.adapters.redis.timer_store import RedisTimerStore
+from reengage.entrypoints.scheduler.executors import CeleryExecutor
+from reengage.entrypoints.worker.celery_app import make_celery
+from reengage.runtime import Runtime
+from reengage.services.scheduler import Scheduler
+from tests.conftest import BROKER_URL, REDIS_URL
+from tests.factories import make_bot, make_org, message
+
+LEASE = timedelta(seconds=30)
+Spawn = Callable[[str], subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def broker() -> Iterator[str]:
+    client = redis.Redis.from_url(BROKER_URL)
+    client.flushdb()
+    yield BROKER_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
+    procs: list[subprocess.Popen[bytes]] = []
+    logs: list[IO[bytes]] = []
+    env = {
+        **os.environ,
+        "REENGAGE_DATABASE_URL": pg_db,
+        "REENGAGE_REDIS_URL": REDIS_URL,
+        "REENGAGE_BROKER_URL": broker,
+        "REENGAGE_DEFAULT_INACTIVITY_THRESHOLD": "600",
+    }
+
+    def spawn(name: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"{name}.log").open("wb")
+        logs.append(log)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reengage.entrypoints.cli",
+                "worker",
+                "--queues",
+                "timers",
+                "--concurrency",
+                "1",
+                "--pool",
+                "solo",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for log in logs:
+        log.close()
+
+
+def fired(runtime: Runtime) -> dict[int, int]:
+    with runtime.sessions() as s:
+        rows = s.execute(
+            select(ConversationEvent.conversation_id, func.count())
+            .where(ConversationEvent.kind == "inactivity_detected")
+            .group_by(ConversationEvent.conversation_id)
+        ).all()
+    return {cid: n for cid, n in rows}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def setup(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+    broker: str,
+) -> tuple[Runtime, Scheduler]:
+    runtime = make_runtime(pg_db, timers=RedisTimerStore(redis_client))
+    executor = CeleryExecutor(
+        make_celery(runtime.settings.model_copy(update={"broker_url": broker})), runtime
+    )
+    scheduler = Scheduler(
+        sessions=runtime.sessions,
+        store=runtime.timers,
+        executor=executor,
+        registry=runtime.registry,
+        clock=clock,
+        batch=500,
+        lease=LEASE,
+    )
+    return runtime, scheduler
+
+
+def seed(runtime: Runtime, clock: ManualClock, users: int) -> list[int]:
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    for start in range(0, users, 500):
+        runtime.record(
+            org.org_id,
+            [message(bot, f"u{i}", clock.now()) for i in range(start, min(users, start + 500))],
+        )
+    with runtime.sessions() as s:
+        return list(s.scalars(select(Conversation.id)))
+
+
+def test_two_workers_execute_due_timers_once(
+    setup: tuple[Runtime, Scheduler], spawn_worker: Spawn, clock: ManualClock
+) -> None:
+    runtime, scheduler = setup
+    conversations = seed(runtime, clock, 300)
+    spawn_worker("a")
+    spawn_worker("b")
+    clock.advance(timedelta(minutes=10))
+    while scheduler.run_once():
+        pass
+    wait_until(lambda: runtime.timers.count() == 0)
+    assert fired(runtime) == {cid: 1 for cid in conversations}
+
+
+def test_a_worker_killed_mid_execution_leaves_exactly_one_effect(
+    setup: tuple[Runtime, Scheduler], spawn_worker: Spawn, clock: ManualClock
+) -> None:
+    runtime, scheduler = setup
+    conversations = seed(runtime, clock, 1500)
+    worker = spawn_worker("doomed")
+    clock.advance(timedelta(minutes=10))
+    while scheduler.run_once():
+        pass
+    wait_until(lambda: len(fired(runtime)) >= 100)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    done_at_kill = len(fired(runtime))
+    assert done_at_kill < len(conversations), "the worker finished before it was killed"
+    spawn_worker("survivor")
+    time.sleep(1)
+    clock.advance(LEASE)  # leases of what the dead worker held run out
+    while scheduler.run_once():
+        pass
+    wait_until(lambda: len(fired(runtime)) == len(conversations) and runtime.timers.count() == 0)
+    assert fired(runtime) == {cid: 1 for cid in conversations}
