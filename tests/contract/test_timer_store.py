@@ -62,7 +62,8 @@ def test_an_older_version_never_replaces_a_newer_one(store: TimerStore) -> None:
     store.schedule([timer("a", 20, version=5)])
     store.schedule([timer("a", 10, version=4)])
     got = store.get("a")
-    assert got is not None and got.version == 5
+    assert got is not None
+    assert got.version == 5
 
 
 def test_many_writes_to_one_key_leave_one_timer(store: TimerStore) -> None:
@@ -71,7 +72,8 @@ def test_many_writes_to_one_key_leave_one_timer(store: TimerStore) -> None:
         store.schedule([timer("subject", i, version=i)])
     assert store.count() == 1
     got = store.get("subject")
-    assert got is not None and got.version == 349
+    assert got is not None
+    assert got.version == 349
 
 
 def test_claim_returns_only_due_timers_in_due_order(store: TimerStore) -> None:
@@ -113,7 +115,8 @@ def test_ack_keeps_a_timer_rescheduled_while_claimed(store: TimerStore) -> None:
     store.schedule([timer("a", 10, version=2)])
     assert store.ack(claimed) == 0
     got = store.get("a")
-    assert got is not None and got.version == 2
+    assert got is not None
+    assert got.version == 2
     assert [c.timer.version for c in store.claim_due(T0 + timedelta(minutes=10), 10, LEASE)] == [2]
 
 
@@ -122,7 +125,8 @@ def test_schedule_missing_never_replaces(store: TimerStore) -> None:
     added = store.schedule_missing([timer("a", 1, version=1), timer("b", 1, version=1)])
     assert added == 1
     a = store.get("a")
-    assert a is not None and a.version == 9
+    assert a is not None
+    assert a.version == 9
     assert store.count() == 2
 
 

@@ -40,7 +40,7 @@ def runtime(
 def test_a_burst_of_messages_leaves_one_pending_timer(runtime: Runtime, clock: ManualClock) -> None:
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
-    for batch in range(10):
+    for _batch in range(10):
         events = [
             message(bot, "alice", clock.advance(timedelta(seconds=1)), EventType.USER_MESSAGE)
             for _ in range(100)

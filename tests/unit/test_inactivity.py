@@ -28,7 +28,7 @@ def test_next_timer_is_last_activity_plus_threshold() -> None:
 
 
 @pytest.mark.parametrize(
-    "clock, threshold",
+    ("clock", "threshold"),
     [
         (ConversationClock(activity_seq=1, last_activity_at=T0), None),
         (ConversationClock(ConversationStatus.CLOSED, 1, last_activity_at=T0), TEN),
@@ -41,7 +41,7 @@ def test_no_timer(clock: ConversationClock, threshold: timedelta | None) -> None
 
 
 @pytest.mark.parametrize(
-    "clock, seq, threshold, now, expected",
+    ("clock", "seq", "threshold", "now", "expected"),
     [
         (
             ConversationClock(activity_seq=3, last_activity_at=T0),

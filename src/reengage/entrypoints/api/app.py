@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,8 @@ from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.events import events_router
 from reengage.runtime import Runtime
 from reengage.services.errors import ServiceError
+
+_UNION_BRANCH = re.compile(r"^(?:function-\w+\[.*, )?(EventBatch|EventIn)\]?$")
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -36,8 +39,10 @@ def _relevant(errors: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
         loc = tuple(err.get("loc", ()))
         if loc[:1] == ("body",):
             loc = loc[1:]
-            if loc[:1] in (("EventBatch",), ("EventIn",)):
-                if loc[0] != shape:
+            # Union branches are labelled `EventIn` or `function-after[..., EventIn]`.
+            branch = _UNION_BRANCH.search(str(loc[0])) if loc else None
+            if branch:
+                if branch.group(1) != shape:
                     continue
                 loc = loc[1:]
         out.append({"field": _field_path(loc) or "body", "message": err.get("msg", "invalid")})

@@ -44,8 +44,14 @@ def post_events(
     is atomic: one invalid event (the error names it, e.g. `events[3].bot_id`) applies none.
     Retrying with the same event ids is safe: they are counted as duplicates.
     """
-    batch = body.events if isinstance(body, EventBatch) else [body]
-    result = runtime.record(org_id, to_domain(batch, runtime.clock.now()))
+    single = isinstance(body, EventIn)
+    batch = [body] if isinstance(body, EventIn) else body.events
+    try:
+        result = runtime.record(org_id, to_domain(batch, runtime.clock.now()))
+    except InvalidInput as exc:
+        if single and exc.field:
+            exc.field = exc.field.removeprefix("events[0].")
+        raise
     EVENTS_RECORDED.labels("accepted").inc(result.accepted)
     EVENTS_RECORDED.labels("duplicate").inc(result.duplicates)
     return RecordOut(accepted=result.accepted, duplicates=result.duplicates)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reengage.entrypoints.api.app import create_app
+from reengage.runtime import Runtime
+from tests.factories import make_bot, make_org
+
+
+class Tenant:
+    def __init__(self, client: TestClient, api_key: str, org_id: int, bot_id: int) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.org_id = org_id
+        self.bot_id = bot_id
+
+    def post(self, path: str, json: object) -> object:
+        return self.client.post(path, json=json, headers=self.headers)
+
+    def get(self, path: str, **params: object) -> object:
+        return self.client.get(path, headers=self.headers, params=params)
+
+
+@pytest.fixture
+def runtime(db_url: str, make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime(db_url)
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime)) as client:
+        yield client
+
+
+@pytest.fixture
+def tenant(runtime: Runtime, client: TestClient) -> Callable[[str], Tenant]:
+    def make(name: str) -> Tenant:
+        org = make_org(runtime, name)
+        return Tenant(client, org.api_key, org.org_id, make_bot(runtime, org.org_id))
+
+    return make
