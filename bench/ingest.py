@@ -62,7 +62,7 @@ def _version_key(bot_id: int, user_id: str) -> str:
 @celery_app.task(name="bench.check_inactive")
 def check_inactive(bot_id: int, user_id: str, version: int) -> bool:
     """The naive worker at the countdown: still inactive only if no newer message came in."""
-    current = _broker.get(_version_key(bot_id, user_id))
+    current = cast(str | None, _broker.get(_version_key(bot_id, user_id)))
     return current is not None and int(current) == version  # the benchmark acts on nothing
 
 
@@ -73,16 +73,28 @@ class NaiveTimers:
     def __init__(self, countdown: float) -> None:
         self.countdown = countdown
         self.events: Sequence[ActivityEvent] = ()  # the batch being recorded
+        self.seconds = 0.0  # time spent in schedule()
 
     def schedule(self, timers: Sequence[Timer]) -> None:
+        began = time.perf_counter()
         for e in self.events:
             version = int(cast(int, _broker.incr(_version_key(e.bot_id, e.user_id))))
-            check_inactive.apply_async(
-                args=[e.bot_id, e.user_id, version], countdown=self.countdown
-            )
+            check_inactive.apply_async((e.bot_id, e.user_id, version), countdown=self.countdown)
+        self.seconds += time.perf_counter() - began
 
     def cancel(self, keys: Sequence[str]) -> None:
         pass
+
+
+class TimedStore(RedisTimerStore):
+    """The real Redis timer store, also counting the time spent in schedule()."""
+
+    seconds = 0.0
+
+    def schedule(self, timers: Sequence[Timer]) -> None:
+        began = time.perf_counter()
+        super().schedule(timers)
+        self.seconds += time.perf_counter() - began
 
 
 @dataclass
@@ -94,6 +106,7 @@ class Run:
     mem_after: int
     pending: int  # timers pending in our store / messages in the broker queue
     structure_bytes: int  # MEMORY USAGE of the timer keys / of the queue list
+    timer_seconds: float  # of `seconds`, spent publishing timers (the rest is database work)
 
     @property
     def rate(self) -> float:
@@ -112,19 +125,16 @@ def key_bytes(client: redis.Redis, *keys: str) -> int:
     return sum(int(cast(int, client.memory_usage(k, samples=0)) or 0) for k in keys)
 
 
-def reset_database() -> None:
+def reset_database(create: bool = True) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        if not create:
+            return
         conn.execute(f"CREATE DATABASE {DB_NAME}")
         # Workaround (see README): record_activity's conversation upsert binds the partial
         # index predicate as a parameter; once psycopg prepares it and PostgreSQL switches to
         # a generic plan, ON CONFLICT can no longer infer the index. Custom plans avoid that.
         conn.execute(f"ALTER DATABASE {DB_NAME} SET plan_cache_mode = force_custom_plan")
-
-
-def drop_database() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
 def subjects(bots: list[int], prefix: str, count: int) -> list[tuple[int, str]]:
@@ -138,7 +148,9 @@ def round_robin(prefix: str, people: list[tuple[int, str]], n: int) -> list[Acti
     for i in range(n):
         bot, user = people[i % len(people)]
         kind = EventType.USER_MESSAGE if (i // len(people)) % 2 == 0 else EventType.BOT_MESSAGE
-        out.append(ActivityEvent(f"{prefix}-e{i}", kind, bot, user, start + timedelta(milliseconds=i)))
+        out.append(
+            ActivityEvent(f"{prefix}-e{i}", kind, bot, user, start + timedelta(milliseconds=i))
+        )
     return out
 
 
@@ -148,7 +160,9 @@ def chatty(prefix: str, people: list[tuple[int, str]], n: int) -> list[ActivityE
     start = datetime.now(UTC)
     kinds = (EventType.USER_MESSAGE, EventType.BOT_MESSAGE)
     return [
-        ActivityEvent(f"{prefix}-e{i}", kinds[i % 2], *rng.choice(people), start + timedelta(milliseconds=i))
+        ActivityEvent(
+            f"{prefix}-e{i}", kinds[i % 2], *rng.choice(people), start + timedelta(milliseconds=i)
+        )
         for i in range(n)
     ]
 
@@ -169,28 +183,29 @@ def record_all(
     return time.perf_counter() - began
 
 
-def run_ours(
-    rt: Runtime, store: RedisTimerStore, tr: redis.Redis, name: str, org: int, ev: list[ActivityEvent]
-) -> Run:
-    before = used_memory(tr)
+def run_ours(rt: Runtime, store: TimedStore, name: str, org: int, ev: list[ActivityEvent]) -> Run:
+    tr = redis.Redis.from_url(TIMERS_URL)
+    before, store.seconds = used_memory(tr), 0.0
     seconds = record_all(rt, org, ev, None)
-    pending = store.count()
-    return Run(name, len(ev), seconds, before, used_memory(tr), pending, key_bytes(tr, *store.keys))
+    after, pending, size = used_memory(tr), store.count(), key_bytes(tr, *store.keys)
+    return Run(name, len(ev), seconds, before, after, pending, size, store.seconds)
 
 
 def run_naive(rt: Runtime, org: int, events: list[ActivityEvent]) -> Run:
     before = used_memory(_broker)
-    seconds = record_all(rt, org, events, NaiveTimers(THRESHOLD.total_seconds()))
-    after = used_memory(_broker)
-    queued = int(cast(int, _broker.llen(QUEUE)))
-    return Run("naive", len(events), seconds, before, after, queued, key_bytes(_broker, QUEUE))
+    naive = NaiveTimers(THRESHOLD.total_seconds())
+    seconds = record_all(rt, org, events, naive)
+    after, queued = used_memory(_broker), int(cast(int, _broker.llen(QUEUE)))
+    size = key_bytes(_broker, QUEUE)
+    return Run("naive", len(events), seconds, before, after, queued, size, naive.seconds)
 
 
 def report(run: Run) -> None:
     print(
         f"[{run.name}] events={run.events} seconds={run.seconds:.2f} events/s={run.rate:,.0f} "
         f"used_memory {run.mem_before:,} -> {run.mem_after:,} (delta {run.mem_delta:+,} B) "
-        f"pending={run.pending} keys_bytes={run.structure_bytes:,}"
+        f"pending={run.pending} keys_bytes={run.structure_bytes:,} "
+        f"timer_path_s={run.timer_seconds:.2f}"
     )
 
 
@@ -201,6 +216,11 @@ def table(runs: list[Run]) -> None:
         ("seconds", *(f"{r.seconds:.2f}" for r in runs)),
         ("events/s", *(f"{r.rate:,.0f}" for r in runs)),
         ("us/event", *(f"{1e6 / r.rate:,.0f}" for r in runs)),
+        (
+            "  database path",
+            *(f"{1e6 * (r.seconds - r.timer_seconds) / r.events:,.0f}" for r in runs),
+        ),
+        ("  timer path", *(f"{1e6 * r.timer_seconds / r.events:,.0f}" for r in runs)),
         ("used_memory delta (B)", *(f"{r.mem_delta:+,}" for r in runs)),
         ("bytes/event", *(f"{r.mem_delta / r.events:,.0f}" for r in runs)),
         ("pending timers / queued", *(f"{r.pending:,}" for r in runs)),
@@ -208,7 +228,12 @@ def table(runs: list[Run]) -> None:
     ]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.rjust(w) if c else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.rjust(w) if c else cell.ljust(w)
+                for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 def main() -> None:
@@ -222,7 +247,7 @@ def main() -> None:
     reset_database()
     upgrade(DB_URL)
     settings = Settings(database_url=DB_URL, redis_url=TIMERS_URL, broker_url=BROKER_URL)
-    store = RedisTimerStore.from_url(TIMERS_URL, namespace=NAMESPACE)
+    store = TimedStore(redis.Redis.from_url(TIMERS_URL, decode_responses=True), NAMESPACE)
     timers_redis = redis.Redis.from_url(TIMERS_URL)
     timers_redis.delete(*store.keys)
     _broker.flushdb()
@@ -245,28 +270,29 @@ def main() -> None:
         # Warm-up (untimed): connection pool, statement caches, Celery producer pool.
         warm = subjects(bots, "warm", BATCH)
         record_all(rt, org, round_robin("warm-o", warm, BATCH), None)
-        record_all(rt, org, round_robin("warm-n", warm, 50), NaiveTimers(THRESHOLD.seconds))
+        record_all(rt, org, round_robin("warm-n", warm, 50), NaiveTimers(THRESHOLD.total_seconds()))
         timers_redis.delete(*store.keys)
         _broker.flushdb()
 
         ours_people = subjects(bots, "ours", n_ours // 4)
         naive_people = subjects(bots, "naive", n_naive // 4)
-        print(f"PostgreSQL {DB_NAME} + Redis; batches of {BATCH}; {BOTS} bots; threshold {THRESHOLD}")
+        print(
+            f"PostgreSQL {DB_NAME} + Redis; batches of {BATCH}; {BOTS} bots; threshold {THRESHOLD}"
+        )
         print(f"ours : {n_ours:,} events over {len(ours_people):,} subjects (1 in 4 events new)")
         print(f"naive: {n_naive:,} events over {len(naive_people):,} subjects (same mix)")
         naive = run_naive(rt, org, round_robin("naive", naive_people, n_naive))
         report(naive)
-        ours = run_ours(
-            rt, store, timers_redis, "ours", org, round_robin("ours", ours_people, n_ours)
-        )
+        ours = run_ours(rt, store, "ours", org, round_robin("ours", ours_people, n_ours))
         report(ours)
         hot = ours_people[:chat_people]
         print(f"activity only: {n_chat:,} events at random over {len(hot):,} existing subjects")
-        chat = run_ours(rt, store, timers_redis, "activity-only", org, chatty("chat", hot, n_chat))
+        chat = run_ours(rt, store, "activity-only", org, chatty("chat", hot, n_chat))
         report(chat)
+        verdict = "one per subject" if chat.pending == len(ours_people) else "MISMATCH"
         print(
             f"pending timers after {n_ours + n_chat:,} events over {len(ours_people):,} "
-            f"subjects: {store.count():,} (one per subject)"
+            f"subjects: {chat.pending:,} ({verdict})"
         )
         print(
             "note: naive figure is publish-only; a worker would additionally hold every "
@@ -278,7 +304,7 @@ def main() -> None:
         rt.close()
         timers_redis.delete(*store.keys, f"{{{NAMESPACE}:timers}}:built")
         _broker.flushdb()
-        drop_database()
+        reset_database(create=False)
 
 
 if __name__ == "__main__":
