@@ -57,6 +57,16 @@ class Settings(BaseSettings):
         default=1.0, ge=1.0, le=10_000.0, description="Time acceleration for demos (1 = real time)."
     )
     log_json: bool = False
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where platforms reach this API (used when registering webhooks).",
+    )
+    telegram_api_base: str | None = Field(
+        default=None, description="Telegram Bot API server (default: api.telegram.org)."
+    )
+    whatsapp_api_base: str = Field(
+        default="https://graph.facebook.com", description="WhatsApp Cloud (Graph) API."
+    )
 
     @field_validator("redis_url", "broker_url", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from reengage.domain.outbound import OutboundMessage, SendContext, SendOutcome
 from reengage.domain.timer import ClaimedTimer, Timer
 
 
@@ -70,4 +71,39 @@ class TimerExecutor(Protocol):
 
     def submit(self, claimed: Sequence[ClaimedTimer], now: datetime) -> None:
         """Hand claimed timers over for execution; the executor acks after commit."""
+        ...
+
+
+class Channel(Protocol):
+    """One bot on one platform. Every call returns an outcome value; none raises for the
+    platform's refusals, so the delivery audit can record each of them."""
+
+    def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
+        """Send a text, media or template message; media comes back with its platform id."""
+        ...
+
+    def delete(
+        self, chat_id: str, message_id: str, sent_at: datetime, now: datetime
+    ) -> SendOutcome:
+        """Delete a message the bot sent, where the platform allows it."""
+        ...
+
+    def chat_action(self, chat_id: str, action: str) -> SendOutcome:
+        """Show "typing" / "uploading" in the chat."""
+        ...
+
+
+class ChannelProvider(Protocol):
+    """Finds the channel adapter of a bot."""
+
+    def channel_for(self, org_id: int, bot_id: int) -> Channel:
+        """The channel of a bot, built from its decrypted credentials."""
+        ...
+
+
+class Pacer(Protocol):
+    """Paces sends so platform rate limits hold across every worker."""
+
+    def reserve(self, limits: Sequence[tuple[str, float]]) -> float:
+        """Reserve the next slot under every (key, per-second rate); seconds to wait for it."""
         ...

@@ -5,16 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+import redis
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.adapters.channels.factory import build_channel
 from reengage.adapters.clock import AcceleratedClock, SystemClock
+from reengage.adapters.crypto import decrypt_json
+from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.db.timer_store import SqlTimerStore
+from reengage.adapters.pacing import InMemoryPacer, RedisPacer
 from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.config import Settings
-from reengage.domain.activity import ActivityEvent
-from reengage.ports import Clock, TimerStore
+from reengage.domain.activity import ActivityEvent, ChannelKind
+from reengage.ports import Channel, Clock, TimerStore
 from reengage.services.record_activity import RecordResult, record_activity
 from reengage.services.timer_registry import Registry, default_registry
 
@@ -26,6 +31,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     timers: TimerStore
     clock: Clock
+    pacer: InMemoryPacer | RedisPacer
     registry: Registry = field(default_factory=dict)
 
     @classmethod
@@ -47,7 +53,34 @@ class Runtime:
                 else SystemClock()
             )
         registry = default_registry(settings.default_inactivity_threshold)
-        return cls(settings, engine, sessions, timers, clock, registry)
+        pacer = (
+            RedisPacer(redis.Redis.from_url(settings.redis_url))
+            if settings.redis_url
+            else InMemoryPacer()
+        )
+        return cls(settings, engine, sessions, timers, clock, pacer, registry)
+
+    def channel_for(self, org_id: int, bot_id: int) -> Channel:
+        """The channel adapter of one of the organization's bots."""
+        with self.sessions() as session:
+            bot = session.scalar(select(Bot).where(Bot.org_id == org_id, Bot.id == bot_id))
+            if bot is None:
+                raise LookupError(f"bot {bot_id} not found")
+            credentials = (
+                decrypt_json(self.settings.secret_key.get_secret_value(), bot.credentials)
+                if bot.credentials
+                else {}
+            )
+        return build_channel(
+            kind=ChannelKind(bot.channel),
+            org_id=org_id,
+            bot_id=bot_id,
+            credentials=credentials,
+            settings=self.settings,
+            sessions=self.sessions,
+            clock=self.clock,
+            pacer=self.pacer,
+        )
 
     def record(self, org_id: int, events: Sequence[ActivityEvent]) -> RecordResult:
         """Record activity for one organization (the library entry point)."""

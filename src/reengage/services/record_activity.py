@@ -10,10 +10,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Row, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import ActivityRecord, Bot, Contact, Conversation
+from reengage.adapters.db.session import insert_for
 from reengage.domain import inactivity
 from reengage.domain.activity import (
     ActivityEvent,
@@ -69,11 +69,6 @@ def record_activity(
     return RecordResult(accepted=len(fresh), duplicates=len(events) - len(fresh))
 
 
-def _insert(session: Session, model: Any) -> Any:
-    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return module.insert(model)
-
-
 def _load_bots(session: Session, org_id: int, events: Sequence[ActivityEvent]) -> dict[int, Bot]:
     wanted = {e.bot_id for e in events}
     bots = {
@@ -109,7 +104,7 @@ def _claim_event_ids(
             for e in unique[start : start + _CHUNK]
         ]
         stmt = (
-            _insert(session, ActivityRecord)
+            insert_for(session, ActivityRecord)
             .values(rows)
             .on_conflict_do_nothing()
             .returning(ActivityRecord.event_id)
@@ -173,7 +168,7 @@ def _ensure_contacts(
             {"org_id": org_id, "bot_id": b, "external_id": u, "created_at": now}
             for b, u in missing[start : start + _CHUNK]
         ]
-        session.execute(_insert(session, Contact).values(rows).on_conflict_do_nothing())
+        session.execute(insert_for(session, Contact).values(rows).on_conflict_do_nothing())
     if missing:
         found.update(_select_contacts(session, missing))
     return found
@@ -211,7 +206,7 @@ def _open_conversations(
             for s, c in missing[start : start + _CHUNK]
         ]
         stmt = (
-            _insert(session, Conversation)
+            insert_for(session, Conversation)
             .values(rows)
             .on_conflict_do_nothing(
                 index_elements=[Conversation.contact_id],

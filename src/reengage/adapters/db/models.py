@@ -174,3 +174,88 @@ class TimerRow(Base):
     token: Mapped[str] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Delivery(Base):
+    """One message reengage sends: the idempotency record and the audit trail.
+
+    `dedup_key` is unique per organization (e.g. `recovery:<episode>:<step>:<block>`), so a
+    re-run of the same work finds the row instead of sending again.
+    """
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("org_id", "dedup_key"),
+        Index("ix_delivery_bot_id_channel_message_id", "bot_id", "channel_message_id"),
+        Index("ix_delivery_contact_id", "contact_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    bot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bot.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("contact.id", ondelete="CASCADE")
+    )
+    conversation_id: Mapped[int | None] = mapped_column(BigInteger)
+    dedup_key: Mapped[str] = mapped_column(String(160))
+    purpose: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    reason: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    channel_message_id: Mapped[str | None] = mapped_column(String(128))
+    platform_status: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    scheduled_at: Mapped[datetime]
+    sending_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+class MediaAsset(Base):
+    """A media file stored once by reengage, uploaded to each bot at most once."""
+
+    __tablename__ = "media_asset"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class MediaUpload(Base):
+    """The platform's id of an asset for one bot (a Telegram `file_id` is per bot)."""
+
+    __tablename__ = "media_upload"
+
+    bot_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("bot.id", ondelete="CASCADE"), primary_key=True
+    )
+    asset_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("media_asset.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class SimulatorMessage(Base):
+    """A message in the simulator channel's chat (both directions)."""
+
+    __tablename__ = "simulator_message"
+    __table_args__ = (Index("ix_simulator_message_bot_id_chat_id", "bot_id", "chat_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    bot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bot.id", ondelete="CASCADE"))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    direction: Mapped[str] = mapped_column(String(8))  # "in" from the user, "out" from the bot
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(String(5000))
+    media_name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]

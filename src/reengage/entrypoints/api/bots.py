@@ -7,11 +7,13 @@ from datetime import timedelta
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ChannelKind
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import BotIn, BotOut, ErrorOut
 from reengage.services import tenancy
+from reengage.services.errors import InvalidInput
 
 bots_router = APIRouter(prefix="/v1/bots", tags=["bots"], responses={401: {"model": ErrorOut}})
 
@@ -30,6 +32,11 @@ def bot_out(bot: Bot) -> BotOut:
 @bots_router.post("", response_model=BotOut, status_code=201)
 def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
     """Register a bot. Credentials are encrypted at rest and never returned."""
+    missing = missing_credentials(body.channel, body.credentials or {})
+    if missing:
+        raise InvalidInput(
+            f"{body.channel.value} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
+        )
     seconds = body.inactivity_threshold_seconds
     bot = tenancy.create_bot(
         runtime.sessions,

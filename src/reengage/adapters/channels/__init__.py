@@ -1,0 +1,1 @@
+"""Channel adapters: Telegram Bot API, WhatsApp Cloud API, signed webhooks, the simulator."""

@@ -1,0 +1,65 @@
+"""The simulator channel: the bot's messages land in a chat that a web page shows live."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from reengage.adapters.db.models import SimulatorMessage
+from reengage.domain.outbound import (
+    OutboundMessage,
+    SendContext,
+    SendOutcome,
+    Sent,
+    Skipped,
+)
+
+_file_ids = itertools.count(1)
+
+
+class SimulatorChannel:
+    def __init__(self, sessions: sessionmaker[Session], org_id: int, bot_id: int) -> None:
+        self._sessions = sessions
+        self._org_id = org_id
+        self._bot_id = bot_id
+
+    def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
+        media = message.media
+        with self._sessions.begin() as session:
+            row = SimulatorMessage(
+                org_id=self._org_id,
+                bot_id=self._bot_id,
+                chat_id=chat_id,
+                direction="out",
+                kind=message.kind.value,
+                text=message.text or (message.template.name if message.template else None),
+                media_name=media.filename if media else None,
+                created_at=context.now,
+            )
+            session.add(row)
+            session.flush()
+            file_id = None
+            if media is not None:
+                file_id = media.file_id or f"sim-file-{next(_file_ids)}"
+            return Sent(str(row.id), file_id)
+
+    def delete(
+        self, chat_id: str, message_id: str, sent_at: datetime, now: datetime
+    ) -> SendOutcome:
+        with self._sessions.begin() as session:
+            row = session.scalar(
+                select(SimulatorMessage).where(
+                    SimulatorMessage.id == int(message_id),
+                    SimulatorMessage.bot_id == self._bot_id,
+                )
+            )
+            if row is None or row.deleted_at is not None:
+                return Skipped("already_deleted")
+            row.deleted_at = now
+            return Sent(message_id)
+
+    def chat_action(self, chat_id: str, action: str) -> SendOutcome:
+        return Sent("")

@@ -1,0 +1,187 @@
+"""The Telegram Bot API channel, through aiogram's `Bot` client.
+
+Platform rules live here: flood control (429 `retry_after`, pacing of about 30 messages/s per
+bot and 1/s per chat), "blocked by the user" (403), the 48-hour delete window, text and
+caption limits. Only the API base URL differs between production and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import BufferedInputFile, Message
+
+from reengage.adapters.channels.aio import shared_loop
+from reengage.adapters.pacing import InMemoryPacer, RedisPacer, pace
+from reengage.domain.activity import ChannelKind
+from reengage.domain.outbound import (
+    Blocked,
+    Failed,
+    MessageKind,
+    OutboundMessage,
+    SendContext,
+    SendOutcome,
+    Sent,
+    Skipped,
+    decide_delete,
+    message_problems,
+)
+from reengage.ports import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramLimits:
+    per_bot: float = 30.0  # messages/s for one bot across all chats
+    per_chat: float = 1.0  # messages/s in one chat
+    max_retry_wait: float = 60.0  # a longer retry_after is handed back to the caller
+    attempts: int = 3
+
+
+_SENDERS = {
+    MessageKind.PHOTO: ("send_photo", "photo"),
+    MessageKind.VIDEO: ("send_video", "video"),
+    MessageKind.AUDIO: ("send_audio", "audio"),
+    MessageKind.DOCUMENT: ("send_document", "document"),
+    MessageKind.ANIMATION: ("send_animation", "animation"),
+}
+
+
+def _file_id(message: Message) -> str | None:
+    if message.photo:
+        return message.photo[-1].file_id
+    for attr in ("video", "audio", "document", "animation"):
+        media = getattr(message, attr)
+        if media is not None:
+            return str(media.file_id)
+    return None
+
+
+class TelegramChannel:
+    def __init__(
+        self,
+        token: str,
+        *,
+        bot_key: str,
+        clock: Clock,
+        pacer: InMemoryPacer | RedisPacer,
+        api_base: str | None = None,
+        limits: TelegramLimits = TelegramLimits(),  # noqa: B008
+    ) -> None:
+        self._token = token
+        self._api = TelegramAPIServer.from_base(api_base) if api_base else PRODUCTION
+        self._bot_key = bot_key
+        self._clock = clock
+        self._pacer = pacer
+        self._limits = limits
+
+    def _call(self, make: Callable[[Bot], Awaitable[Any]]) -> Any:
+        async def run() -> Any:
+            bot = Bot(self._token, session=AiohttpSession(api=self._api))
+            try:
+                return await make(bot)
+            finally:
+                await bot.session.close()
+
+        return shared_loop().run(run())
+
+    def _paced(self, chat_id: str, make: Callable[[Bot], Awaitable[Any]]) -> Any | SendOutcome:
+        """Call the API under pacing; 429 waits `retry_after` and retries, a bounded number
+        of times. Refusals come back as outcome values."""
+        limits = self._limits
+        for attempt in range(1, limits.attempts + 1):
+            pace(
+                self._pacer,
+                [
+                    (f"{{pace:tg:{self._bot_key}}}:bot", limits.per_bot),
+                    (f"{{pace:tg:{self._bot_key}}}:chat:{chat_id}", limits.per_chat),
+                ],
+            )
+            try:
+                return self._call(make)
+            except TelegramRetryAfter as exc:
+                if exc.retry_after > limits.max_retry_wait or attempt == limits.attempts:
+                    return Failed("rate_limited", True, float(exc.retry_after), exc.message)
+                self._clock.sleep(exc.retry_after)
+            except TelegramForbiddenError as exc:
+                return Blocked(exc.message)
+            except TelegramUnauthorizedError as exc:
+                return Failed("unauthorized", False, detail=exc.message)
+            except TelegramBadRequest as exc:
+                return Failed("bad_request", False, detail=exc.message)
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                # The request may have reached Telegram: never resend blindly.
+                return Failed("ambiguous", False, detail=str(exc))
+            except TelegramAPIError as exc:
+                return Failed("api_error", False, detail=exc.message)
+        return Failed("rate_limited", True)  # pragma: no cover - loop always returns
+
+    def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
+        problems = message_problems(message)
+        if problems:
+            return Failed("invalid_message", False, detail="; ".join(problems))
+        if message.kind is MessageKind.TEMPLATE:
+            return Skipped("unsupported")
+        result = self._paced(chat_id, lambda bot: self._send(bot, chat_id, message))
+        if isinstance(result, Message):
+            return Sent(str(result.message_id), _file_id(result))
+        assert isinstance(result, Sent | Skipped | Failed | Blocked)
+        return result
+
+    @staticmethod
+    async def _send(bot: Bot, chat_id: str, message: OutboundMessage) -> Message:
+        if message.kind is MessageKind.TEXT:
+            return await bot.send_message(chat_id, message.text or "")
+        method, field = _SENDERS[message.kind]
+        media = message.media
+        assert media is not None
+        file: Any
+        if media.file_id:
+            file = media.file_id
+        elif media.content is not None:
+            file = BufferedInputFile(media.content, media.filename)
+        else:
+            file = media.url
+        kwargs: dict[str, Any] = {field: file}
+        if message.text:
+            kwargs["caption"] = message.text
+        result: Message = await getattr(bot, method)(chat_id, **kwargs)
+        return result
+
+    def delete(
+        self, chat_id: str, message_id: str, sent_at: datetime, now: datetime
+    ) -> SendOutcome:
+        refusal = decide_delete(ChannelKind.TELEGRAM, sent_at, now)
+        if refusal:
+            return refusal
+        result = self._paced(chat_id, lambda bot: bot.delete_message(chat_id, int(message_id)))
+        if result is True:
+            return Sent(message_id)
+        if isinstance(result, Failed) and "not found" in result.detail:
+            return Skipped("already_deleted")
+        assert isinstance(result, Sent | Skipped | Failed | Blocked)
+        return result
+
+    def chat_action(self, chat_id: str, action: str) -> SendOutcome:
+        try:
+            self._call(lambda bot: bot.send_chat_action(chat_id, action))
+        except TelegramForbiddenError as exc:
+            return Blocked(exc.message)
+        except TelegramAPIError as exc:
+            # A chat action is cosmetic: never worth a retry.
+            return Skipped(f"chat_action_failed: {exc.message}")
+        return Sent("")

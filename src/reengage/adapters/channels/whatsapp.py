@@ -1,0 +1,166 @@
+"""The WhatsApp Cloud API channel (Graph API `/{phone-number-id}/messages`), over httpx.
+
+Outside the 24-hour customer-service window only templates are sent: anything else is
+`Skipped("window_closed")` without a request, and error 131047 maps to the same outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from reengage.adapters.pacing import InMemoryPacer, RedisPacer, pace
+from reengage.domain.activity import ChannelKind
+from reengage.domain.outbound import (
+    Failed,
+    Media,
+    MessageKind,
+    OutboundMessage,
+    SendContext,
+    SendOutcome,
+    Sent,
+    Skipped,
+    decide_delete,
+    decide_window,
+    message_problems,
+)
+
+GRAPH_API = "https://graph.facebook.com"
+GRAPH_VERSION = "v21.0"
+
+# Graph error codes (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes)
+WINDOW_CLOSED = {131047}
+RATE_LIMITED = {4, 80007, 130429, 131048, 131056}
+UNREACHABLE = {131026}  # not a WhatsApp user, or cannot receive this message
+AUTH = {0, 190, 10, 200}
+
+_MEDIA_TYPES = {
+    MessageKind.PHOTO: "image",
+    MessageKind.VIDEO: "video",
+    MessageKind.AUDIO: "audio",
+    MessageKind.DOCUMENT: "document",
+    MessageKind.ANIMATION: "video",  # WhatsApp has no animation type: GIFs go as MP4 video
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WhatsAppLimits:
+    per_number: float = 80.0  # messages/s per phone number (Cloud API default)
+    backoff: float = 4.0  # seconds suggested to the caller after a rate-limit error
+
+
+class WhatsAppChannel:
+    def __init__(
+        self,
+        phone_number_id: str,
+        access_token: str,
+        *,
+        pacer: InMemoryPacer | RedisPacer,
+        api_base: str = GRAPH_API,
+        version: str = GRAPH_VERSION,
+        limits: WhatsAppLimits = WhatsAppLimits(),  # noqa: B008
+        timeout: float = 20.0,
+    ) -> None:
+        self._number = phone_number_id
+        self._base = f"{api_base.rstrip('/')}/{version}/{phone_number_id}"
+        self._headers = {"Authorization": f"Bearer {access_token}"}
+        self._pacer = pacer
+        self._limits = limits
+        self._timeout = timeout
+
+    def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
+        problems = message_problems(message)
+        if problems:
+            return Failed("invalid_message", False, detail="; ".join(problems))
+        closed = decide_window(ChannelKind.WHATSAPP, message, context)
+        if closed:
+            return closed
+        pace(self._pacer, [(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)])
+        try:
+            with httpx.Client(timeout=self._timeout, headers=self._headers) as http:
+                body, file_id = self._body(http, chat_id, message)
+                if isinstance(body, Failed):
+                    return body
+                response = http.post(f"{self._base}/messages", json=body)
+        except httpx.TransportError as exc:
+            return Failed("ambiguous", False, detail=str(exc))
+        if response.is_success:
+            return Sent(str(response.json()["messages"][0]["id"]), file_id)
+        return self._refusal(response)
+
+    def _body(
+        self, http: httpx.Client, to: str, message: OutboundMessage
+    ) -> tuple[dict[str, Any] | Failed, str | None]:
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+        }
+        if message.kind is MessageKind.TEXT:
+            body |= {"type": "text", "text": {"body": message.text, "preview_url": False}}
+            return body, None
+        if message.kind is MessageKind.TEMPLATE:
+            assert message.template is not None
+            t = message.template
+            template: dict[str, Any] = {"name": t.name, "language": {"code": t.language}}
+            if t.parameters:
+                params = [{"type": "text", "text": p} for p in t.parameters]
+                template["components"] = [{"type": "body", "parameters": params}]
+            return body | {"type": "template", "template": template}, None
+        assert message.media is not None
+        kind = _MEDIA_TYPES[message.kind]
+        ref = self._media_ref(http, kind, message.media)
+        if isinstance(ref, Failed):
+            return ref, None
+        if message.text and kind != "audio":
+            ref["caption"] = message.text
+        return body | {"type": kind, kind: ref}, ref.get("id")
+
+    def _media_ref(self, http: httpx.Client, kind: str, media: Media) -> dict[str, Any] | Failed:
+        """By cached media id, by link, or uploaded now (once; the caller caches the id)."""
+        if media.file_id:
+            return {"id": media.file_id}
+        if media.url:
+            return {"link": media.url}
+        if media.content is None:
+            return Failed("invalid_message", False, detail="media has no content")
+        response = http.post(
+            f"{self._base}/media",
+            data={"messaging_product": "whatsapp", "type": media.content_type},
+            files={"file": (media.filename, media.content, media.content_type)},
+        )
+        if not response.is_success:
+            refusal = self._refusal(response)
+            return refusal if isinstance(refusal, Failed) else Failed("upload_failed", False)
+        return {"id": str(response.json()["id"])}
+
+    def _refusal(self, response: httpx.Response) -> SendOutcome:
+        try:
+            error = response.json().get("error", {})
+        except ValueError:
+            error = {}
+        code = error.get("code")
+        detail = f"{code}: {error.get('message', response.text[:200])}"
+        if code in WINDOW_CLOSED:
+            return Skipped("window_closed")
+        if code in RATE_LIMITED or response.status_code == 429:
+            return Failed("rate_limited", True, self._limits.backoff, detail)
+        if code in UNREACHABLE:
+            return Failed("undeliverable", False, detail=detail)
+        if code in AUTH or response.status_code in (401, 403):
+            return Failed("unauthorized", False, detail=detail)
+        if response.status_code >= 500:
+            return Failed("ambiguous", False, detail=detail)
+        return Failed("bad_request", False, detail=detail)
+
+    def delete(
+        self, chat_id: str, message_id: str, sent_at: datetime, now: datetime
+    ) -> SendOutcome:
+        return decide_delete(ChannelKind.WHATSAPP, sent_at, now) or Skipped("unsupported")
+
+    def chat_action(self, chat_id: str, action: str) -> SendOutcome:
+        # The Cloud API has no free-standing typing indicator.
+        return Skipped("unsupported")

@@ -1,0 +1,234 @@
+"""Inbound webhooks: Telegram, WhatsApp Cloud API, and the generic signed webhook.
+
+A bad signature is 401, an unknown bot 404, a malformed body 400 — and none changes anything.
+A valid call is recorded (deduplicated by the platform's update/message id) and answered 200.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reengage.adapters.channels import standard_webhooks
+from reengage.adapters.crypto import decrypt_json
+from reengage.adapters.db.models import Bot
+from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationStatus, EventType
+from reengage.entrypoints.api.deps import RuntimeDep
+from reengage.runtime import Runtime
+from reengage.services.errors import NotFound, ServiceError, Unauthorized
+from reengage.services.inbound import StatusUpdate, apply_statuses, set_blocked
+
+webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+class BadPayload(ServiceError):
+    status = 400
+    code = "bad_payload"
+
+
+def _bot(runtime: Runtime, bot_id: int, kind: ChannelKind) -> tuple[Bot, dict[str, Any]]:
+    with runtime.sessions() as session:
+        bot = session.get(Bot, bot_id)
+    if bot is None or bot.channel != kind.value:
+        raise NotFound(f"no {kind.value} bot {bot_id}", "bot_id")
+    secret = runtime.settings.secret_key.get_secret_value()
+    return bot, decrypt_json(secret, bot.credentials) if bot.credentials else {}
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise BadPayload("body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise BadPayload("body must be a JSON object")
+    return data
+
+
+def _same(given: str | None, expected: str | None) -> bool:
+    return bool(given and expected) and hmac.compare_digest(
+        str(given).encode(), str(expected).encode()
+    )
+
+
+# --- Telegram -------------------------------------------------------------------------------
+
+
+def _telegram_events(bot: Bot, update: dict[str, Any], now: datetime) -> list[ActivityEvent]:
+    update_id = update.get("update_id")
+    if not isinstance(update_id, int):
+        raise BadPayload("update_id is missing or not an integer")
+    message = update.get("message") or update.get("edited_message")
+    if isinstance(message, dict):
+        chat = message.get("chat") or {}
+        if "id" not in chat:
+            raise BadPayload("message.chat.id is missing")
+        user = str(chat["id"])
+    elif isinstance(update.get("callback_query"), dict):
+        sender = update["callback_query"].get("from") or {}
+        if "id" not in sender:
+            raise BadPayload("callback_query.from.id is missing")
+        user = str(sender["id"])
+    else:
+        return []
+    return [ActivityEvent(f"tg:{update_id}", EventType.USER_MESSAGE, bot.id, user, now)]
+
+
+@webhooks_router.post("/telegram/{bot_id}", responses={400: {}, 401: {}, 404: {}})
+async def telegram_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> dict[str, bool]:
+    """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`."""
+    bot, credentials = _bot(runtime, bot_id, ChannelKind.TELEGRAM)
+    if not _same(
+        request.headers.get("x-telegram-bot-api-secret-token"), credentials.get("webhook_secret")
+    ):
+        raise Unauthorized("bad or missing X-Telegram-Bot-Api-Secret-Token")
+    update = _json(await request.body())
+    now = runtime.clock.now()
+    events = _telegram_events(bot, update, now)
+    member = update.get("my_chat_member")
+    if isinstance(member, dict):
+        status = (member.get("new_chat_member") or {}).get("status")
+        chat_id = (member.get("chat") or {}).get("id")
+        if status in ("kicked", "member") and chat_id is not None:
+            set_blocked(
+                runtime.sessions,
+                runtime.timers,
+                bot.org_id,
+                bot.id,
+                str(chat_id),
+                status == "kicked",
+                now,
+            )
+    if events:
+        runtime.record(bot.org_id, events)
+    return {"ok": True}
+
+
+# --- WhatsApp -------------------------------------------------------------------------------
+
+
+@webhooks_router.get("/whatsapp/{bot_id}", response_class=PlainTextResponse)
+def whatsapp_verify(bot_id: int, request: Request, runtime: RuntimeDep) -> PlainTextResponse:
+    """Meta's verification handshake: echo `hub.challenge` when `hub.verify_token` matches."""
+    _, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
+    params = request.query_params
+    if params.get("hub.mode") != "subscribe" or not _same(
+        params.get("hub.verify_token"), credentials.get("verify_token")
+    ):
+        return PlainTextResponse("verification failed", status_code=403)
+    return PlainTextResponse(params.get("hub.challenge", ""))
+
+
+def _whatsapp_parse(
+    bot: Bot, payload: dict[str, Any], now: datetime
+) -> tuple[list[ActivityEvent], list[StatusUpdate]]:
+    if payload.get("object") != "whatsapp_business_account":
+        raise BadPayload("object must be whatsapp_business_account")
+    events, statuses = [], []
+    try:
+        for entry in payload.get("entry", []):
+            for change in entry.get("changes", []):
+                value = change.get("value", {})
+                for message in value.get("messages", []):
+                    events.append(
+                        ActivityEvent(
+                            f"wa:{message['id']}",
+                            EventType.USER_MESSAGE,
+                            bot.id,
+                            str(message["from"]),
+                            now,
+                        )
+                    )
+                for status in value.get("statuses", []):
+                    error = (status.get("errors") or [{}])[0]
+                    statuses.append(
+                        StatusUpdate(
+                            str(status["id"]),
+                            str(status["status"]),
+                            error.get("code"),
+                            error.get("title"),
+                        )
+                    )
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise BadPayload(f"malformed WhatsApp payload: {exc!r}") from exc
+    return events, statuses
+
+
+@webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
+async def whatsapp_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> Response:
+    """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body."""
+    bot, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
+    body = await request.body()
+    expected = (
+        "sha256="
+        + hmac.new(
+            str(credentials.get("app_secret", "")).encode(), body, hashlib.sha256
+        ).hexdigest()
+    )
+    if not _same(request.headers.get("x-hub-signature-256"), expected):
+        raise Unauthorized("bad or missing X-Hub-Signature-256")
+    now = runtime.clock.now()
+    events, statuses = _whatsapp_parse(bot, _json(body), now)
+    if events:
+        runtime.record(bot.org_id, events)
+    if statuses:
+        apply_statuses(runtime.sessions, bot.id, statuses, now)
+    return Response(status_code=200)
+
+
+# --- Generic --------------------------------------------------------------------------------
+
+
+class GenericInbound(BaseModel):
+    """What any platform posts: an activity of one user, or a block/unblock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: EventType | str = Field(description="An activity type, or user.blocked / user.unblocked")
+    user_id: str = Field(min_length=1, max_length=128)
+    status: ConversationStatus | None = None
+
+
+@webhooks_router.post("/generic/{bot_id}", responses={400: {}, 401: {}, 404: {}})
+async def generic_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> dict[str, bool]:
+    """Activity from any platform, signed the Standard Webhooks way with the bot's secret."""
+    bot, credentials = _bot(runtime, bot_id, ChannelKind.WEBHOOK)
+    body = await request.body()
+    try:
+        msg_id = standard_webhooks.verify(
+            str(credentials.get("secret", "")), dict(request.headers), body
+        )
+    except (standard_webhooks.SignatureError, ValueError) as exc:
+        raise Unauthorized(f"bad webhook signature: {exc}") from exc
+    try:
+        inbound = GenericInbound.model_validate(_json(body))
+    except ValidationError as exc:
+        raise BadPayload(f"invalid body: {exc.errors()[0]['msg']}") from exc
+    now = runtime.clock.now()
+    if inbound.type in ("user.blocked", "user.unblocked"):
+        set_blocked(
+            runtime.sessions,
+            runtime.timers,
+            bot.org_id,
+            bot.id,
+            inbound.user_id,
+            inbound.type == "user.blocked",
+            now,
+        )
+        return {"ok": True}
+    try:
+        kind = EventType(inbound.type)
+    except ValueError as exc:
+        raise BadPayload(f"unknown type {inbound.type!r}") from exc
+    runtime.record(
+        bot.org_id,
+        [ActivityEvent(f"gw:{msg_id}", kind, bot.id, inbound.user_id, now, inbound.status)],
+    )
+    return {"ok": True}
