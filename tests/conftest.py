@@ -66,16 +66,16 @@ def _truncate(url: str) -> None:
 @pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A freshly migrated, empty database: SQLite and PostgreSQL."""
-    return _database(request.param, request, tmp_path)
+    return fresh_database(request.param, request, tmp_path)
 
 
 @pytest.fixture
 def pg_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty PostgreSQL database (for behaviour that needs real concurrency)."""
-    return _database("postgresql", request, tmp_path)
+    return fresh_database("postgresql", request, tmp_path)
 
 
-def _database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def fresh_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if kind == "sqlite":
         path = tmp_path / "reengage.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
@@ -119,3 +119,9 @@ def make_runtime(clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
     yield build
     for runtime in built:
         runtime.close()
+
+
+def settle(runtime: Runtime) -> None:
+    """Write hot activity to the database, as the scheduler's flush does every second."""
+    while runtime.activity.flush(runtime.clock.now()):
+        pass

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         default=timedelta(seconds=30),
         description="How often the database is checked for timers missing from the timer index.",
     )
+    event_dedup_ttl: Duration = Field(
+        default=timedelta(hours=24),
+        description="With Redis: how long an event id is remembered to drop retries.",
+    )
+    flush_interval: Duration = Field(
+        default=timedelta(seconds=1),
+        description="With Redis: how often recent activity is written to the database.",
+    )
     default_inactivity_threshold: Duration = Field(default=timedelta(minutes=10))
     clock_speed: float = Field(
         default=1.0, ge=1.0, le=10_000.0, description="Time acceleration for demos (1 = real time)."

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from reengage.domain.activity import ActivityEvent, BotPolicy, RecordResult
 from reengage.domain.outbound import OutboundMessage, SendContext, SendOutcome
 from reengage.domain.timer import ClaimedTimer, Timer
 
@@ -63,6 +64,32 @@ class TimerStore(Protocol):
 
     def mark_rebuilt(self) -> None:
         """Record that the index was rebuilt from the source of truth."""
+        ...
+
+
+class ActivityStore(Protocol):
+    """Where activity lands first: the database itself, or Redis with write-behind."""
+
+    def record(
+        self,
+        org_id: int,
+        policies: Mapping[int, BotPolicy],
+        events: Sequence[ActivityEvent],
+        now: datetime,
+    ) -> RecordResult:
+        """Apply new events (by id) atomically and move each subject's one inactivity timer."""
+        ...
+
+    def hot_seq(self, bot_id: int, user_id: str) -> int | None:
+        """The subject's latest activity version if it may be newer than the database's."""
+        ...
+
+    def flush(self, now: datetime, limit: int = 2000) -> int:
+        """Write recent activity to the database; return how many subjects were written."""
+        ...
+
+    def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
+        """Write one subject's recent activity to the database now."""
         ...
 
 

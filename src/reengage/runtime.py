@@ -10,17 +10,20 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.channels.factory import build_channel
+from reengage.adapters.channels.telegram import close_bots
 from reengage.adapters.clock import AcceleratedClock, SystemClock
 from reengage.adapters.crypto import decrypt_json
+from reengage.adapters.db.activity_store import SqlActivityStore
 from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.db.timer_store import SqlTimerStore
 from reengage.adapters.pacing import InMemoryPacer, RedisPacer
+from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.config import Settings
-from reengage.domain.activity import ActivityEvent, ChannelKind
-from reengage.ports import Channel, Clock, TimerStore
-from reengage.services.record_activity import RecordResult, record_activity
+from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
+from reengage.ports import ActivityStore, Channel, Clock, TimerStore
+from reengage.services.record_activity import record_activity
 from reengage.services.timer_registry import Registry, default_registry
 
 
@@ -30,6 +33,7 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     timers: TimerStore
+    activity: ActivityStore
     clock: Clock
     pacer: InMemoryPacer | RedisPacer
     registry: Registry = field(default_factory=dict)
@@ -40,25 +44,29 @@ class Runtime:
     ) -> Runtime:
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
+        client = (
+            redis.Redis.from_url(settings.redis_url, decode_responses=True)
+            if settings.redis_url
+            else None
+        )
         if timers is None:
-            timers = (
-                RedisTimerStore.from_url(settings.redis_url)
-                if settings.redis_url
-                else SqlTimerStore(sessions)
+            timers = RedisTimerStore(client) if client else SqlTimerStore(sessions)
+        activity: ActivityStore
+        if client is not None and isinstance(timers, RedisTimerStore):
+            activity = RedisActivityStore(
+                client, timers, sessions, dedup_ttl=settings.event_dedup_ttl
             )
+        else:
+            activity = SqlActivityStore(sessions, timers)
         if clock is None:
             clock = (
                 AcceleratedClock(settings.clock_speed)
                 if settings.clock_speed > 1
                 else SystemClock()
             )
-        registry = default_registry(settings.default_inactivity_threshold)
-        pacer = (
-            RedisPacer(redis.Redis.from_url(settings.redis_url))
-            if settings.redis_url
-            else InMemoryPacer()
-        )
-        return cls(settings, engine, sessions, timers, clock, pacer, registry)
+        registry = default_registry(settings.default_inactivity_threshold, activity)
+        pacer = RedisPacer(client) if client else InMemoryPacer()
+        return cls(settings, engine, sessions, timers, activity, clock, pacer, registry)
 
     def channel_for(self, org_id: int, bot_id: int) -> Channel:
         """The channel adapter of one of the organization's bots."""
@@ -86,7 +94,7 @@ class Runtime:
         """Record activity for one organization (the library entry point)."""
         return record_activity(
             self.sessions,
-            self.timers,
+            self.activity,
             org_id,
             events,
             self.clock.now(),
@@ -94,4 +102,5 @@ class Runtime:
         )
 
     def close(self) -> None:
+        close_bots()
         self.engine.dispose()

@@ -12,6 +12,7 @@ from reengage.domain.activity import (
     EventType,
     apply_event,
     apply_events,
+    clock_fields,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -102,3 +103,30 @@ def test_late_event_never_moves_timestamps_backwards() -> None:
     )
     assert older.last_inbound_message_at == later
     assert older.activity_seq == 3
+
+
+@pytest.mark.parametrize("channel", list(ChannelKind))
+def test_max_merged_fields_equal_apply_event(channel: ChannelKind) -> None:
+    """Stores that max-merge `clock_fields` end with the clock `apply_event` computes."""
+    events = [
+        ev(EventType.USER_MESSAGE, T0 + timedelta(minutes=3)),
+        ev(EventType.BOT_MESSAGE, T0 + timedelta(minutes=1)),
+        ev(EventType.AGENT_MESSAGE, T0 + timedelta(minutes=2)),
+        ev(EventType.PAYMENT_CONFIRMED, T0 + timedelta(minutes=4)),
+        ev(EventType.USER_MESSAGE, T0),
+    ]
+    expected = apply_events(ConversationClock(), events, channel)
+    merged: dict[str, datetime] = {}
+    for event in events:
+        for name, value in clock_fields(event, channel).items():
+            merged[name] = max(merged.get(name, value), value)
+    for name in (
+        "last_activity_at",
+        "last_message_at",
+        "last_inbound_message_at",
+        "last_message_from_contact_at",
+        "last_message_from_agent_at",
+        "window_expires_at",
+        "paid_at",
+    ):
+        assert merged.get(name) == getattr(expected, name), name

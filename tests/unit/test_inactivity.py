@@ -20,11 +20,11 @@ TEN = timedelta(minutes=10)
 
 def test_next_timer_is_last_activity_plus_threshold() -> None:
     clock = ConversationClock(activity_seq=7, last_activity_at=T0)
-    timer = next_inactivity_timer(42, clock, TEN)
+    timer = next_inactivity_timer(42, "u:1", clock, TEN)
     assert timer is not None
-    assert timer.key == inactivity_key(42) == "inactivity:conversation:42"
+    assert timer.key == inactivity_key(42, "u:1") == "inactivity:42:u:1"
     assert (timer.purpose, timer.due_at, timer.version) == (Purpose.INACTIVITY, T0 + TEN, 7)
-    assert timer.payload == {"conversation_id": 42, "seq": 7}
+    assert timer.payload == {"bot_id": 42, "user_id": "u:1", "seq": 7}
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_next_timer_is_last_activity_plus_threshold() -> None:
     ids=["disabled", "closed", "no-activity"],
 )
 def test_no_timer(clock: ConversationClock, threshold: timedelta | None) -> None:
-    assert next_inactivity_timer(1, clock, threshold) is None
+    assert next_inactivity_timer(1, "u", clock, threshold) is None
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,22 @@ class ActivityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class BotPolicy:
+    """What recording activity needs to know about a bot."""
+
+    bot_id: int
+    org_id: int
+    channel: ChannelKind
+    inactivity_threshold: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationClock:
     """The timestamps and counters activity moves; `activity_seq` versions them."""
 
@@ -118,3 +134,48 @@ def apply_events(
     for event in sorted(events, key=lambda e: e.occurred_at):
         clock = apply_event(clock, event, channel)
     return clock
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectClock:
+    """A subject's latest clock as a hot store holds it, on its way to the database.
+
+    `generation` counts conversations: it grows when activity follows a close.
+    """
+
+    org_id: int
+    bot_id: int
+    user_id: str
+    generation: int
+    clock: ConversationClock
+    due_at: datetime | None
+
+
+def clock_fields(event: ActivityEvent, channel: ChannelKind) -> dict[str, datetime]:
+    """The timestamps `event` pushes forward (each to at least its value), as `apply_event` does.
+
+    Stores that keep clocks as max-merged fields (Redis) apply these; `apply_event` is the
+    reference, and a test holds the two equal.
+    """
+    at = event.occurred_at
+    fields = {"last_activity_at": at}
+    if event.type is EventType.USER_MESSAGE:
+        fields |= {
+            "last_message_at": at,
+            "last_inbound_message_at": at,
+            "last_message_from_contact_at": at,
+        }
+        if channel is ChannelKind.WHATSAPP:
+            fields["window_expires_at"] = at + WHATSAPP_WINDOW
+    elif event.type is EventType.BOT_MESSAGE:
+        fields["last_message_at"] = at
+    elif event.type is EventType.AGENT_MESSAGE:
+        fields |= {"last_message_at": at, "last_message_from_agent_at": at}
+    elif event.type is EventType.PAYMENT_CONFIRMED:
+        fields["paid_at"] = at
+    return fields
+
+
+def subject_key(bot_id: int, user_id: str) -> str:
+    """A bot user's identity across stores: `<bot id>:<user id on the channel>`."""
+    return f"{bot_id}:{user_id}"

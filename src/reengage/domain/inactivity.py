@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reengage.domain.activity import ConversationClock, ConversationStatus
+from reengage.domain.activity import ConversationClock, ConversationStatus, subject_key
 from reengage.domain.timer import Purpose, Timer, timer_key
 
 
@@ -27,26 +27,30 @@ class Skip:
 InactivityDecision = MarkInactive | Skip
 
 
-def inactivity_key(conversation_id: int) -> str:
-    """The timer key of a conversation's inactivity check."""
-    return timer_key(Purpose.INACTIVITY, f"conversation:{conversation_id}")
+def inactivity_key(bot_id: int, user_id: str) -> str:
+    """The timer key of a bot user's inactivity check (one per subject)."""
+    return timer_key(Purpose.INACTIVITY, subject_key(bot_id, user_id))
+
+
+def inactivity_timer(bot_id: int, user_id: str, seq: int, due_at: datetime) -> Timer:
+    return Timer(
+        key=inactivity_key(bot_id, user_id),
+        purpose=Purpose.INACTIVITY,
+        due_at=due_at,
+        version=seq,
+        payload={"bot_id": bot_id, "user_id": user_id, "seq": seq},
+    )
 
 
 def next_inactivity_timer(
-    conversation_id: int, clock: ConversationClock, threshold: timedelta | None
+    bot_id: int, user_id: str, clock: ConversationClock, threshold: timedelta | None
 ) -> Timer | None:
-    """The one pending inactivity timer the conversation should have, if any."""
+    """The one pending inactivity timer the subject should have, if any."""
     if threshold is None or clock.status is ConversationStatus.CLOSED:
         return None
     if clock.last_activity_at is None:
         return None
-    return Timer(
-        key=inactivity_key(conversation_id),
-        purpose=Purpose.INACTIVITY,
-        due_at=clock.last_activity_at + threshold,
-        version=clock.activity_seq,
-        payload={"conversation_id": conversation_id, "seq": clock.activity_seq},
-    )
+    return inactivity_timer(bot_id, user_id, clock.activity_seq, clock.last_activity_at + threshold)
 
 
 def decide_inactivity(

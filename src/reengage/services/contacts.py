@@ -22,10 +22,9 @@ def mark_blocked(session: Session, contact: Contact, now: datetime) -> list[str]
         .where(Conversation.contact_id == contact.id, Conversation.status != "closed")
         .with_for_update()
     ).all()
-    keys = []
     for conv in conversations:
         conv.inactivity_due_at = None
-        keys.append(inactivity_key(conv.id))
+    keys = [inactivity_key(contact.bot_id, contact.external_id)]
     log.info("contact.blocked", contact_id=contact.id, bot_id=contact.bot_id)
     return keys
 

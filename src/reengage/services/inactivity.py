@@ -8,39 +8,60 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Bot, Conversation
+from reengage.adapters.db.models import Bot, Contact, Conversation
 from reengage.domain import inactivity
-from reengage.domain.timer import Purpose, Timer
+from reengage.domain.timer import Timer
+from reengage.ports import ActivityStore
 from reengage.services.conversation_rows import clock_of, inactivity_threshold
 from reengage.services.event_log import append_event
 
 log = structlog.get_logger(__name__)
 
 
+def open_conversation(session: Session, bot_id: int, user_id: str) -> Conversation | None:
+    """The subject's open conversation, locked for this transaction."""
+    return session.scalar(
+        select(Conversation)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(
+            Contact.bot_id == bot_id,
+            Contact.external_id == user_id,
+            Conversation.status != "closed",
+        )
+        .with_for_update()
+    )
+
+
 def handle_inactivity(
-    session: Session, timer: Timer, now: datetime, default_threshold: timedelta
+    session: Session,
+    timer: Timer,
+    now: datetime,
+    *,
+    activity: ActivityStore,
+    default_threshold: timedelta,
 ) -> list[Timer]:
     """Record that a conversation went quiet, once, if no activity came in meanwhile."""
-    conversation_id = int(timer.payload["conversation_id"] or 0)
+    bot_id, user_id = int(timer.payload["bot_id"] or 0), str(timer.payload["user_id"])
     seq = int(timer.payload["seq"] or 0)
-    conv = session.scalar(
-        select(Conversation).where(Conversation.id == conversation_id).with_for_update()
-    )
-    if conv is None:
-        log.info("inactivity.skipped", conversation_id=conversation_id, reason="not_found")
+    hot = activity.hot_seq(bot_id, user_id)
+    if hot is not None and hot != seq:
+        log.info("inactivity.skipped", bot_id=bot_id, user_id=user_id, reason="version_mismatch")
         return []
-    bot = session.get(Bot, conv.bot_id)
-    threshold = inactivity_threshold(bot, default_threshold)
+    activity.flush_subject(bot_id, user_id, now)
+    conv = open_conversation(session, bot_id, user_id)
+    if conv is None:
+        log.info(
+            "inactivity.skipped", bot_id=bot_id, user_id=user_id, reason="no_open_conversation"
+        )
+        return []
+    threshold = inactivity_threshold(session.get_one(Bot, bot_id), default_threshold)
     decision = inactivity.decide_inactivity(clock_of(conv), seq, threshold, now)
     if isinstance(decision, inactivity.Skip):
         log.info("inactivity.skipped", conversation_id=conv.id, reason=decision.reason)
         if decision.reason == "not_due":
             # The threshold grew since the timer was set: wait for the new deadline.
-            return [
-                t
-                for t in [inactivity.next_inactivity_timer(conv.id, clock_of(conv), threshold)]
-                if t
-            ]
+            later = inactivity.next_inactivity_timer(bot_id, user_id, clock_of(conv), threshold)
+            return [later] if later else []
         return []
     append_event(
         session,
@@ -60,7 +81,14 @@ def pending_inactivity_timers(
 ) -> list[tuple[int, Timer]]:
     """Inactivity timers the database says are pending, in conversation id order."""
     stmt = (
-        select(Conversation.id, Conversation.inactivity_due_at, Conversation.activity_seq)
+        select(
+            Conversation.id,
+            Conversation.bot_id,
+            Contact.external_id,
+            Conversation.inactivity_due_at,
+            Conversation.activity_seq,
+        )
+        .join(Contact, Contact.id == Conversation.contact_id)
         .where(Conversation.inactivity_due_at.is_not(None), Conversation.id > after_id)
         .order_by(Conversation.id)
         .limit(limit)
@@ -68,15 +96,6 @@ def pending_inactivity_timers(
     if due_before is not None:
         stmt = stmt.where(Conversation.inactivity_due_at <= due_before)
     return [
-        (
-            cid,
-            Timer(
-                key=inactivity.inactivity_key(cid),
-                purpose=Purpose.INACTIVITY,
-                due_at=due,
-                version=seq,
-                payload={"conversation_id": cid, "seq": seq},
-            ),
-        )
-        for cid, due, seq in session.execute(stmt)
+        (cid, inactivity.inactivity_timer(bot_id, user_id, seq, due))
+        for cid, bot_id, user_id, due, seq in session.execute(stmt)
     ]

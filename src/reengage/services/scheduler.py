@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.ports import Clock, TimerExecutor, TimerStore
+from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore
 from reengage.services.rebuild_timers import rebuild_timers
 from reengage.services.timer_registry import Registry
 
@@ -34,6 +34,8 @@ class Scheduler:
         lease: timedelta = timedelta(seconds=30),
         poll: timedelta = timedelta(milliseconds=50),
         sweep_interval: timedelta = timedelta(seconds=30),
+        activity: ActivityStore | None = None,
+        flush_interval: timedelta = timedelta(seconds=1),
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -44,10 +46,20 @@ class Scheduler:
         self.lease = lease
         self.poll = poll
         self.sweep_interval = sweep_interval
+        self.activity = activity
+        self.flush_interval = flush_interval
         self._last_sweep: datetime | None = None
+        self._last_flush: datetime | None = None
 
     def maintain(self, now: datetime) -> None:
-        """Rebuild an emptied store; sweep in timers lost between commit and publication."""
+        """Flush hot activity to the database; rebuild an emptied timer store; sweep in timers
+        lost between commit and publication."""
+        if self.activity is not None and (
+            self._last_flush is None or now - self._last_flush >= self.flush_interval
+        ):
+            while self.activity.flush(now) > 0:
+                pass
+            self._last_flush = now
         if self.store.needs_rebuild():
             added = rebuild_timers(self.sessions, self.store, self.registry)
             self.store.mark_rebuilt()

@@ -10,6 +10,7 @@ from functools import partial
 from sqlalchemy.orm import Session
 
 from reengage.domain.timer import Purpose, Timer
+from reengage.ports import ActivityStore
 from reengage.services import inactivity
 
 Handler = Callable[[Session, Timer, datetime], list[Timer]]
@@ -29,10 +30,14 @@ class PurposeSpec:
 Registry = dict[str, PurposeSpec]
 
 
-def default_registry(default_threshold: timedelta) -> Registry:
+def default_registry(default_threshold: timedelta, activity: ActivityStore) -> Registry:
     return {
         Purpose.INACTIVITY: PurposeSpec(
-            handle=partial(inactivity.handle_inactivity, default_threshold=default_threshold),
+            handle=partial(
+                inactivity.handle_inactivity,
+                activity=activity,
+                default_threshold=default_threshold,
+            ),
             pending=inactivity.pending_inactivity_timers,
         ),
     }

@@ -7,7 +7,7 @@ caption limits. Only the API base URL differs between production and tests.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, Message
 
-from reengage.adapters.channels.aio import shared_loop
+from reengage.adapters.channels.aio import LoopThread, shared_loop
 from reengage.adapters.pacing import InMemoryPacer, RedisPacer, pace
 from reengage.domain.activity import ChannelKind
 from reengage.domain.outbound import (
@@ -71,6 +71,31 @@ def _file_id(message: Message) -> str | None:
     return None
 
 
+# One aiogram Bot (and HTTP connection pool) per token and API server, per process loop:
+# opening and closing a session per message would cost a connection and a 250 ms close.
+_bots: dict[tuple[int, str, str], Bot] = {}
+
+
+def _bot_for(loop: LoopThread, token: str, api: TelegramAPIServer) -> Bot:
+    key = (id(loop), token, api.base)
+    bot = _bots.get(key)
+    if bot is None:
+        bot = _bots[key] = Bot(token, session=AiohttpSession(api=api))
+    return bot
+
+
+async def _close_bots() -> None:
+    for bot in list(_bots.values()):
+        await bot.session.close()
+    _bots.clear()
+
+
+def close_bots() -> None:
+    """Close every cached Telegram session (at shutdown, and between tests)."""
+    if _bots:
+        shared_loop().run(_close_bots())
+
+
 class TelegramChannel:
     def __init__(
         self,
@@ -89,17 +114,11 @@ class TelegramChannel:
         self._pacer = pacer
         self._limits = limits
 
-    def _call(self, make: Callable[[Bot], Awaitable[Any]]) -> Any:
-        async def run() -> Any:
-            bot = Bot(self._token, session=AiohttpSession(api=self._api))
-            try:
-                return await make(bot)
-            finally:
-                await bot.session.close()
+    def _call(self, make: Callable[[Bot], Coroutine[Any, Any, Any]]) -> Any:
+        loop = shared_loop()
+        return loop.run(make(_bot_for(loop, self._token, self._api)))
 
-        return shared_loop().run(run())
-
-    def _paced(self, chat_id: str, make: Callable[[Bot], Awaitable[Any]]) -> Any | SendOutcome:
+    def _paced(self, chat_id: str, make: Callable[[Bot], Coroutine[Any, Any, Any]]) -> Any:
         """Call the API under pacing; 429 waits `retry_after` and retries, a bounded number
         of times. Refusals come back as outcome values."""
         limits = self._limits

@@ -114,7 +114,8 @@ class Conversation(Base):
     active_flow: Mapped[str | None] = mapped_column(String(128))
     active_node: Mapped[str | None] = mapped_column(String(128))
     context_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    activity_seq: Mapped[int] = mapped_column(Integer, default=0)
+    activity_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
     last_activity_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]
     last_inbound_message_at: Mapped[datetime | None]

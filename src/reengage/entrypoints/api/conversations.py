@@ -27,7 +27,7 @@ conversations_router = APIRouter(
 
 
 def _out(conv: Conversation, user_id: str, timers: TimerStore | None = None) -> ConversationOut:
-    timer = timers.get(inactivity_key(conv.id)) if timers else None
+    timer = timers.get(inactivity_key(conv.bot_id, user_id)) if timers else None
     return ConversationOut(
         id=conv.id,
         bot_id=conv.bot_id,

@@ -31,6 +31,8 @@ def build_scheduler(settings: Settings, runtime: Runtime | None = None) -> Sched
         lease=settings.timer_lease,
         poll=settings.scheduler_poll,
         sweep_interval=settings.sweep_interval,
+        activity=runtime.activity,
+        flush_interval=settings.flush_interval,
     )
 
 

@@ -22,7 +22,8 @@ class RunningServer:
     """A uvicorn server running `app` in a daemon thread; `url` has no trailing slash."""
 
     def __init__(self, app: ASGIApp, *, port: int = 0, startup_timeout: float = 10.0) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections (no 40 ms stalls).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((HOST, port))
         self.port: int = self._sock.getsockname()[1]
