@@ -125,3 +125,6 @@ def settle(runtime: Runtime) -> None:
     """Write hot activity to the database, as the scheduler's flush does every second."""
     while runtime.activity.flush(runtime.clock.now()):
         pass
+
+
+pytest_plugins = ["tests.channel_harness"]

@@ -14,9 +14,11 @@ from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation, ConversationEvent
 from reengage.adapters.memory_timer_store import InMemoryTimerStore
 from reengage.adapters.redis.timer_store import RedisTimerStore
+from reengage.domain.inactivity import inactivity_key
 from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services.scheduler import Scheduler
+from tests.conftest import REDIS_URL
 from tests.factories import make_bot, make_org, message
 
 
@@ -150,3 +152,48 @@ def test_a_timer_lost_between_commit_and_publication_is_swept_back(
     while scheduler.run_once():
         pass
     assert inactivity_events(runtime) == {cid: 1 for cid in conversations}
+
+
+def test_full_redis_mode_fires_once_and_survives_redis_being_emptied(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+) -> None:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    schedulers = [scheduler_for(runtime, activity=runtime.activity) for _ in range(2)]
+    schedulers[0].run_once()
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    runtime.record(org.org_id, [message(bot, f"u{i}", clock.now()) for i in range(60)])
+    clock.advance(timedelta(seconds=2))
+    schedulers[0].run_once()  # flushes the hot activity to PostgreSQL
+    redis_client.flushdb()  # Redis restarts without persistence
+    clock.advance(timedelta(minutes=10))
+    for s in schedulers:
+        while s.run_once():
+            pass
+    with runtime.sessions() as session:
+        conversations = list(session.scalars(select(Conversation.id)))
+    assert len(conversations) == 60
+    assert inactivity_events(runtime) == {cid: 1 for cid in conversations}
+
+
+def test_a_user_who_wrote_after_the_claim_is_not_marked_inactive(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+) -> None:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    runtime.record(org.org_id, [message(bot, "u", clock.now())])
+    clock.advance(timedelta(minutes=10))
+    claimed = runtime.timers.claim_due(clock.now(), 10, timedelta(seconds=30))
+    runtime.record(org.org_id, [message(bot, "u", clock.now())])  # not yet in PostgreSQL
+    InlineExecutor(runtime).submit(claimed, clock.now())
+    assert inactivity_events(runtime) == {}
+    timer = runtime.timers.get(inactivity_key(bot, "u"))
+    assert timer is not None
+    assert timer.version == 2

@@ -134,6 +134,28 @@ def orgs_issue_key(org_id: int, name: str = "cli") -> None:
     typer.echo(issue_api_key(runtime.sessions, org_id, name, runtime.clock.now()))
 
 
+@bots_app.command("set-webhook")
+def bots_set_webhook(org_id: int, bot_id: int) -> None:
+    """Register a Telegram bot's webhook at REENGAGE_PUBLIC_URL with a generated secret."""
+    from reengage.runtime import Runtime
+    from reengage.services.webhook_setup import register_telegram_webhook
+
+    settings = _settings()
+    runtime = Runtime.build(settings)
+    try:
+        url = register_telegram_webhook(
+            runtime.sessions,
+            settings.secret_key.get_secret_value(),
+            org_id,
+            bot_id,
+            settings.public_url,
+            settings.telegram_api_base,
+        )
+    finally:
+        runtime.close()
+    typer.echo(f"webhook set: {url}")
+
+
 @bots_app.command("create")
 def bots_create(
     org_id: int,

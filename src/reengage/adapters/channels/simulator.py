@@ -10,11 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import SimulatorMessage
 from reengage.domain.outbound import (
+    Failed,
     OutboundMessage,
     SendContext,
     SendOutcome,
     Sent,
     Skipped,
+    message_problems,
 )
 
 _file_ids = itertools.count(1)
@@ -27,6 +29,9 @@ class SimulatorChannel:
         self._bot_id = bot_id
 
     def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
+        problems = message_problems(message)
+        if problems:  # the same limits as the platforms it stands for
+            return Failed("invalid_message", False, detail="; ".join(problems))
         media = message.media
         with self._sessions.begin() as session:
             row = SimulatorMessage(

@@ -204,3 +204,16 @@ class TelegramChannel:
             # A chat action is cosmetic: never worth a retry.
             return Skipped(f"chat_action_failed: {exc.message}")
         return Sent("")
+
+
+def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) -> None:
+    """Point Telegram at `url`; Telegram then sends `secret` in every update's header."""
+    api = TelegramAPIServer.from_base(api_base) if api_base else PRODUCTION
+    loop = shared_loop()
+    loop.run(
+        _bot_for(loop, token, api).set_webhook(
+            url,
+            secret_token=secret,
+            allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"],
+        )
+    )

@@ -14,6 +14,7 @@ from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import BotIn, BotOut, ErrorOut
 from reengage.services import tenancy
 from reengage.services.errors import InvalidInput
+from reengage.services.webhook_setup import register_telegram_webhook
 
 bots_router = APIRouter(prefix="/v1/bots", tags=["bots"], responses={401: {"model": ErrorOut}})
 
@@ -64,3 +65,21 @@ def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> BotOut:
     """One bot of the organization."""
     with runtime.sessions() as session:
         return bot_out(tenancy.get_bot(session, org_id, bot_id))
+
+
+@bots_router.post(
+    "/{bot_id}/webhook",
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> dict[str, str]:
+    """Register the Telegram webhook of a bot with a freshly generated secret token."""
+    settings = runtime.settings
+    url = register_telegram_webhook(
+        runtime.sessions,
+        settings.secret_key.get_secret_value(),
+        org_id,
+        bot_id,
+        settings.public_url,
+        settings.telegram_api_base,
+    )
+    return {"url": url}

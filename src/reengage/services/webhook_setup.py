@@ -1,0 +1,40 @@
+"""Register a bot's inbound webhook with its platform."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from reengage.adapters.channels.telegram import set_webhook
+from reengage.adapters.crypto import decrypt_json, encrypt_json
+from reengage.domain.activity import ChannelKind
+from reengage.services.errors import InvalidInput
+from reengage.services.tenancy import get_bot
+
+
+def register_telegram_webhook(
+    sessions: sessionmaker[Session],
+    secret_key: str,
+    org_id: int,
+    bot_id: int,
+    public_url: str,
+    api_base: str | None = None,
+) -> str:
+    """Generate a fresh secret token, call `setWebhook`, then store the secret; return the URL."""
+    with sessions() as session:
+        bot = get_bot(session, org_id, bot_id)
+        if bot.channel != ChannelKind.TELEGRAM.value:
+            raise InvalidInput("only Telegram bots register a webhook this way", "bot_id")
+        credentials = decrypt_json(secret_key, bot.credentials) if bot.credentials else {}
+    token = credentials.get("token")
+    if not token:
+        raise InvalidInput("the bot has no token", "credentials.token")
+    url = f"{public_url.rstrip('/')}/webhooks/telegram/{bot_id}"
+    secret = secrets.token_urlsafe(32)  # 1-256 chars of A-Z, a-z, 0-9, _ and -
+    # Until Telegram confirms, updates keep arriving with the old secret: store after.
+    set_webhook(token, url, secret, api_base)
+    with sessions.begin() as session:
+        bot = get_bot(session, org_id, bot_id)
+        bot.credentials = encrypt_json(secret_key, credentials | {"webhook_secret": secret})
+    return url

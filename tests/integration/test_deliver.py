@@ -1,0 +1,223 @@
+"""Sending through the delivery record, against the fake Telegram and WhatsApp servers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from reengage.adapters.channels.fakes.telegram import FakeTelegram
+from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
+from reengage.adapters.channels.telegram import TelegramChannel
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.models import Contact, Delivery, MediaAsset
+from reengage.adapters.pacing import InMemoryPacer
+from reengage.domain.activity import ChannelKind
+from reengage.domain.inactivity import inactivity_key
+from reengage.domain.outbound import Media, MessageKind, OutboundMessage, Skipped
+from reengage.runtime import Runtime
+from reengage.services.deliver import DeliveryRequest, DeliveryResult, deliver
+from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
+from tests.factories import make_bot, make_org, message
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 128
+
+
+@pytest.fixture
+def runtime(
+    db_url: str, make_runtime: Callable[..., Runtime], telegram_url: str, whatsapp_url: str
+) -> Runtime:
+    return make_runtime(db_url, telegram_api_base=telegram_url, whatsapp_api_base=whatsapp_url)
+
+
+def telegram_bot(runtime: Runtime, org_id: int) -> int:
+    return make_bot(runtime, org_id, credentials={"token": TG_TOKEN})
+
+
+def whatsapp_bot(runtime: Runtime, org_id: int) -> int:
+    return make_bot(
+        runtime,
+        org_id,
+        channel=ChannelKind.WHATSAPP,
+        credentials={
+            "phone_number_id": WA_PHONE,
+            "access_token": WA_TOKEN,
+            "app_secret": "s3cret",
+            "verify_token": "verify-me",
+        },
+    )
+
+
+def contact_of(runtime: Runtime, bot_id: int, user_id: str) -> int:
+    with runtime.sessions() as s:
+        return s.scalars(
+            select(Contact.id).where(Contact.bot_id == bot_id, Contact.external_id == user_id)
+        ).one()
+
+
+def send(runtime: Runtime, org: int, bot: int, user: str, key: str, **kw: Any) -> DeliveryResult:
+    msg = kw.pop("msg", OutboundMessage(MessageKind.TEXT, "Oi! Ainda por aí?"))
+    request = DeliveryRequest(org, bot, contact_of(runtime, bot, user), key, "test", msg, **kw)
+    return deliver(runtime.sessions, runtime, runtime.timers, request, runtime.clock.now())
+
+
+def test_a_delivery_is_sent_once_per_key(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    first = send(runtime, org, bot, "777", "k1")
+    again = send(runtime, org, bot, "777", "k1")
+    assert (first.status, again.status) == ("sent", "sent")
+    assert first.channel_message_id == again.channel_message_id
+    assert len(fake_telegram.calls_to("sendMessage")) == 1
+
+
+def test_a_send_interrupted_midway_is_never_repeated(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    first = send(runtime, org, bot, "777", "k1")
+    with runtime.sessions.begin() as s:  # as if the process died after claiming the row
+        row = s.get_one(Delivery, first.delivery_id)
+        row.status, row.finished_at = "sending", None
+        s.add(
+            Delivery(
+                org_id=org,
+                bot_id=bot,
+                contact_id=row.contact_id,
+                dedup_key="k2",
+                purpose="test",
+                status="sending",
+                message=row.message,
+                attempts=1,
+                scheduled_at=clock.now(),
+                sending_at=clock.now(),
+            )
+        )
+    result = send(runtime, org, bot, "777", "k2")
+    assert (result.status, result.reason) == ("failed", "ambiguous")
+    assert len(fake_telegram.calls_to("sendMessage")) == 1
+
+
+def test_a_429_is_waited_out_and_retried(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    fake_telegram.rate_limit_next("sendMessage", 7)
+    before = clock.now()
+    result = send(runtime, org, bot, "777", "k1")
+    assert result.status == "sent"
+    assert clock.now() - before == timedelta(seconds=7)
+    assert len(fake_telegram.calls_to("sendMessage")) == 2
+
+
+def test_a_long_429_goes_back_to_the_caller(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    fake_telegram.rate_limit_next("sendMessage", 3600)
+    result = send(runtime, org, bot, "777", "k1")
+    assert (result.status, result.reason, result.retry_after) == ("scheduled", "rate_limited", 3600)
+    assert send(runtime, org, bot, "777", "k1").status == "sent"  # the retry goes through
+
+
+def test_a_user_who_blocked_the_bot_stops_everything(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    assert runtime.timers.get(inactivity_key(bot, "777")) is not None
+    fake_telegram.block(777)
+    result = send(runtime, org, bot, "777", "k1")
+    assert (result.status, result.reason, result.blocked) == ("failed", "blocked", True)
+    assert runtime.timers.get(inactivity_key(bot, "777")) is None
+    with runtime.sessions() as s:
+        assert s.scalars(select(Contact.blocked_at)).one() == clock.now()
+    calls = len(fake_telegram.calls)
+    assert (send(runtime, org, bot, "777", "k2").status, len(fake_telegram.calls)) == (
+        "skipped",
+        calls,
+    )
+
+
+def test_media_is_uploaded_once_per_bot(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bots = [telegram_bot(runtime, org), telegram_bot(runtime, org)]
+    with runtime.sessions.begin() as s:
+        asset = MediaAsset(
+            org_id=org,
+            filename="promo.png",
+            content_type="image/png",
+            size=len(PNG),
+            sha256="x",
+            content=PNG,
+            created_at=clock.now(),
+        )
+        s.add(asset)
+        s.flush()
+        asset_id = asset.id
+    photo = OutboundMessage(MessageKind.PHOTO, "Promo", Media(asset_id=asset_id))
+    for bot in bots:
+        runtime.record(org, [message(bot, "1", clock.now()), message(bot, "2", clock.now())])
+        for user in ("1", "2"):
+            assert send(runtime, org, bot, user, f"{bot}:{user}", msg=photo).status == "sent"
+    uploads = [c for c in fake_telegram.calls_to("sendPhoto") if c.files]
+    assert len(fake_telegram.calls_to("sendPhoto")) == 4
+    assert len(uploads) == 2  # once per bot: a file_id is only valid for the bot that got it
+
+
+def test_whatsapp_outside_the_window_is_skipped_without_a_request(
+    runtime: Runtime, fake_whatsapp: FakeWhatsApp, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = whatsapp_bot(runtime, org)
+    runtime.record(org, [message(bot, "5511999", clock.now())])
+    conv_id = runtime_conversation(runtime)
+    assert send(runtime, org, bot, "5511999", "in", conversation_id=conv_id).status == "sent"
+    clock.advance(timedelta(hours=24, seconds=1))
+    late = send(runtime, org, bot, "5511999", "late", conversation_id=conv_id)
+    assert (late.status, late.reason) == ("skipped", "window_closed")
+    assert len(fake_whatsapp.calls_to("messages")) == 1
+
+
+def test_whatsapp_131047_is_window_closed_not_a_retry(
+    runtime: Runtime, fake_whatsapp: FakeWhatsApp, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = whatsapp_bot(runtime, org)
+    runtime.record(org, [message(bot, "5511999", clock.now())])
+    fake_whatsapp.reengagement_next()
+    result = send(runtime, org, bot, "5511999", "k", conversation_id=runtime_conversation(runtime))
+    assert (result.status, result.reason) == ("skipped", "window_closed")
+
+
+def test_telegram_messages_older_than_48h_are_not_deleted(
+    fake_telegram: FakeTelegram, telegram_url: str, clock: ManualClock
+) -> None:
+    channel = TelegramChannel(
+        TG_TOKEN, bot_key="9", clock=clock, pacer=InMemoryPacer(), api_base=telegram_url
+    )
+    sent_at = clock.now() - timedelta(hours=48, minutes=1)
+    assert channel.delete("777", "12", sent_at, clock.now()) == Skipped("too_old_to_delete")
+    assert fake_telegram.calls == []
+
+
+def runtime_conversation(runtime: Runtime) -> int:
+    from reengage.adapters.db.models import Conversation
+
+    with runtime.sessions() as s:
+        return s.scalars(select(Conversation.id)).one()
