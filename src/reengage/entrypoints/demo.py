@@ -10,10 +10,12 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import select
 
+from reengage.adapters.channels.simulator import SimulatorChannel
 from reengage.adapters.db.migrate import upgrade
-from reengage.adapters.db.models import Contact, Conversation, ConversationEvent
+from reengage.adapters.db.models import Contact, Conversation, ConversationEvent, SimulatorMessage
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.domain.outbound import MessageKind, OutboundMessage, SendContext
 from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.scheduler.main import build_scheduler
 from reengage.runtime import Runtime
@@ -23,6 +25,13 @@ THRESHOLD = timedelta(minutes=10)
 
 # (user, minutes of simulated time at which the user writes): ana writes once and goes quiet;
 # bruno keeps chatting for a while, so his timer keeps moving, then he goes quiet too.
+LINES = [
+    "Oi, quanto custa o plano anual?",
+    "E tem desconto no Pix?",
+    "Vou pensar...",
+    "Posso pagar depois?",
+    "Ok",
+]
 SCRIPT = {"ana": [0], "bruno": [0, 4, 8, 12, 16], "carla": [0, 3]}
 
 
@@ -31,6 +40,7 @@ def _say(clock_now: datetime, text: str) -> None:
 
 
 def _simulate(runtime: Runtime, org_id: int, bot_id: int, stop: threading.Event) -> None:
+    channel = SimulatorChannel(runtime.sessions, org_id, bot_id)
     start = runtime.clock.now()
     plan = sorted((minute, user) for user, minutes in SCRIPT.items() for minute in minutes)
     for n, (minute, user) in enumerate(plan):
@@ -39,6 +49,21 @@ def _simulate(runtime: Runtime, org_id: int, bot_id: int, stop: threading.Event)
             if stop.wait(0.02):
                 return
         now = runtime.clock.now()
+        with runtime.sessions.begin() as session:
+            session.add(
+                SimulatorMessage(
+                    org_id=org_id,
+                    bot_id=bot_id,
+                    chat_id=user,
+                    direction="in",
+                    kind="text",
+                    text=LINES[n % len(LINES)],
+                    created_at=now,
+                )
+            )
+        channel.send(
+            user, OutboundMessage(MessageKind.TEXT, "Anotado! Algo mais?"), SendContext(now)
+        )
         events = [
             ActivityEvent(f"demo-{n}-in", EventType.USER_MESSAGE, bot_id, user, now),
             ActivityEvent(f"demo-{n}-out", EventType.BOT_MESSAGE, bot_id, user, now),
@@ -98,6 +123,7 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
         f"  bot id:   {bot.id} (simulator), inactivity threshold 10 min, time x{speed:g}",
         flush=True,
     )
+    print(f"  chat page: {url}/simulator#key={org.api_key}&bot={bot.id}&user=ana", flush=True)
     print(
         f"  try: curl -H 'Authorization: Bearer {org.api_key}' {url}/v1/conversations", flush=True
     )

@@ -15,6 +15,7 @@ from reengage import __version__
 from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.events import events_router
+from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
 from reengage.runtime import Runtime
 from reengage.services.errors import ServiceError
@@ -81,6 +82,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(bots_router)
     app.include_router(conversations_router)
     app.include_router(webhooks_router)
+    app.include_router(simulator_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
