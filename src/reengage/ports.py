@@ -131,6 +131,9 @@ class ChannelProvider(Protocol):
 class Pacer(Protocol):
     """Paces sends so platform rate limits hold across every worker."""
 
-    def reserve(self, limits: Sequence[tuple[str, float]]) -> float:
-        """Reserve the next slot under every (key, per-second rate); seconds to wait for it."""
+    def reserve(
+        self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
+    ) -> float:
+        """Reserve the earliest instant that keeps each gap key 1/rate apart and each rate key
+        at one send per 1/rate slot; return the seconds to wait for it."""
         ...

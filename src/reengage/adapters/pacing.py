@@ -1,48 +1,86 @@
-"""Pacers: strict spacing of sends per key, shared by all workers (Redis) or in-process.
+"""Pacers: platform rate limits held across every worker (Redis) or in-process.
 
-A reservation takes the first instant free under every key at once (e.g. the bot's 30/s and
-the chat's 1/s) and books it, so concurrent senders queue up instead of bursting.
+Two kinds of limit, combined in one reservation:
+- a *gap* (one chat: about 1 message/s) keeps successive sends at least 1/rate apart;
+- a *rate* (one bot: about 30 messages/s) allows at most one send per 1/rate time slot, so
+  other chats fill the slots a slow chat leaves free.
+A reservation returns how long to wait for the earliest instant that satisfies both.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
 
 import redis
 
+# KEYS: gap pointers..., then rate-slot prefixes...; ARGV: n_gaps, then each key's rate.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local slot = now
-for i, k in ipairs(KEYS) do
-  local free = tonumber(redis.call('GET', k) or '0')
-  if free > slot then slot = free end
+local n_gaps = tonumber(ARGV[1])
+local at = now
+for i = 1, n_gaps do
+  local free = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if free > at then at = free end
 end
-for i, k in ipairs(KEYS) do
-  local interval = tonumber(ARGV[i])
-  local ttl = math.ceil((slot - now + interval) * 1000) + 1000
-  redis.call('SET', k, string.format('%.6f', slot + interval), 'PX', ttl)
+local slots = {}
+for guard = 1, 100000 do
+  local moved = false
+  for i = n_gaps + 1, #KEYS do
+    local rate = tonumber(ARGV[i + 1])
+    local slot = math.floor(at * rate)
+    if redis.call('EXISTS', KEYS[i] .. ':' .. slot) == 1 then
+      at = (slot + 1) / rate
+      moved = true
+    else
+      slots[i] = slot
+    end
+  end
+  if not moved then break end
 end
-return string.format('%.6f', slot - now)
+local ttl = math.ceil((at - now) * 1000) + 2000
+for i = 1, n_gaps do
+  local rate = tonumber(ARGV[i + 1])
+  redis.call('SET', KEYS[i], string.format('%.6f', at + 1 / rate), 'PX', ttl)
+end
+for i = n_gaps + 1, #KEYS do
+  redis.call('SET', KEYS[i] .. ':' .. slots[i], '1', 'PX', ttl)
+end
+return string.format('%.6f', at - now)
 """
 
 
 class InMemoryPacer:
-    """Embedded mode: one process, one lock."""
+    """Embedded mode: one process, one lock, the same algorithm as the Redis pacer."""
 
     def __init__(self) -> None:
         self._free: dict[str, float] = {}
+        self._taken: dict[tuple[str, int], float] = {}  # (key, slot) -> slot time
         self._lock = threading.Lock()
 
-    def reserve(self, limits: Sequence[tuple[str, float]]) -> float:
+    def reserve(
+        self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
+    ) -> float:
         with self._lock:
             now = time.monotonic()
-            slot = max([now, *(self._free.get(key, 0.0) for key, _ in limits)])
-            for key, rate in limits:
-                self._free[key] = slot + 1.0 / rate
-            return slot - now
+            at = max([now, *(self._free.get(key, 0.0) for key, _ in gaps)])
+            moved = True
+            while moved:
+                moved = False
+                for key, rate in rates:
+                    slot = math.floor(at * rate)
+                    if (key, slot) in self._taken:
+                        at, moved = (slot + 1) / rate, True
+            for key, rate in gaps:
+                self._free[key] = at + 1.0 / rate
+            for key, rate in rates:
+                self._taken[(key, math.floor(at * rate))] = at
+            if len(self._taken) > 10_000:
+                self._taken = {k: t for k, t in self._taken.items() if t > now - 5}
+            return at - now
 
 
 class RedisPacer:
@@ -51,14 +89,20 @@ class RedisPacer:
     def __init__(self, client: redis.Redis) -> None:
         self._script = client.register_script(_RESERVE)
 
-    def reserve(self, limits: Sequence[tuple[str, float]]) -> float:
-        keys = [key for key, _ in limits]
-        intervals = [1.0 / rate for _, rate in limits]
-        return float(self._script(keys=keys, args=intervals))
+    def reserve(
+        self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
+    ) -> float:
+        keys = [key for key, _ in gaps] + [key for key, _ in rates]
+        args = [len(gaps), *(rate for _, rate in gaps), *(rate for _, rate in rates)]
+        return float(self._script(keys=keys, args=args))
 
 
-def pace(pacer: InMemoryPacer | RedisPacer, limits: Sequence[tuple[str, float]]) -> None:
+def pace(
+    pacer: InMemoryPacer | RedisPacer,
+    gaps: Sequence[tuple[str, float]],
+    rates: Sequence[tuple[str, float]] = (),
+) -> None:
     """Reserve a slot and wait for it."""
-    wait = pacer.reserve(limits)
+    wait = pacer.reserve(gaps, rates)
     if wait > 0:
         time.sleep(wait)

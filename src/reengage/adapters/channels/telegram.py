@@ -123,12 +123,11 @@ class TelegramChannel:
         of times. Refusals come back as outcome values."""
         limits = self._limits
         for attempt in range(1, limits.attempts + 1):
+            prefix = f"{{pace:tg:{self._bot_key}}}"
             pace(
                 self._pacer,
-                [
-                    (f"{{pace:tg:{self._bot_key}}}:bot", limits.per_bot),
-                    (f"{{pace:tg:{self._bot_key}}}:chat:{chat_id}", limits.per_chat),
-                ],
+                gaps=[(f"{prefix}:chat:{chat_id}", limits.per_chat)],
+                rates=[(f"{prefix}:bot", limits.per_bot)],
             )
             try:
                 return self._call(make)

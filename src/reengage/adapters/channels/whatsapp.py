@@ -78,7 +78,11 @@ class WhatsAppChannel:
         closed = decide_window(ChannelKind.WHATSAPP, message, context)
         if closed:
             return closed
-        pace(self._pacer, [(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)])
+        pace(
+            self._pacer,
+            gaps=[],
+            rates=[(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)],
+        )
         try:
             with httpx.Client(timeout=self._timeout, headers=self._headers) as http:
                 body, file_id = self._body(http, chat_id, message)
