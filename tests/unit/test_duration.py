@@ -11,6 +11,7 @@ from reengage.domain.duration import format_duration, parse_duration
     ("text", "expected"),
     [
         ("600", timedelta(minutes=10)),
+        ("50ms", timedelta(milliseconds=50)),
         ("45s", timedelta(seconds=45)),
         ("30m", timedelta(minutes=30)),
         ("2h", timedelta(hours=2)),

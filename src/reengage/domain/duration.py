@@ -1,4 +1,4 @@
-"""Human durations: `45s`, `30m`, `2h`, `1d12h`, plain seconds, or ISO 8601 (`PT10M`)."""
+"""Human durations: `50ms`, `45s`, `30m`, `2h`, `1d12h`, plain seconds, or ISO 8601 (`PT10M`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def parse_duration(text: str) -> timedelta:
     value = text.strip().lower().replace(" ", "")
     if value.isdigit():
         return timedelta(seconds=int(value))
+    if value.endswith("ms") and value[:-2].isdigit():
+        return timedelta(milliseconds=int(value[:-2]))
     for pattern in (_COMPACT, _ISO):
         match = pattern.fullmatch(value.upper() if pattern is _ISO else value)
         if match and any(match.groups()):

@@ -7,6 +7,7 @@ caption limits. Only the API base URL differs between production and tests.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,20 +75,24 @@ def _file_id(message: Message) -> str | None:
 # One aiogram Bot (and HTTP connection pool) per token and API server, per process loop:
 # opening and closing a session per message would cost a connection and a 250 ms close.
 _bots: dict[tuple[int, str, str], Bot] = {}
+_bots_lock = threading.Lock()
 
 
 def _bot_for(loop: LoopThread, token: str, api: TelegramAPIServer) -> Bot:
     key = (id(loop), token, api.base)
-    bot = _bots.get(key)
-    if bot is None:
-        bot = _bots[key] = Bot(token, session=AiohttpSession(api=api))
-    return bot
+    with _bots_lock:
+        bot = _bots.get(key)
+        if bot is None:
+            bot = _bots[key] = Bot(token, session=AiohttpSession(api=api))
+        return bot
 
 
 async def _close_bots() -> None:
-    for bot in list(_bots.values()):
+    with _bots_lock:
+        bots = list(_bots.values())
+        _bots.clear()
+    for bot in bots:
         await bot.session.close()
-    _bots.clear()
 
 
 def close_bots() -> None:
