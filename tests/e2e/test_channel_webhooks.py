@@ -81,7 +81,7 @@ def post_update(client: TestClient, bot: int, secret: str | None, body: Any) -> 
 
 
 def test_a_telegram_update_becomes_activity_once(
-    runtime: Runtime, client: TestClient, telegram: tuple[int, str]
+    runtime: Runtime, client: TestClient, telegram: tuple[int, str], fake_telegram: FakeTelegram
 ) -> None:
     bot, secret = telegram
     update = FakeTelegram.text_update(1001, 4242, "quero saber o preço")
@@ -90,6 +90,8 @@ def test_a_telegram_update_becomes_activity_once(
     assert post_update(client, bot, secret, FakeTelegram.callback_update(1002, 4242, "buy")) == 200
     assert activity(runtime) == (2, 2)
     assert runtime.timers.get(inactivity_key(bot, "4242")) is not None
+    [answer] = fake_telegram.calls_to("answerCallbackQuery")  # the button stops spinning
+    assert answer.params["callback_query_id"]
 
 
 @pytest.mark.parametrize(
@@ -318,3 +320,29 @@ def test_generic_webhooks_are_verified_the_standard_way(
     old = {**headers, "webhook-timestamp": str(int(now.timestamp()) - 3600)}
     assert client.post(url, content=body, headers=old).status_code == 401
     assert activity(runtime) == (1, 1)
+
+
+def test_cli_registers_the_telegram_webhook(
+    runtime: Runtime,
+    fake_telegram: FakeTelegram,
+    telegram_url: str,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from reengage.entrypoints.cli import app
+
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id, credentials={"token": TG_TOKEN})
+    for name, value in {
+        "DATABASE_URL": db_url,
+        "TELEGRAM_API_BASE": telegram_url,
+        "PUBLIC_URL": "https://bots.example.org",
+    }.items():
+        monkeypatch.setenv(f"REENGAGE_{name}", value)
+    result = CliRunner().invoke(app, ["bots", "set-webhook", str(org.org_id), str(bot)])
+    assert result.exit_code == 0, result.output
+    assert f"https://bots.example.org/webhooks/telegram/{bot}" in result.output
+    [call] = fake_telegram.calls_to("setWebhook")
+    assert len(str(call.params["secret_token"])) >= 32

@@ -7,6 +7,7 @@ caption limits. Only the API base URL differs between production and tests.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -221,3 +222,12 @@ def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) 
             allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"],
         )
     )
+
+
+def answer_callback_query(token: str, callback_query_id: str, api_base: str | None = None) -> None:
+    """Stop the button's spinner on the user's side (Telegram expects every callback answered)."""
+    api = TelegramAPIServer.from_base(api_base) if api_base else PRODUCTION
+    loop = shared_loop()
+    # Too late (queries expire) or already answered: nothing left to do.
+    with contextlib.suppress(TelegramAPIError):
+        loop.run(_bot_for(loop, token, api).answer_callback_query(callback_query_id))

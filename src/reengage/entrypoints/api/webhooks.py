@@ -12,11 +12,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reengage.adapters.channels import standard_webhooks
+from reengage.adapters.channels.telegram import answer_callback_query
 from reengage.adapters.crypto import decrypt_json
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationStatus, EventType
@@ -82,8 +83,12 @@ def _telegram_events(bot: Bot, update: dict[str, Any], now: datetime) -> list[Ac
 
 
 @webhooks_router.post("/telegram/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def telegram_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> dict[str, bool]:
-    """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`."""
+async def telegram_webhook(
+    bot_id: int, request: Request, runtime: RuntimeDep, background: BackgroundTasks
+) -> dict[str, bool]:
+    """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`.
+
+    Answers at once; a button press is acknowledged to Telegram after the response."""
     bot, credentials = _bot(runtime, bot_id, ChannelKind.TELEGRAM)
     if not _same(
         request.headers.get("x-telegram-bot-api-secret-token"), credentials.get("webhook_secret")
@@ -108,6 +113,14 @@ async def telegram_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -
             )
     if events:
         runtime.record(bot.org_id, events)
+    query = update.get("callback_query")
+    if isinstance(query, dict) and query.get("id") and credentials.get("token"):
+        background.add_task(
+            answer_callback_query,
+            credentials["token"],
+            str(query["id"]),
+            runtime.settings.telegram_api_base,
+        )
     return {"ok": True}
 
 
