@@ -18,6 +18,19 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+class _StderrLogger:
+    """Writes to whatever `sys.stderr` is at the time of the call (it may be swapped)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)  # noqa: T201
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure_logging(json_output: bool = False, level: int = logging.INFO) -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -33,6 +46,6 @@ def configure_logging(json_output: bool = False, level: int = logging.INFO) -> N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
