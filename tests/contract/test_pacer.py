@@ -6,7 +6,6 @@ between two calls does not change the outcome.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator, Sequence
 
@@ -41,9 +40,10 @@ def test_a_gap_key_spaces_reservations(pacer: Pacer) -> None:
 
 def test_a_rate_key_allows_one_send_per_slot(pacer: Pacer) -> None:
     times = sorted(instant(pacer, [], [("{p}:bot", 10.0)]) for _ in range(20))
-    assert times[-1] - times[0] == pytest.approx(1.9, abs=0.15)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) > 0.05  # never two in one 100 ms slot
+    # One per 100 ms slot: 20 reservations span 18 to 19 slots, and no 1-second window holds
+    # more than 10 slots' worth (+1 for a window that straddles two slot edges).
+    assert 1.75 <= times[-1] - times[0] <= 1.95
+    assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 11
 
 
 def test_a_slow_chat_does_not_hold_back_the_others(pacer: Pacer) -> None:
