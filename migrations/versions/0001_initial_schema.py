@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 01:21:32.554289
+Create Date: 2026-11-22 01:51:09.659734
 """
 
 from collections.abc import Sequence
@@ -83,6 +83,8 @@ def upgrade() -> None:
         sa.Column("credentials", sa.LargeBinary(), nullable=True),
         sa.Column("language", sa.String(length=8), nullable=True),
         sa.Column("inactivity_threshold_s", sa.Integer(), nullable=True),
+        sa.Column("wake_after_s", sa.Integer(), nullable=True),
+        sa.Column("entry_flow", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["org_id"],
@@ -93,6 +95,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bot")),
     )
     op.create_index(op.f("ix_bot_org_id"), "bot", ["org_id"], unique=False)
+    op.create_table(
+        "inactivity_policy",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("scope", sa.String(length=300), nullable=False),
+        sa.Column("level", sa.String(length=16), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=True),
+        sa.Column("settings", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_inactivity_policy_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_inactivity_policy")),
+        sa.UniqueConstraint("org_id", "scope", name=op.f("uq_inactivity_policy_org_id_scope")),
+    )
+    op.create_index(
+        op.f("ix_inactivity_policy_org_id"), "inactivity_policy", ["org_id"], unique=False
+    )
     op.create_table(
         "media_asset",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -135,6 +158,28 @@ def upgrade() -> None:
         sa.UniqueConstraint("bot_id", "external_id", name=op.f("uq_contact_bot_id_external_id")),
     )
     op.create_index(op.f("ix_contact_org_id"), "contact", ["org_id"], unique=False)
+    op.create_table(
+        "flow",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("definition", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_flow_bot_id_bot"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_flow_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_flow")),
+        sa.UniqueConstraint("bot_id", "key", name=op.f("uq_flow_bot_id_key")),
+    )
+    op.create_index(op.f("ix_flow_org_id"), "flow", ["org_id"], unique=False)
     op.create_table(
         "media_upload",
         sa.Column("bot_id", sa.BigInteger(), nullable=False),
@@ -193,6 +238,10 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("active_flow", sa.String(length=128), nullable=True),
         sa.Column("active_node", sa.String(length=128), nullable=True),
+        sa.Column("handoff_queue", sa.String(length=64), nullable=True),
+        sa.Column("agent", sa.String(length=128), nullable=True),
+        sa.Column("timeout_seq", sa.BigInteger(), nullable=False),
+        sa.Column("timeout_stage", sa.Integer(), nullable=False),
         sa.Column("context_variables", sa.JSON(), nullable=False),
         sa.Column("activity_seq", sa.BigInteger(), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
@@ -243,6 +292,7 @@ def upgrade() -> None:
         sa.Column("conversation_id", sa.BigInteger(), nullable=True),
         sa.Column("dedup_key", sa.String(length=160), nullable=False),
         sa.Column("purpose", sa.String(length=32), nullable=False),
+        sa.Column("guard_seq", sa.BigInteger(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=True),
         sa.Column("message", sa.JSON(), nullable=False),
@@ -342,10 +392,14 @@ def downgrade() -> None:
     op.drop_index("ix_simulator_message_bot_id_chat_id", table_name="simulator_message")
     op.drop_table("simulator_message")
     op.drop_table("media_upload")
+    op.drop_index(op.f("ix_flow_org_id"), table_name="flow")
+    op.drop_table("flow")
     op.drop_index(op.f("ix_contact_org_id"), table_name="contact")
     op.drop_table("contact")
     op.drop_index(op.f("ix_media_asset_org_id"), table_name="media_asset")
     op.drop_table("media_asset")
+    op.drop_index(op.f("ix_inactivity_policy_org_id"), table_name="inactivity_policy")
+    op.drop_table("inactivity_policy")
     op.drop_index(op.f("ix_bot_org_id"), table_name="bot")
     op.drop_table("bot")
     op.drop_index(op.f("ix_api_key_org_id"), table_name="api_key")

@@ -92,6 +92,13 @@ class ActivityStore(Protocol):
         """Write one subject's recent activity to the database now."""
         ...
 
+    def change_status(
+        self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime
+    ) -> bool:
+        """Set the conversation's status only if no activity arrived since `expected_seq`
+        (atomically against recording); False when the user was faster."""
+        ...
+
 
 class TimerExecutor(Protocol):
     """Runs claimed timers: in-process (embedded) or on Celery workers."""

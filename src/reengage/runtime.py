@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import redis
 from sqlalchemy import Engine, select
@@ -23,6 +24,7 @@ from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
 from reengage.ports import ActivityStore, Channel, Clock, TimerStore
+from reengage.services.flows import FlowDeps, start_flow
 from reengage.services.record_activity import record_activity
 from reengage.services.timer_registry import Registry, default_registry
 
@@ -64,9 +66,27 @@ class Runtime:
                 if settings.clock_speed > 1
                 else SystemClock()
             )
-        registry = default_registry(settings.default_inactivity_threshold, activity)
         pacer = RedisPacer(client) if client else InMemoryPacer()
-        return cls(settings, engine, sessions, timers, activity, clock, pacer, registry)
+        runtime = cls(settings, engine, sessions, timers, activity, clock, pacer)
+        runtime.registry.update(
+            default_registry(
+                sessions=sessions,
+                channels=runtime,
+                timers=timers,
+                activity=activity,
+                default_threshold=settings.default_inactivity_threshold,
+                language=settings.default_language,
+                start_flow=runtime._fallback_flow,
+            )
+        )
+        return runtime
+
+    @property
+    def flow_deps(self) -> FlowDeps:
+        return FlowDeps(self.sessions, self.activity, self.timers, self.record, self.clock.now)
+
+    def _fallback_flow(self, conversation_id: int, flow_key: str, now: datetime) -> None:
+        start_flow(self.flow_deps, conversation_id, flow_key, now, reason="fallback")
 
     def channel_for(self, org_id: int, bot_id: int) -> Channel:
         """The channel adapter of one of the organization's bots."""

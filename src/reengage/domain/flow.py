@@ -43,7 +43,6 @@ class Node:
     retry_text: str | None = None  # question: said when the answer is not a choice
     queue: str | None = None  # handoff: the human-agent queue
     flow: str | None = None  # goto_flow: the target flow's key
-    policy: Mapping[str, Any] | None = None  # inactivity policy override for this node
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +106,6 @@ def _parse_node(index: int, raw: Any) -> Node:
         raw.get("retry_text"),
         raw.get("queue"),
         raw.get("flow"),
-        raw.get("policy"),
     )
 
 

@@ -17,6 +17,7 @@ class Purpose(StrEnum):
     CONVERSATION_TIMEOUT = "conversation_timeout"
     RECOVERY_STEP = "recovery_step"
     AUTO_DELETE = "auto_delete"
+    DELIVERY = "delivery"
 
 
 @dataclass(frozen=True, slots=True)

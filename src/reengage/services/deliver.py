@@ -1,15 +1,17 @@
 """Send one message through the idempotent delivery record.
 
-scheduled → sending → sent | failed | skipped(reason). The row is claimed (`sending`) and
-committed before the platform is called, and the outcome is committed after. A crash between
-the two leaves `sending`: a re-run never sends again and records the send as ambiguous
-(at most once). A crash before the claim leaves `scheduled`: the re-run sends.
+scheduled → sending → sent | failed | skipped(reason). A use case enqueues the row inside its
+own transaction (with a `delivery` timer due at once), so deciding to send and recording the
+decision are one commit. Sending claims the row (`sending`) and commits before the platform
+is called, and commits the outcome after. A crash between the two leaves `sending`: a re-run
+never sends again and records the send as ambiguous (at most once). A crash before the claim
+leaves `scheduled`: the timer (or the sweep) sends it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -29,7 +31,8 @@ from reengage.domain.outbound import (
     message_from_json,
     message_to_json,
 )
-from reengage.ports import ChannelProvider, TimerStore
+from reengage.domain.timer import Purpose, Timer, timer_key
+from reengage.ports import ActivityStore, ChannelProvider, TimerStore
 from reengage.services.contacts import mark_blocked
 
 log = structlog.get_logger(__name__)
@@ -46,6 +49,7 @@ class DeliveryRequest:
     purpose: str
     message: OutboundMessage
     conversation_id: int | None = None
+    guard_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,49 +62,25 @@ class DeliveryResult:
     blocked: bool = False
 
 
+def delivery_timer(delivery_id: int, due_at: datetime) -> Timer:
+    return Timer(
+        timer_key(Purpose.DELIVERY, str(delivery_id)),
+        Purpose.DELIVERY,
+        due_at,
+        0,
+        {"delivery_id": delivery_id},
+    )
+
+
 def _result(row: Delivery, retry_after: float | None = None) -> DeliveryResult:
     return DeliveryResult(
         row.id, row.status, row.reason, row.channel_message_id, retry_after, row.reason == "blocked"
     )
 
 
-def deliver(
-    sessions: sessionmaker[Session],
-    channels: ChannelProvider,
-    timers: TimerStore,
-    request: DeliveryRequest,
-    now: datetime,
-) -> DeliveryResult:
-    """Send at most once per `dedup_key`; every outcome lands on the delivery row."""
-    with sessions.begin() as session:
-        row = _claim(session, request, now)
-        if row.status != "sending":
-            return _result(row)
-        contact = session.get_one(Contact, request.contact_id)
-        conversation = (
-            session.get(Conversation, request.conversation_id) if request.conversation_id else None
-        )
-        message = _with_media(session, request, message_from_json(row.message))
-        context = SendContext(now, conversation.window_expires_at if conversation else None)
-        chat_id, delivery_id = contact.external_id, row.id
-    channel = channels.channel_for(request.org_id, request.bot_id)
-    outcome = channel.send(chat_id, message, context)
-    with sessions.begin() as session:
-        row = session.get_one(Delivery, delivery_id, with_for_update=True)
-        cancel = _record(session, row, request, message, outcome, now)
-        result = _result(row, outcome.retry_after if isinstance(outcome, Failed) else None)
-    timers.cancel(cancel)
-    log.info(
-        f"delivery.{result.status}",
-        delivery_id=result.delivery_id,
-        reason=result.reason,
-        purpose=request.purpose,
-        bot_id=request.bot_id,
-    )
-    return result
-
-
-def _claim(session: Session, request: DeliveryRequest, now: datetime) -> Delivery:
+def enqueue(session: Session, request: DeliveryRequest, now: datetime) -> int:
+    """Create the delivery row (once per key) in the caller's transaction; return its id.
+    Publish `delivery_timer(id, now)` after the commit to have it sent."""
     session.execute(
         insert_for(session, Delivery)
         .values(
@@ -110,6 +90,7 @@ def _claim(session: Session, request: DeliveryRequest, now: datetime) -> Deliver
             conversation_id=request.conversation_id,
             dedup_key=request.dedup_key,
             purpose=request.purpose,
+            guard_seq=request.guard_seq,
             status="scheduled",
             message=message_to_json(request.message),
             attempts=0,
@@ -117,34 +98,100 @@ def _claim(session: Session, request: DeliveryRequest, now: datetime) -> Deliver
         )
         .on_conflict_do_nothing()
     )
-    row = session.scalars(
-        select(Delivery)
-        .where(Delivery.org_id == request.org_id, Delivery.dedup_key == request.dedup_key)
-        .with_for_update()
+    delivery_id: int = session.scalars(
+        select(Delivery.id).where(
+            Delivery.org_id == request.org_id, Delivery.dedup_key == request.dedup_key
+        )
     ).one()
+    return delivery_id
+
+
+def deliver(
+    sessions: sessionmaker[Session],
+    channels: ChannelProvider,
+    timers: TimerStore,
+    request: DeliveryRequest,
+    now: datetime,
+    activity: ActivityStore | None = None,
+) -> DeliveryResult:
+    """Enqueue and send at once (at most once per `dedup_key`)."""
+    with sessions.begin() as session:
+        delivery_id = enqueue(session, request, now)
+    return send(sessions, channels, timers, delivery_id, now, activity)
+
+
+def send(
+    sessions: sessionmaker[Session],
+    channels: ChannelProvider,
+    timers: TimerStore,
+    delivery_id: int,
+    now: datetime,
+    activity: ActivityStore | None = None,
+) -> DeliveryResult:
+    """Send an enqueued delivery; every outcome lands on its row."""
+    with sessions.begin() as session:
+        row = session.get_one(Delivery, delivery_id, with_for_update=True)
+        contact = session.get_one(Contact, row.contact_id)
+        _claim(session, row, contact, now, activity)
+        if row.status != "sending":
+            return _result(row)
+        conversation = (
+            session.get(Conversation, row.conversation_id) if row.conversation_id else None
+        )
+        message = _with_media(session, row, message_from_json(row.message))
+        context = SendContext(now, conversation.window_expires_at if conversation else None)
+        chat_id, org_id, bot_id = contact.external_id, row.org_id, row.bot_id
+    outcome = channels.channel_for(org_id, bot_id).send(chat_id, message, context)
+    with sessions.begin() as session:
+        row = session.get_one(Delivery, delivery_id, with_for_update=True)
+        cancel = _record(session, row, message, outcome, now)
+        result = _result(row, outcome.retry_after if isinstance(outcome, Failed) else None)
+    timers.cancel(cancel)
+    log.info(
+        f"delivery.{result.status}",
+        delivery_id=delivery_id,
+        reason=result.reason,
+        purpose=row.purpose,
+        bot_id=bot_id,
+    )
+    return result
+
+
+def _claim(
+    session: Session, row: Delivery, contact: Contact, now: datetime, activity: ActivityStore | None
+) -> None:
     if row.status in FINAL:
-        return row
+        return
     if row.status == "sending":
         # A previous attempt died after claiming: the message may have gone out. Never resend.
         _finish(row, "failed", now, reason="ambiguous", error="interrupted while sending")
-        return row
-    contact = session.get_one(Contact, request.contact_id)
+        return
     if contact.blocked_at is not None:
         _finish(row, "skipped", now, reason="blocked")
-        return row
+        return
+    if row.guard_seq is not None and _current_seq(session, row, contact, activity) != row.guard_seq:
+        _finish(row, "skipped", now, reason="user_active")
+        return
     row.status, row.sending_at, row.attempts = "sending", now, row.attempts + 1
-    return row
 
 
-def _with_media(
-    session: Session, request: DeliveryRequest, message: OutboundMessage
-) -> OutboundMessage:
+def _current_seq(
+    session: Session, row: Delivery, contact: Contact, activity: ActivityStore | None
+) -> int | None:
+    hot = activity.hot_seq(contact.bot_id, contact.external_id) if activity else None
+    if hot is not None:
+        return hot
+    conv = session.get(Conversation, row.conversation_id) if row.conversation_id else None
+    return conv.activity_seq if conv else None
+
+
+def _with_media(session: Session, row: Delivery, message: OutboundMessage) -> OutboundMessage:
     media = message.media
     if media is None or media.asset_id is None:
         return message
-    cached = session.get(MediaUpload, (request.bot_id, media.asset_id))
+    cached = session.get(MediaUpload, (row.bot_id, media.asset_id))
     asset = session.get_one(MediaAsset, media.asset_id)
-    if asset.org_id != request.org_id:
+    if asset.org_id != row.org_id:
         raise ValueError(f"media asset {asset.id} belongs to another organization")
     content = None if cached else asset.content
     resolved = Media(
@@ -170,12 +217,7 @@ def _finish(
 
 
 def _record(
-    session: Session,
-    row: Delivery,
-    request: DeliveryRequest,
-    message: OutboundMessage,
-    outcome: SendOutcome,
-    now: datetime,
+    session: Session, row: Delivery, message: OutboundMessage, outcome: SendOutcome, now: datetime
 ) -> list[str]:
     """Write the outcome; return timer keys to cancel (a blocked contact stops everything)."""
     if isinstance(outcome, Sent):
@@ -185,7 +227,7 @@ def _record(
         if media and media.asset_id and outcome.file_id and media.file_id is None:
             session.merge(
                 MediaUpload(
-                    bot_id=request.bot_id,
+                    bot_id=row.bot_id,
                     asset_id=media.asset_id,
                     file_id=outcome.file_id,
                     created_at=now,
@@ -195,10 +237,44 @@ def _record(
         _finish(row, "skipped", now, reason=outcome.reason)
     elif isinstance(outcome, Blocked):
         _finish(row, "failed", now, reason="blocked", error=outcome.detail[:500])
-        return mark_blocked(session, session.get_one(Contact, request.contact_id), now)
+        return mark_blocked(session, session.get_one(Contact, row.contact_id), now)
     elif outcome.retryable:
         # Nothing reached the user: the work may run again.
         row.status, row.reason, row.error = "scheduled", outcome.reason, outcome.detail[:500]
     else:
         _finish(row, "failed", now, reason=outcome.reason, error=outcome.detail[:500])
     return []
+
+
+def handle_delivery_timer(
+    session: Session,
+    timer: Timer,
+    now: datetime,
+    *,
+    sessions: sessionmaker[Session],
+    channels: ChannelProvider,
+    timers: TimerStore,
+    activity: ActivityStore,
+) -> list[Timer]:
+    """The `delivery` timer: send the row; a retryable refusal comes back after its wait."""
+    delivery_id = int(timer.payload["delivery_id"] or 0)
+    result = send(sessions, channels, timers, delivery_id, now, activity)
+    if result.status == "scheduled":
+        wait = timedelta(seconds=result.retry_after or 30)
+        return [delivery_timer(delivery_id, now + wait)]
+    return []
+
+
+def pending_delivery_timers(
+    session: Session, due_before: datetime | None, after_id: int, limit: int
+) -> list[tuple[int, Timer]]:
+    """Deliveries still to send, as the timers that send them (rebuild and sweep)."""
+    stmt = (
+        select(Delivery.id, Delivery.scheduled_at)
+        .where(Delivery.status == "scheduled", Delivery.id > after_id)
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if due_before is not None:
+        stmt = stmt.where(Delivery.scheduled_at <= due_before)
+    return [(i, delivery_timer(i, at)) for i, at in session.execute(stmt)]

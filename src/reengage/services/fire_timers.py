@@ -45,6 +45,11 @@ def fire_timers(
         try:
             with sessions.begin() as session:
                 follow_ups += spec.handle(session, item.timer, now)
+                after_commit = session.info.pop("after_commit", [])
+            # Work a handler wants done only once its transaction committed (publishing the
+            # timers of deliveries it enqueued, starting a fallback flow, ...).
+            for action in after_commit:
+                follow_ups += action() or []
         except Exception:
             log.exception("timer.failed", key=item.timer.key, attempts=item.attempts)
             if item.attempts >= MAX_ATTEMPTS:

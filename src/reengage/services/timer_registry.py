@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.domain.timer import Purpose, Timer
-from reengage.ports import ActivityStore
+from reengage.ports import ActivityStore, ChannelProvider, TimerStore
 from reengage.services import inactivity
+from reengage.services.deliver import handle_delivery_timer, pending_delivery_timers
+from reengage.services.silence import SilenceDeps, handle_silence
 
 Handler = Callable[[Session, Timer, datetime], list[Timer]]
 PendingSource = Callable[[Session, datetime | None, int, int], list[tuple[int, Timer]]]
@@ -30,14 +32,30 @@ class PurposeSpec:
 Registry = dict[str, PurposeSpec]
 
 
-def default_registry(default_threshold: timedelta, activity: ActivityStore) -> Registry:
+def default_registry(
+    *,
+    sessions: sessionmaker[Session],
+    channels: ChannelProvider,
+    timers: TimerStore,
+    activity: ActivityStore,
+    default_threshold: timedelta,
+    language: str,
+    start_flow: Callable[[int, str, datetime], list[Timer] | None] | None = None,
+) -> Registry:
+    silence = SilenceDeps(activity, default_threshold, language, start_flow)
     return {
         Purpose.INACTIVITY: PurposeSpec(
-            handle=partial(
-                inactivity.handle_inactivity,
-                activity=activity,
-                default_threshold=default_threshold,
-            ),
+            handle=partial(handle_silence, deps=silence),
             pending=inactivity.pending_inactivity_timers,
+        ),
+        Purpose.DELIVERY: PurposeSpec(
+            handle=partial(
+                handle_delivery_timer,
+                sessions=sessions,
+                channels=channels,
+                timers=timers,
+                activity=activity,
+            ),
+            pending=pending_delivery_timers,
         ),
     }

@@ -67,6 +67,12 @@ class SqlActivityStore:
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         return None
 
+    def change_status(
+        self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime
+    ) -> bool:
+        # The caller holds the conversation row lock, which recording activity also takes.
+        return True
+
 
 def _claim_event_ids(
     session: Session, org_id: int, events: Sequence[ActivityEvent], now: datetime

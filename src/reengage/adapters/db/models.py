@@ -73,6 +73,9 @@ class Bot(Base):
     credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
     language: Mapped[str | None] = mapped_column(String(8))
     inactivity_threshold_s: Mapped[int | None] = mapped_column(Integer)
+    # The shortest silence any feature of this bot acts on: when its subject timer fires.
+    wake_after_s: Mapped[int | None] = mapped_column(Integer)
+    entry_flow: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
 
 
@@ -113,6 +116,11 @@ class Conversation(Base):
     status: Mapped[str] = mapped_column(String(16), default="bot")
     active_flow: Mapped[str | None] = mapped_column(String(128))
     active_node: Mapped[str | None] = mapped_column(String(128))
+    handoff_queue: Mapped[str | None] = mapped_column(String(64))
+    agent: Mapped[str | None] = mapped_column(String(128))
+    # Timeout stages already run in the current silence (the one of `timeout_seq`).
+    timeout_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    timeout_stage: Mapped[int] = mapped_column(Integer, default=0)
     context_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     activity_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     generation: Mapped[int] = mapped_column(Integer, default=0)
@@ -200,6 +208,9 @@ class Delivery(Base):
     conversation_id: Mapped[int | None] = mapped_column(BigInteger)
     dedup_key: Mapped[str] = mapped_column(String(160))
     purpose: Mapped[str] = mapped_column(String(32))
+    # Sent only while the conversation is still at this activity version (the user has not
+    # written since the send was decided); None: unconditional.
+    guard_seq: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="scheduled")
     reason: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -260,3 +271,34 @@ class SimulatorMessage(Base):
     media_name: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+
+
+class FlowRow(Base):
+    """A bot's flow definition (JSON), validated before it is stored."""
+
+    __tablename__ = "flow"
+    __table_args__ = (UniqueConstraint("bot_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    bot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bot.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class PolicyRow(Base):
+    """The inactivity policy settings of one level: `scope` is `organization`, `bot:<id>`,
+    `flow:<bot id>:<flow>` or `node:<bot id>:<flow>:<node>`."""
+
+    __tablename__ = "inactivity_policy"
+    __table_args__ = (UniqueConstraint("org_id", "scope"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    scope: Mapped[str] = mapped_column(String(300))
+    level: Mapped[str] = mapped_column(String(16))
+    bot_id: Mapped[int | None] = mapped_column(BigInteger)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]

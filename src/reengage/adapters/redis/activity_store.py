@@ -95,6 +95,20 @@ for _, s in ipairs(out) do redis.call('ZADD', KEYS[2], ARGV[2], s) end
 return out
 """
 
+# Compare-and-set of a subject's status against its activity version.
+_CHANGE_STATUS = """
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if seq and tonumber(seq) ~= tonumber(ARGV[1]) then return 0 end
+if not seq then return 1 end
+redis.call('HSET', KEYS[1], 'st', ARGV[2])
+if ARGV[2] == 'closed' then
+  redis.call('HSET', KEYS[1], 'cl', ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  redis.call('HDEL', KEYS[3], ARGV[4])
+end
+return 1
+"""
+
 _CHUNK = 500
 
 
@@ -127,6 +141,7 @@ class RedisActivityStore:
         self._stuck = stuck_after
         self._record = client.register_script(_RECORD)
         self._take = client.register_script(_TAKE)
+        self._change_status = client.register_script(_CHANGE_STATUS)
 
     def _hash(self, subject: str) -> str:
         return f"{self._ns}:s:{subject}"
@@ -270,6 +285,17 @@ class RedisActivityStore:
         if stuck:
             self._r.sadd(self._dirty, *stuck)
             self._r.zrem(self._inflight, *stuck)
+
+    def change_status(
+        self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime
+    ) -> bool:
+        subject = subject_key(bot_id, user_id)
+        zkey, dkey = self._timers.keys
+        done = self._change_status(
+            keys=[self._hash(subject), zkey, dkey],
+            args=[expected_seq, status, _ms(now), f"inactivity:{subject}"],
+        )
+        return bool(int(done))
 
     def forget(self) -> None:
         """Drop all hot state (tests: a Redis restart without persistence)."""

@@ -1,0 +1,191 @@
+"""Flows: store and validate definitions; move conversations through them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from reengage.adapters.db.models import Bot, Contact, Conversation, FlowRow
+from reengage.domain import flow as fl
+from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType, RecordResult
+from reengage.domain.outbound import MessageKind, OutboundMessage
+from reengage.domain.timer import Timer
+from reengage.ports import ActivityStore, TimerStore
+from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
+from reengage.services.errors import InvalidInput, NotFound
+from reengage.services.event_log import append_event
+from reengage.services.policies import refresh_wake
+from reengage.services.silence import open_conversation
+from reengage.services.tenancy import get_bot
+
+Record = Callable[[int, Sequence[ActivityEvent]], RecordResult]
+
+
+def put_flow(
+    session: Session, org_id: int, bot_id: int, key: str, definition: dict[str, Any], now: datetime
+) -> FlowRow:
+    """Validate and store a flow; errors name the node."""
+    get_bot(session, org_id, bot_id)
+    known = set(session.scalars(select(FlowRow.key).where(FlowRow.bot_id == bot_id)))
+    try:
+        flow = fl.parse_flow(key, definition)
+        fl.validate_flow(flow, known - {key})
+    except fl.FlowError as exc:
+        field = f"nodes.{exc.node}" if exc.node else "definition"
+        raise InvalidInput(exc.message, field) from exc
+    row = session.scalar(select(FlowRow).where(FlowRow.bot_id == bot_id, FlowRow.key == key))
+    if row is None:
+        row = FlowRow(org_id=org_id, bot_id=bot_id, key=key, created_at=now, updated_at=now)
+        session.add(row)
+    row.definition, row.updated_at = dict(definition), now
+    session.flush()
+    refresh_wake(session, org_id)
+    return row
+
+
+def get_flow(session: Session, org_id: int, bot_id: int, key: str) -> FlowRow:
+    row = session.scalar(
+        select(FlowRow).where(
+            FlowRow.org_id == org_id, FlowRow.bot_id == bot_id, FlowRow.key == key
+        )
+    )
+    if row is None:
+        raise NotFound(f"flow {key!r} not found", "flow")
+    return row
+
+
+def load_flows(session: Session, bot_id: int) -> dict[str, fl.Flow]:
+    rows = session.scalars(select(FlowRow).where(FlowRow.bot_id == bot_id))
+    return {r.key: fl.parse_flow(r.key, r.definition) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDeps:
+    sessions: sessionmaker[Session]
+    activity: ActivityStore
+    timers: TimerStore
+    record: Record
+    clock_now: Callable[[], datetime]
+
+
+def _apply(
+    session: Session, conv: Conversation, step: fl.Step, now: datetime, outcome_key: str
+) -> list[Timer] | None:
+    """Store the new position and enqueue the step's messages; return their timers.
+    None when this very input was already applied (a retry)."""
+    position = step.position
+    if not append_event(
+        session,
+        conv,
+        kind=f"flow_{step.outcome}",
+        dedup_key=f"flow:{outcome_key}",
+        now=now,
+        detail={"flow": position.flow, "node": position.node},
+    ):
+        return None
+    conv.active_flow, conv.active_node = position.flow, position.node
+    conv.context_variables = dict(position.variables)
+    if position.queue:
+        conv.handoff_queue = position.queue
+    timers = []
+    for i, text in enumerate(step.say):
+        request = DeliveryRequest(
+            conv.org_id,
+            conv.bot_id,
+            conv.contact_id,
+            f"flow:{conv.id}:{outcome_key}:{i}",
+            "flow",
+            OutboundMessage(MessageKind.TEXT, text),
+            conv.id,
+        )
+        timers.append(delivery_timer(enqueue(session, request, now), now))
+    return timers
+
+
+def _after(
+    deps: FlowDeps,
+    conv_org: int,
+    bot_id: int,
+    user_id: str,
+    step: fl.Step,
+    key: str,
+    now: datetime,
+    timers: list[Timer],
+) -> None:
+    deps.timers.schedule(timers)
+    events = []
+    if step.say:
+        # The bot spoke: the user's silence starts now, at the new node.
+        events.append(ActivityEvent(f"flow:{key}:out", EventType.BOT_MESSAGE, bot_id, user_id, now))
+    status = {"handoff": ConversationStatus.HANDOFF, "closed": ConversationStatus.CLOSED}.get(
+        step.outcome
+    )
+    if status is not None:
+        events.append(
+            ActivityEvent(
+                f"flow:{key}:status", EventType.CONVERSATION_STATUS, bot_id, user_id, now, status
+            )
+        )
+    if events:
+        deps.record(conv_org, events)
+
+
+def start_flow(
+    deps: FlowDeps, conversation_id: int, flow_key: str, now: datetime, reason: str = "start"
+) -> fl.Step:
+    """Run a flow from its start node for a conversation (entry, fallback, or by API)."""
+    with deps.sessions.begin() as session:
+        conv = session.get_one(Conversation, conversation_id, with_for_update=True)
+        flows = load_flows(session, conv.bot_id)
+        if flow_key not in flows:
+            raise NotFound(f"flow {flow_key!r} not found", "flow")
+        step = fl.run(flows, flow_key, None, conv.context_variables or {})
+        key = f"{reason}:{conv.activity_seq}"
+        timers = _apply(session, conv, step, now, f"{conv.id}:{key}")
+        org_id, bot_id = conv.org_id, conv.bot_id
+        user_id = _user_of(session, conv)
+    if timers is not None:
+        _after(deps, org_id, bot_id, user_id, step, f"{conversation_id}:{key}", now, timers)
+    return step
+
+
+def on_user_text(
+    deps: FlowDeps, bot_id: int, user_id: str, text: str, now: datetime
+) -> fl.Step | None:
+    """The user wrote (already recorded as activity): answer the question they are at, or
+    start the bot's entry flow in a conversation that has none."""
+    deps.activity.flush_subject(bot_id, user_id, now)
+    with deps.sessions.begin() as session:
+        conv = open_conversation(session, bot_id, user_id)
+        if conv is None:
+            return None
+        flows = load_flows(session, bot_id)
+        bot = session.get_one(Bot, bot_id)
+        if conv.active_flow is None or conv.active_flow not in flows:
+            if not bot.entry_flow or bot.entry_flow not in flows or conv.status != "bot":
+                return None
+            step = fl.run(flows, bot.entry_flow, None, conv.context_variables or {})
+        else:
+            position = fl.Position(
+                conv.active_flow,
+                conv.active_node,
+                conv.status,
+                conv.handoff_queue,
+                conv.context_variables or {},
+            )
+            step = fl.answer(flows, position, text)
+        key = f"{conv.id}:in:{conv.activity_seq}"
+        timers = _apply(session, conv, step, now, key)
+        org_id = conv.org_id
+    if timers is not None:
+        _after(deps, org_id, bot_id, user_id, step, key, now, timers)
+    return step
+
+
+def _user_of(session: Session, conv: Conversation) -> str:
+    return session.get_one(Contact, conv.contact_id).external_id
