@@ -150,3 +150,10 @@ def test_whatsapp_stages_past_the_window_need_a_template() -> None:
     warnings = whatsapp_warnings(layer)
     assert len(warnings) == 2
     assert warnings[0].startswith("reminders[0]")
+
+
+def test_the_legacy_message_goes_only_with_the_legacy_action() -> None:
+    chosen = resolve([(Level.NODE, PolicyLayer(action=Action.CLOSE))], at_question=True)
+    assert chosen.final_text is None
+    kept = resolve([(Level.NODE, PolicyLayer(timeout=5 * MIN))], at_question=True)
+    assert kept.final_text == LEGACY_MESSAGE["pt-BR"]

@@ -149,6 +149,10 @@ def resolve(
             if value is not None:
                 values[f.name], sources[f.name] = value, level
                 break
+    if sources["final_text"] is Level.DEFAULT and sources["action"] is not Level.DEFAULT:
+        # The shipped message belongs to the shipped action ("...a human agent" is wrong for
+        # a close or a fallback an operator chose).
+        values["final_text"] = None
     return Policy(**values, sources=sources)
 
 

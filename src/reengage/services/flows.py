@@ -162,8 +162,8 @@ def on_user_text(
     deps.activity.flush_subject(bot_id, user_id, now)
     with deps.sessions.begin() as session:
         conv = open_conversation(session, bot_id, user_id)
-        if conv is None:
-            return None
+        if conv is None or conv.status != ConversationStatus.BOT.value:
+            return None  # a human has it, or it is over
         flows = load_flows(session, bot_id)
         bot = session.get_one(Bot, bot_id)
         if conv.active_flow is None or conv.active_flow not in flows:

@@ -168,7 +168,8 @@ def situation_of(conv: Conversation, at_question: bool) -> pol.Situation:
             return pol.Situation.HANDOFF
         return pol.Situation.WAITING_FOR_AGENT
     bot_last = conv.last_message_at
-    if bot_last is None or (contact_last is not None and contact_last >= bot_last):
+    # Equal times: the bot answered within the same instant, so it spoke last.
+    if bot_last is None or (contact_last is not None and contact_last > bot_last):
         return pol.Situation.NONE  # the user spoke last: the bot owes the answer
     return pol.Situation.QUESTION if at_question else pol.Situation.BOT_WAIT
 
@@ -176,6 +177,10 @@ def situation_of(conv: Conversation, at_question: bool) -> pol.Situation:
 def policy_for(
     session: Session, conv: Conversation, language: str = "pt-BR"
 ) -> tuple[pol.Policy, pol.Situation]:
+    if conv.status == ConversationStatus.HANDOFF.value:
+        # With a human, the flow's position no longer speaks: bot and organization levels do.
+        layers = layers_for(session, conv.org_id, conv.bot_id, None, None)
+        return pol.resolve(layers, False, language), situation_of(conv, False)
     at_question = node_type(session, conv.bot_id, conv.active_flow, conv.active_node) == (
         NodeType.QUESTION.value
     )

@@ -24,11 +24,23 @@ def bot_policies(
     """The organization's bots among `bot_ids` (another organization's bots are not found)."""
     rows = session.scalars(select(Bot).where(Bot.org_id == org_id, Bot.id.in_(bot_ids)))
     return {
-        b.id: BotPolicy(
-            b.id, b.org_id, ChannelKind(b.channel), inactivity_threshold(b, default_threshold)
-        )
+        b.id: BotPolicy(b.id, b.org_id, ChannelKind(b.channel), wake_delay(b, default_threshold))
         for b in rows
     }
+
+
+# At question nodes the shipped policy acts after an hour; no bot waits longer than that.
+LONGEST_WAKE = timedelta(hours=1)
+
+
+def wake_delay(bot: Bot, default_threshold: timedelta) -> timedelta:
+    """After how much silence a subject's timer fires: the shortest silence any feature of the
+    bot acts on (its inactivity threshold, its policies' first stages, the question default).
+    Features re-check on firing and ask for a later wake-up when theirs is not due yet."""
+    candidates = [inactivity_threshold(bot, default_threshold), LONGEST_WAKE]
+    if bot.wake_after_s:
+        candidates.append(timedelta(seconds=bot.wake_after_s))
+    return min(c for c in candidates if c is not None)
 
 
 def record_activity(

@@ -12,9 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from reengage import __version__
+from reengage.entrypoints.api.agents import agents_router
 from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.events import events_router
+from reengage.entrypoints.api.flows import flows_router
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
 from reengage.runtime import Runtime
@@ -83,6 +85,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(conversations_router)
     app.include_router(webhooks_router)
     app.include_router(simulator_router)
+    app.include_router(flows_router)
+    app.include_router(agents_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

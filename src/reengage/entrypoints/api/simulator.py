@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -98,7 +98,11 @@ def list_messages(
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 def user_says(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: SimulatorMessageIn
+    runtime: RuntimeDep,
+    org_id: OrgId,
+    bot_id: int,
+    body: SimulatorMessageIn,
+    background: BackgroundTasks,
 ) -> SimulatorMessageOut:
     """The simulated user writes to the bot: the message is shown and recorded as activity."""
     _simulator_bot(runtime, org_id, bot_id)

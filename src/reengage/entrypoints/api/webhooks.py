@@ -24,6 +24,7 @@ from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationSta
 from reengage.entrypoints.api.deps import RuntimeDep
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
+from reengage.services.flows import on_user_text
 from reengage.services.inbound import StatusUpdate, apply_statuses, set_blocked
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -57,6 +58,12 @@ def _same(given: str | None, expected: str | None) -> bool:
     return bool(given and expected) and hmac.compare_digest(
         str(given).encode(), str(expected).encode()
     )
+
+
+def _run_flows(runtime: Runtime, bot_id: int, texts: list[tuple[str, str]], now: datetime) -> None:
+    """After the platform has its 200: move each conversation through its flow."""
+    for user_id, text in texts:
+        on_user_text(runtime.flow_deps, bot_id, user_id, text, now)
 
 
 # --- Telegram -------------------------------------------------------------------------------
@@ -113,6 +120,11 @@ async def telegram_webhook(
             )
     if events:
         runtime.record(bot.org_id, events)
+        message = update.get("message") or {}
+        if isinstance(message, dict) and isinstance(message.get("text"), str):
+            background.add_task(
+                _run_flows, runtime, bot.id, [(events[0].user_id, message["text"])], now
+            )
     query = update.get("callback_query")
     if isinstance(query, dict) and query.get("id") and credentials.get("token"):
         background.add_task(
@@ -141,10 +153,12 @@ def whatsapp_verify(bot_id: int, request: Request, runtime: RuntimeDep) -> Plain
 
 def _whatsapp_parse(
     bot: Bot, payload: dict[str, Any], now: datetime
-) -> tuple[list[ActivityEvent], list[StatusUpdate]]:
+) -> tuple[list[ActivityEvent], list[StatusUpdate], list[tuple[str, str]]]:
     if payload.get("object") != "whatsapp_business_account":
         raise BadPayload("object must be whatsapp_business_account")
-    events, statuses = [], []
+    events: list[ActivityEvent] = []
+    statuses: list[StatusUpdate] = []
+    texts: list[tuple[str, str]] = []
     try:
         for entry in payload.get("entry", []):
             for change in entry.get("changes", []):
@@ -171,11 +185,13 @@ def _whatsapp_parse(
                     )
     except (KeyError, AttributeError, TypeError) as exc:
         raise BadPayload(f"malformed WhatsApp payload: {exc!r}") from exc
-    return events, statuses
+    return events, statuses, texts
 
 
 @webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def whatsapp_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> Response:
+async def whatsapp_webhook(
+    bot_id: int, request: Request, runtime: RuntimeDep, background: BackgroundTasks
+) -> Response:
     """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body."""
     bot, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
     body = await request.body()
@@ -188,9 +204,11 @@ async def whatsapp_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -
     if not _same(request.headers.get("x-hub-signature-256"), expected):
         raise Unauthorized("bad or missing X-Hub-Signature-256")
     now = runtime.clock.now()
-    events, statuses = _whatsapp_parse(bot, _json(body), now)
+    events, statuses, texts = _whatsapp_parse(bot, _json(body), now)
     if events:
-        runtime.record(bot.org_id, events)
+        result = runtime.record(bot.org_id, events)
+        if result.accepted:
+            background.add_task(_run_flows, runtime, bot.id, texts, now)
     if statuses:
         apply_statuses(runtime.sessions, bot.id, statuses, now)
     return Response(status_code=200)
