@@ -1,11 +1,17 @@
-"""Ingest benchmark: reengage (one Redis timer per conversation) vs. one Celery countdown per event.
+"""Ingest benchmark: reengage (one Redis timer per subject) vs. one Celery countdown per event.
 
-Both paths run the same `record_activity` database work on the same PostgreSQL database in the
-same batches; they differ only in the timer store handed to it. Run:
+Both paths record the same kind of events through the same hot activity store
+(`RedisActivityStore`: dedup, clock merge, dirty mark in one Lua script per batch) and write
+them behind to the same PostgreSQL database with `flush`; they differ only in the inactivity
+timer. Ours: the Lua script moves the subject's one timer in the Redis timer store. Naive: the
+store gets policies without a threshold (the script schedules nothing), and per event the
+user's version key is INCRed and a `check_inactive` task is published with
+`apply_async(countdown=600)` to a real Redis broker.
+Run:
 
     .venv/bin/python bench/ingest.py [--quick]
 
-The last line printed is `ratio=<ours events/s / naive events/s>`.
+The last line printed is `ratio=<ours ingest events/s / naive ingest events/s>`.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -24,35 +30,37 @@ import redis
 from celery import Celery
 
 from reengage.adapters.db.migrate import upgrade
+from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.config import Settings
-from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
-from reengage.domain.timer import Timer
+from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, subject_key
 from reengage.entrypoints.logging import configure_logging
-from reengage.ports import TimerStore
 from reengage.runtime import Runtime
-from reengage.services.record_activity import record_activity
+from reengage.services.record_activity import bot_policies
 from reengage.services.tenancy import create_bot, create_organization
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "reengage_bench"
 DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
-TIMERS_URL = "redis://127.0.0.1:6379/11"  # reengage's timer store
-BROKER_URL = "redis://127.0.0.1:6379/12"  # the naive design's Celery broker + version keys
-NAMESPACE = "bench-ingest"
+HOT_URL = "redis://127.0.0.1:6379/11"  # ours: Runtime's activity + timer stores (db to itself)
+NAIVE_URL = "redis://127.0.0.1:6379/12"  # naive: its activity store, version keys, Celery broker
+OURS_NS = "reengage"  # Runtime.build's namespace for both Redis stores
+NAIVE_NS = "bench-naive"
 QUEUE = "celery"
 THRESHOLD = timedelta(minutes=10)
 BATCH = 500
-BOTS = 4
+BOTS = 4  # per path
+SAMPLES = 200  # keys sampled for MEMORY USAGE
+PRODUCT_SUBJECTS = 1_000_000
 
-celery_app = Celery("bench", broker=BROKER_URL)
+celery_app = Celery("bench", broker=NAIVE_URL)
 celery_app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
 )
-_broker = redis.Redis.from_url(BROKER_URL, decode_responses=True)
+_broker = redis.Redis.from_url(NAIVE_URL, decode_responses=True)
 
 
 def _version_key(bot_id: int, user_id: str) -> str:
@@ -66,75 +74,175 @@ def check_inactive(bot_id: int, user_id: str, version: int) -> bool:
     return current is not None and int(current) == version  # the benchmark acts on nothing
 
 
-class NaiveTimers:
-    """A timer-store stand-in doing what the naive design does for every message:
-    INCR the user's version key (mark_user_activity), then one apply_async(countdown=...)."""
-
-    def __init__(self, countdown: float) -> None:
-        self.countdown = countdown
-        self.events: Sequence[ActivityEvent] = ()  # the batch being recorded
-        self.seconds = 0.0  # time spent in schedule()
-
-    def schedule(self, timers: Sequence[Timer]) -> None:
-        began = time.perf_counter()
-        for e in self.events:
-            version = int(cast(int, _broker.incr(_version_key(e.bot_id, e.user_id))))
-            check_inactive.apply_async((e.bot_id, e.user_id, version), countdown=self.countdown)
-        self.seconds += time.perf_counter() - began
-
-    def cancel(self, keys: Sequence[str]) -> None:
-        pass
-
-
-class TimedStore(RedisTimerStore):
-    """The real Redis timer store, also counting the time spent in schedule()."""
-
-    seconds = 0.0
-
-    def schedule(self, timers: Sequence[Timer]) -> None:
-        began = time.perf_counter()
-        super().schedule(timers)
-        self.seconds += time.perf_counter() - began
-
-
-@dataclass
-class Run:
-    name: str
-    events: int
-    seconds: float
-    mem_before: int
-    mem_after: int
-    pending: int  # timers pending in our store / messages in the broker queue
-    structure_bytes: int  # MEMORY USAGE of the timer keys / of the queue list
-    timer_seconds: float  # of `seconds`, spent publishing timers (the rest is database work)
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-    @property
-    def mem_delta(self) -> int:
-        return self.mem_after - self.mem_before
-
-
 def used_memory(client: redis.Redis) -> int:
     return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
 
 
-def key_bytes(client: redis.Redis, *keys: str) -> int:
-    return sum(int(cast(int, client.memory_usage(k, samples=0)) or 0) for k in keys)
+def memory_usage(client: redis.Redis, keys: Sequence[str]) -> list[int]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    return [int(v or 0) for v in pipe.execute()]  # type: ignore[no-untyped-call]
+
+
+def mean_usage(client: redis.Redis, keys: Sequence[str]) -> float:
+    """Mean MEMORY USAGE over a sample of keys, which must all exist."""
+    picked = random.Random(11).sample(list(keys), min(SAMPLES, len(keys)))
+    sizes = memory_usage(client, picked)
+    if not all(sizes):
+        raise RuntimeError(f"sampled keys missing, e.g. {picked[sizes.index(0)]!r}")
+    return sum(sizes) / len(sizes)
+
+
+class Path:
+    """One design: how a batch is recorded, where its hot state and timers live."""
+
+    name = ""
+    namespace = ""  # of its RedisActivityStore
+
+    def __init__(
+        self,
+        rt: Runtime,
+        client: redis.Redis,
+        activity: RedisActivityStore,
+        timers: RedisTimerStore,
+    ) -> None:
+        self.rt = rt
+        self.client = client
+        self.activity = activity
+        self.timers = timers
+        self.publish_seconds = 0.0  # naive only: INCR + apply_async
+
+    def record(self, org_id: int, events: Sequence[ActivityEvent]) -> None:
+        raise NotImplementedError
+
+    def pending_timers(self) -> int:
+        return self.timers.count()
+
+    def queued(self) -> int:
+        return 0
+
+    def timer_bytes(self, people: Sequence[tuple[int, str]]) -> int:
+        """MEMORY USAGE of everything the timer mechanism keeps in Redis."""
+        raise NotImplementedError
+
+    def hash_key(self, bot_id: int, user_id: str) -> str:
+        return f"{{{self.namespace}:activity}}:s:{subject_key(bot_id, user_id)}"
+
+    def dedup_key(self, org_id: int, event_id: str) -> str:
+        return f"{{{self.namespace}:activity}}:ev:{org_id}:{event_id}"
+
+
+class Ours(Path):
+    """The library API: `Runtime.record`, Redis activity store + Redis timer store (db 11)."""
+
+    name = "ours"
+    namespace = OURS_NS
+
+    def __init__(self, rt: Runtime) -> None:
+        if not isinstance(rt.activity, RedisActivityStore):
+            raise RuntimeError("Runtime did not build the Redis activity store")
+        if not isinstance(rt.timers, RedisTimerStore):
+            raise RuntimeError("Runtime did not build the Redis timer store")
+        client = redis.Redis.from_url(HOT_URL, decode_responses=True)
+        super().__init__(rt, client, rt.activity, rt.timers)
+
+    def record(self, org_id: int, events: Sequence[ActivityEvent]) -> None:
+        self.rt.record(org_id, events)
+
+    def timer_bytes(self, people: Sequence[tuple[int, str]]) -> int:
+        return sum(memory_usage(self.client, self.timers.keys))
+
+
+class Naive(Path):
+    """The same `RedisActivityStore` (own namespace, db 12) with policies whose inactivity
+    threshold is None, then per event INCR of the version key + `apply_async(countdown)`."""
+
+    name = "naive"
+    namespace = NAIVE_NS
+
+    def __init__(self, rt: Runtime) -> None:
+        client = redis.Redis.from_url(NAIVE_URL, decode_responses=True)
+        timers = RedisTimerStore(client, NAIVE_NS)  # stays empty: no thresholds
+        store = RedisActivityStore(
+            client, timers, rt.sessions, namespace=NAIVE_NS, dedup_ttl=rt.settings.event_dedup_ttl
+        )
+        super().__init__(rt, client, store, timers)
+
+    def record(self, org_id: int, events: Sequence[ActivityEvent]) -> None:
+        # `record_activity`'s steps (the same bot query and store call) with the policies'
+        # threshold cleared, so the store's script schedules no reengage timer.
+        rt = self.rt
+        with rt.sessions() as session:
+            bot_ids = {e.bot_id for e in events}
+            default = rt.settings.default_inactivity_threshold
+            policies = bot_policies(session, org_id, bot_ids, default)
+        if bot_ids - policies.keys():
+            raise LookupError(f"unknown bots {bot_ids - policies.keys()}")
+        untimed = {b: replace(p, inactivity_threshold=None) for b, p in policies.items()}
+        self.activity.record(org_id, untimed, events, rt.clock.now())
+        began = time.perf_counter()
+        countdown = THRESHOLD.total_seconds()
+        for e in events:
+            version = int(cast(int, _broker.incr(_version_key(e.bot_id, e.user_id))))
+            check_inactive.apply_async((e.bot_id, e.user_id, version), countdown=countdown)
+        self.publish_seconds += time.perf_counter() - began
+
+    def queued(self) -> int:
+        return int(cast(int, self.client.llen(QUEUE)))
+
+    def timer_bytes(self, people: Sequence[tuple[int, str]]) -> int:
+        versions = [_version_key(b, u) for b, u in people]
+        return sum(memory_usage(self.client, [QUEUE, *versions]))
+
+
+@dataclass
+class Phase:
+    """One path's share of a run: its events, timings and what it left in Redis."""
+
+    name: str
+    path: Path
+    people: list[tuple[int, str]]  # all subjects of the path (for the naive version keys)
+    events: list[ActivityEvent]
+    seconds: float = 0.0  # inside path.record(), summed over batches
+    publish_seconds: float = 0.0  # of which INCR + apply_async (naive)
+    mem_delta: int = 0  # used_memory change around this path's batches, summed
+    subjects: int = 0
+    pending: int = 0  # timers pending in the path's reengage timer store
+    queued: int = 0  # tasks in the Celery queue
+    timer_bytes: int = 0  # MEMORY USAGE of the timer mechanism's keys
+    hash_bytes: float = 0.0  # mean MEMORY USAGE of a subject hash
+    dedup_bytes: float = 0.0  # mean MEMORY USAGE of an event-id dedup key
+    flush_seconds: float = 0.0
+    flushed: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.events)
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds
 
 
 def reset_database(create: bool = True) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        if not create:
-            return
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-        # Workaround (see README): record_activity's conversation upsert binds the partial
-        # index predicate as a parameter; once psycopg prepares it and PostgreSQL switches to
-        # a generic plan, ON CONFLICT can no longer infer the index. Custom plans avoid that.
-        conn.execute(f"ALTER DATABASE {DB_NAME} SET plan_cache_mode = force_custom_plan")
+        if create:
+            conn.execute(f"CREATE DATABASE {DB_NAME}")
+
+
+def clear_redis(keep_bindings: bool = True) -> None:
+    """Empty the benchmark dbs; kombu's queue bindings stay unless asked (publishing needs
+    them once the producer has declared its queue)."""
+    redis.Redis.from_url(HOT_URL).flushdb()
+    stale = [
+        k
+        for k in _broker.scan_iter(count=10_000)
+        if not (keep_bindings and k.startswith("_kombu."))
+    ]
+    for start in range(0, len(stale), 10_000):
+        _broker.delete(*stale[start : start + 10_000])
 
 
 def subjects(bots: list[int], prefix: str, count: int) -> list[tuple[int, str]]:
@@ -167,64 +275,98 @@ def chatty(prefix: str, people: list[tuple[int, str]], n: int) -> list[ActivityE
     ]
 
 
-def record_all(
-    rt: Runtime, org_id: int, events: list[ActivityEvent], naive: NaiveTimers | None
-) -> float:
-    began = time.perf_counter()
+def record_all(path: Path, org_id: int, events: Sequence[ActivityEvent]) -> None:
     for start in range(0, len(events), BATCH):
-        batch = events[start : start + BATCH]
-        if naive is None:
-            rt.record(org_id, batch)
-        else:
-            naive.events = batch
-            # NaiveTimers only implements the two methods record_activity calls.
-            timers = cast(TimerStore, naive)
-            record_activity(rt.sessions, timers, org_id, batch, rt.clock.now(), THRESHOLD)
-    return time.perf_counter() - began
+        path.record(org_id, events[start : start + BATCH])
 
 
-def run_ours(rt: Runtime, store: TimedStore, name: str, org: int, ev: list[ActivityEvent]) -> Run:
-    tr = redis.Redis.from_url(TIMERS_URL)
-    before, store.seconds = used_memory(tr), 0.0
-    seconds = record_all(rt, org, ev, None)
-    after, pending, size = used_memory(tr), store.count(), key_bytes(tr, *store.keys)
-    return Run(name, len(ev), seconds, before, after, pending, size, store.seconds)
+def flush_all(path: Path) -> None:
+    while path.activity.flush(path.rt.clock.now()):
+        pass
 
 
-def run_naive(rt: Runtime, org: int, events: list[ActivityEvent]) -> Run:
-    before = used_memory(_broker)
-    naive = NaiveTimers(THRESHOLD.total_seconds())
-    seconds = record_all(rt, org, events, naive)
-    after, queued = used_memory(_broker), int(cast(int, _broker.llen(QUEUE)))
-    size = key_bytes(_broker, QUEUE)
-    return Run("naive", len(events), seconds, before, after, queued, size, naive.seconds)
+def ingest(phases: list[Phase], org_id: int) -> None:
+    """Record every phase's events in batches, the phases' batches interleaved (alternating
+    who goes first), so both paths see the same machine, database and Redis over time."""
+    for phase in phases:
+        phase.path.publish_seconds = 0.0
+    batches = max(len(p.events) for p in phases)
+    for i, start in enumerate(range(0, batches, BATCH)):
+        for phase in phases if i % 2 == 0 else phases[::-1]:
+            batch = phase.events[start : start + BATCH]
+            if not batch:
+                continue
+            before = used_memory(phase.path.client)
+            began = time.perf_counter()
+            phase.path.record(org_id, batch)
+            phase.seconds += time.perf_counter() - began
+            phase.mem_delta += used_memory(phase.path.client) - before
+    for phase in phases:
+        phase.publish_seconds = phase.path.publish_seconds
 
 
-def report(run: Run) -> None:
+def measure(phase: Phase, org_id: int) -> None:
+    """What the ingest left in Redis (before any flush)."""
+    path = phase.path
+    touched = sorted({(e.bot_id, e.user_id) for e in phase.events})
+    phase.subjects = len(touched)
+    phase.pending = path.pending_timers()
+    phase.queued = path.queued()
+    phase.timer_bytes = path.timer_bytes(phase.people)
+    phase.hash_bytes = mean_usage(path.client, [path.hash_key(b, u) for b, u in touched])
+    dedup = [path.dedup_key(org_id, e.event_id) for e in phase.events]
+    phase.dedup_bytes = mean_usage(path.client, dedup)
+
+
+def flush(phases: list[Phase]) -> None:
+    """Write every dirty subject behind to PostgreSQL with `flush(now)` (as the scheduler's
+    flush loop does, here back to back), the phases' calls interleaved."""
+    active = list(phases)
+    while active:
+        for phase in list(active):
+            began = time.perf_counter()
+            written = phase.path.activity.flush(phase.path.rt.clock.now())
+            phase.flush_seconds += time.perf_counter() - began
+            phase.flushed += written
+            if not written:
+                active.remove(phase)
+
+
+def report(p: Phase) -> None:
     print(
-        f"[{run.name}] events={run.events} seconds={run.seconds:.2f} events/s={run.rate:,.0f} "
-        f"used_memory {run.mem_before:,} -> {run.mem_after:,} (delta {run.mem_delta:+,} B) "
-        f"pending={run.pending} keys_bytes={run.structure_bytes:,} "
-        f"timer_path_s={run.timer_seconds:.2f}"
+        f"[{p.name}] events={p.n:,} subjects={p.subjects:,} ingest {p.seconds:.2f} s "
+        f"= {p.rate:,.0f} events/s; used_memory {p.mem_delta:+,} B over its batches; "
+        f"pending timers={p.pending:,} queued tasks={p.queued:,}; "
+        f"flush {p.flushed:,} subjects in {p.flush_seconds:.2f} s"
     )
 
 
-def table(runs: list[Run]) -> None:
+def table(phases: list[Phase]) -> None:
+    def per(p: Phase, seconds: float) -> str:
+        return f"{1e6 * seconds / p.n:,.1f}"
+
     rows: list[tuple[str, ...]] = [
-        ("", *(r.name for r in runs)),
-        ("events", *(f"{r.events:,}" for r in runs)),
-        ("seconds", *(f"{r.seconds:.2f}" for r in runs)),
-        ("events/s", *(f"{r.rate:,.0f}" for r in runs)),
-        ("us/event", *(f"{1e6 / r.rate:,.0f}" for r in runs)),
+        ("", *(p.name for p in phases)),
+        ("events", *(f"{p.n:,}" for p in phases)),
+        ("subjects", *(f"{p.subjects:,}" for p in phases)),
+        ("ingest seconds", *(f"{p.seconds:.2f}" for p in phases)),
+        ("ingest events/s", *(f"{p.rate:,.0f}" for p in phases)),
+        ("ingest us/event", *(per(p, p.seconds) for p in phases)),
+        ("  record (hot state)", *(per(p, p.seconds - p.publish_seconds) for p in phases)),
+        ("  INCR + apply_async", *(per(p, p.publish_seconds) for p in phases)),
+        ("used_memory delta (B)", *(f"{p.mem_delta:+,}" for p in phases)),
+        ("  per event (B)", *(f"{p.mem_delta / p.n:,.0f}" for p in phases)),
+        ("pending reengage timers", *(f"{p.pending:,}" for p in phases)),
+        ("queued Celery tasks", *(f"{p.queued:,}" for p in phases)),
+        ("timer state MEMORY USAGE (B)", *(f"{p.timer_bytes:,}" for p in phases)),
+        ("flush seconds", *(f"{p.flush_seconds:.2f}" for p in phases)),
+        ("flush subjects", *(f"{p.flushed:,}" for p in phases)),
+        ("flush subjects/s", *(f"{p.flushed / p.flush_seconds:,.0f}" for p in phases)),
+        ("flush events/s equiv.", *(f"{p.n / p.flush_seconds:,.0f}" for p in phases)),
         (
-            "  database path",
-            *(f"{1e6 * (r.seconds - r.timer_seconds) / r.events:,.0f}" for r in runs),
+            "ingest+flush events/s",
+            *(f"{p.n / (p.seconds + p.flush_seconds):,.0f}" for p in phases),
         ),
-        ("  timer path", *(f"{1e6 * r.timer_seconds / r.events:,.0f}" for r in runs)),
-        ("used_memory delta (B)", *(f"{r.mem_delta:+,}" for r in runs)),
-        ("bytes/event", *(f"{r.mem_delta / r.events:,.0f}" for r in runs)),
-        ("pending timers / queued", *(f"{r.pending:,}" for r in runs)),
-        ("MEMORY USAGE keys (B)", *(f"{r.structure_bytes:,}" for r in runs)),
     ]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     for row in rows:
@@ -236,74 +378,139 @@ def table(runs: list[Run]) -> None:
         )
 
 
+def memory_summary(ours: Phase, naive: Phase, chat: Phase, timers_before_chat: int) -> None:
+    per_timer = ours.timer_bytes / ours.pending
+    print(
+        f"memory: per pending timer {per_timer:,.0f} B (timer zset + hash / {ours.pending:,}); "
+        f"per subject hash {ours.hash_bytes:,.0f} B (mean of {SAMPLES} samples); "
+        f"per event-id dedup key {ours.dedup_bytes:,.0f} B (kept for event_dedup_ttl)"
+    )
+    print(
+        f"memory, naive: per queued task {naive.timer_bytes / max(1, naive.queued):,.0f} B "
+        f"(queue list + version keys / {naive.queued:,} tasks); "
+        f"per subject hash {naive.hash_bytes:,.0f} B; per dedup key {naive.dedup_bytes:,.0f} B"
+    )
+    per_subject = per_timer + ours.hash_bytes
+    print(
+        f"projection for {PRODUCT_SUBJECTS:,} tracked subjects: timer + subject hash "
+        f"= {per_subject:,.0f} B each = {per_subject * PRODUCT_SUBJECTS / 2**20:,.0f} MiB, "
+        f"plus {ours.dedup_bytes:,.0f} B per event id seen within the dedup TTL"
+    )
+    growth = chat.timer_bytes - timers_before_chat
+    print(
+        f"activity only: {chat.n:,} more events over {chat.subjects:,} subjects: timer "
+        f"state {timers_before_chat:,} -> {chat.timer_bytes:,} B ({growth:+,}), "
+        f"pending timers {chat.pending:,}; used_memory {chat.mem_delta:+,} B "
+        f"= {chat.mem_delta / chat.n:,.0f} B/event: the event-id dedup keys "
+        f"({chat.dedup_bytes:,.0f} B each by MEMORY USAGE, plus key-space and expiry entries)"
+    )
+
+
+def database_check(bots: dict[str, list[int]]) -> None:
+    """Conversations written behind per path (warm-up subjects excluded)."""
+    with psycopg.connect(DB_URL) as conn:
+        for name, ids in bots.items():
+            rows, seqs, due = conn.execute(
+                "SELECT count(*), coalesce(sum(v.activity_seq), 0), count(v.inactivity_due_at) "
+                "FROM conversation v JOIN contact c ON c.id = v.contact_id "
+                "WHERE v.bot_id = ANY(%s) AND c.external_id NOT LIKE 'warm-%%'",
+                (ids,),
+            ).fetchone() or (0, 0, 0)
+            print(
+                f"database [{name}]: conversations={rows:,} sum(activity_seq)={seqs:,} "
+                f"with inactivity_due_at={due:,}"
+            )
+
+
+def make_bots(rt: Runtime, org_id: int, prefix: str, threshold: timedelta) -> list[int]:
+    now = rt.clock.now()
+    return [
+        create_bot(
+            rt.sessions,
+            rt.settings.secret_key.get_secret_value(),
+            org_id,
+            name=f"{prefix}{i}",
+            channel=ChannelKind.WHATSAPP if i % 2 else ChannelKind.TELEGRAM,
+            now=now,
+            inactivity_threshold=threshold,
+        ).id
+        for i in range(BOTS)
+    ]
+
+
+def stage(label: str, client: redis.Redis, phases: list[Phase], org_id: int) -> None:
+    """Ingest the phases together, measure Redis, then flush them to PostgreSQL."""
+    before = used_memory(client)
+    ingest(phases, org_id)
+    after = used_memory(client)
+    print(f"{label}: Redis used_memory (server) {before:,} -> {after:,} B ({after - before:+,})")
+    for phase in phases:
+        measure(phase, org_id)
+    flush(phases)
+    for phase in phases:
+        report(phase)
+
+
+def bench(rt: Runtime, began: float, n: int, people_n: int, n_chat: int, chat_people: int) -> None:
+    org = create_organization(rt.sessions, "bench", rt.clock.now()).org_id
+    ours, naive = Ours(rt), Naive(rt)
+    ours_bots = make_bots(rt, org, "ours", THRESHOLD)
+    naive_bots = make_bots(rt, org, "naive", THRESHOLD)  # Naive clears it per batch
+    # Warm-up (untimed): connection pools, Lua script cache, Celery producer, flush path.
+    for path, bots in ((ours, ours_bots), (naive, naive_bots)):
+        warm = subjects(bots, f"warm-{path.name}", BATCH // 4)
+        record_all(path, org, round_robin(f"warm-{path.name}", warm, BATCH))
+        flush_all(path)
+    clear_redis()
+
+    ours_people = subjects(ours_bots, "ours", people_n)
+    naive_people = subjects(naive_bots, "naive", people_n)
+    print(
+        f"PostgreSQL {DB_NAME} + Redis 127.0.0.1:6379; batches of {BATCH}; {BOTS} bots per path; "
+        f"threshold {THRESHOLD}; {n:,} events over {people_n:,} subjects per path "
+        f"(round robin: 1 event in {n // people_n} opens a subject); batches interleaved"
+    )
+    p_ours = Phase("ours", ours, ours_people, round_robin("ours", ours_people, n))
+    p_naive = Phase("naive", naive, naive_people, round_robin("naive", naive_people, n))
+    stage("ours + naive", ours.client, [p_ours, p_naive], org)
+    hot = ours_people[:chat_people]
+    p_chat = Phase("activity-only", ours, ours_people, chatty("chat", hot, n_chat))
+    stage("activity only (ours)", ours.client, [p_chat], org)
+
+    expected = len(ours_people)
+    verdict = "one per subject" if p_chat.pending == expected else f"MISMATCH, want {expected:,}"
+    print(
+        f"pending reengage timers after {n + n_chat:,} events over {expected:,} subjects: "
+        f"{p_chat.pending:,} ({verdict}); naive: {p_naive.pending:,} timers, "
+        f"{p_naive.queued:,} queued tasks"
+    )
+    database_check({"ours": ours_bots, "naive": naive_bots})
+    memory_summary(p_ours, p_naive, p_chat, p_ours.timer_bytes)
+    print(
+        "note: no Celery worker runs; one would also fetch every countdown task and hold it "
+        "in memory until its ETA, on top of the queue measured here"
+    )
+    table([p_ours, p_naive, p_chat])
+    print(f"(run time so far {time.perf_counter() - began:.0f} s)")
+    print(f"ratio={p_ours.rate / p_naive.rate:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s)")
     args = parser.parse_args()
-    n_ours, n_naive, n_chat, chat_people = (
-        (20_000, 3_000, 20_000, 1_000) if args.quick else (200_000, 20_000, 200_000, 10_000)
-    )
+    sizes = (20_000, 5_000, 20_000, 1_000) if args.quick else (100_000, 25_000, 200_000, 10_000)
     configure_logging(level=logging.WARNING)
+    began = time.perf_counter()
     reset_database()
     upgrade(DB_URL)
-    settings = Settings(database_url=DB_URL, redis_url=TIMERS_URL, broker_url=BROKER_URL)
-    store = TimedStore(redis.Redis.from_url(TIMERS_URL, decode_responses=True), NAMESPACE)
-    timers_redis = redis.Redis.from_url(TIMERS_URL)
-    timers_redis.delete(*store.keys)
-    _broker.flushdb()
-    rt = Runtime.build(settings, timers=store)
+    clear_redis()
+    rt = Runtime.build(Settings(database_url=DB_URL, redis_url=HOT_URL, broker_url=None))
     try:
-        now = rt.clock.now()
-        org = create_organization(rt.sessions, "bench", now).org_id
-        bots = [
-            create_bot(
-                rt.sessions,
-                settings.secret_key.get_secret_value(),
-                org,
-                name=f"bot{i}",
-                channel=ChannelKind.WHATSAPP if i % 2 else ChannelKind.TELEGRAM,
-                now=now,
-                inactivity_threshold=THRESHOLD,
-            ).id
-            for i in range(BOTS)
-        ]
-        # Warm-up (untimed): connection pool, statement caches, Celery producer pool.
-        warm = subjects(bots, "warm", BATCH)
-        record_all(rt, org, round_robin("warm-o", warm, BATCH), None)
-        record_all(rt, org, round_robin("warm-n", warm, 50), NaiveTimers(THRESHOLD.total_seconds()))
-        timers_redis.delete(*store.keys)
-        _broker.flushdb()
-
-        ours_people = subjects(bots, "ours", n_ours // 4)
-        naive_people = subjects(bots, "naive", n_naive // 4)
-        print(
-            f"PostgreSQL {DB_NAME} + Redis; batches of {BATCH}; {BOTS} bots; threshold {THRESHOLD}"
-        )
-        print(f"ours : {n_ours:,} events over {len(ours_people):,} subjects (1 in 4 events new)")
-        print(f"naive: {n_naive:,} events over {len(naive_people):,} subjects (same mix)")
-        naive = run_naive(rt, org, round_robin("naive", naive_people, n_naive))
-        report(naive)
-        ours = run_ours(rt, store, "ours", org, round_robin("ours", ours_people, n_ours))
-        report(ours)
-        hot = ours_people[:chat_people]
-        print(f"activity only: {n_chat:,} events at random over {len(hot):,} existing subjects")
-        chat = run_ours(rt, store, "activity-only", org, chatty("chat", hot, n_chat))
-        report(chat)
-        verdict = "one per subject" if chat.pending == len(ours_people) else "MISMATCH"
-        print(
-            f"pending timers after {n_ours + n_chat:,} events over {len(ours_people):,} "
-            f"subjects: {chat.pending:,} ({verdict})"
-        )
-        print(
-            "note: naive figure is publish-only; a worker would additionally hold every "
-            "countdown task in memory (ETA) until it is due"
-        )
-        table([ours, chat, naive])
-        print(f"ratio={ours.rate / naive.rate:.1f}")
+        bench(rt, began, *sizes)
     finally:
         rt.close()
-        timers_redis.delete(*store.keys, f"{{{NAMESPACE}:timers}}:built")
-        _broker.flushdb()
+        clear_redis(keep_bindings=False)
         reset_database(create=False)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 01:51:09.659734
+Create Date: 2026-11-22 02:04:40.011974
 """
 
 from collections.abc import Sequence
@@ -271,6 +271,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation")),
     )
+    op.create_index("ix_conversation_contact_id", "conversation", ["contact_id"], unique=False)
     op.create_index(
         "ix_conversation_inactivity_due_at", "conversation", ["inactivity_due_at"], unique=False
     )
@@ -387,6 +388,7 @@ def downgrade() -> None:
     )
     op.drop_index(op.f("ix_conversation_org_id"), table_name="conversation")
     op.drop_index("ix_conversation_inactivity_due_at", table_name="conversation")
+    op.drop_index("ix_conversation_contact_id", table_name="conversation")
     op.drop_table("conversation")
     op.drop_index(op.f("ix_simulator_message_org_id"), table_name="simulator_message")
     op.drop_index("ix_simulator_message_bot_id_chat_id", table_name="simulator_message")

@@ -194,6 +194,9 @@ def policy_for(
     return pol.resolve(layers, at_question, language), situation_of(conv, at_question)
 
 
+QUESTION_DEFAULT_TIMEOUT = timedelta(hours=1)
+
+
 def refresh_wake(session: Session, org_id: int) -> None:
     """Each bot's subject timer must fire no later than the first stage any policy could run:
     the shortest of its inactivity threshold and every first stage among its policies."""
@@ -210,7 +213,10 @@ def refresh_wake(session: Session, org_id: int) -> None:
         if first is not None:
             current = shortest.get(row.bot_id)
             shortest[row.bot_id] = first if current is None else min(current, first)
+    with_flows = set(session.scalars(select(FlowRow.bot_id).where(FlowRow.org_id == org_id)))
     for bot in session.scalars(select(Bot).where(Bot.org_id == org_id)):
-        candidates = [shortest.get(bot.id), shortest.get(None), timedelta(hours=1)]
+        # A bot with flows has question nodes under the shipped 1-hour default.
+        question_default = QUESTION_DEFAULT_TIMEOUT if bot.id in with_flows else None
+        candidates = [shortest.get(bot.id), shortest.get(None), question_default]
         known = [c for c in candidates if c is not None]
-        bot.wake_after_s = int(min(known).total_seconds())
+        bot.wake_after_s = int(min(known).total_seconds()) if known else None

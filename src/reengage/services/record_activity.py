@@ -29,18 +29,15 @@ def bot_policies(
     }
 
 
-# At question nodes the shipped policy acts after an hour; no bot waits longer than that.
-LONGEST_WAKE = timedelta(hours=1)
-
-
-def wake_delay(bot: Bot, default_threshold: timedelta) -> timedelta:
+def wake_delay(bot: Bot, default_threshold: timedelta) -> timedelta | None:
     """After how much silence a subject's timer fires: the shortest silence any feature of the
     bot acts on (its inactivity threshold, its policies' first stages, the question default).
     Features re-check on firing and ask for a later wake-up when theirs is not due yet."""
-    candidates = [inactivity_threshold(bot, default_threshold), LONGEST_WAKE]
+    candidates = [inactivity_threshold(bot, default_threshold)]
     if bot.wake_after_s:
         candidates.append(timedelta(seconds=bot.wake_after_s))
-    return min(c for c in candidates if c is not None)
+    known = [c for c in candidates if c is not None]
+    return min(known) if known else None
 
 
 def record_activity(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 
 import structlog
@@ -17,6 +18,8 @@ log = structlog.get_logger(__name__)
 # A timer is swept back in only when this overdue: younger ones may be in flight between a
 # commit and their publication to the store.
 SWEEP_GRACE = timedelta(seconds=5)
+# Seconds of flushing per round at most; the rest waits for the next round.
+FLUSH_BUDGET = 0.25
 
 
 class Scheduler:
@@ -57,7 +60,9 @@ class Scheduler:
         if self.activity is not None and (
             self._last_flush is None or now - self._last_flush >= self.flush_interval
         ):
-            while self.activity.flush(now) > 0:
+            # Bounded: a burst of new subjects must not starve the claiming of due timers.
+            budget = time.monotonic() + FLUSH_BUDGET
+            while self.activity.flush(now) > 0 and time.monotonic() < budget:
                 pass
             self._last_flush = now
         if self.store.needs_rebuild():

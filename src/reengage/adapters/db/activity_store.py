@@ -96,13 +96,14 @@ def _claim_event_ids(
             }
             for e in unique[start : start + _CHUNK]
         ]
+        # executemany: one cached statement, batched by the driver (no 3,500-parameter
+        # statement compiled anew for each batch).
         stmt = (
             insert_for(session, ActivityRecord)
-            .values(rows)
             .on_conflict_do_nothing()
             .returning(ActivityRecord.event_id)
         )
-        fresh_ids.update(session.scalars(stmt))
+        fresh_ids.update(session.scalars(stmt, rows))
     return [e for e in unique if e.event_id in fresh_ids]
 
 
@@ -162,7 +163,7 @@ def ensure_contacts(
             {"org_id": o, "bot_id": b, "external_id": u, "created_at": now}
             for o, b, u in missing[start : start + _CHUNK]
         ]
-        session.execute(insert_for(session, Contact).values(rows).on_conflict_do_nothing())
+        session.execute(insert_for(session, Contact).on_conflict_do_nothing(), rows)
     if missing:
         found.update(_select_contacts(session, [(b, u) for _, b, u in missing]))
     return found
@@ -209,16 +210,12 @@ def open_conversations(
             }
             for s, c in missing[start : start + _CHUNK]
         ]
-        stmt = (
-            insert_for(session, Conversation)
-            .values(rows)
-            .on_conflict_do_nothing(
-                index_elements=[Conversation.contact_id],
-                # Literal SQL: a bound parameter here breaks PostgreSQL's generic plans.
-                index_where=text("status <> 'closed'"),
-            )
+        stmt = insert_for(session, Conversation).on_conflict_do_nothing(
+            index_elements=[Conversation.contact_id],
+            # Literal SQL: a bound parameter here breaks PostgreSQL's generic plans.
+            index_where=text("status <> 'closed'"),
         )
-        session.execute(stmt)
+        session.execute(stmt, rows)
     if missing:
         found.update(_select_open(session, [c for _, c in missing]))
     return found

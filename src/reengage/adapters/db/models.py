@@ -105,6 +105,7 @@ class Conversation(Base):
             sqlite_where=text("status <> 'closed'"),
         ),
         Index("ix_conversation_inactivity_due_at", "inactivity_due_at"),
+        Index("ix_conversation_contact_id", "contact_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -46,39 +46,50 @@ FIELDS = {
 
 _RECORD = """
 local ns, ttl, zkey, dkey = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local F = {'la', 'lm', 'li', 'lc', 'lg', 'we', 'pa', 'cl'}
 local accepted = 0
 for i = 5, #ARGV do
   local e = cjson.decode(ARGV[i])
   if redis.call('SET', ns .. ':ev:' .. e.o .. ':' .. e.e, '1', 'NX', 'EX', ttl) then
     accepted = accepted + 1
     local h = ns .. ':s:' .. e.s
-    local cur = redis.call('HMGET', h, 'st', 'gen')
-    local st, gen = cur[1] or 'bot', tonumber(cur[2] or '0')
+    -- One read, one write: the whole clock is merged here.
+    local cur = redis.call('HMGET', h, 'st', 'gen', 'seq', unpack(F))
+    local st, gen, seq = cur[1] or 'bot', tonumber(cur[2] or '0'), tonumber(cur[3] or '0')
+    local v = {}
+    for j, f in ipairs(F) do v[f] = tonumber(cur[j + 3] or '0') end
+    local cleared = false
     if st == 'closed' then
       -- Activity after a close belongs to the next conversation, with fresh clocks.
-      gen = gen + 1
-      st = 'bot'
-      redis.call('HDEL', h, 'la', 'lm', 'li', 'lc', 'lg', 'we', 'cl')
+      gen, st, cleared = gen + 1, 'bot', true
+      for _, f in ipairs(F) do if f ~= 'pa' then v[f] = 0 end end
     end
     if type(e.st) == 'string' then
-      st = e.st
-      if st == 'closed' then redis.call('HSET', h, 'cl', e.t) else redis.call('HDEL', h, 'cl') end
+      st, cleared = e.st, true
+      if st == 'closed' then v.cl = e.t else v.cl = 0 end
     end
-    local seq = redis.call('HINCRBY', h, 'seq', 1)
-    for f, v in pairs(e.f) do
-      local old = tonumber(redis.call('HGET', h, f) or '0')
-      if v > old then redis.call('HSET', h, f, v) end
+    seq = seq + 1
+    for f, x in pairs(e.f) do if x > v[f] then v[f] = x end end
+    local set = {'st', st, 'gen', gen, 'seq', string.format('%d', seq), 'o', e.o, 'th', e.th}
+    local gone = {}
+    for _, f in ipairs(F) do
+      if v[f] > 0 then
+        set[#set + 1] = f
+        set[#set + 1] = string.format('%d', v[f])
+      elseif cleared then
+        gone[#gone + 1] = f
+      end
     end
-    redis.call('HSET', h, 'st', st, 'gen', gen, 'o', e.o, 'th', e.th)
+    redis.call('HSET', h, unpack(set))
+    if #gone > 0 then redis.call('HDEL', h, unpack(gone)) end
     redis.call('SADD', ns .. ':dirty', e.s)
     local tk = 'inactivity:' .. e.s
-    local la = tonumber(redis.call('HGET', h, 'la') or '0')
-    if st ~= 'closed' and e.th > 0 and la > 0 then
-      local due = la + e.th
+    if st ~= 'closed' and e.th > 0 and v.la > 0 then
+      local due = string.format('%d', v.la + e.th)
       local payload = cjson.encode({bot_id = e.b, user_id = e.u, seq = seq})
       redis.call('ZADD', zkey, due, tk)
-      redis.call('HSET', dkey, tk, seq .. '|h' .. seq .. '|0|' .. string.format('%d', due) ..
-        '|inactivity|' .. payload)
+      redis.call('HSET', dkey, tk, string.format('%d', seq) .. '|h' .. string.format('%d', seq) ..
+        '|0|' .. due .. '|inactivity|' .. payload)
     else
       redis.call('ZREM', zkey, tk)
       redis.call('HDEL', dkey, tk)
@@ -86,6 +97,15 @@ for i = 5, #ARGV do
   end
 end
 return accepted
+"""
+
+# Which of these subject hashes are missing (1-based positions).
+_MISSING = """
+local out = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 0 then out[#out + 1] = i end
+end
+return out
 """
 
 # Move up to N dirty subjects into the in-flight set (scored by when), atomically.
@@ -142,6 +162,7 @@ class RedisActivityStore:
         self._record = client.register_script(_RECORD)
         self._take = client.register_script(_TAKE)
         self._change_status = client.register_script(_CHANGE_STATUS)
+        self._missing = client.register_script(_MISSING)
 
     def _hash(self, subject: str) -> str:
         return f"{self._ns}:s:{subject}"
@@ -207,10 +228,8 @@ class RedisActivityStore:
         """A subject unknown to Redis (new, or Redis restarted empty) continues from the
         database's conversation, so versions, generations and status carry on."""
         keys = list(subjects)
-        pipe = self._r.pipeline(transaction=False)
-        for bot_id, user_id in keys:
-            pipe.exists(self._hash(subject_key(bot_id, user_id)))
-        missing = [k for k, there in zip(keys, pipe.execute(), strict=True) if not there]  # type: ignore[no-untyped-call]
+        hashes = [self._hash(subject_key(bot_id, user_id)) for bot_id, user_id in keys]
+        missing = [keys[int(i) - 1] for i in self._missing(keys=hashes)]
         if not missing:
             return
         with self._sessions() as session:
