@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 import redis
 from sqlalchemy import select
 
@@ -40,6 +41,7 @@ def wait_for_round(client: redis.Redis, store: RedisTimerStore, now_ms: int) -> 
         time.sleep(0.05)
 
 
+@pytest.mark.timeout(900)
 def test_ten_thousand_conversations_get_exactly_their_stages(
     pg_db: str,
     make_runtime: Callable[..., Runtime],

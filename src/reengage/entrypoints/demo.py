@@ -1,4 +1,9 @@
-"""`reengage demo`: the whole product in one process, on SQLite, with time accelerated."""
+"""`reengage demo`: the whole product in one process, on SQLite, with time accelerated.
+
+A simulator bot asks its users a question. One answers everything, one answers late, one
+goes quiet: the reminder and the close arrive on their own, visibly, in the console and in
+the simulator's chat page.
+"""
 
 from __future__ import annotations
 
@@ -10,42 +15,83 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import select
 
-from reengage.adapters.channels.simulator import SimulatorChannel
 from reengage.adapters.db.migrate import upgrade
-from reengage.adapters.db.models import Contact, Conversation, ConversationEvent, SimulatorMessage
+from reengage.adapters.db.models import (
+    Bot,
+    Contact,
+    Conversation,
+    ConversationEvent,
+    SimulatorMessage,
+)
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
-from reengage.domain.outbound import MessageKind, OutboundMessage, SendContext
+from reengage.domain.policy import Level
 from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.scheduler.main import build_scheduler
 from reengage.runtime import Runtime
+from reengage.services.flows import on_user_text, put_flow
+from reengage.services.policies import Scope, put_policy
 from reengage.services.tenancy import create_bot, create_organization
 
-THRESHOLD = timedelta(minutes=10)
-
-# (user, minutes of simulated time at which the user writes): ana writes once and goes quiet;
-# bruno keeps chatting for a while, so his timer keeps moving, then he goes quiet too.
-LINES = [
-    "Oi, quanto custa o plano anual?",
-    "E tem desconto no Pix?",
-    "Vou pensar...",
-    "Posso pagar depois?",
-    "Ok",
+FLOW = {
+    "start": "hello",
+    "nodes": [
+        {
+            "id": "hello",
+            "type": "message",
+            "text": "Olá! Eu sou o bot de demonstração.",
+            "next": "plan",
+        },
+        {
+            "id": "plan",
+            "type": "question",
+            "text": "Qual plano te interessa? (mensal/anual)",
+            "var": "plan",
+            "choices": ["mensal", "anual"],
+            "retry_text": "Responda mensal ou anual 🙂",
+            "next": "email",
+        },
+        {
+            "id": "email",
+            "type": "question",
+            "text": "Perfeito! Qual o seu e-mail?",
+            "var": "email",
+            "next": "done",
+        },
+        {
+            "id": "done",
+            "type": "close",
+            "text": "Obrigado! Um consultor vai escrever para {email}.",
+        },
+    ],
+}
+POLICY = {
+    "enabled": True,
+    "timeout": "5m",
+    "action": "close",
+    "reminders": [{"after": "2m", "text": "Ainda está aí? Estou aguardando 🙂"}],
+    "final_text": "Vou encerrar por enquanto. É só escrever quando quiser continuar.",
+}
+# (simulated minute, user, text): bruno answers everything, carla answers the first question
+# after the reminder and then goes quiet, ana never answers.
+SCRIPT = [
+    (0, "ana", "oi"),
+    (0, "bruno", "oi"),
+    (0, "carla", "oi"),
+    (1, "bruno", "anual"),
+    (3, "bruno", "bruno@exemplo.com"),
+    (3, "carla", "mensal"),
 ]
-SCRIPT = {"ana": [0], "bruno": [0, 4, 8, 12, 16], "carla": [0, 3]}
 
 
-def _say(clock_now: datetime, text: str) -> None:
-    print(f"[{clock_now:%H:%M} sim] {text}", flush=True)
+def _say(now: datetime, text: str) -> None:
+    print(f"[{now:%H:%M} sim] {text}", flush=True)
 
 
 def _simulate(runtime: Runtime, org_id: int, bot_id: int, stop: threading.Event) -> None:
-    channel = SimulatorChannel(runtime.sessions, org_id, bot_id)
     start = runtime.clock.now()
-    plan = sorted((minute, user) for user, minutes in SCRIPT.items() for minute in minutes)
-    for n, (minute, user) in enumerate(plan):
-        at = start + timedelta(minutes=minute)
-        while runtime.clock.now() < at:
+    for n, (minute, user, text) in enumerate(SCRIPT):
+        while runtime.clock.now() < start + timedelta(minutes=minute):
             if stop.wait(0.02):
                 return
         now = runtime.clock.now()
@@ -57,41 +103,51 @@ def _simulate(runtime: Runtime, org_id: int, bot_id: int, stop: threading.Event)
                     chat_id=user,
                     direction="in",
                     kind="text",
-                    text=LINES[n % len(LINES)],
+                    text=text,
                     created_at=now,
                 )
             )
-        channel.send(
-            user, OutboundMessage(MessageKind.TEXT, "Anotado! Algo mais?"), SendContext(now)
+        runtime.record(
+            org_id, [ActivityEvent(f"demo-{n}", EventType.USER_MESSAGE, bot_id, user, now)]
         )
-        events = [
-            ActivityEvent(f"demo-{n}-in", EventType.USER_MESSAGE, bot_id, user, now),
-            ActivityEvent(f"demo-{n}-out", EventType.BOT_MESSAGE, bot_id, user, now),
-        ]
-        runtime.record(org_id, events)
-        _say(
-            now, f"{user} wrote to the bot; their inactivity timer moves to {now + THRESHOLD:%H:%M}"
-        )
+        _say(now, f"{user} -> bot: {text}")
+        on_user_text(runtime.flow_deps, bot_id, user, text, now)
 
 
 def _report(runtime: Runtime, stop: threading.Event) -> None:
-    seen = 0
-    while not stop.wait(0.2):
+    """Print what the bot says and what reengage decides, as it happens."""
+    seen_message = seen_event = 0
+    while not stop.wait(0.1):
         with runtime.sessions() as session:
-            rows = session.execute(
+            said = session.scalars(
+                select(SimulatorMessage)
+                .where(SimulatorMessage.id > seen_message, SimulatorMessage.direction == "out")
+                .order_by(SimulatorMessage.id)
+            ).all()
+            decided = session.execute(
                 select(ConversationEvent, Contact.external_id)
                 .join(Conversation, Conversation.id == ConversationEvent.conversation_id)
                 .join(Contact, Contact.id == Conversation.contact_id)
-                .where(ConversationEvent.id > seen)
+                .where(
+                    ConversationEvent.id > seen_event,
+                    ConversationEvent.kind.in_(
+                        [
+                            "reminder_sent",
+                            "closed_by_timeout",
+                            "handoff_by_timeout",
+                            "inactivity_detected",
+                        ]
+                    ),
+                )
                 .order_by(ConversationEvent.id)
             ).all()
-        for event, user in rows:
-            seen = event.id
-            since = datetime.fromisoformat(str(event.detail.get("since")))
-            _say(
-                runtime.clock.now(),
-                f"timer fired: {user} has been quiet since {since:%H:%M} -> {event.kind}",
-            )
+        now = runtime.clock.now()
+        for m in said:
+            seen_message = m.id
+            _say(now, f"bot -> {m.chat_id}: {m.text}")
+        for event, user in decided:
+            seen_event = event.id
+            _say(now, f"** {user}: {event.kind} **")
 
 
 def run_demo(*, speed: float, port: int, duration: float, database: str) -> None:
@@ -114,20 +170,25 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
         name="Demo bot",
         channel=ChannelKind.SIMULATOR,
         now=now,
-        inactivity_threshold=THRESHOLD,
     )
+    with runtime.sessions.begin() as session:
+        put_flow(session, org.org_id, bot.id, "atendimento", FLOW, now)
+        for node in ("plan", "email"):
+            put_policy(
+                session, org.org_id, Scope(Level.NODE, bot.id, "atendimento", node), POLICY, now
+            )
     url = f"http://127.0.0.1:{port}"
     print(f"reengage demo: API {url}  (docs: {url}/docs)", flush=True)
     print(f"  API key:  {org.api_key}", flush=True)
     print(
-        f"  bot id:   {bot.id} (simulator), inactivity threshold 10 min, time x{speed:g}",
+        f"  bot id:   {bot.id} (simulator); at each question: reminder after 2 min, close "
+        f"after 5 min; time x{speed:g}",
         flush=True,
     )
     print(f"  chat page: {url}/simulator#key={org.api_key}&bot={bot.id}&user=ana", flush=True)
-    print(
-        f"  try: curl -H 'Authorization: Bearer {org.api_key}' {url}/v1/conversations", flush=True
-    )
     stop = threading.Event()
+    with runtime.sessions.begin() as session:
+        session.get_one(Bot, bot.id).entry_flow = "atendimento"
     scheduler = build_scheduler(settings, runtime)
     for target, args in (
         (scheduler.run, (stop,)),
