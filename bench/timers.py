@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.clock import SystemClock
 from reengage.adapters.redis.timer_store import RedisTimerStore
-from reengage.domain.inactivity import inactivity_key
-from reengage.domain.timer import ClaimedTimer, Purpose, Timer
+from reengage.domain.inactivity import inactivity_timer
+from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.entrypoints.logging import configure_logging
 from reengage.services.scheduler import Scheduler
 
@@ -63,14 +63,8 @@ def used_memory(client: redis.Redis) -> int:
 
 
 def timer(n: int, due: float) -> Timer:
-    """A realistic inactivity timer for conversation n (same key and payload shape)."""
-    return Timer(
-        key=inactivity_key(n),
-        purpose=Purpose.INACTIVITY,
-        due_at=datetime.fromtimestamp(due, UTC),
-        version=1,
-        payload={"conversation_id": n, "seq": 1},
-    )
+    """A realistic subject timer for user n of bot 1 (same key and payload shape)."""
+    return inactivity_timer(1, f"user-{n}", 1, datetime.fromtimestamp(due, UTC))
 
 
 def load(store: RedisTimerStore, first: int, dues: Sequence[float]) -> None:
