@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
-from typing import IO
 
 import pytest
 import redis
@@ -23,65 +19,10 @@ from reengage.entrypoints.scheduler.executors import CeleryExecutor
 from reengage.entrypoints.worker.celery_app import make_celery
 from reengage.runtime import Runtime
 from reengage.services.scheduler import Scheduler
-from tests.conftest import BROKER_URL, REDIS_URL
 from tests.factories import make_bot, make_org, message
+from tests.integration.conftest import Spawn
 
 LEASE = timedelta(seconds=30)
-Spawn = Callable[[str], subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def broker() -> Iterator[str]:
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield BROKER_URL
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
-    procs: list[subprocess.Popen[bytes]] = []
-    logs: list[IO[bytes]] = []
-    env = {
-        **os.environ,
-        "REENGAGE_DATABASE_URL": pg_db,
-        "REENGAGE_REDIS_URL": REDIS_URL,
-        "REENGAGE_BROKER_URL": broker,
-        "REENGAGE_DEFAULT_INACTIVITY_THRESHOLD": "600",
-    }
-
-    def spawn(name: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"{name}.log").open("wb")
-        logs.append(log)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reengage.entrypoints.cli",
-                "worker",
-                "--queues",
-                "timers",
-                "--concurrency",
-                "1",
-                "--pool",
-                "solo",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
-
-    yield spawn
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    for log in logs:
-        log.close()
 
 
 def fired(runtime: Runtime) -> dict[int, int]:

@@ -24,7 +24,7 @@ from reengage.services.policies import Scope, put_policy
 from reengage.services.scheduler import Scheduler
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
-from tests.integration.test_celery_worker import Spawn, broker, spawn_worker  # noqa: F401
+from tests.integration.conftest import Spawn
 
 USERS = 10_000
 LEASE = timedelta(hours=1)  # claims of one round all carry `now + LEASE`: easy to wait for
@@ -48,7 +48,7 @@ def test_ten_thousand_conversations_get_exactly_their_stages(
     clock: ManualClock,
     redis_client: redis.Redis,
     broker: str,
-    spawn_worker: Spawn,  # noqa: F811
+    spawn_worker: Spawn,
 ) -> None:
     runtime = make_runtime(pg_db, redis_url=REDIS_URL)
     org = make_org(runtime).org_id
