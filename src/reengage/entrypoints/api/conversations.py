@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Contact, Conversation, ConversationEvent
 from reengage.domain.activity import ConversationStatus
@@ -19,7 +18,7 @@ from reengage.entrypoints.api.schemas import (
     TimerOut,
 )
 from reengage.ports import TimerStore
-from reengage.services.errors import NotFound
+from reengage.services.agents import load
 
 conversations_router = APIRouter(
     prefix="/v1/conversations", tags=["conversations"], responses={401: {"model": ErrorOut}}
@@ -50,17 +49,6 @@ def _out(conv: Conversation, user_id: str, timers: TimerStore | None = None) -> 
         if timer
         else None,
     )
-
-
-def _load(session: Session, org_id: int, conversation_id: int) -> tuple[Conversation, str]:
-    row = session.execute(
-        select(Conversation, Contact.external_id)
-        .join(Contact, Contact.id == Conversation.contact_id)
-        .where(Conversation.org_id == org_id, Conversation.id == conversation_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"conversation {conversation_id} not found", "conversation_id")
-    return row[0], row[1]
 
 
 @conversations_router.get("", response_model=list[ConversationOut])
@@ -96,7 +84,7 @@ def list_conversations(
 def get_conversation(runtime: RuntimeDep, org_id: OrgId, conversation_id: int) -> ConversationOut:
     """A conversation's state, clocks and its pending inactivity timer."""
     with runtime.sessions() as session:
-        conv, user_id = _load(session, org_id, conversation_id)
+        conv, user_id = load(session, org_id, conversation_id)
     return _out(conv, user_id, runtime.timers)
 
 
@@ -110,7 +98,7 @@ def get_conversation_events(
 ) -> list[ConversationEventOut]:
     """What reengage did in this conversation and why, oldest first."""
     with runtime.sessions() as session:
-        _load(session, org_id, conversation_id)
+        load(session, org_id, conversation_id)
         rows = session.scalars(
             select(ConversationEvent)
             .where(
