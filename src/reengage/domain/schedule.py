@@ -1,0 +1,209 @@
+"""Recovery step schedules: parse them, describe them, and compute when a step is due.
+
+Forms: a relative delay (`30m`, `2h`, `1d12h`; at least a minute), "tomorrow at a time"
+(`tomorrow 09:00`, `amanhã 09:00`) and "N days later at a time" (`+2d 18:30`, `+2d18:30`).
+Wall-clock times are in the campaign's (or the contact's) time zone. A local time that does
+not exist (spring forward) moves to the first instant after the gap; an ambiguous one (fall
+back) takes its first occurrence. A send window holds a due time to the next allowed instant.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from reengage.domain.duration import format_duration
+
+MIN_DELAY = timedelta(minutes=1)
+MAX_DELAY = timedelta(days=365)
+MAX_DAYS = 365
+
+_MESSAGES = {
+    "empty": ("O agendamento está vazio", "The schedule is empty"),
+    "unknown": (
+        "Agendamento inválido: {v}. Use 30m, 2h, 1d12h, amanhã 09:00 ou +2d 18:30",
+        "Invalid schedule: {v}. Use 30m, 2h, 1d12h, tomorrow 09:00 or +2d 18:30",
+    ),
+    "too_short": ("O intervalo mínimo é de 1 minuto: {v}", "The minimum delay is 1 minute: {v}"),
+    "too_long": ("O intervalo máximo é de 365 dias: {v}", "The maximum delay is 365 days: {v}"),
+    "time": ("Horário inválido: {v}", "Invalid time: {v}"),
+    "days": ("Número de dias inválido: {v} (de 1 a 365)", "Invalid number of days: {v} (1 to 365)"),
+    "zone": ("Fuso horário desconhecido: {v}", "Unknown time zone: {v}"),
+    "window": ("Janela de envio inválida: {v}", "Invalid send window: {v}"),
+}
+
+
+class ScheduleError(ValueError):
+    """A schedule, time zone or window that cannot be used; `message(language)` says why."""
+
+    def __init__(self, code: str, value: str) -> None:
+        self.code, self.value = code, value
+        super().__init__(self.message("en"))
+
+    def message(self, language: str = "pt-BR") -> str:
+        pt, en = _MESSAGES[self.code]
+        return (en if language == "en" else pt).format(v=self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    delta: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class DaysAt:
+    """`days` calendar days after the anchor's local date, at `at` local time (1 = tomorrow)."""
+
+    days: int
+    at: time
+
+
+Schedule = Delay | DaysAt
+
+_DELAY = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_TOMORROW = re.compile(r"(?:tomorrow|amanha)\s*(?:at|as)?\s*(\S+)")
+_DAYS_AT = re.compile(r"\+(\d+)d\s*(?:at|as)?\s*(\S+)")
+_TIME = re.compile(r"(\d{1,2})[:h](\d{2})")
+
+
+def _plain(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def parse_time(text: str) -> time:
+    """`09:00`, `9:00` or `9h00`; raise ScheduleError("time") otherwise."""
+    match = _TIME.fullmatch(text.strip().lower())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ScheduleError("time", text.strip())
+    return time(int(match[1]), int(match[2]))
+
+
+def parse_schedule(text: str) -> Schedule:
+    """A schedule from its written form, in English or Portuguese."""
+    raw = _plain(text)
+    if not raw:
+        raise ScheduleError("empty", text)
+    if match := _TOMORROW.fullmatch(raw):
+        return DaysAt(1, parse_time(match[1]))
+    if match := _DAYS_AT.fullmatch(raw):
+        days = int(match[1])
+        if not 1 <= days <= MAX_DAYS:
+            raise ScheduleError("days", f"+{match[1]}d")
+        return DaysAt(days, parse_time(match[2]))
+    match = _DELAY.fullmatch(raw.replace(" ", ""))
+    if match and any(match.groups()):
+        d, h, m, s = (int(g or 0) for g in match.groups())
+        delta = timedelta(days=d, hours=h, minutes=m, seconds=s)
+        if delta < MIN_DELAY:
+            raise ScheduleError("too_short", text.strip())
+        if delta > MAX_DELAY:
+            raise ScheduleError("too_long", text.strip())
+        return Delay(delta)
+    raise ScheduleError("unknown", text.strip())
+
+
+def format_schedule(schedule: Schedule) -> str:
+    """The canonical written form (`parse_schedule` reads it back)."""
+    if isinstance(schedule, Delay):
+        return format_duration(schedule.delta)
+    at = schedule.at.strftime("%H:%M")
+    return f"tomorrow {at}" if schedule.days == 1 else f"+{schedule.days}d {at}"
+
+
+def describe(schedule: Schedule, language: str = "pt-BR") -> str:
+    """The schedule in words, for people."""
+    pt = language != "en"
+    if isinstance(schedule, Delay):
+        parts = []
+        total = int(schedule.delta.total_seconds())
+        for size, one, many in (
+            (86400, ("dia", "day"), ("dias", "days")),
+            (3600, ("hora", "hour"), ("horas", "hours")),
+            (60, ("minuto", "minute"), ("minutos", "minutes")),
+        ):
+            amount, total = divmod(total, size)
+            if amount:
+                word = (one if amount == 1 else many)[0 if pt else 1]
+                parts.append(f"{amount} {word}")
+        joined = " e ".join(parts) if pt else " and ".join(parts)
+        return f"{joined} depois" if pt else f"{joined} later"
+    at = schedule.at.strftime("%H:%M")
+    if schedule.days == 1:
+        return f"amanhã às {at}" if pt else f"tomorrow at {at}"
+    return f"{schedule.days} dias depois, às {at}" if pt else f"{schedule.days} days later at {at}"
+
+
+def zone(name: str) -> ZoneInfo:
+    """An IANA time zone; raise ScheduleError("zone") for an unknown name."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScheduleError("zone", name) from exc
+
+
+def resolve_local(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a wall-clock time: a time in a DST gap moves to the end of the gap,
+    an ambiguous one takes its first occurrence."""
+    wall = datetime.combine(day, at)
+    for _ in range(24 * 60):
+        local = wall.replace(tzinfo=tz, fold=0)
+        back = local.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+        if back == wall:
+            return local.astimezone(UTC)
+        wall += timedelta(minutes=1)  # inside a gap: walk to the first wall time that exists
+    raise AssertionError("no valid local time within a day")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class SendWindow:
+    """Local hours [start, end) on the allowed weekdays (0 = Monday)."""
+
+    start: time
+    end: time
+    weekdays: frozenset[int] = frozenset(range(7))
+
+
+def parse_window(start: str, end: str, weekdays: list[int] | None = None) -> SendWindow:
+    s, e = parse_time(start), parse_time(end)
+    if e <= s:
+        raise ScheduleError("window", f"{start}-{end}")
+    days = frozenset(weekdays if weekdays is not None else range(7))
+    if not days or not days <= set(range(7)):
+        raise ScheduleError("window", f"weekdays {sorted(days)}")
+    return SendWindow(s, e, days)
+
+
+def hold_to_window(due: datetime, window: SendWindow | None, tz: ZoneInfo) -> datetime:
+    """The first allowed instant at or after `due`."""
+    if window is None:
+        return due
+    day = due.astimezone(tz).date()
+    for offset in range(8):
+        current = day + timedelta(days=offset)
+        if current.weekday() not in window.weekdays:
+            continue
+        opens, closes = (
+            resolve_local(current, window.start, tz),
+            resolve_local(current, window.end, tz),
+        )
+        if due < opens:
+            return opens
+        if due < closes:
+            return due
+    raise AssertionError("a window with a weekday always opens within a week")  # pragma: no cover
+
+
+def next_due(
+    schedule: Schedule, anchor: datetime, tz: ZoneInfo, window: SendWindow | None = None
+) -> datetime:
+    """When a step is due: after the anchor (the episode start, or the previous step's send)."""
+    if isinstance(schedule, Delay):
+        due = anchor + schedule.delta
+    else:
+        day = anchor.astimezone(tz).date() + timedelta(days=schedule.days)
+        due = resolve_local(day, schedule.at, tz)
+    return hold_to_window(due, window, tz)
