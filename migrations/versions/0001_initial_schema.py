@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:04:40.011974
+Create Date: 2026-11-22 02:27:05.520268
 """
 
 from collections.abc import Sequence
@@ -198,6 +198,30 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("bot_id", "asset_id", name=op.f("pk_media_upload")),
     )
     op.create_table(
+        "recovery_campaign",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("draft", sa.JSON(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bot_id"], ["bot.id"], name=op.f("fk_recovery_campaign_bot_id_bot"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_recovery_campaign_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recovery_campaign")),
+        sa.UniqueConstraint("bot_id", name=op.f("uq_recovery_campaign_bot_id")),
+    )
+    op.create_index(
+        op.f("ix_recovery_campaign_org_id"), "recovery_campaign", ["org_id"], unique=False
+    )
+    op.create_table(
         "simulator_message",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("org_id", sa.BigInteger(), nullable=False),
@@ -333,6 +357,88 @@ def upgrade() -> None:
     op.create_index("ix_delivery_contact_id", "delivery", ["contact_id"], unique=False)
     op.create_index(op.f("ix_delivery_org_id"), "delivery", ["org_id"], unique=False)
     op.create_table(
+        "recovery_campaign_version",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("campaign_id", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("definition", sa.JSON(), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["recovery_campaign.id"],
+            name=op.f("fk_recovery_campaign_version_campaign_id_recovery_campaign"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_recovery_campaign_version_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recovery_campaign_version")),
+        sa.UniqueConstraint(
+            "campaign_id", "version", name=op.f("uq_recovery_campaign_version_campaign_id_version")
+        ),
+    )
+    op.create_index(
+        op.f("ix_recovery_campaign_version_org_id"),
+        "recovery_campaign_version",
+        ["org_id"],
+        unique=False,
+    )
+    op.create_table(
+        "recovery_episode",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("org_id", sa.BigInteger(), nullable=False),
+        sa.Column("campaign_id", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("bot_id", sa.BigInteger(), nullable=False),
+        sa.Column("contact_id", sa.BigInteger(), nullable=False),
+        sa.Column("conversation_id", sa.BigInteger(), nullable=True),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("holdout", sa.Boolean(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("end_reason", sa.String(length=32), nullable=True),
+        sa.Column("next_step", sa.Integer(), nullable=False),
+        sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["recovery_campaign.id"],
+            name=op.f("fk_recovery_episode_campaign_id_recovery_campaign"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contact.id"],
+            name=op.f("fk_recovery_episode_contact_id_contact"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organization.id"],
+            name=op.f("fk_recovery_episode_org_id_organization"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recovery_episode")),
+        sa.UniqueConstraint("contact_id", "seq", name=op.f("uq_recovery_episode_contact_id_seq")),
+    )
+    op.create_index(
+        "ix_recovery_episode_campaign_id_status",
+        "recovery_episode",
+        ["campaign_id", "status"],
+        unique=False,
+    )
+    op.create_index(
+        op.f("ix_recovery_episode_contact_id"), "recovery_episode", ["contact_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_recovery_episode_org_id"), "recovery_episode", ["org_id"], unique=False
+    )
+    op.create_table(
         "conversation_event",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("org_id", sa.BigInteger(), nullable=False),
@@ -376,6 +482,14 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_conversation_event_org_id"), table_name="conversation_event")
     op.drop_index(op.f("ix_conversation_event_conversation_id"), table_name="conversation_event")
     op.drop_table("conversation_event")
+    op.drop_index(op.f("ix_recovery_episode_org_id"), table_name="recovery_episode")
+    op.drop_index(op.f("ix_recovery_episode_contact_id"), table_name="recovery_episode")
+    op.drop_index("ix_recovery_episode_campaign_id_status", table_name="recovery_episode")
+    op.drop_table("recovery_episode")
+    op.drop_index(
+        op.f("ix_recovery_campaign_version_org_id"), table_name="recovery_campaign_version"
+    )
+    op.drop_table("recovery_campaign_version")
     op.drop_index(op.f("ix_delivery_org_id"), table_name="delivery")
     op.drop_index("ix_delivery_contact_id", table_name="delivery")
     op.drop_index("ix_delivery_bot_id_channel_message_id", table_name="delivery")
@@ -393,6 +507,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_simulator_message_org_id"), table_name="simulator_message")
     op.drop_index("ix_simulator_message_bot_id_chat_id", table_name="simulator_message")
     op.drop_table("simulator_message")
+    op.drop_index(op.f("ix_recovery_campaign_org_id"), table_name="recovery_campaign")
+    op.drop_table("recovery_campaign")
     op.drop_table("media_upload")
     op.drop_index(op.f("ix_flow_org_id"), table_name="flow")
     op.drop_table("flow")

@@ -9,9 +9,17 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Bot, Conversation, FlowRow, PolicyRow
+from reengage.adapters.db.models import (
+    Bot,
+    Campaign,
+    CampaignVersion,
+    Conversation,
+    FlowRow,
+    PolicyRow,
+)
 from reengage.domain import policy as pol
 from reengage.domain.activity import ChannelKind, ConversationStatus
+from reengage.domain.duration import parse_duration
 from reengage.domain.flow import NodeType
 from reengage.services.errors import InvalidInput, NotFound
 from reengage.services.tenancy import get_bot
@@ -214,6 +222,20 @@ def refresh_wake(session: Session, org_id: int) -> None:
             current = shortest.get(row.bot_id)
             shortest[row.bot_id] = first if current is None else min(current, first)
     with_flows = set(session.scalars(select(FlowRow.bot_id).where(FlowRow.org_id == org_id)))
+    # A live recovery campaign acts after its own threshold of silence.
+    for campaign in session.scalars(
+        select(Campaign).where(Campaign.org_id == org_id, Campaign.enabled.is_(True))
+    ):
+        versions = session.scalars(
+            select(CampaignVersion.definition).where(
+                CampaignVersion.campaign_id == campaign.id,
+                CampaignVersion.version == campaign.version,
+            )
+        ).all()
+        for definition in versions:
+            threshold = parse_duration(str(definition.get("threshold", "10m")))
+            current = shortest.get(campaign.bot_id)
+            shortest[campaign.bot_id] = threshold if current is None else min(current, threshold)
     for bot in session.scalars(select(Bot).where(Bot.org_id == org_id)):
         # A bot with flows has question nodes under the shipped 1-hour default.
         question_default = QUESTION_DEFAULT_TIMEOUT if bot.id in with_flows else None

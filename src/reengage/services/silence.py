@@ -22,6 +22,7 @@ from reengage.domain.activity import ConversationStatus
 from reengage.domain.outbound import MessageKind, OutboundMessage, Template
 from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore
+from reengage.services import recovery
 from reengage.services.conversation_rows import clock_of, inactivity_threshold
 from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
 from reengage.services.event_log import append_event
@@ -72,6 +73,7 @@ def handle_silence(
     wakes = [
         _inactivity(session, conv, bot, now, deps),
         _timeout(session, conv, bot, now, deps, timer.payload),
+        recovery.on_silence(session, conv, now),
     ]
     due = [w for w in wakes if w is not None]
     if conv.status == ConversationStatus.CLOSED.value:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.domain.timer import Purpose, Timer
 from reengage.ports import ActivityStore, ChannelProvider, TimerStore
-from reengage.services import inactivity
+from reengage.services import inactivity, recovery
 from reengage.services.deliver import handle_delivery_timer, pending_delivery_timers
 from reengage.services.silence import SilenceDeps, handle_silence
 
@@ -47,6 +47,11 @@ def default_registry(
         Purpose.INACTIVITY: PurposeSpec(
             handle=partial(handle_silence, deps=silence),
             pending=inactivity.pending_inactivity_timers,
+        ),
+        Purpose.RECOVERY_STEP: PurposeSpec(
+            handle=partial(recovery.handle_step, activity=activity),
+            pending=recovery.pending_step_timers,
+            queue="recovery",
         ),
         Purpose.DELIVERY: PurposeSpec(
             handle=partial(

@@ -1,0 +1,210 @@
+"""Recovery campaigns: draft, publish, enable, preview; episodes and deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy import select
+
+from reengage.adapters.db.models import Delivery, Episode
+from reengage.domain import recovery as rec
+from reengage.domain.duration import format_duration
+from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.services import recovery
+from reengage.services.errors import InvalidInput
+
+recovery_router = APIRouter(
+    tags=["recovery"],
+    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+
+
+class CampaignOut(BaseModel):
+    bot_id: int
+    enabled: bool
+    version: int
+    draft: dict[str, Any]
+
+
+class EnabledIn(BaseModel):
+    enabled: bool
+
+
+class PreviewIn(BaseModel):
+    last_activity_at: AwareDatetime | None = Field(
+        default=None, description="When the user was last active (default: now)"
+    )
+    time_zone: str | None = Field(default=None, description="The contact's own IANA zone")
+    published: bool = Field(
+        default=False, description="Preview the published version, not the draft"
+    )
+
+
+def _out(row: Any) -> CampaignOut:
+    return CampaignOut(bot_id=row.bot_id, enabled=row.enabled, version=row.version, draft=row.draft)
+
+
+@recovery_router.put(
+    "/v1/bots/{bot_id}/campaign",
+    response_model=CampaignOut,
+    description="Create or replace the draft of the bot's recovery campaign. "
+    "Fields: time_zone, threshold (default 10m), ignore_paid (default true), "
+    "send_window {start, end, weekdays}, reentry_cooldown, holdout_percent, "
+    "optout_keywords, exclusions, steps [{schedule, blocks [{kind, text | "
+    "caption, url | asset_id, delay, auto_delete_after, active}]}]. Schedules: "
+    "30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30.",
+)
+def put_campaign(
+    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: dict[str, Any]
+) -> CampaignOut:
+    with runtime.sessions.begin() as session:
+        return _out(recovery.put_draft(session, org_id, bot_id, body, runtime.clock.now()))
+
+
+@recovery_router.get("/v1/bots/{bot_id}/campaign", response_model=CampaignOut)
+def get_campaign(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> CampaignOut:
+    """The bot's campaign: its draft, published version and switch."""
+    with runtime.sessions() as session:
+        return _out(recovery.get_campaign(session, org_id, bot_id))
+
+
+@recovery_router.post("/v1/bots/{bot_id}/campaign/publish")
+def publish(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> dict[str, int]:
+    """Freeze the draft as a new version. Running episodes finish on the version they began."""
+    with runtime.sessions.begin() as session:
+        return {"version": recovery.publish(session, org_id, bot_id, runtime.clock.now())}
+
+
+@recovery_router.put("/v1/bots/{bot_id}/campaign/enabled", response_model=CampaignOut)
+def enable(runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: EnabledIn) -> CampaignOut:
+    """Switch the campaign on or off (off stops every running episode)."""
+    with runtime.sessions.begin() as session:
+        return _out(
+            recovery.set_enabled(session, org_id, bot_id, body.enabled, runtime.clock.now())
+        )
+
+
+@recovery_router.post("/v1/bots/{bot_id}/campaign/preview")
+def preview(
+    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: PreviewIn
+) -> list[dict[str, Any]]:
+    """Each step's due time (UTC and local) and blocks for a user last active at the given
+    time — computed by the same code the engine runs."""
+    with runtime.sessions() as session:
+        row = recovery.get_campaign(session, org_id, bot_id)
+        if body.published:
+            if row.version == 0:
+                raise InvalidInput("nothing published yet", "published")
+            campaign = recovery.version_of(session, row.id, row.version)
+        else:
+            try:
+                campaign = rec.parse_campaign(row.draft)
+            except rec.CampaignError as exc:  # pragma: no cover - drafts are validated
+                raise InvalidInput(exc.message, exc.field) from exc
+    try:
+        steps = rec.preview(campaign, body.last_activity_at or runtime.clock.now(), body.time_zone)
+    except Exception as exc:
+        raise InvalidInput(str(exc), "time_zone") from exc
+    return [
+        {
+            "step": s.index,
+            "description": s.description,
+            "due_at": s.due_at.isoformat(),
+            "local": s.local.isoformat(),
+            "blocks": [
+                {
+                    "kind": b.kind.value,
+                    "text": b.text,
+                    "url": b.url,
+                    "delay": format_duration(b.delay),
+                }
+                for b in s.blocks
+            ],
+        }
+        for s in steps
+    ]
+
+
+class EpisodeOut(BaseModel):
+    id: int
+    bot_id: int
+    contact_id: int
+    version: int
+    status: str
+    end_reason: str | None
+    holdout: bool
+    next_step: int
+    next_due_at: datetime | None
+    started_at: datetime
+    ended_at: datetime | None
+
+
+@recovery_router.get("/v1/episodes", response_model=list[EpisodeOut])
+def list_episodes(
+    runtime: RuntimeDep,
+    org_id: OrgId,
+    bot_id: int | None = None,
+    contact_id: int | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[EpisodeOut]:
+    """Recovery episodes, newest first."""
+    stmt = select(Episode).where(Episode.org_id == org_id).order_by(Episode.id.desc()).limit(limit)
+    for column, value in (
+        (Episode.bot_id, bot_id),
+        (Episode.contact_id, contact_id),
+        (Episode.status, status),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(Episode.started_at >= since)
+    with runtime.sessions() as session:
+        return [EpisodeOut.model_validate(e, from_attributes=True) for e in session.scalars(stmt)]
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    bot_id: int
+    contact_id: int
+    dedup_key: str
+    purpose: str
+    status: str
+    reason: str | None
+    channel_message_id: str | None
+    platform_status: str | None
+    scheduled_at: datetime
+    sent_at: datetime | None
+    finished_at: datetime | None
+
+
+@recovery_router.get("/v1/deliveries", response_model=list[DeliveryOut])
+def list_deliveries(
+    runtime: RuntimeDep,
+    org_id: OrgId,
+    bot_id: int | None = None,
+    contact_id: int | None = None,
+    status: str | None = None,
+    purpose: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeliveryOut]:
+    """The delivery audit trail: every message reengage sent, skipped or failed."""
+    stmt = select(Delivery).where(Delivery.org_id == org_id).order_by(Delivery.id.desc())
+    for column, value in (
+        (Delivery.bot_id, bot_id),
+        (Delivery.contact_id, contact_id),
+        (Delivery.status, status),
+        (Delivery.purpose, purpose),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    with runtime.sessions() as session:
+        return [
+            DeliveryOut.model_validate(d, from_attributes=True)
+            for d in session.scalars(stmt.limit(limit))
+        ]

@@ -1,0 +1,282 @@
+"""Recovery campaigns end to end: HTTP API, the Telegram fake, a manual clock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reengage.adapters.channels.fakes.telegram import FakeTelegram
+from reengage.adapters.clock import ManualClock
+from reengage.entrypoints.api.app import create_app
+from reengage.entrypoints.scheduler.executors import InlineExecutor
+from reengage.runtime import Runtime
+from reengage.services.scheduler import Scheduler
+from tests.channel_harness import TG_TOKEN
+from tests.factories import make_org
+
+# Monday 2026-01-05 12:00 UTC = 09:00 in São Paulo.
+START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+CAMPAIGN = {
+    "time_zone": "America/Sao_Paulo",
+    "threshold": "10m",
+    "steps": [
+        {
+            "schedule": "30m",
+            "blocks": [
+                {"kind": "text", "text": "Ei, esqueceu algo no carrinho?"},
+                {
+                    "kind": "photo",
+                    "url": "https://cdn.example.com/promo.png",
+                    "caption": "10% off",
+                    "delay": "5s",
+                },
+            ],
+        },
+        {"schedule": "amanhã 09:00", "blocks": [{"kind": "text", "text": "Última chance!"}]},
+    ],
+}
+
+
+class Shop:
+    def __init__(
+        self, runtime: Runtime, client: TestClient, fake: FakeTelegram, clock: ManualClock
+    ) -> None:
+        self.runtime, self.client, self.fake, self.clock = runtime, client, fake, clock
+        org = make_org(runtime)
+        self.headers = {"Authorization": f"Bearer {org.api_key}"}
+        self.bot = self.call(
+            "post",
+            "/v1/bots",
+            {"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
+        )["id"]
+        self.events = itertools.count(1)
+        self.scheduler = Scheduler(
+            sessions=runtime.sessions,
+            store=runtime.timers,
+            executor=InlineExecutor(runtime),
+            registry=runtime.registry,
+            clock=clock,
+            activity=runtime.activity,
+        )
+
+    def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        r = self.client.request(method, path, json=body, headers=self.headers)
+        assert r.status_code < 300 if status == 200 else r.status_code == status, r.text
+        return r.json()
+
+    def launch(self, campaign: dict[str, Any] = CAMPAIGN) -> None:
+        self.call("put", f"/v1/bots/{self.bot}/campaign", campaign)
+        self.call("post", f"/v1/bots/{self.bot}/campaign/publish")
+        self.call("put", f"/v1/bots/{self.bot}/campaign/enabled", {"enabled": True})
+
+    def event(self, user: str, kind: str = "message.user") -> None:
+        self.call(
+            "post",
+            "/v1/events",
+            {"id": f"e{next(self.events)}", "type": kind, "bot_id": self.bot, "user_id": user},
+        )
+
+    def wait(self, delta: timedelta) -> None:
+        """Let `delta` pass, jumping from one due timer to the next."""
+        end = self.clock.now() + delta
+        while True:
+            while self.scheduler.run_once():
+                pass
+            due = self.runtime.timers.next_due()
+            now = self.clock.now()
+            if now >= end:
+                return
+            self.clock.set(min(end, max(due or end, now + timedelta(seconds=1))))
+
+    def heard(self, user: str) -> list[str]:
+        return [m.text or m.caption or "" for m in self.fake.sent_messages(int(user))]
+
+    def episodes(self) -> list[dict[str, Any]]:
+        return list(self.call("get", "/v1/episodes", None))
+
+
+@pytest.fixture
+def runtime(db_url: str, make_runtime: Callable[..., Runtime], telegram_url: str) -> Runtime:
+    return make_runtime(db_url, telegram_api_base=telegram_url)
+
+
+@pytest.fixture
+def shop(runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock) -> Iterator[Shop]:
+    clock.set(START)
+    with TestClient(create_app(runtime)) as client:
+        yield Shop(runtime, client, fake_telegram, clock)
+
+
+def test_silence_starts_an_episode_whose_steps_arrive_on_schedule(shop: Shop) -> None:
+    shop.launch()
+    shop.event("101")
+    shop.wait(timedelta(minutes=39))
+    assert shop.heard("101") == []
+    shop.wait(timedelta(minutes=2))  # threshold 10m + 30m, then the photo 5 s later
+    assert shop.heard("101") == ["Ei, esqueceu algo no carrinho?", "10% off"]
+    [photo] = [c for c in shop.fake.calls_to("sendPhoto")]
+    assert photo.params["photo"] == "https://cdn.example.com/promo.png"
+    shop.wait(timedelta(hours=23))  # to 11:41 UTC = 08:41 in São Paulo: not yet
+    assert shop.heard("101")[-1] == "10% off"
+    shop.wait(timedelta(hours=1))  # past 09:00 local of the next day
+    assert shop.heard("101")[-1] == "Última chance!"
+    [sent_2] = [c for c in shop.fake.calls if c.params.get("text") == "Última chance!"]
+    assert sent_2.params["chat_id"] == 101
+    [episode] = shop.episodes()
+    assert (episode["status"], episode["end_reason"]) == ("completed", "completed")
+    deliveries = shop.call("get", "/v1/deliveries", None)
+    assert sorted(d["dedup_key"].split(":", 2)[2] for d in deliveries) == ["0:0", "0:1", "1:0"]
+    assert {d["status"] for d in deliveries} == {"sent"}
+
+
+def test_step_2_waits_for_09_00_local_next_day(shop: Shop) -> None:
+    shop.launch()
+    shop.event("102")
+    shop.wait(timedelta(minutes=41))
+    [episode] = shop.episodes()
+    # Step 1 went out at 09:40 São Paulo; step 2 is due at 09:00 there the next day.
+    assert episode["next_due_at"].replace("Z", "+00:00") == "2026-01-06T12:00:00+00:00"
+
+
+def test_an_answer_between_steps_cancels_the_rest(shop: Shop) -> None:
+    shop.launch({**CAMPAIGN, "reentry_cooldown": "7d"})
+    shop.event("103")
+    shop.wait(timedelta(minutes=41))
+    shop.event("103")  # the user is back
+    shop.wait(timedelta(days=1))
+    assert shop.heard("103") == ["Ei, esqueceu algo no carrinho?", "10% off"]
+    # Quiet again, but within the re-entry cooldown: no second episode.
+    assert [(e["status"], e["end_reason"]) for e in shop.episodes()] == [
+        ("cancelled", "user_active")
+    ]
+
+
+def test_a_user_back_after_a_cancelled_episode_can_enter_again(shop: Shop) -> None:
+    shop.launch()
+    shop.event("111")
+    shop.wait(timedelta(minutes=41))
+    shop.event("111")
+    shop.wait(timedelta(days=2))
+    assert [e["status"] for e in shop.episodes()] == ["completed", "cancelled"]
+
+
+def test_a_payment_converts_and_payers_never_enter(shop: Shop) -> None:
+    shop.launch()
+    shop.event("104")
+    shop.wait(timedelta(minutes=41))
+    shop.event("104", "payment.confirmed")
+    shop.event("105")
+    shop.event("105", "payment.confirmed")
+    shop.wait(timedelta(days=2))
+    by_user = {e["contact_id"]: (e["status"], e["end_reason"]) for e in shop.episodes()}
+    assert ("converted", "paid") in by_user.values()
+    assert len(shop.episodes()) == 1  # 105 paid before going quiet: never entered
+    assert shop.heard("105") == []
+
+
+def test_holdout_sends_nothing_but_is_tracked(shop: Shop) -> None:
+    shop.launch({**CAMPAIGN, "holdout_percent": 100})
+    shop.event("106")
+    shop.wait(timedelta(days=2))
+    [episode] = shop.episodes()
+    assert (episode["holdout"], episode["status"]) == (True, "completed")
+    assert shop.heard("106") == []
+    deliveries = shop.call("get", "/v1/deliveries", None)
+    assert {(d["status"], d["reason"]) for d in deliveries} == {("skipped", "holdout")}
+
+
+def test_a_new_version_does_not_disturb_running_episodes(shop: Shop) -> None:
+    shop.launch()
+    shop.event("107")
+    shop.wait(timedelta(minutes=41))
+    changed = {
+        **CAMPAIGN,
+        "steps": [
+            CAMPAIGN["steps"][0],
+            {"schedule": "amanhã 09:00", "blocks": [{"kind": "text", "text": "Versão 2"}]},
+        ],
+    }
+    shop.call("put", f"/v1/bots/{shop.bot}/campaign", changed)
+    assert shop.call("post", f"/v1/bots/{shop.bot}/campaign/publish") == {"version": 2}
+    shop.wait(timedelta(days=1))
+    assert shop.heard("107")[-1] == "Última chance!"
+
+
+def test_blocked_users_and_disabled_campaigns_stop_episodes(shop: Shop) -> None:
+    shop.launch()
+    shop.event("108")
+    shop.event("109")
+    shop.wait(timedelta(minutes=41))
+    shop.fake.block(108)
+    shop.wait(timedelta(days=1))
+    assert shop.heard("109")[-1] == "Última chance!"
+    shop.event("109")
+    shop.wait(timedelta(minutes=41))
+    shop.call("put", f"/v1/bots/{shop.bot}/campaign/enabled", {"enabled": False})
+    shop.wait(timedelta(days=1))
+    reasons = [e["end_reason"] for e in shop.episodes()]
+    assert "campaign_disabled" in reasons
+
+
+def test_a_campaign_without_active_blocks_allocates_nothing(shop: Shop) -> None:
+    shop.launch(
+        {
+            **CAMPAIGN,
+            "steps": [
+                {"schedule": "30m", "blocks": [{"kind": "text", "text": "off", "active": False}]}
+            ],
+        }
+    )
+    shop.event("110")
+    shop.wait(timedelta(days=1))
+    assert shop.episodes() == []
+
+
+def test_preview_uses_the_engine_schedule(shop: Shop) -> None:
+    shop.call("put", f"/v1/bots/{shop.bot}/campaign", CAMPAIGN)
+    steps = shop.call(
+        "post",
+        f"/v1/bots/{shop.bot}/campaign/preview",
+        {"last_activity_at": "2026-01-05T12:00:00Z"},
+    )
+    assert [(s["due_at"], s["local"]) for s in steps] == [
+        ("2026-01-05T12:40:00+00:00", "2026-01-05T09:40:00-03:00"),
+        ("2026-01-06T12:00:00+00:00", "2026-01-06T09:00:00-03:00"),
+    ]
+    lisbon = shop.call(
+        "post",
+        f"/v1/bots/{shop.bot}/campaign/preview",
+        {"last_activity_at": "2026-01-05T12:00:00Z", "time_zone": "Europe/Lisbon"},
+    )
+    assert lisbon[1]["due_at"] == "2026-01-06T09:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"time_zone": "Mars/Base"}, "time_zone"),
+        ({"steps": [{"schedule": "45s", "blocks": []}]}, "steps[0].schedule"),
+        ({"steps": [{"schedule": "amanhã 25:00", "blocks": []}]}, "steps[0].schedule"),
+        ({"steps": [{"schedule": "+0d 10:00", "blocks": []}]}, "steps[0].schedule"),
+        (
+            {"steps": [{"schedule": "1h", "blocks": [{"kind": "text", "text": "x" * 4097}]}]},
+            "steps[0].blocks[0]",
+        ),
+        ({"steps": [{"schedule": "1h", "blocks": [{"kind": "photo"}]}]}, "steps[0].blocks[0]"),
+        ({"holdout_percent": 150}, "holdout_percent"),
+        ({"send_window": {"start": "21:00", "end": "08:00"}}, "send_window"),
+    ],
+)
+def test_invalid_campaigns_are_refused_precisely(
+    shop: Shop, change: dict[str, Any], field: str
+) -> None:
+    r = shop.client.put(
+        f"/v1/bots/{shop.bot}/campaign", json={**CAMPAIGN, **change}, headers=shop.headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field
