@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:27:05.520268
+Create Date: 2026-11-22 02:37:44.763574
 """
 
 from collections.abc import Sequence
@@ -144,6 +144,7 @@ def upgrade() -> None:
         sa.Column("time_zone", sa.String(length=64), nullable=True),
         sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("blocked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("opted_out_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["bot_id"], ["bot.id"], name=op.f("fk_contact_bot_id_bot"), ondelete="CASCADE"
@@ -325,6 +326,8 @@ def upgrade() -> None:
         sa.Column("platform_status", sa.String(length=16), nullable=True),
         sa.Column("error", sa.String(length=500), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("delete_after_s", sa.Integer(), nullable=True),
+        sa.Column("delete_status", sa.String(length=64), nullable=True),
         sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sending_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),

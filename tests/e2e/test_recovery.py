@@ -74,6 +74,19 @@ class Shop:
         self.call("post", f"/v1/bots/{self.bot}/campaign/publish")
         self.call("put", f"/v1/bots/{self.bot}/campaign/enabled", {"enabled": True})
 
+    def says(self, user: str, text: str) -> None:
+        """The user writes through Telegram (the webhook reengage registered)."""
+        if not self.fake.calls_to("setWebhook"):
+            self.call("post", f"/v1/bots/{self.bot}/webhook")
+        secret = str(self.fake.calls_to("setWebhook")[-1].params["secret_token"])
+        update = FakeTelegram.text_update(next(self.events), int(user), text)
+        r = self.client.post(
+            f"/webhooks/telegram/{self.bot}",
+            json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": secret},
+        )
+        assert r.status_code == 200, r.text
+
     def event(self, user: str, kind: str = "message.user") -> None:
         self.call(
             "post",
@@ -102,7 +115,9 @@ class Shop:
 
 @pytest.fixture
 def runtime(db_url: str, make_runtime: Callable[..., Runtime], telegram_url: str) -> Runtime:
-    return make_runtime(db_url, telegram_api_base=telegram_url)
+    return make_runtime(
+        db_url, telegram_api_base=telegram_url, public_url="https://reengage.example.com"
+    )
 
 
 @pytest.fixture
@@ -280,3 +295,45 @@ def test_invalid_campaigns_are_refused_precisely(
     )
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field
+
+
+def test_blocks_are_deleted_after_their_time_within_telegrams_48_hours(shop: Shop) -> None:
+    campaign = {
+        **CAMPAIGN,
+        "steps": [
+            {
+                "schedule": "30m",
+                "blocks": [
+                    {"kind": "text", "text": "Oferta relâmpago!", "auto_delete_after": "1h"},
+                    {"kind": "text", "text": "Lembrete longo", "auto_delete_after": "3d"},
+                ],
+            }
+        ],
+    }
+    shop.launch(campaign)
+    shop.event("120")
+    shop.wait(timedelta(minutes=41))
+    assert shop.heard("120") == ["Oferta relâmpago!", "Lembrete longo"]
+    shop.wait(timedelta(hours=1))
+    [deleted] = shop.fake.calls_to("deleteMessage")
+    assert [m.text for m in shop.fake.sent_messages(120) if m.deleted] == ["Oferta relâmpago!"]
+    shop.wait(timedelta(days=4))
+    assert len(shop.fake.calls_to("deleteMessage")) == 1  # past 48 h: not attempted
+    with shop.runtime.sessions() as s:
+        from sqlalchemy import select
+
+        from reengage.adapters.db.models import Delivery
+
+        statuses = sorted(str(d) for d in s.scalars(select(Delivery.delete_status)))
+    assert statuses == ["deleted", "skipped:too_old_to_delete"]
+    assert deleted.params["chat_id"] == 120
+
+
+def test_an_optout_keyword_stops_the_episode_and_keeps_the_user_out(shop: Shop) -> None:
+    shop.launch({**CAMPAIGN, "optout_keywords": ["parar", "stop"]})
+    shop.says("121", "oi")
+    shop.wait(timedelta(minutes=41))
+    shop.says("121", "PARAR")
+    shop.wait(timedelta(days=3))
+    assert shop.heard("121") == ["Ei, esqueceu algo no carrinho?", "10% off"]
+    assert [(e["status"], e["end_reason"]) for e in shop.episodes()] == [("stopped", "opted_out")]

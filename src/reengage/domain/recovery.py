@@ -175,6 +175,7 @@ def decide_start(
     paid: bool,
     blocked: bool,
     last_episode_start: datetime | None,
+    opted_out: bool = False,
 ) -> StartEpisode | NoEpisode:
     """Whether this silence starts an episode."""
     if not campaign.sends_anything:
@@ -183,6 +184,8 @@ def decide_start(
         return NoEpisode("not_due")
     if blocked:
         return NoEpisode("blocked")
+    if opted_out:
+        return NoEpisode("opted_out")
     if paid and campaign.ignore_paid:
         return NoEpisode("paid")
     if user_id in campaign.exclusions:
@@ -236,3 +239,8 @@ def preview(
         )
         anchor = due
     return out
+
+
+def is_optout(campaign: Campaign, text: str) -> bool:
+    """The whole message is one of the campaign's opt-out keywords (case-insensitive)."""
+    return text.strip().lower() in campaign.optout_keywords

@@ -161,6 +161,7 @@ def on_silence(session: Session, conv: Conversation, now: datetime) -> datetime 
         paid=contact.paid_at is not None,
         blocked=contact.blocked_at is not None,
         last_episode_start=last_start,
+        opted_out=contact.opted_out_at is not None,
     )
     if isinstance(decision, rec.NoEpisode):
         if decision.reason == "not_due":
@@ -267,6 +268,7 @@ def _send_step(
             block.message(),
             episode.conversation_id,
             episode.seq,
+            block.auto_delete_after,
         )
         delivery_id = enqueue(session, request, now)
         if episode.holdout:
@@ -295,3 +297,23 @@ def pending_step_timers(
 def campaign_threshold(session: Session, bot_id: int) -> timedelta | None:
     live = live_campaign(session, bot_id)
     return live[1].threshold if live else None
+
+
+def on_user_text(session: Session, bot_id: int, user_id: str, text: str, now: datetime) -> bool:
+    """An opt-out keyword stops the user's episodes and keeps them out of future ones."""
+    live = live_campaign(session, bot_id)
+    if live is None or not rec.is_optout(live[1], text):
+        return False
+    contact = session.scalar(
+        select(Contact).where(Contact.bot_id == bot_id, Contact.external_id == user_id)
+    )
+    if contact is None:
+        return False
+    contact.opted_out_at = contact.opted_out_at or now
+    session.execute(
+        update(Episode)
+        .where(Episode.contact_id == contact.id, Episode.status == "running")
+        .values(status="stopped", end_reason="opted_out", ended_at=now, next_due_at=None)
+    )
+    log.info("recovery.opted_out", contact_id=contact.id)
+    return True

@@ -12,7 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.domain.timer import Purpose, Timer
 from reengage.ports import ActivityStore, ChannelProvider, TimerStore
 from reengage.services import inactivity, recovery
-from reengage.services.deliver import handle_delivery_timer, pending_delivery_timers
+from reengage.services.deliver import (
+    handle_auto_delete,
+    handle_delivery_timer,
+    pending_delete_timers,
+    pending_delivery_timers,
+)
 from reengage.services.silence import SilenceDeps, handle_silence
 
 Handler = Callable[[Session, Timer, datetime], list[Timer]]
@@ -52,6 +57,10 @@ def default_registry(
             handle=partial(recovery.handle_step, activity=activity),
             pending=recovery.pending_step_timers,
             queue="recovery",
+        ),
+        Purpose.AUTO_DELETE: PurposeSpec(
+            handle=partial(handle_auto_delete, sessions=sessions, channels=channels),
+            pending=pending_delete_timers,
         ),
         Purpose.DELIVERY: PurposeSpec(
             handle=partial(

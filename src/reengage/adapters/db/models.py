@@ -90,6 +90,7 @@ class Contact(Base):
     time_zone: Mapped[str | None] = mapped_column(String(64))
     paid_at: Mapped[datetime | None]
     blocked_at: Mapped[datetime | None]
+    opted_out_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
 
@@ -219,6 +220,9 @@ class Delivery(Base):
     platform_status: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Delete the sent message this long after sending (Telegram: only within 48 h).
+    delete_after_s: Mapped[int | None] = mapped_column(Integer)
+    delete_status: Mapped[str | None] = mapped_column(String(64))
     scheduled_at: Mapped[datetime]
     sending_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]

@@ -16,6 +16,7 @@ from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut
 from reengage.services.errors import InvalidInput
+from reengage.services.inbound_text import handle_text
 from reengage.services.tenancy import get_bot
 
 simulator_router = APIRouter(tags=["simulator"])
@@ -123,4 +124,6 @@ def user_says(
     runtime.record(
         org_id, [ActivityEvent(f"sim:{out.id}", EventType.USER_MESSAGE, bot_id, body.chat_id, now)]
     )
+    # After the response: opt-out keywords, then the bot's flow answers.
+    background.add_task(handle_text, runtime.flow_deps, bot_id, body.chat_id, body.text, now)
     return out

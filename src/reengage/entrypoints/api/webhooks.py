@@ -24,8 +24,8 @@ from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationSta
 from reengage.entrypoints.api.deps import RuntimeDep
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
-from reengage.services.flows import on_user_text
 from reengage.services.inbound import StatusUpdate, apply_statuses, set_blocked
+from reengage.services.inbound_text import handle_text
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -63,7 +63,7 @@ def _same(given: str | None, expected: str | None) -> bool:
 def _run_flows(runtime: Runtime, bot_id: int, texts: list[tuple[str, str]], now: datetime) -> None:
     """After the platform has its 200: move each conversation through its flow."""
     for user_id, text in texts:
-        on_user_text(runtime.flow_deps, bot_id, user_id, text, now)
+        handle_text(runtime.flow_deps, bot_id, user_id, text, now)
 
 
 # --- Telegram -------------------------------------------------------------------------------
