@@ -165,6 +165,8 @@ def test_an_answer_between_steps_cancels_the_rest(shop: Shop) -> None:
     shop.event("103")  # the user is back
     shop.wait(timedelta(days=1))
     assert shop.heard("103") == ["Ei, esqueceu algo no carrinho?", "10% off"]
+    stats = shop.call("get", f"/v1/bots/{shop.bot}/campaign/stats")
+    assert stats == [{"step": 0, "holdout": 0, "sent": 1, "returned": 1, "converted": 0}]
     # Quiet again, but within the re-entry cooldown: no second episode.
     assert [(e["status"], e["end_reason"]) for e in shop.episodes()] == [
         ("cancelled", "user_active")
@@ -190,6 +192,8 @@ def test_a_payment_converts_and_payers_never_enter(shop: Shop) -> None:
     shop.wait(timedelta(days=2))
     by_user = {e["contact_id"]: (e["status"], e["end_reason"]) for e in shop.episodes()}
     assert ("converted", "paid") in by_user.values()
+    stats = shop.call("get", f"/v1/bots/{shop.bot}/campaign/stats")
+    assert stats == [{"step": 0, "holdout": 0, "sent": 1, "returned": 0, "converted": 1}]
     assert len(shop.episodes()) == 1  # 105 paid before going quiet: never entered
     assert shop.heard("105") == []
 

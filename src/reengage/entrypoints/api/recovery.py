@@ -129,6 +129,14 @@ def preview(
     ]
 
 
+@recovery_router.get("/v1/bots/{bot_id}/campaign/stats")
+def stats(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> list[dict[str, int]]:
+    """Per step: how many episodes it went out in, how many users came back within 24 h of
+    it, and how many paid after it — holdout episodes apart, to measure lift."""
+    with runtime.sessions() as session:
+        return recovery.step_stats(session, org_id, bot_id)
+
+
 class EpisodeOut(BaseModel):
     id: int
     bot_id: int
