@@ -341,3 +341,60 @@ def test_an_optout_keyword_stops_the_episode_and_keeps_the_user_out(shop: Shop) 
     shop.wait(timedelta(days=3))
     assert shop.heard("121") == ["Ei, esqueceu algo no carrinho?", "10% off"]
     assert [(e["status"], e["end_reason"]) for e in shop.episodes()] == [("stopped", "opted_out")]
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x02" * 256
+
+
+def test_media_is_stored_once_and_uploaded_once_per_bot(shop: Shop) -> None:
+    r = shop.client.post(
+        "/v1/media", headers=shop.headers, files={"file": ("promo.png", PNG, "image/png")}
+    )
+    assert r.status_code == 201, r.text
+    asset = r.json()
+    again = shop.client.post(
+        "/v1/media", headers=shop.headers, files={"file": ("copy.png", PNG, "image/png")}
+    ).json()
+    assert again["id"] == asset["id"]  # the same bytes are stored once
+    shop.launch(
+        {
+            **CAMPAIGN,
+            "steps": [
+                {
+                    "schedule": "30m",
+                    "blocks": [{"kind": "photo", "asset_id": asset["id"], "caption": "Promo"}],
+                }
+            ],
+        }
+    )
+    shop.event("130")
+    shop.event("131")
+    shop.wait(timedelta(minutes=41))
+    photos = shop.fake.calls_to("sendPhoto")
+    assert len(photos) == 2
+    assert [bool(c.files) for c in photos] == [True, False]  # uploaded, then by file_id
+    assert shop.heard("131") == ["Promo"]
+
+
+def test_another_organizations_asset_cannot_be_used(shop: Shop, runtime: Runtime) -> None:
+    other = make_org(runtime, "Other")
+    r = shop.client.post(
+        "/v1/media",
+        headers={"Authorization": f"Bearer {other.api_key}"},
+        files={"file": ("x.png", PNG, "image/png")},
+    )
+    r = shop.client.put(
+        f"/v1/bots/{shop.bot}/campaign",
+        headers=shop.headers,
+        json={
+            **CAMPAIGN,
+            "steps": [
+                {"schedule": "30m", "blocks": [{"kind": "photo", "asset_id": r.json()["id"]}]}
+            ],
+        },
+    )
+    assert (r.status_code, r.json()["field"]) == (422, "steps[0].blocks[0].asset_id")
+    empty = shop.client.post(
+        "/v1/media", headers=shop.headers, files={"file": ("e.png", b"", "image/png")}
+    )
+    assert (empty.status_code, empty.json()["field"]) == (422, "file")

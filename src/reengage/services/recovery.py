@@ -18,6 +18,7 @@ from reengage.adapters.db.models import (
     Conversation,
     Delivery,
     Episode,
+    MediaAsset,
 )
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
@@ -51,9 +52,23 @@ def put_draft(
 ) -> Campaign:
     """Validate and store the draft (what `publish` will freeze)."""
     try:
-        rec.parse_campaign(data)
+        campaign = rec.parse_campaign(data)
     except rec.CampaignError as exc:
         raise InvalidInput(exc.message, exc.field) from exc
+    for i, step in enumerate(campaign.steps):
+        for j, block in enumerate(step.blocks):
+            if (
+                block.asset_id is not None
+                and session.scalar(
+                    select(MediaAsset.id).where(
+                        MediaAsset.id == block.asset_id, MediaAsset.org_id == org_id
+                    )
+                )
+                is None
+            ):
+                raise InvalidInput(
+                    f"media asset {block.asset_id} not found", f"steps[{i}].blocks[{j}].asset_id"
+                )
     row = _campaign(session, org_id, bot_id, create=True, now=now)
     row.draft, row.updated_at = dict(data), now
     session.flush()

@@ -17,6 +17,7 @@ from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
+from reengage.entrypoints.api.media import media_router
 from reengage.entrypoints.api.recovery import recovery_router
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
@@ -89,6 +90,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(flows_router)
     app.include_router(agents_router)
     app.include_router(recovery_router)
+    app.include_router(media_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
