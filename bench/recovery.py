@@ -1,0 +1,134 @@
+"""Recovery throughput: episodes started and deliveries sent per second, end to end.
+
+PostgreSQL + Redis (production mode), the real scheduler with in-process execution, the real
+Telegram adapter against the fake Bot API on 127.0.0.1 (with its pacing: 30 messages/s per
+bot). N users across B bots go quiet; the clock jumps past the threshold and the first step
+is due at once. Prints episodes/s and deliveries/s; the last line is
+`deliveries_per_s=<x>`. Run:
+
+    .venv/bin/python bench/recovery.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from datetime import timedelta
+
+import psycopg
+import redis
+from sqlalchemy import func, select
+
+from reengage.adapters.channels.fakes.server import serve
+from reengage.adapters.channels.fakes.telegram import FakeTelegram
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.migrate import upgrade
+from reengage.adapters.db.models import Delivery, Episode
+from reengage.config import Settings
+from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.entrypoints.logging import configure_logging
+from reengage.entrypoints.scheduler.executors import InlineExecutor
+from reengage.runtime import Runtime
+from reengage.services import recovery
+from reengage.services.scheduler import Scheduler
+from reengage.services.tenancy import create_bot, create_organization
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB_URL = "postgresql://postgres@127.0.0.1:5432/reengage_bench_recovery"
+REDIS_URL = "redis://127.0.0.1:6379/10"
+CAMPAIGN = {
+    "threshold": "10m",
+    "steps": [
+        {"schedule": "1m", "blocks": [{"kind": "text", "text": "Volte! Seu carrinho espera."}]}
+    ],
+}
+
+
+def reset() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS reengage_bench_recovery WITH (FORCE)")
+        conn.execute("CREATE DATABASE reengage_bench_recovery")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def count(runtime: Runtime, model: type[Episode] | type[Delivery], **where: str) -> int:
+    with runtime.sessions() as s:
+        stmt = select(func.count()).select_from(model)
+        for name, value in where.items():
+            stmt = stmt.where(getattr(model, name) == value)
+        return int(s.scalar(stmt) or 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1,000 users instead of 5,000")
+    args = parser.parse_args()
+    users, bots = (1_000, 10) if args.quick else (5_000, 20)
+    configure_logging(level=logging.WARNING)
+    reset()
+    upgrade(DB_URL)
+    fake = FakeTelegram()
+    clock = ManualClock()
+    with serve(fake.app) as server:
+        settings = Settings(
+            database_url=DB_URL, redis_url=REDIS_URL, broker_url=None, telegram_api_base=server.url
+        )
+        runtime = Runtime.build(settings, clock=clock)
+        org = create_organization(runtime.sessions, "Bench", clock.now())
+        bot_ids = [
+            create_bot(
+                runtime.sessions,
+                settings.secret_key.get_secret_value(),
+                org.org_id,
+                name=f"b{i}",
+                channel=ChannelKind.TELEGRAM,
+                now=clock.now(),
+                credentials={"token": f"{1000 + i}:BENCH"},
+            ).id
+            for i in range(bots)
+        ]
+        with runtime.sessions.begin() as session:
+            for bot in bot_ids:
+                recovery.put_draft(session, org.org_id, bot, CAMPAIGN, clock.now())
+                recovery.publish(session, org.org_id, bot, clock.now())
+                recovery.set_enabled(session, org.org_id, bot, True, clock.now())
+        events = [
+            ActivityEvent(
+                f"e{u}", EventType.USER_MESSAGE, bot_ids[u % bots], str(100_000 + u), clock.now()
+            )
+            for u in range(users)
+        ]
+        for start in range(0, users, 500):
+            runtime.record(org.org_id, events[start : start + 500])
+        scheduler = Scheduler(
+            sessions=runtime.sessions,
+            store=runtime.timers,
+            executor=InlineExecutor(runtime),
+            registry=runtime.registry,
+            clock=clock,
+            batch=500,
+            activity=runtime.activity,
+        )
+        scheduler.run_once()
+        clock.advance(timedelta(minutes=11, seconds=1))  # past threshold + first step
+        started = time.monotonic()
+        while count(runtime, Episode) < users:
+            scheduler.run_once()
+        episodes_s = time.monotonic() - started
+        while count(runtime, Delivery, status="sent") < users:
+            if not scheduler.run_once():
+                time.sleep(0.01)
+        total_s = time.monotonic() - started
+        runtime.close()
+    sent = len(fake.calls_to("sendMessage"))
+    print(
+        f"users={users} bots={bots} (pacing 30 messages/s per bot: {30 * bots} messages/s at most)"
+    )
+    print(f"episodes started: {users} in {episodes_s:.2f} s = {users / episodes_s:,.0f}/s")
+    print(f"deliveries sent: {sent} in {total_s:.2f} s from the due time = {sent / total_s:,.0f}/s")
+    print(f"deliveries_per_s={sent / total_s:.0f}")
+
+
+if __name__ == "__main__":
+    main()
