@@ -203,16 +203,17 @@ def test_whatsapp_messages_need_a_valid_signature(
     assert post_whatsapp(client, bot, {"object": "page"}, APP_SECRET) == 400
 
 
-def test_whatsapp_statuses_out_of_order_never_downgrade(
+def answered_customer(
     runtime: Runtime,
     client: TestClient,
     whatsapp: tuple[int, int],
     clock: ManualClock,
-    fake_whatsapp: FakeWhatsApp,
-) -> None:
+    wamid_in: str,
+) -> str:
+    """The customer writes; the bot answers through the delivery record. Returns its wamid."""
     org, bot = whatsapp
     inbound = FakeWhatsApp.inbound_text_payload(
-        WA_PHONE, "15550001234", "5511977776666", "oi", "wamid.IN1", int(clock.now().timestamp())
+        WA_PHONE, "15550001234", "5511977776666", "oi", wamid_in, int(clock.now().timestamp())
     )
     post_whatsapp(client, bot, inbound, APP_SECRET)
     with runtime.sessions() as s:
@@ -221,17 +222,23 @@ def test_whatsapp_statuses_out_of_order_never_downgrade(
                 Conversation, Conversation.contact_id == Contact.id
             )
         ).one()
-    result = deliver(
-        runtime.sessions,
-        runtime,
-        runtime.timers,
-        DeliveryRequest(
-            org, bot, contact, "k1", "test", OutboundMessage(MessageKind.TEXT, "Volte!"), conv
-        ),
-        clock.now(),
+    request = DeliveryRequest(
+        org, bot, contact, "k1", "test", OutboundMessage(MessageKind.TEXT, "Volte!"), conv
     )
-    wamid = result.channel_message_id
-    assert wamid is not None
+    result = deliver(runtime.sessions, runtime, runtime.timers, request, clock.now())
+    assert result.channel_message_id is not None
+    return result.channel_message_id
+
+
+def test_whatsapp_statuses_out_of_order_never_downgrade(
+    runtime: Runtime,
+    client: TestClient,
+    whatsapp: tuple[int, int],
+    clock: ManualClock,
+    fake_whatsapp: FakeWhatsApp,
+) -> None:
+    _, bot = whatsapp
+    wamid = answered_customer(runtime, client, whatsapp, clock, "wamid.IN1")
     ts = int(clock.now().timestamp())
     for status in ("read", "delivered", "sent"):
         post_whatsapp(
@@ -256,29 +263,11 @@ def test_a_failed_status_marks_a_sent_delivery_failed(
     clock: ManualClock,
     fake_whatsapp: FakeWhatsApp,
 ) -> None:
-    org, bot = whatsapp
-    inbound = FakeWhatsApp.inbound_text_payload(
-        WA_PHONE, "15550001234", "5511977776666", "oi", "wamid.IN2", int(clock.now().timestamp())
-    )
-    post_whatsapp(client, bot, inbound, APP_SECRET)
-    with runtime.sessions() as s:
-        contact, conv = s.execute(
-            select(Contact.id, Conversation.id).join(
-                Conversation, Conversation.contact_id == Contact.id
-            )
-        ).one()
-    result = deliver(
-        runtime.sessions,
-        runtime,
-        runtime.timers,
-        DeliveryRequest(
-            org, bot, contact, "k1", "test", OutboundMessage(MessageKind.TEXT, "Volte!"), conv
-        ),
-        clock.now(),
-    )
+    _, bot = whatsapp
+    wamid = answered_customer(runtime, client, whatsapp, clock, "wamid.IN2")
     failed = FakeWhatsApp.status_payload(
         WA_PHONE,
-        str(result.channel_message_id),
+        wamid,
         "failed",
         "5511977776666",
         int(clock.now().timestamp()),
