@@ -149,6 +149,42 @@ def test_silence_starts_an_episode_whose_steps_arrive_on_schedule(shop: Shop) ->
     assert {d["status"] for d in deliveries} == {"sent"}
 
 
+def test_a_block_delay_shows_the_chat_action_until_the_block_is_sent(shop: Shop) -> None:
+    step = {
+        "schedule": "30m",
+        "blocks": [
+            {"kind": "text", "text": "Oi!"},
+            {"kind": "text", "text": "Ainda por aí?", "delay": "6s"},
+            {"kind": "photo", "url": "https://cdn.example.com/p.png", "delay": "13s"},
+        ],
+    }
+    shop.launch({**CAMPAIGN, "steps": [step]})
+    shop.event("120")
+    shop.event("121")
+    shop.wait(timedelta(minutes=40))
+    shop.event("121")  # back before the step's second block
+    shop.wait(timedelta(minutes=2))
+
+    def seen(user: int) -> list[str]:
+        out = []
+        for call in shop.fake.calls:
+            if call.params.get("chat_id") != user or call.method == "getMe":
+                continue
+            out.append(call.params.get("action") or call.params.get("text") or call.method)
+        return out
+
+    # Telegram shows an action for 5 s: a 6 s wait shows it twice, a 13 s wait four times.
+    assert seen(120) == [
+        "Oi!",
+        *["typing"] * 2,
+        "Ainda por aí?",
+        *["upload_photo"] * 4,
+        "sendPhoto",
+    ]
+    # 121 answered while the first "typing…" showed: nothing more.
+    assert seen(121) == ["Oi!", "typing"]
+
+
 def test_step_2_waits_for_09_00_local_next_day(shop: Shop) -> None:
     shop.launch()
     shop.event("102")
@@ -171,6 +207,27 @@ def test_an_answer_between_steps_cancels_the_rest(shop: Shop) -> None:
     assert [(e["status"], e["end_reason"]) for e in shop.episodes()] == [
         ("cancelled", "user_active")
     ]
+
+
+def test_a_return_ends_the_episode_at_once_and_counts_if_within_24_hours(shop: Shop) -> None:
+    later = {"schedule": "+3d 10:00", "blocks": [{"kind": "text", "text": "Volta!"}]}
+    shop.launch({**CAMPAIGN, "steps": [CAMPAIGN["steps"][0], later], "reentry_cooldown": "7d"})
+    shop.event("112")
+    shop.event("113")
+    shop.wait(timedelta(minutes=41))
+    shop.wait(timedelta(hours=2))
+    shop.event("112")  # back 2 h after step 1
+    shop.wait(timedelta(hours=30))
+    shop.event("113")  # back 32 h after step 1: not counted as a return of that step
+    shop.wait(timedelta(seconds=2))
+    ended = {e["contact_id"]: e for e in shop.episodes()}
+    assert [e["status"] for e in ended.values()] == ["cancelled", "cancelled"]
+    back_at = sorted(e["ended_at"] for e in ended.values())
+    assert back_at[0].startswith("2026-01-05T14:41")
+    stats = shop.call("get", f"/v1/bots/{shop.bot}/campaign/stats")
+    assert stats == [{"step": 0, "holdout": 0, "sent": 2, "returned": 1, "converted": 0}]
+    shop.wait(timedelta(days=3))
+    assert "Volta!" not in shop.heard("112") + shop.heard("113")
 
 
 def test_a_user_back_after_a_cancelled_episode_can_enter_again(shop: Shop) -> None:

@@ -155,6 +155,24 @@ def decide_delete(channel: ChannelKind, sent_at: datetime, now: datetime) -> Ski
     return None
 
 
+# What the user sees while a message is being prepared (Telegram's sendChatAction).
+CHAT_ACTIONS = {
+    MessageKind.PHOTO: "upload_photo",
+    MessageKind.VIDEO: "upload_video",
+    MessageKind.ANIMATION: "upload_video",
+    MessageKind.AUDIO: "upload_voice",
+    MessageKind.DOCUMENT: "upload_document",
+}
+# A chat action shows for at most 5 seconds, or until the bot's next message: a longer wait
+# repeats it this often.
+CHAT_ACTION_REPEAT = timedelta(seconds=4)
+
+
+def chat_action_for(kind: MessageKind) -> str:
+    """ "typing…" before a text, "sending photo…" before a photo, and so on."""
+    return CHAT_ACTIONS.get(kind, "typing")
+
+
 def message_to_json(message: OutboundMessage) -> dict[str, object]:
     """The stored form of a message (media by asset id or URL, never by bytes)."""
     media = message.media

@@ -18,6 +18,7 @@ class Purpose(StrEnum):
     RECOVERY_STEP = "recovery_step"
     AUTO_DELETE = "auto_delete"
     DELIVERY = "delivery"
+    CHAT_ACTION = "chat_action"
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,13 +180,13 @@ def _claim(
     if contact.blocked_at is not None:
         _finish(row, "skipped", now, reason="blocked")
         return
-    if row.guard_seq is not None and _current_seq(session, row, contact, activity) != row.guard_seq:
+    if row.guard_seq is not None and current_seq(session, row, contact, activity) != row.guard_seq:
         _finish(row, "skipped", now, reason="user_active")
         return
     row.status, row.sending_at, row.attempts = "sending", now, row.attempts + 1
 
 
-def _current_seq(
+def current_seq(
     session: Session, row: Delivery, contact: Contact, activity: ActivityStore | None
 ) -> int | None:
     hot = activity.hot_seq(contact.bot_id, contact.external_id) if activity else None

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import (
@@ -23,6 +23,7 @@ from reengage.adapters.db.models import (
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
+from reengage.services.chat_action import chat_action_timer
 from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
 from reengage.services.errors import InvalidInput, NotFound
 from reengage.services.event_log import append_event
@@ -30,6 +31,9 @@ from reengage.services.policies import refresh_wake
 from reengage.services.tenancy import get_bot
 
 log = structlog.get_logger(__name__)
+
+# How long after a user's message its text is still taken as the reason an episode ended.
+OPTOUT_GRACE = timedelta(minutes=10)
 
 
 def _campaign(
@@ -268,12 +272,12 @@ def handle_step(
 def _send_step(
     session: Session, episode: Episode, index: int, step: rec.Step, now: datetime
 ) -> list[Timer]:
-    timers = []
-    at = now
+    timers: list[Timer] = []
+    at, previous = now, None
     for j, block in enumerate(step.blocks):
         if not block.active:
             continue
-        at += block.delay
+        start, at = at, at + block.delay
         request = DeliveryRequest(
             episode.org_id,
             episode.bot_id,
@@ -292,6 +296,9 @@ def _send_step(
                 row.status, row.reason, row.finished_at = "skipped", "holdout", now
             continue
         timers.append(delivery_timer(delivery_id, at))
+        if block.delay:
+            timers.append(chat_action_timer(delivery_id, start, at, previous))
+        previous = delivery_id
     return timers
 
 
@@ -325,9 +332,15 @@ def on_user_text(session: Session, bot_id: int, user_id: str, text: str, now: da
     if contact is None:
         return False
     contact.opted_out_at = contact.opted_out_at or now
+    # The opt-out message is activity too, and may already have ended the episode as a return.
+    ended_by_it = and_(
+        Episode.status == "cancelled",
+        Episode.end_reason == "user_active",
+        Episode.ended_at >= now - OPTOUT_GRACE,
+    )
     session.execute(
         update(Episode)
-        .where(Episode.contact_id == contact.id, Episode.status == "running")
+        .where(Episode.contact_id == contact.id, or_(Episode.status == "running", ended_by_it))
         .values(status="stopped", end_reason="opted_out", ended_at=now, next_due_at=None)
     )
     log.info("recovery.opted_out", contact_id=contact.id)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.domain.timer import Purpose, Timer
 from reengage.ports import ActivityStore, ChannelProvider, TimerStore
 from reengage.services import inactivity, recovery
+from reengage.services.chat_action import handle_chat_action
 from reengage.services.deliver import (
     handle_auto_delete,
     handle_delivery_timer,
@@ -62,6 +63,12 @@ def default_registry(
             handle=partial(handle_auto_delete, sessions=sessions, channels=channels),
             pending=pending_delete_timers,
         ),
+        Purpose.CHAT_ACTION: PurposeSpec(
+            handle=partial(
+                handle_chat_action, sessions=sessions, channels=channels, activity=activity
+            ),
+            pending=_nothing_to_rebuild,
+        ),
         Purpose.DELIVERY: PurposeSpec(
             handle=partial(
                 handle_delivery_timer,
@@ -73,3 +80,10 @@ def default_registry(
             pending=pending_delivery_timers,
         ),
     }
+
+
+def _nothing_to_rebuild(
+    session: Session, due_before: datetime | None, after_id: int, limit: int
+) -> list[tuple[int, Timer]]:
+    """Chat actions are cosmetic: one lost with the timer store is not brought back."""
+    return []

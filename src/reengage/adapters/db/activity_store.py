@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Row, Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import ActivityRecord, Contact, Conversation
+from reengage.adapters.db.models import ActivityRecord, Contact, Conversation, Episode
 from reengage.adapters.db.session import insert_for
 from reengage.domain import inactivity
 from reengage.domain.activity import (
@@ -30,7 +30,9 @@ from reengage.services.conversation_rows import clock_of, clock_values
 _CHUNK = 500
 _CONVERSATION: Table = Conversation.__table__  # type: ignore[assignment]
 _CONTACT: Table = Contact.__table__  # type: ignore[assignment]
+_EPISODE: Table = Episode.__table__  # type: ignore[assignment]
 Subject = tuple[int, str]  # (bot_id, external user id)
+Answered = tuple[int, int, datetime | None, datetime | None]  # contact, seq, last activity, paid
 
 
 class SqlActivityStore:
@@ -126,6 +128,7 @@ def _apply(
     updates: list[dict[str, Any]] = []
     paid: dict[int, datetime] = {}
     leftover: list[ActivityEvent] = []
+    answered: list[Answered] = []
     for (bot_id, user_id), subject_events in by_subject.items():
         contact_id = contacts[(bot_id, user_id)]
         row = conversations[contact_id]
@@ -145,9 +148,11 @@ def _apply(
         updates.append(
             {"id": row.id, **clock_values(clock), "inactivity_due_at": timer and timer.due_at}
         )
+        answered.append((contact_id, clock.activity_seq, clock.last_activity_at, clock.paid_at))
     session.execute(update(Conversation), updates)
     if paid:
         session.execute(update(Contact), [{"id": c, "paid_at": at} for c, at in paid.items()])
+    end_answered_episodes(session, answered)
     return leftover
 
 
@@ -292,3 +297,50 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
             .values(paid_at=bindparam("paid_at")),
             paid,
         )
+    end_answered_episodes(
+        session,
+        [
+            (c, i.clock.activity_seq, i.clock.last_activity_at, i.clock.paid_at)
+            for c, i in by_contact.items()
+        ],
+    )
+
+
+def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> None:
+    """A running recovery episode ends as soon as its contact's activity moves past the
+    silence it was started for: `converted` when they paid, otherwise `cancelled` at the time
+    they came back (what "returned within 24 h" counts). The step handler checks the same
+    thing again before each send, so an episode ended here never sends another step."""
+    rows = [(c, s, at, paid) for c, s, at, paid in answered if at is not None]
+    if not rows:
+        return
+    episode = _EPISODE
+    running = (
+        (episode.c.contact_id == bindparam("b_contact"))
+        & (episode.c.status == "running")
+        & (episode.c.seq < bindparam("b_seq"))
+    )
+    paid = [{"b_contact": c, "b_seq": s, "b_paid": p} for c, s, _, p in rows if p is not None]
+    if paid:
+        session.execute(
+            update(episode)
+            .where(running & (episode.c.started_at <= bindparam("b_paid")))
+            .values(
+                status="converted",
+                end_reason="paid",
+                ended_at=bindparam("b_paid"),
+                next_due_at=None,
+            ),
+            paid,
+        )
+    session.execute(
+        update(episode)
+        .where(running)
+        .values(
+            status="cancelled",
+            end_reason="user_active",
+            ended_at=bindparam("b_at"),
+            next_due_at=None,
+        ),
+        [{"b_contact": c, "b_seq": s, "b_at": at} for c, s, at, _ in rows],
+    )
