@@ -66,7 +66,8 @@ class Runtime:
                 if settings.clock_speed > 1
                 else SystemClock()
             )
-        pacer = RedisPacer(client) if client else InMemoryPacer()
+        now = clock.now
+        pacer = RedisPacer(client) if client else InMemoryPacer(lambda: now().timestamp())
         runtime = cls(settings, engine, sessions, timers, activity, clock, pacer)
         runtime.registry.update(
             default_registry(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -18,8 +19,15 @@ from reengage.adapters.pacing import InMemoryPacer
 from reengage.domain.activity import ChannelKind
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.outbound import Media, MessageKind, OutboundMessage, Skipped
+from reengage.domain.timer import Purpose, Timer
 from reengage.runtime import Runtime
-from reengage.services.deliver import DeliveryRequest, DeliveryResult, deliver
+from reengage.services.deliver import (
+    DeliveryRequest,
+    DeliveryResult,
+    deliver,
+    delivery_timer,
+    enqueue,
+)
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
 from tests.factories import make_bot, make_org, message
 
@@ -221,3 +229,46 @@ def runtime_conversation(runtime: Runtime) -> int:
 
     with runtime.sessions() as s:
         return s.scalars(select(Conversation.id)).one()
+
+
+def test_a_long_pacing_wait_is_handed_back_with_its_slot_held(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    """A worker does not sleep through a chat's 1 s gap: the delivery timer comes back when
+    the reserved slot is due, and that retry sends without queueing for a slot again."""
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "778", clock.now())])
+    contact = contact_of(runtime, bot, "778")
+    with runtime.sessions.begin() as s:
+        ids = [
+            enqueue(
+                s,
+                DeliveryRequest(
+                    org, bot, contact, f"k{i}", "test", OutboundMessage(MessageKind.TEXT, f"m{i}")
+                ),
+                clock.now(),
+            )
+            for i in range(2)
+        ]
+    handle = runtime.registry[Purpose.DELIVERY].handle
+
+    def fire(timer: Timer) -> list[Timer]:
+        with runtime.sessions.begin() as s:
+            return handle(s, timer, clock.now())
+
+    assert fire(delivery_timer(ids[0], clock.now())) == []
+    started = time.monotonic()
+    [retry] = fire(delivery_timer(ids[1], clock.now()))
+    assert time.monotonic() - started < 0.5
+    assert retry.payload == {"delivery_id": ids[1], "slot_held": True}
+    assert timedelta(seconds=0.5) < retry.due_at - clock.now() <= timedelta(seconds=1)
+    with runtime.sessions() as s:
+        row = s.get_one(Delivery, ids[1])
+        assert (row.status, row.reason) == ("scheduled", "paced")
+    assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["m0"]
+    clock.set(retry.due_at)
+    started = time.monotonic()
+    assert fire(retry) == []
+    assert time.monotonic() - started < 0.5  # no second wait for a slot
+    assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["m0", "m1"]

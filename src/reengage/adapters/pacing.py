@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -54,9 +54,11 @@ return string.format('%.6f', at - now)
 
 
 class InMemoryPacer:
-    """Embedded mode: one process, one lock, the same algorithm as the Redis pacer."""
+    """Embedded mode: one process, one lock, the same algorithm as the Redis pacer, on the
+    process' clock (`now`: seconds)."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
         self._free: dict[str, float] = {}
         self._taken: dict[tuple[str, int], float] = {}  # (key, slot) -> slot time
         self._lock = threading.Lock()
@@ -65,7 +67,7 @@ class InMemoryPacer:
         self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
     ) -> float:
         with self._lock:
-            now = time.monotonic()
+            now = self._now()
             at = max([now, *(self._free.get(key, 0.0) for key, _ in gaps)])
             moved = True
             while moved:
@@ -101,8 +103,15 @@ def pace(
     pacer: InMemoryPacer | RedisPacer,
     gaps: Sequence[tuple[str, float]],
     rates: Sequence[tuple[str, float]] = (),
-) -> None:
-    """Reserve a slot and wait for it."""
+    *,
+    defer_over: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> float:
+    """Reserve a slot and wait for it; return 0. A wait longer than `defer_over` is not slept
+    through: it is returned, and the caller comes back when its reserved slot is due."""
     wait = pacer.reserve(gaps, rates)
+    if defer_over is not None and wait > defer_over:
+        return wait
     if wait > 0:
-        time.sleep(wait)
+        sleep(wait)
+    return 0.0

@@ -107,6 +107,11 @@ class SendContext:
 
     now: datetime
     window_expires_at: datetime | None = None
+    # A worker that may hand a long pacing wait back (as `Failed("paced", retry_after=…)`,
+    # the slot stays reserved for it) instead of sleeping through it.
+    may_defer: bool = False
+    # The retry of such a hand-back: its slot is already reserved.
+    slot_held: bool = False
 
 
 def utf16_length(text: str) -> int:

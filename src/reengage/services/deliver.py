@@ -31,7 +31,7 @@ from reengage.domain.outbound import (
     message_from_json,
     message_to_json,
 )
-from reengage.domain.timer import Purpose, Timer, timer_key
+from reengage.domain.timer import Payload, Purpose, Timer, timer_key
 from reengage.ports import ActivityStore, ChannelProvider, TimerStore
 from reengage.services.contacts import mark_blocked
 
@@ -63,13 +63,14 @@ class DeliveryResult:
     blocked: bool = False
 
 
-def delivery_timer(delivery_id: int, due_at: datetime) -> Timer:
+def delivery_timer(delivery_id: int, due_at: datetime, *, slot_held: bool = False) -> Timer:
+    """The timer that sends a delivery; `slot_held` when its pacing slot is already reserved
+    for `due_at`."""
+    payload: Payload = {"delivery_id": delivery_id}
+    if slot_held:
+        payload["slot_held"] = True
     return Timer(
-        timer_key(Purpose.DELIVERY, str(delivery_id)),
-        Purpose.DELIVERY,
-        due_at,
-        0,
-        {"delivery_id": delivery_id},
+        timer_key(Purpose.DELIVERY, str(delivery_id)), Purpose.DELIVERY, due_at, 0, payload
     )
 
 
@@ -131,8 +132,12 @@ def send(
     delivery_id: int,
     now: datetime,
     activity: ActivityStore | None = None,
+    *,
+    may_defer: bool = False,
+    slot_held: bool = False,
 ) -> DeliveryResult:
-    """Send an enqueued delivery; every outcome lands on its row."""
+    """Send an enqueued delivery; every outcome lands on its row. With `may_defer`, a long
+    pacing wait comes back as a `scheduled` result with `retry_after` (reason `paced`)."""
     with sessions.begin() as session:
         row = session.get_one(Delivery, delivery_id, with_for_update=True)
         contact = session.get_one(Contact, row.contact_id)
@@ -143,7 +148,12 @@ def send(
             session.get(Conversation, row.conversation_id) if row.conversation_id else None
         )
         message = _with_media(session, row, message_from_json(row.message))
-        context = SendContext(now, conversation.window_expires_at if conversation else None)
+        context = SendContext(
+            now,
+            conversation.window_expires_at if conversation else None,
+            may_defer=may_defer,
+            slot_held=slot_held,
+        )
         chat_id, org_id, bot_id = contact.external_id, row.org_id, row.bot_id
     outcome = channels.channel_for(org_id, bot_id).send(chat_id, message, context)
     with sessions.begin() as session:
@@ -269,10 +279,13 @@ def handle_delivery_timer(
 ) -> list[Timer]:
     """The `delivery` timer: send the row; a retryable refusal comes back after its wait."""
     delivery_id = int(timer.payload["delivery_id"] or 0)
-    result = send(sessions, channels, timers, delivery_id, now, activity)
+    held = bool(timer.payload.get("slot_held"))
+    result = send(
+        sessions, channels, timers, delivery_id, now, activity, may_defer=True, slot_held=held
+    )
     if result.status == "scheduled":
         wait = timedelta(seconds=result.retry_after or 30)
-        return [delivery_timer(delivery_id, now + wait)]
+        return [delivery_timer(delivery_id, now + wait, slot_held=result.reason == "paced")]
     return []
 
 

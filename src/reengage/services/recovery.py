@@ -32,6 +32,8 @@ from reengage.services.tenancy import get_bot
 
 log = structlog.get_logger(__name__)
 
+# A block's chat action starts this long after the block before it was due.
+ACTION_AFTER_PREVIOUS = timedelta(seconds=1)
 # How long after a user's message its text is still taken as the reason an episode ended.
 OPTOUT_GRACE = timedelta(minutes=10)
 
@@ -297,7 +299,9 @@ def _send_step(
             continue
         timers.append(delivery_timer(delivery_id, at))
         if block.delay:
-            timers.append(chat_action_timer(delivery_id, start, at, previous))
+            # After the block before it went out (its message would clear the action).
+            begin = start + ACTION_AFTER_PREVIOUS if previous else start
+            timers.append(chat_action_timer(delivery_id, begin, at, previous))
         previous = delivery_id
     return timers
 

@@ -52,6 +52,7 @@ class TelegramLimits:
     per_chat: float = 1.0  # messages/s in one chat
     max_retry_wait: float = 60.0  # a longer retry_after is handed back to the caller
     attempts: int = 3
+    defer_over: float = 0.25  # a longer pacing wait is handed back when the caller allows it
 
 
 _SENDERS = {
@@ -124,17 +125,28 @@ class TelegramChannel:
         loop = shared_loop()
         return loop.run(make(_bot_for(loop, self._token, self._api)))
 
-    def _paced(self, chat_id: str, make: Callable[[Bot], Coroutine[Any, Any, Any]]) -> Any:
+    def _paced(
+        self,
+        chat_id: str,
+        make: Callable[[Bot], Coroutine[Any, Any, Any]],
+        context: SendContext | None = None,
+    ) -> Any:
         """Call the API under pacing; 429 waits `retry_after` and retries, a bounded number
         of times. Refusals come back as outcome values."""
         limits = self._limits
+        may_defer = context is not None and context.may_defer
         for attempt in range(1, limits.attempts + 1):
-            prefix = f"{{pace:tg:{self._bot_key}}}"
-            pace(
-                self._pacer,
-                gaps=[(f"{prefix}:chat:{chat_id}", limits.per_chat)],
-                rates=[(f"{prefix}:bot", limits.per_bot)],
-            )
+            if attempt > 1 or context is None or not context.slot_held:
+                prefix = f"{{pace:tg:{self._bot_key}}}"
+                wait = pace(
+                    self._pacer,
+                    gaps=[(f"{prefix}:chat:{chat_id}", limits.per_chat)],
+                    rates=[(f"{prefix}:bot", limits.per_bot)],
+                    defer_over=limits.defer_over if may_defer else None,
+                    sleep=self._clock.sleep,
+                )
+                if wait:
+                    return Failed("paced", True, wait, "waiting for its send slot")
             try:
                 return self._call(make)
             except TelegramRetryAfter as exc:
@@ -160,7 +172,7 @@ class TelegramChannel:
             return Failed("invalid_message", False, detail="; ".join(problems))
         if message.kind is MessageKind.TEMPLATE:
             return Skipped("unsupported")
-        result = self._paced(chat_id, lambda bot: self._send(bot, chat_id, message))
+        result = self._paced(chat_id, lambda bot: self._send(bot, chat_id, message), context)
         if isinstance(result, Message):
             return Sent(str(result.message_id), _file_id(result))
         assert isinstance(result, Sent | Skipped | Failed | Blocked)

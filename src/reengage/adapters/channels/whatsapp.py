@@ -50,6 +50,7 @@ _MEDIA_TYPES = {
 class WhatsAppLimits:
     per_number: float = 80.0  # messages/s per phone number (Cloud API default)
     backoff: float = 4.0  # seconds suggested to the caller after a rate-limit error
+    defer_over: float = 0.25  # a longer pacing wait is handed back when the caller allows it
 
 
 class WhatsAppChannel:
@@ -78,11 +79,15 @@ class WhatsAppChannel:
         closed = decide_window(ChannelKind.WHATSAPP, message, context)
         if closed:
             return closed
-        pace(
-            self._pacer,
-            gaps=[],
-            rates=[(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)],
-        )
+        if not context.slot_held:
+            wait = pace(
+                self._pacer,
+                gaps=[],
+                rates=[(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)],
+                defer_over=self._limits.defer_over if context.may_defer else None,
+            )
+            if wait:
+                return Failed("paced", True, wait, "waiting for its send slot")
         try:
             with httpx.Client(timeout=self._timeout, headers=self._headers) as http:
                 body, file_id = self._body(http, chat_id, message)
