@@ -146,3 +146,49 @@ def test_an_invited_admin_builds_a_campaign_that_reaches_a_quiet_user(
         "0:0": ("2026-01-05T12:40:05Z", "sent"),
         "1:0": ("2026-01-06T12:00:00Z", "sent"),
     }
+
+
+def test_timeouts_menu_views_and_changes_a_bots_default(shop: Shop, console: Console) -> None:
+    console.send(ADMIN, f"/start {invite(shop)}")
+    console.press(ADMIN, "⏱ Tempos de inatividade")
+    console.press(ADMIN, "🤖 Loja")
+    assert console.screen(ADMIN) == (
+        "⏱ Inatividade — Loja\nAtivo: não (herdado)\nTempo limite: 1h (herdado)\n"
+        "Ação final: nenhuma (herdado)"
+    )
+    console.press(ADMIN, "⏳ Tempo limite")
+    console.send(ADMIN, "45s")
+    assert console.screen(ADMIN) == "O tempo limite deve ficar entre 1 minuto e 30 dias: 45s"
+    console.send(ADMIN, "30m")
+    console.press(ADMIN, "Ação: encerrar")
+    console.press(ADMIN, "▶ Ativar")
+    assert console.screen(ADMIN) == (
+        "⏱ Inatividade — Loja\nAtivo: sim\nTempo limite: 30m\nAção final: encerrar"
+    )
+    policy = shop.call("get", f"/v1/bots/{shop.bot}/policy")["settings"]
+    assert (policy["enabled"], policy["timeout"], policy["action"]) == (True, "30m", "close")
+    assert len(console.answers()) == console.presses
+
+
+def test_exclusions_window_and_language(shop: Shop, console: Console) -> None:
+    console.send(ADMIN, f"/start {invite(shop)}")
+    console.press(ADMIN, "🌐 English")
+    assert console.screen(ADMIN) == "What would you like to set up?"
+    console.press(ADMIN, "🔁 Recovery")
+    console.press(ADMIN, "🤖 Loja")
+    console.press(ADMIN, "🕗 Window")
+    console.send(ADMIN, "21:00-08:00")
+    assert console.screen(ADMIN) == "Invalid send window: 21:00-08:00"
+    console.send(ADMIN, "08:00-21:00")
+    assert "Send window: 08:00-21:00" in console.screen(ADMIN)
+    console.press(ADMIN, "🚫 Exclusions")
+    console.press(ADMIN, "➕ Exclude a user")
+    console.send(ADMIN, "424242")
+    assert console.screen(ADMIN) == "🚫 Excluded users: 1"
+    assert shop.call("get", f"/v1/bots/{shop.bot}/campaign")["draft"]["exclusions"] == ["424242"]
+    console.press(ADMIN, "❌ 424242")
+    assert console.screen(ADMIN) == "🚫 Excluded users: 0"
+    console.press(ADMIN, "⬅ Back")
+    console.press(ADMIN, "▶ Enable")
+    assert console.answers()[-1]["text"] == "Publish the campaign first."
+    assert shop.call("get", f"/v1/bots/{shop.bot}/campaign")["enabled"] is False
