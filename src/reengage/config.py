@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     telegram_api_base: str | None = Field(
         default=None, description="Telegram Bot API server (default: api.telegram.org)."
     )
+    manager_bot_token: SecretStr | None = Field(
+        default=None, description="Token of the Telegram manager bot (`reengage manager-bot`)."
+    )
     whatsapp_api_base: str = Field(
         default="https://graph.facebook.com", description="WhatsApp Cloud (Graph) API."
     )

@@ -456,3 +456,23 @@ def test_another_organizations_asset_cannot_be_used(shop: Shop, runtime: Runtime
         "/v1/media", headers=shop.headers, files={"file": ("e.png", b"", "image/png")}
     )
     assert (empty.status_code, empty.json()["field"]) == (422, "file")
+
+
+def test_steps_and_exclusions_are_edited_one_at_a_time(shop: Shop) -> None:
+    base = f"/v1/bots/{shop.bot}/campaign"
+    shop.call("post", f"{base}/steps", {"schedule": "30m"})
+    shop.call("post", f"{base}/steps", {"schedule": "amanhã 09:00"})
+    moved = shop.call("post", f"{base}/steps/1/move", {"offset": -1})
+    assert [s["schedule"] for s in moved["draft"]["steps"]] == ["tomorrow 09:00", "30m"]
+    bad = shop.call("put", f"{base}/steps/0/schedule", {"schedule": "amanhã 25:00"}, 422)
+    assert (bad["field"], bad["message"]) == ("schedule", "Invalid time: 25:00")
+    missing = shop.call("delete", f"{base}/steps/5", None, 422)
+    assert missing["message"] == "Step 6 does not exist"
+    assert shop.call("post", f"{base}/exclusions", {"user_id": "42"})["draft"]["exclusions"] == [
+        "42"
+    ]
+    after = shop.call("delete", f"{base}/exclusions/42")
+    assert after["draft"]["exclusions"] == []
+    assert [s["schedule"] for s in shop.call("delete", f"{base}/steps/0")["draft"]["steps"]] == [
+        "30m"
+    ]

@@ -134,6 +134,38 @@ def orgs_issue_key(org_id: int, name: str = "cli") -> None:
     typer.echo(issue_api_key(runtime.sessions, org_id, name, runtime.clock.now()))
 
 
+@orgs_app.command("invite-admin")
+def orgs_invite_admin(org_id: int) -> None:
+    """Create a one-time code (valid 7 days) that makes a Telegram user an admin of the
+    organization in the manager bot: they send `/start <code>` to it."""
+    from reengage.runtime import Runtime
+    from reengage.services.manager_access import create_invite
+
+    runtime = Runtime.build(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            code, expires_at = create_invite(session, org_id, runtime.clock.now())
+    finally:
+        runtime.close()
+    typer.echo(f"invite code {code}\nexpires {expires_at.isoformat()}\nsend: /start {code}")
+
+
+@app.command("manager-bot")
+def manager_bot() -> None:
+    """Run the Telegram manager bot (long polling; REENGAGE_MANAGER_BOT_TOKEN must be set)."""
+    from reengage.entrypoints.manager_bot.dispatcher import run_polling
+    from reengage.runtime import Runtime
+
+    settings = _settings()
+    if settings.manager_bot_token is None:
+        raise typer.BadParameter("REENGAGE_MANAGER_BOT_TOKEN is not set")
+    runtime = Runtime.build(settings)
+    try:
+        run_polling(settings, runtime)
+    finally:
+        runtime.close()
+
+
 @bots_app.command("set-webhook")
 def bots_set_webhook(org_id: int, bot_id: int) -> None:
     """Register a Telegram bot's webhook at REENGAGE_PUBLIC_URL with a generated secret."""

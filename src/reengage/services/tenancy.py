@@ -91,3 +91,8 @@ def get_bot(session: Session, org_id: int, bot_id: int) -> Bot:
     if bot is None:
         raise NotFound(f"bot {bot_id} not found", "bot_id")
     return bot
+
+
+def list_bots(session: Session, org_id: int) -> list[Bot]:
+    """The organization's bots, oldest first."""
+    return list(session.scalars(select(Bot).where(Bot.org_id == org_id).order_by(Bot.id)))

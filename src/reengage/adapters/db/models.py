@@ -370,3 +370,29 @@ class Episode(Base):
     last_sent_at: Mapped[datetime | None]
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+
+
+class AdminInvite(Base):
+    """A one-time code an organization owner gives a person to become a manager-bot admin.
+    Only the SHA-256 of the code is stored."""
+
+    __tablename__ = "admin_invite"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ManagerAdmin(Base):
+    """A Telegram user bound to an organization: they may use the manager bot for it."""
+
+    __tablename__ = "manager_admin"
+
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    org_id: Mapped[int] = _org_fk()
+    language: Mapped[str] = mapped_column(String(8), default="pt-BR")
+    created_at: Mapped[datetime]

@@ -12,8 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from reengage import __version__
+from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
 from reengage.entrypoints.api.bots import bots_router
+from reengage.entrypoints.api.campaign_edits import campaign_edits_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
@@ -91,6 +93,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(agents_router)
     app.include_router(recovery_router)
     app.include_router(media_router)
+    app.include_router(admins_router)
+    app.include_router(campaign_edits_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

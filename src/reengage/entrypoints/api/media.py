@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 from fastapi import APIRouter, UploadFile
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from reengage.adapters.db.models import MediaAsset
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut
-from reengage.services.errors import InvalidInput
+from reengage.services.media import MAX_BYTES, store_media
 
 media_router = APIRouter(
     tags=["media"],
     responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-
-# Telegram bots may upload up to 50 MB; larger files belong behind a URL.
-MAX_BYTES = 50 * 1024 * 1024
 
 
 class MediaOut(BaseModel):
@@ -36,25 +30,13 @@ class MediaOut(BaseModel):
 async def upload(runtime: RuntimeDep, org_id: OrgId, file: UploadFile) -> MediaOut:
     """Store a file for media blocks (`asset_id`). The same bytes are stored once."""
     content = await file.read(MAX_BYTES + 1)
-    if not content:
-        raise InvalidInput("the file is empty", "file")
-    if len(content) > MAX_BYTES:
-        raise InvalidInput("the file is larger than 50 MB", "file")
-    digest = hashlib.sha256(content).hexdigest()
     with runtime.sessions.begin() as session:
-        asset = session.scalar(
-            select(MediaAsset).where(MediaAsset.org_id == org_id, MediaAsset.sha256 == digest)
+        asset = store_media(
+            session,
+            org_id,
+            filename=file.filename or "file",
+            content_type=file.content_type or "application/octet-stream",
+            content=content,
+            now=runtime.clock.now(),
         )
-        if asset is None:
-            asset = MediaAsset(
-                org_id=org_id,
-                filename=file.filename or "file",
-                content_type=file.content_type or "application/octet-stream",
-                size=len(content),
-                sha256=digest,
-                content=content,
-                created_at=runtime.clock.now(),
-            )
-            session.add(asset)
-            session.flush()
         return MediaOut.model_validate(asset, from_attributes=True)

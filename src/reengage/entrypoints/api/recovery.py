@@ -10,12 +10,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 
 from reengage.adapters.db.models import Delivery, Episode
-from reengage.domain import recovery as rec
 from reengage.domain.duration import format_duration
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut
 from reengage.services import recovery
-from reengage.services.errors import InvalidInput
+from reengage.services.recovery_preview import preview_campaign
 
 recovery_router = APIRouter(
     tags=["recovery"],
@@ -95,20 +94,14 @@ def preview(
     """Each step's due time (UTC and local) and blocks for a user last active at the given
     time — computed by the same code the engine runs."""
     with runtime.sessions() as session:
-        row = recovery.get_campaign(session, org_id, bot_id)
-        if body.published:
-            if row.version == 0:
-                raise InvalidInput("nothing published yet", "published")
-            campaign = recovery.version_of(session, row.id, row.version)
-        else:
-            try:
-                campaign = rec.parse_campaign(row.draft)
-            except rec.CampaignError as exc:  # pragma: no cover - drafts are validated
-                raise InvalidInput(exc.message, exc.field) from exc
-    try:
-        steps = rec.preview(campaign, body.last_activity_at or runtime.clock.now(), body.time_zone)
-    except Exception as exc:
-        raise InvalidInput(str(exc), "time_zone") from exc
+        steps = preview_campaign(
+            session,
+            org_id,
+            bot_id,
+            body.last_activity_at or runtime.clock.now(),
+            time_zone=body.time_zone,
+            published=body.published,
+        )
     return [
         {
             "step": s.index,

@@ -1,0 +1,1 @@
+"""The Telegram manager bot: organization admins run recovery campaigns and timeouts."""

@@ -1,0 +1,50 @@
+"""Button action codes per feature prefix (one byte each inside the signed token)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+MENU = "menu"
+RECOVERY = "recovery"
+TIMEOUTS = "timeouts"
+
+
+class Menu(IntEnum):
+    MAIN = 1
+    LANGUAGE = 2
+
+
+class Rec(IntEnum):
+    BOTS = 1
+    CAMPAIGN = 2
+    TOGGLE_ENABLED = 3
+    ASK_THRESHOLD = 4
+    ASK_ZONE = 5
+    TOGGLE_PAID = 6
+    ASK_WINDOW = 7
+    EXCLUSIONS = 8
+    ASK_EXCLUSION = 9
+    REMOVE_EXCLUSION = 10
+    STEPS = 11
+    STEP = 12
+    ASK_STEP = 13
+    ASK_SCHEDULE = 14
+    MOVE_UP = 15
+    MOVE_DOWN = 16
+    DELETE_STEP = 17
+    BLOCK = 18
+    ASK_BLOCK = 19
+    ASK_CAPTION = 20
+    ASK_DELAY = 21
+    ASK_AUTO_DELETE = 22
+    DELETE_BLOCK = 23
+    PREVIEW = 24
+    PUBLISH = 25
+
+
+class Tmo(IntEnum):
+    BOTS = 1
+    BOT = 2
+    ASK_TIMEOUT = 3
+    SET_ACTION = 4
+    TOGGLE = 5

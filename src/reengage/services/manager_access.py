@@ -1,0 +1,78 @@
+"""Who may use the manager bot: invite codes, and the admins they bind to an organization."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reengage.adapters.db.models import AdminInvite, ManagerAdmin, Organization
+from reengage.services.errors import InvalidInput, NotFound
+
+log = structlog.get_logger(__name__)
+
+INVITE_TTL = timedelta(days=7)
+LANGUAGES = ("pt-BR", "en")
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.strip().encode()).hexdigest()
+
+
+def create_invite(
+    session: Session, org_id: int, now: datetime, ttl: timedelta = INVITE_TTL
+) -> tuple[str, datetime]:
+    """A one-time invite code (shown once, stored hashed) and when it expires."""
+    if session.get(Organization, org_id) is None:
+        raise NotFound(f"organization {org_id} does not exist", "org_id")
+    code = secrets.token_urlsafe(18)
+    expires_at = now + ttl
+    session.add(
+        AdminInvite(org_id=org_id, code_hash=_hash(code), created_at=now, expires_at=expires_at)
+    )
+    session.flush()
+    log.info("manager.invite.created", org_id=org_id, expires_at=expires_at.isoformat())
+    return code, expires_at
+
+
+def redeem_invite(
+    session: Session, code: str, telegram_user_id: int, language: str, now: datetime
+) -> ManagerAdmin:
+    """Bind a Telegram user to the invite's organization; a code works once, until it expires."""
+    invite = session.scalar(
+        select(AdminInvite).where(AdminInvite.code_hash == _hash(code)).with_for_update()
+    )
+    if invite is None or invite.used_at is not None or invite.expires_at <= now:
+        log.warning("manager.invite.refused", telegram_user_id=telegram_user_id)
+        raise InvalidInput("invalid, used or expired invite code", "code")
+    invite.used_at, invite.used_by = now, telegram_user_id
+    admin = session.get(ManagerAdmin, telegram_user_id)
+    if admin is None:
+        admin = ManagerAdmin(
+            telegram_user_id=telegram_user_id,
+            org_id=invite.org_id,
+            language=language if language in LANGUAGES else "pt-BR",
+            created_at=now,
+        )
+        session.add(admin)
+    admin.org_id = invite.org_id
+    session.flush()
+    log.info("manager.admin.bound", org_id=invite.org_id, telegram_user_id=telegram_user_id)
+    return admin
+
+
+def admin_of(session: Session, telegram_user_id: int) -> ManagerAdmin | None:
+    return session.get(ManagerAdmin, telegram_user_id)
+
+
+def set_language(session: Session, telegram_user_id: int, language: str) -> None:
+    if language not in LANGUAGES:
+        raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}", "language")
+    admin = session.get(ManagerAdmin, telegram_user_id)
+    if admin is None:
+        raise NotFound("not an admin", "telegram_user_id")
+    admin.language = language
