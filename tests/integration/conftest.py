@@ -15,7 +15,7 @@ import redis
 
 from tests.conftest import BROKER_URL, REDIS_URL
 
-Spawn = Callable[[str], subprocess.Popen[bytes]]
+Spawn = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
@@ -39,7 +39,14 @@ def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
         "REENGAGE_DEFAULT_INACTIVITY_THRESHOLD": "600",
     }
 
-    def spawn(name: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        name: str,
+        queues: str = "timers",
+        pool: str = "solo",
+        concurrency: int = 1,
+        **settings: str,
+    ) -> subprocess.Popen[bytes]:
+        """A worker process; `settings` are extra REENGAGE_* variables (lower case names)."""
         log = (tmp_path / f"{name}.log").open("wb")
         logs.append(log)
         proc = subprocess.Popen(
@@ -49,13 +56,13 @@ def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
                 "reengage.entrypoints.cli",
                 "worker",
                 "--queues",
-                "timers",
+                queues,
                 "--concurrency",
-                "1",
+                str(concurrency),
                 "--pool",
-                "solo",
+                pool,
             ],
-            env=env,
+            env={**env, **{f"REENGAGE_{k.upper()}": v for k, v in settings.items()}},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -43,11 +44,16 @@ app = make_celery(settings)
 _runtime: Runtime | None = None
 
 
+_building = threading.Lock()
+
+
 def runtime() -> Runtime:
+    """This process' runtime, built once (the threads pool calls this concurrently)."""
     global _runtime
-    if _runtime is None:
-        _runtime = Runtime.build(settings)
-    return _runtime
+    with _building:
+        if _runtime is None:
+            _runtime = Runtime.build(settings)
+        return _runtime
 
 
 @worker_process_init.connect
