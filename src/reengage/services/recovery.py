@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import (
@@ -141,10 +141,20 @@ def version_of(session: Session, campaign_id: int, version: int) -> rec.Campaign
 
 
 def live_campaign(session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
-    row = session.scalar(select(Campaign).where(Campaign.bot_id == bot_id))
-    if row is None or not row.enabled or row.version == 0:
+    """The bot's enabled campaign with its current version (one query)."""
+    found = session.execute(
+        select(Campaign, CampaignVersion.definition)
+        .join(
+            CampaignVersion,
+            (CampaignVersion.campaign_id == Campaign.id)
+            & (CampaignVersion.version == Campaign.version),
+        )
+        .where(Campaign.bot_id == bot_id, Campaign.enabled.is_(True))
+    ).first()
+    if found is None:
         return None
-    return row, version_of(session, row.id, row.version)
+    row, definition = found
+    return row, _parsed(row.id, row.version, json.dumps(definition, sort_keys=True))
 
 
 def step_timer(episode_id: int, due: datetime) -> Timer:
@@ -164,14 +174,16 @@ def on_silence(session: Session, conv: Conversation, now: datetime) -> datetime 
         return None
     row, campaign = live
     contact = session.get_one(Contact, conv.contact_id)
-    exists = session.scalar(
-        select(Episode.id).where(Episode.contact_id == contact.id, Episode.seq == conv.activity_seq)
-    )
-    if exists is not None:
+    # The contact's latest episode: already started for this silence? When did it start?
+    latest = session.execute(
+        select(Episode.seq, Episode.started_at)
+        .where(Episode.contact_id == contact.id)
+        .order_by(Episode.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.seq == conv.activity_seq:
         return None
-    last_start = session.scalar(
-        select(func.max(Episode.started_at)).where(Episode.contact_id == contact.id)
-    )
+    last_start = latest.started_at if latest is not None else None
     decision = rec.decide_start(
         campaign,
         contact_id=contact.id,
