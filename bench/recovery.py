@@ -2,10 +2,11 @@
 
 PostgreSQL + Redis (production mode), the real scheduler with in-process execution, the real
 Telegram adapter against the fake Bot API on 127.0.0.1 (with its pacing: 30 messages/s per
-bot). N users across B bots go quiet; the clock jumps past the threshold and the first step
-is due at once. Prints episodes/s and deliveries/s; the last line is
-`episodes_per_s=<x> deliveries_per_s=<y> ratio=<z>` (against a baseline
-whose worker sleeps through every wait for a send slot). Run:
+bot, 1 per chat). N users across B bots go quiet; the clock jumps past the threshold and the
+first step is due at once. Two scenarios, each side by side with a baseline whose worker
+sleeps through every wait for a send slot: A, many bots and one block per step (measures the
+pipeline); B, one bot and two blocks per step (the 1 s gap per chat binds). The last line is
+`episodes_per_s=<A> deliveries_per_s=<A> paced_ratio=<B: ours / baseline>`. Run:
 
     .venv/bin/python bench/recovery.py [--quick]
 """
@@ -39,12 +40,6 @@ from reengage.services.tenancy import create_bot, create_organization
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_URL = "postgresql://postgres@127.0.0.1:5432/reengage_bench_recovery"
 REDIS_URL = "redis://127.0.0.1:6379/10"
-CAMPAIGN = {
-    "threshold": "10m",
-    "steps": [
-        {"schedule": "1m", "blocks": [{"kind": "text", "text": "Volte! Seu carrinho espera."}]}
-    ],
-}
 
 
 def reset() -> None:
@@ -62,7 +57,14 @@ def count(runtime: Runtime, model: type[Episode] | type[Delivery], **where: str)
         return int(s.scalar(stmt) or 0)
 
 
-def run(users: int, bots: int, *, sleep_through_pacing: bool) -> tuple[float, float, int]:
+def campaign(blocks: int) -> dict[str, object]:
+    texts = [{"kind": "text", "text": f"Volte! ({i + 1}/{blocks})"} for i in range(blocks)]
+    return {"threshold": "10m", "steps": [{"schedule": "1m", "blocks": texts}]}
+
+
+def run(
+    users: int, bots: int, *, blocks: int = 1, sleep_through_pacing: bool
+) -> tuple[float, float, int]:
     """One pass on a fresh database; returns (episodes/s, deliveries/s, messages sent)."""
     reset()
     upgrade(DB_URL)
@@ -71,7 +73,9 @@ def run(users: int, bots: int, *, sleep_through_pacing: bool) -> tuple[float, fl
     original = telegram.pace
     if sleep_through_pacing:
         # The baseline: the worker sleeps through every wait for a send slot.
-        telegram.pace = lambda *a, **kw: original(*a, **{**kw, "defer_over": None})  # type: ignore[assignment]
+        telegram.pace = lambda *a, **kw: original(  # type: ignore[assignment]
+            *a, **{**kw, "defer_over": None, "sleep": time.sleep}
+        )
     try:
         with serve(fake.app) as server:
             settings = Settings(
@@ -96,7 +100,7 @@ def run(users: int, bots: int, *, sleep_through_pacing: bool) -> tuple[float, fl
             ]
             with runtime.sessions.begin() as session:
                 for bot in bot_ids:
-                    recovery.put_draft(session, org.org_id, bot, CAMPAIGN, clock.now())
+                    recovery.put_draft(session, org.org_id, bot, campaign(blocks), clock.now())
                     recovery.publish(session, org.org_id, bot, clock.now())
                     recovery.set_enabled(session, org.org_id, bot, True, clock.now())
             events = [
@@ -132,7 +136,7 @@ def run(users: int, bots: int, *, sleep_through_pacing: bool) -> tuple[float, fl
                 tick()
                 scheduler.run_once()
             episodes_s = time.monotonic() - started
-            while count(runtime, Delivery, status="sent") < users:
+            while count(runtime, Delivery, status="sent") < users * blocks:
                 tick()
                 if not scheduler.run_once():
                     time.sleep(0.01)
@@ -141,24 +145,36 @@ def run(users: int, bots: int, *, sleep_through_pacing: bool) -> tuple[float, fl
     finally:
         telegram.pace = original
     sent = len(fake.calls_to("sendMessage"))
-    assert sent == users, f"{sent} messages for {users} users"
+    assert sent == users * blocks, f"{sent} messages for {users} users"
     return users / episodes_s, sent / total_s, sent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1,000 users instead of 5,000")
+    parser.add_argument("--quick", action="store_true", help="fewer users")
     args = parser.parse_args()
-    users, bots = (1_000, 10) if args.quick else (5_000, 20)
     configure_logging(level=logging.WARNING)
-    print(f"users={users} bots={bots} (pacing 30 messages/s per bot: {30 * bots}/s at most)")
-    print(f"{'':34} {'episodes/s':>12} {'deliveries/s':>14}")
+    header = f"{'':36} {'episodes/s':>11} {'deliveries/s':>13}"
+    base_name, ours_name = "baseline (worker sleeps for slots)", "reengage (slot waits handed back)"
+
+    users, bots = (1_000, 10) if args.quick else (5_000, 20)
+    print(f"A. {users} users on {bots} bots, 1 block per step (pacing rarely binds)")
+    print(header)
     base = run(users, bots, sleep_through_pacing=True)
-    print(f"{'baseline (worker sleeps for slots)':34} {base[0]:>12,.0f} {base[1]:>14,.0f}")
+    print(f"{base_name:36} {base[0]:>11,.0f} {base[1]:>13,.0f}")
     ours = run(users, bots, sleep_through_pacing=False)
-    print(f"{'reengage (slot waits handed back)':34} {ours[0]:>12,.0f} {ours[1]:>14,.0f}")
+    print(f"{ours_name:36} {ours[0]:>11,.0f} {ours[1]:>13,.0f}")
+
+    paced_users = 60 if args.quick else 200
+    print(f"B. {paced_users} users on 1 bot, 2 blocks per step (1 message/s per chat binds)")
+    print(header)
+    base_b = run(paced_users, 1, blocks=2, sleep_through_pacing=True)
+    print(f"{base_name:36} {base_b[0]:>11,.0f} {base_b[1]:>13,.1f}")
+    ours_b = run(paced_users, 1, blocks=2, sleep_through_pacing=False)
+    print(f"{ours_name:36} {ours_b[0]:>11,.0f} {ours_b[1]:>13,.1f}")
     print(
-        f"episodes_per_s={ours[0]:.0f} deliveries_per_s={ours[1]:.0f} ratio={ours[1] / base[1]:.2f}"
+        f"episodes_per_s={ours[0]:.0f} deliveries_per_s={ours[1]:.0f} "
+        f"paced_ratio={ours_b[1] / base_b[1]:.2f}"
     )
 
 
