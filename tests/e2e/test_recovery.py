@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN
+from tests.conftest import REDIS_URL, fresh_database
 from tests.factories import make_org
 
 # Monday 2026-01-05 12:00 UTC = 09:00 in São Paulo.
@@ -113,10 +115,23 @@ class Shop:
         return list(self.call("get", "/v1/episodes", None))
 
 
-@pytest.fixture
-def runtime(db_url: str, make_runtime: Callable[..., Runtime], telegram_url: str) -> Runtime:
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql+redis"])
+def runtime(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    make_runtime: Callable[..., Runtime],
+    telegram_url: str,
+) -> Runtime:
+    """Embedded (SQLite), PostgreSQL alone, and production mode: PostgreSQL with activity,
+    timers and pacing in Redis."""
+    kind = str(request.param)
+    url = fresh_database(kind.split("+")[0], request, tmp_path)
+    extra = {}
+    if kind.endswith("+redis"):
+        request.getfixturevalue("redis_client")  # an empty test database, flushed after
+        extra["redis_url"] = REDIS_URL
     return make_runtime(
-        db_url, telegram_api_base=telegram_url, public_url="https://reengage.example.com"
+        url, telegram_api_base=telegram_url, public_url="https://reengage.example.com", **extra
     )
 
 
