@@ -5,9 +5,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from reengage.adapters.channels.fakes.telegram import FakeTelegram
+from reengage.adapters.clock import ManualClock
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
+from tests.e2e.shop import START, Shop
 from tests.factories import make_bot, make_org
+from tests.manager_console import Console
 
 
 class Tenant:
@@ -42,3 +46,17 @@ def tenant(runtime: Runtime, client: TestClient) -> Callable[[str], Tenant]:
         return Tenant(client, org.api_key, org.org_id, make_bot(runtime, org.org_id))
 
     return make
+
+
+@pytest.fixture
+def shop(runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock) -> Iterator[Shop]:
+    clock.set(START)
+    with TestClient(create_app(runtime)) as client:
+        yield Shop(runtime, client, fake_telegram, clock)
+
+
+@pytest.fixture
+def console(runtime: Runtime, fake_telegram: FakeTelegram, telegram_url: str) -> Iterator[Console]:
+    console = Console(runtime, fake_telegram, telegram_url)
+    yield console
+    console.close()

@@ -3,17 +3,13 @@ user of the managed bot then receives exactly those blocks at those times."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.clock import ManualClock
-from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
-from tests.e2e.test_recovery import START, Shop
+from tests.e2e.shop import Shop
 from tests.manager_console import Console
 
 ADMIN = 5_550_001
@@ -25,20 +21,6 @@ def runtime(db_url: str, make_runtime: Callable[..., Runtime], telegram_url: str
     return make_runtime(
         db_url, telegram_api_base=telegram_url, public_url="https://reengage.example.com"
     )
-
-
-@pytest.fixture
-def shop(runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock) -> Iterator[Shop]:
-    clock.set(START)
-    with TestClient(create_app(runtime)) as client:
-        yield Shop(runtime, client, fake_telegram, clock)
-
-
-@pytest.fixture
-def console(runtime: Runtime, fake_telegram: FakeTelegram, telegram_url: str) -> Iterator[Console]:
-    console = Console(runtime, fake_telegram, telegram_url)
-    yield console
-    console.close()
 
 
 def invite(shop: Shop) -> str:

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import structlog
-from fastapi.testclient import TestClient
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
 from reengage.adapters.clock import ManualClock
 from reengage.domain import button as btn
 from reengage.domain import policy as pol
-from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.manager_bot import recovery_screens as scr
 from reengage.entrypoints.manager_bot.actions import RECOVERY, Rec
 from reengage.entrypoints.manager_bot.context import Admin, Manager
 from reengage.entrypoints.manager_bot.start import main_menu
 from reengage.entrypoints.manager_bot.timeouts import timeouts_screen
 from reengage.runtime import Runtime
-from tests.e2e.test_recovery import START, Shop
+from tests.e2e.shop import START, Shop
 from tests.factories import make_bot, make_org
 from tests.manager_console import Console
 
@@ -38,20 +35,6 @@ REFUSED = (
 @pytest.fixture
 def runtime(db_url: str, make_runtime: Callable[..., Runtime], telegram_url: str) -> Runtime:
     return make_runtime(db_url, telegram_api_base=telegram_url)
-
-
-@pytest.fixture
-def shop(runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock) -> Iterator[Shop]:
-    clock.set(START)
-    with TestClient(create_app(runtime)) as client:
-        yield Shop(runtime, client, fake_telegram, clock)
-
-
-@pytest.fixture
-def console(runtime: Runtime, fake_telegram: FakeTelegram, telegram_url: str) -> Iterator[Console]:
-    console = Console(runtime, fake_telegram, telegram_url)
-    yield console
-    console.close()
 
 
 def invite(shop: Shop) -> str:

@@ -2,117 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.clock import ManualClock
-from reengage.entrypoints.api.app import create_app
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.scheduler import Scheduler
-from tests.channel_harness import TG_TOKEN
 from tests.conftest import REDIS_URL, fresh_database
+from tests.e2e.shop import CAMPAIGN, Shop
 from tests.factories import make_org
-
-# Monday 2026-01-05 12:00 UTC = 09:00 in São Paulo.
-START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-CAMPAIGN = {
-    "time_zone": "America/Sao_Paulo",
-    "threshold": "10m",
-    "steps": [
-        {
-            "schedule": "30m",
-            "blocks": [
-                {"kind": "text", "text": "Ei, esqueceu algo no carrinho?"},
-                {
-                    "kind": "photo",
-                    "url": "https://cdn.example.com/promo.png",
-                    "caption": "10% off",
-                    "delay": "5s",
-                },
-            ],
-        },
-        {"schedule": "amanhã 09:00", "blocks": [{"kind": "text", "text": "Última chance!"}]},
-    ],
-}
-
-
-class Shop:
-    def __init__(
-        self, runtime: Runtime, client: TestClient, fake: FakeTelegram, clock: ManualClock
-    ) -> None:
-        self.runtime, self.client, self.fake, self.clock = runtime, client, fake, clock
-        org = make_org(runtime)
-        self.headers = {"Authorization": f"Bearer {org.api_key}"}
-        self.bot = self.call(
-            "post",
-            "/v1/bots",
-            {"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
-        )["id"]
-        self.events = itertools.count(1)
-        self.scheduler = Scheduler(
-            sessions=runtime.sessions,
-            store=runtime.timers,
-            executor=InlineExecutor(runtime),
-            registry=runtime.registry,
-            clock=clock,
-            activity=runtime.activity,
-        )
-
-    def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        r = self.client.request(method, path, json=body, headers=self.headers)
-        assert r.status_code < 300 if status == 200 else r.status_code == status, r.text
-        return r.json()
-
-    def launch(self, campaign: dict[str, Any] = CAMPAIGN) -> None:
-        self.call("put", f"/v1/bots/{self.bot}/campaign", campaign)
-        self.call("post", f"/v1/bots/{self.bot}/campaign/publish")
-        self.call("put", f"/v1/bots/{self.bot}/campaign/enabled", {"enabled": True})
-
-    def says(self, user: str, text: str) -> None:
-        """The user writes through Telegram (the webhook reengage registered)."""
-        if not self.fake.calls_to("setWebhook"):
-            self.call("post", f"/v1/bots/{self.bot}/webhook")
-        secret = str(self.fake.calls_to("setWebhook")[-1].params["secret_token"])
-        update = FakeTelegram.text_update(next(self.events), int(user), text)
-        r = self.client.post(
-            f"/webhooks/telegram/{self.bot}",
-            json=update,
-            headers={"X-Telegram-Bot-Api-Secret-Token": secret},
-        )
-        assert r.status_code == 200, r.text
-
-    def event(self, user: str, kind: str = "message.user") -> None:
-        self.call(
-            "post",
-            "/v1/events",
-            {"id": f"e{next(self.events)}", "type": kind, "bot_id": self.bot, "user_id": user},
-        )
-
-    def wait(self, delta: timedelta) -> None:
-        """Let `delta` pass, jumping from one due timer to the next."""
-        end = self.clock.now() + delta
-        while True:
-            while self.scheduler.run_once():
-                pass
-            due = self.runtime.timers.next_due()
-            now = self.clock.now()
-            if now >= end:
-                return
-            self.clock.set(min(end, max(due or end, now + timedelta(seconds=1))))
-
-    def heard(self, user: str) -> list[str]:
-        return [m.text or m.caption or "" for m in self.fake.sent_messages(int(user))]
-
-    def episodes(self) -> list[dict[str, Any]]:
-        return list(self.call("get", "/v1/episodes", None))
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "postgresql+redis"])
@@ -133,13 +33,6 @@ def runtime(
     return make_runtime(
         url, telegram_api_base=telegram_url, public_url="https://reengage.example.com", **extra
     )
-
-
-@pytest.fixture
-def shop(runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock) -> Iterator[Shop]:
-    clock.set(START)
-    with TestClient(create_app(runtime)) as client:
-        yield Shop(runtime, client, fake_telegram, clock)
 
 
 def test_silence_starts_an_episode_whose_steps_arrive_on_schedule(shop: Shop) -> None:
