@@ -8,7 +8,7 @@ from typing import Any
 
 from reengage.adapters.channels.fakes.telegram import FakeTelegram, TelegramMessage
 from reengage.adapters.channels.fakes.telegram_api import bot_id_of
-from reengage.entrypoints.manager_bot.dispatcher import build_dispatcher, manager_bot
+from reengage.entrypoints.manager_bot.dispatcher import build_dispatcher, manager_bot, storage_for
 from reengage.runtime import Runtime
 
 MANAGER_TOKEN = "777000:MANAGER-token"
@@ -22,13 +22,14 @@ class Console:
         self.runtime, self.fake = runtime, fake
         self.loop = asyncio.new_event_loop()
         self.bot = manager_bot(MANAGER_TOKEN, api_base)
-        self.dp = build_dispatcher(runtime)
+        self.dp = build_dispatcher(runtime, storage_for(runtime.settings))
         self.ids = itertools.count(1)
         self.current: dict[int, int] = {}
         self.presses = 0  # chat -> the message the admin looks at
 
     def close(self) -> None:
         self.loop.run_until_complete(self.bot.session.close())
+        self.loop.run_until_complete(self.dp.storage.close())
         self.loop.close()
 
     def feed(self, update: dict[str, Any]) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from reengage.adapters.channels.fakes.telegram import FakeTelegram
@@ -15,6 +17,7 @@ from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN
+from tests.conftest import REDIS_URL, fresh_database
 from tests.factories import make_org
 
 # Monday 2026-01-05 12:00 UTC = 09:00 in São Paulo.
@@ -111,3 +114,24 @@ class Shop:
 
     def episodes(self) -> list[dict[str, Any]]:
         return list(self.call("get", "/v1/episodes", None))
+
+
+# Embedded (SQLite), PostgreSQL alone, and production mode: PostgreSQL with activity, timers,
+# pacing (and the manager bot's conversation state) in Redis.
+MODES = ["sqlite", "postgresql", "postgresql+redis"]
+
+
+def shop_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
+    """The runtime of a `MODES`-parametrized test, on the fake Telegram."""
+    kind = str(request.param)
+    url = fresh_database(kind.split("+")[0], request, tmp_path)
+    extra = {}
+    if kind.endswith("+redis"):
+        request.getfixturevalue("redis_client")  # an empty test database, flushed after
+        extra["redis_url"] = REDIS_URL
+    build = request.getfixturevalue("make_runtime")
+    telegram_url = request.getfixturevalue("telegram_url")
+    runtime: Runtime = build(
+        url, telegram_api_base=telegram_url, public_url="https://reengage.example.com", **extra
+    )
+    return runtime

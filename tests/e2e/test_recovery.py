@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,29 +9,13 @@ from typing import Any
 import pytest
 
 from reengage.runtime import Runtime
-from tests.conftest import REDIS_URL, fresh_database
-from tests.e2e.shop import CAMPAIGN, Shop
+from tests.e2e.shop import CAMPAIGN, MODES, Shop, shop_runtime
 from tests.factories import make_org
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "postgresql+redis"])
-def runtime(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    make_runtime: Callable[..., Runtime],
-    telegram_url: str,
-) -> Runtime:
-    """Embedded (SQLite), PostgreSQL alone, and production mode: PostgreSQL with activity,
-    timers and pacing in Redis."""
-    kind = str(request.param)
-    url = fresh_database(kind.split("+")[0], request, tmp_path)
-    extra = {}
-    if kind.endswith("+redis"):
-        request.getfixturevalue("redis_client")  # an empty test database, flushed after
-        extra["redis_url"] = REDIS_URL
-    return make_runtime(
-        url, telegram_api_base=telegram_url, public_url="https://reengage.example.com", **extra
-    )
+@pytest.fixture(params=MODES)
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
+    return shop_runtime(request, tmp_path)
 
 
 def test_silence_starts_an_episode_whose_steps_arrive_on_schedule(shop: Shop) -> None:
