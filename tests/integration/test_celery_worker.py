@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import time
@@ -15,9 +17,13 @@ from sqlalchemy import func, select
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation, ConversationEvent
 from reengage.adapters.redis.timer_store import RedisTimerStore
+from reengage.domain.inactivity import inactivity_timer
+from reengage.domain.timer import ClaimedTimer
 from reengage.entrypoints.scheduler.executors import CeleryExecutor
 from reengage.entrypoints.worker.celery_app import make_celery
 from reengage.runtime import Runtime
+from reengage.services import recovery
+from reengage.services.deliver import delivery_timer
 from reengage.services.scheduler import Scheduler
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn
@@ -114,3 +120,35 @@ def test_a_worker_killed_mid_execution_leaves_exactly_one_effect(
         pass
     wait_until(lambda: len(fired(runtime)) == len(conversations) and runtime.timers.count() == 0)
     assert fired(runtime) == {cid: 1 for cid in conversations}
+
+
+def test_recovery_work_goes_to_the_recovery_queue(
+    pg_db: str, make_runtime: Callable[..., Runtime], broker: str, clock: ManualClock
+) -> None:
+    """Steps and the deliveries a step enqueues run on `recovery`, apart from conversation
+    timeouts; everything else stays on `timers`."""
+    runtime = make_runtime(pg_db)
+    executor = CeleryExecutor(
+        make_celery(runtime.settings.model_copy(update={"broker_url": broker})), runtime
+    )
+    now = clock.now()
+    timers = [
+        recovery.step_timer(1, now),
+        delivery_timer(2, now, queue=recovery.QUEUE),
+        delivery_timer(3, now),
+        inactivity_timer(4, "u", 1, now),
+    ]
+    executor.submit([ClaimedTimer(t, f"token-{i}", 1) for i, t in enumerate(timers)], now)
+    client = redis.Redis.from_url(broker)
+    messages = {q: [json.loads(m) for m in client.lrange(q, 0, -1)] for q in ("recovery", "timers")}
+    client.close()
+
+    def keys(queue: str) -> list[str]:
+        return sorted(
+            item["key"]
+            for message in messages[queue]
+            for item in json.loads(base64.b64decode(message["body"]))[0][0]
+        )
+
+    assert keys("recovery") == sorted([timers[0].key, timers[1].key])
+    assert keys("timers") == sorted([timers[2].key, timers[3].key])

@@ -63,12 +63,16 @@ class DeliveryResult:
     blocked: bool = False
 
 
-def delivery_timer(delivery_id: int, due_at: datetime, *, slot_held: bool = False) -> Timer:
+def delivery_timer(
+    delivery_id: int, due_at: datetime, *, slot_held: bool = False, queue: str | None = None
+) -> Timer:
     """The timer that sends a delivery; `slot_held` when its pacing slot is already reserved
-    for `due_at`."""
+    for `due_at`; `queue` to run it on another worker queue than its purpose's."""
     payload: Payload = {"delivery_id": delivery_id}
     if slot_held:
         payload["slot_held"] = True
+    if queue:
+        payload["queue"] = queue
     return Timer(
         timer_key(Purpose.DELIVERY, str(delivery_id)), Purpose.DELIVERY, due_at, 0, payload
     )
@@ -285,7 +289,15 @@ def handle_delivery_timer(
     )
     if result.status == "scheduled":
         wait = timedelta(seconds=result.retry_after or 30)
-        return [delivery_timer(delivery_id, now + wait, slot_held=result.reason == "paced")]
+        queue = timer.payload.get("queue")
+        return [
+            delivery_timer(
+                delivery_id,
+                now + wait,
+                slot_held=result.reason == "paced",
+                queue=str(queue) if queue else None,
+            )
+        ]
     return []
 
 

@@ -32,6 +32,8 @@ from reengage.services.tenancy import get_bot
 
 log = structlog.get_logger(__name__)
 
+# Where a campaign's sends run in distributed mode, apart from conversation timeouts.
+QUEUE = "recovery"
 # A block's chat action starts this long after the block before it was due.
 ACTION_AFTER_PREVIOUS = timedelta(seconds=1)
 # How long after a user's message its text is still taken as the reason an episode ended.
@@ -309,7 +311,7 @@ def _send_step(
             if row.status == "scheduled":
                 row.status, row.reason, row.finished_at = "skipped", "holdout", now
             continue
-        timers.append(delivery_timer(delivery_id, at))
+        timers.append(delivery_timer(delivery_id, at, queue=QUEUE))
         if block.delay:
             # After the block before it went out (its message would clear the action).
             begin = start + ACTION_AFTER_PREVIOUS if previous else start

@@ -57,7 +57,7 @@ def default_registry(
         Purpose.RECOVERY_STEP: PurposeSpec(
             handle=partial(recovery.handle_step, activity=activity),
             pending=recovery.pending_step_timers,
-            queue="recovery",
+            queue=recovery.QUEUE,
         ),
         Purpose.AUTO_DELETE: PurposeSpec(
             handle=partial(handle_auto_delete, sessions=sessions, channels=channels),

@@ -64,7 +64,8 @@ class InlineExecutor:
 
 
 class CeleryExecutor:
-    """Distributed mode: each chunk of timers becomes one task on its purpose's queue."""
+    """Distributed mode: each chunk of timers becomes one task on its queue: the one its
+    payload names (a recovery campaign's deliveries), else its purpose's."""
 
     def __init__(self, app: Celery, runtime: Runtime) -> None:
         self.app = app
@@ -74,7 +75,8 @@ class CeleryExecutor:
         by_queue: dict[str, list[ClaimedTimer]] = {}
         for item in claimed:
             spec = self.runtime.registry.get(item.timer.purpose)
-            by_queue.setdefault(spec.queue if spec else "timers", []).append(item)
+            queue = item.timer.payload.get("queue") or (spec.queue if spec else "timers")
+            by_queue.setdefault(str(queue), []).append(item)
         for queue, items in by_queue.items():
             for start in range(0, len(items), TASK_CHUNK):
                 chunk = [claimed_to_wire(i) for i in items[start : start + TASK_CHUNK]]
