@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from reengage.runtime import Runtime
 from tests.e2e.shop import CAMPAIGN, MODES, Shop, shop_runtime
@@ -91,7 +92,12 @@ def test_an_answer_between_steps_cancels_the_rest(shop: Shop) -> None:
     shop.event("103")
     shop.wait(timedelta(minutes=41))
     shop.event("103")  # the user is back
-    shop.wait(timedelta(days=1))
+    with capture_logs() as logs:
+        shop.wait(timedelta(days=1))
+    skipped = [e for e in logs if e["event"] == "recovery.step.skipped"]
+    assert [(e["step"], e["reason"], e["status"]) for e in skipped] == [
+        (1, "user_active", "cancelled")
+    ]
     assert shop.heard("103") == ["Ei, esqueceu algo no carrinho?", "10% off"]
     stats = shop.call("get", f"/v1/bots/{shop.bot}/campaign/stats")
     assert stats == [{"step": 0, "holdout": 0, "sent": 1, "returned": 1, "converted": 0}]

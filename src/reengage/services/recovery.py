@@ -246,7 +246,18 @@ def handle_step(
 ) -> list[Timer]:
     """Send the episode's next step, unless the user came back, paid, or was stopped."""
     episode = session.get(Episode, int(timer.payload["episode_id"] or 0), with_for_update=True)
-    if episode is None or episode.status != "running":
+    if episode is None:
+        return []
+    if episode.status != "running":
+        # Ended meanwhile (the user came back, paid, opted out, the campaign was disabled):
+        # the step that was due is reported skipped for that reason.
+        log.info(
+            "recovery.step.skipped",
+            episode_id=episode.id,
+            step=episode.next_step,
+            reason=episode.end_reason,
+            status=episode.status,
+        )
         return []
     contact = session.get_one(Contact, episode.contact_id)
     campaign_row = session.get_one(Campaign, episode.campaign_id)
