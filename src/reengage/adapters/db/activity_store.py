@@ -311,11 +311,21 @@ def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> Non
     silence it was started for: `converted` when they paid, otherwise `cancelled` at the time
     they came back (what "returned within 24 h" counts). The step handler checks the same
     thing again before each send, so an episode ended here never sends another step."""
-    rows = [(c, s, at, paid) for c, s, at, paid in answered if at is not None]
+    episode = _EPISODE
+    candidates = [c for c, _, at, _ in answered if at is not None]
+    if not candidates:
+        return
+    with_episode = set(  # most contacts have no running episode: one indexed lookup finds those
+        session.scalars(
+            select(episode.c.contact_id)
+            .where(episode.c.contact_id.in_(candidates), episode.c.status == "running")
+            .distinct()
+        )
+    )
+    rows = [(c, s, at, paid) for c, s, at, paid in answered if at is not None and c in with_episode]
     if not rows:
         return
-    episode = _EPISODE
-    running = (
+    still_running = (
         (episode.c.contact_id == bindparam("b_contact"))
         & (episode.c.status == "running")
         & (episode.c.seq < bindparam("b_seq"))
@@ -324,7 +334,7 @@ def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> Non
     if paid:
         session.execute(
             update(episode)
-            .where(running & (episode.c.started_at <= bindparam("b_paid")))
+            .where(still_running & (episode.c.started_at <= bindparam("b_paid")))
             .values(
                 status="converted",
                 end_reason="paid",
@@ -335,7 +345,7 @@ def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> Non
         )
     session.execute(
         update(episode)
-        .where(running)
+        .where(still_running)
         .values(
             status="cancelled",
             end_reason="user_active",
