@@ -22,6 +22,19 @@ class Clock(Protocol):
         """Wait `seconds` of this clock's time (real waiting, scaled for fast clocks)."""
         ...
 
+    def real_time(self) -> float:
+        """Seconds in which platforms count their limits: the wall clock (a test's manual
+        clock is its own)."""
+        ...
+
+    def sleep_real(self, seconds: float) -> None:
+        """Wait `seconds` of real time, however fast this clock runs."""
+        ...
+
+    def at_real(self, moment: float) -> datetime:
+        """This clock's instant when `real_time()` reaches `moment`."""
+        ...
+
 
 class TimerStore(Protocol):
     """A durable index of pending timers: at most one per key, claimed under a lease."""

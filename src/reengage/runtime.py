@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import redis
 from sqlalchemy import Engine, select
@@ -12,19 +11,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.channels.factory import build_channel
 from reengage.adapters.channels.telegram import close_bots
-from reengage.adapters.clock import AcceleratedClock, SystemClock
+from reengage.adapters.clock import AcceleratedClock, ManualClock, SystemClock
 from reengage.adapters.crypto import decrypt_json
 from reengage.adapters.db.activity_store import SqlActivityStore
 from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.db.timer_store import SqlTimerStore
-from reengage.adapters.pacing import InMemoryPacer, RedisPacer
+from reengage.adapters.pacing import InMemoryPacer, Pacer, RedisPacer
 from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
 from reengage.ports import ActivityStore, Channel, Clock, TimerStore
-from reengage.services.flows import FlowDeps, start_flow
+from reengage.services.flows import FlowDeps
 from reengage.services.record_activity import record_activity
 from reengage.services.timer_registry import Registry, default_registry
 
@@ -37,7 +36,7 @@ class Runtime:
     timers: TimerStore
     activity: ActivityStore
     clock: Clock
-    pacer: InMemoryPacer | RedisPacer
+    pacer: Pacer
     registry: Registry = field(default_factory=dict)
 
     @classmethod
@@ -66,8 +65,12 @@ class Runtime:
                 if settings.clock_speed > 1
                 else SystemClock()
             )
-        now = clock.now
-        pacer = RedisPacer(client) if client else InMemoryPacer(lambda: now().timestamp())
+        # Platform limits are counted in real time (a test's manual clock is its own).
+        pacer: Pacer
+        if client is None:
+            pacer = InMemoryPacer(clock.real_time)
+        else:
+            pacer = RedisPacer(client, clock.real_time if isinstance(clock, ManualClock) else None)
         runtime = cls(settings, engine, sessions, timers, activity, clock, pacer)
         runtime.registry.update(
             default_registry(
@@ -77,7 +80,8 @@ class Runtime:
                 activity=activity,
                 default_threshold=settings.default_inactivity_threshold,
                 language=settings.default_language,
-                start_flow=runtime._fallback_flow,
+                record=runtime.record,
+                clock=clock,
             )
         )
         return runtime
@@ -85,9 +89,6 @@ class Runtime:
     @property
     def flow_deps(self) -> FlowDeps:
         return FlowDeps(self.sessions, self.activity, self.timers, self.record, self.clock.now)
-
-    def _fallback_flow(self, conversation_id: int, flow_key: str, now: datetime) -> None:
-        start_flow(self.flow_deps, conversation_id, flow_key, now, reason="fallback")
 
     def channel_for(self, org_id: int, bot_id: int) -> Channel:
         """The channel adapter of one of the organization's bots."""

@@ -6,10 +6,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reengage.adapters.channels.fakes.telegram import FakeTelegram
+from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.clock import ManualClock
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
-from tests.e2e.shop import START, Shop
+from tests.e2e.shop import START, Shop, WhatsAppShop
 from tests.factories import make_bot, make_org
 from tests.manager_console import Console
 
@@ -53,6 +54,15 @@ def shop(runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock) -> I
     clock.set(START)
     with TestClient(create_app(runtime)) as client:
         yield Shop(runtime, client, fake_telegram, clock)
+
+
+@pytest.fixture
+def wa_shop(
+    runtime: Runtime, fake_whatsapp: FakeWhatsApp, clock: ManualClock
+) -> Iterator[WhatsAppShop]:
+    clock.set(START)
+    with TestClient(create_app(runtime)) as client:
+        yield WhatsAppShop(runtime, client, fake_whatsapp, clock)
 
 
 @pytest.fixture

@@ -4,21 +4,25 @@ fake, and a scheduler on a manual clock."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
 
 from reengage.adapters.channels.fakes.telegram import FakeTelegram
+from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.clock import ManualClock
 from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services.scheduler import Scheduler
-from tests.channel_harness import TG_TOKEN
+from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
 from tests.conftest import REDIS_URL, fresh_database
 from tests.factories import make_org
+
+WA_APP_SECRET = "app-secret-for-tests"
 
 # Monday 2026-01-05 12:00 UTC = 09:00 in São Paulo.
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -46,17 +50,13 @@ CAMPAIGN = {
 
 
 class Shop:
-    def __init__(
-        self, runtime: Runtime, client: TestClient, fake: FakeTelegram, clock: ManualClock
-    ) -> None:
+    CHANNEL: ClassVar[dict[str, Any]] = {"channel": "telegram", "credentials": {"token": TG_TOKEN}}
+
+    def __init__(self, runtime: Runtime, client: TestClient, fake: Any, clock: ManualClock) -> None:
         self.runtime, self.client, self.fake, self.clock = runtime, client, fake, clock
         org = make_org(runtime)
         self.headers = {"Authorization": f"Bearer {org.api_key}"}
-        self.bot = self.call(
-            "post",
-            "/v1/bots",
-            {"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
-        )["id"]
+        self.bot = self.call("post", "/v1/bots", {"name": "Loja", **self.CHANNEL})["id"]
         self.events = itertools.count(1)
         self.scheduler = Scheduler(
             sessions=runtime.sessions,
@@ -115,6 +115,74 @@ class Shop:
     def episodes(self) -> list[dict[str, Any]]:
         return list(self.call("get", "/v1/episodes", None))
 
+    def flow(self, key: str, definition: dict[str, Any], entry: bool = False) -> None:
+        self.call("put", f"/v1/bots/{self.bot}/flows/{key}", definition)
+        if entry:
+            self.call("put", f"/v1/bots/{self.bot}/entry-flow", {"entry_flow": key})
+
+    def log(self, user: str) -> list[str]:
+        """The kinds of the user's conversation log (all their conversations, in order),
+        without the flow's own steps."""
+        conversations = [c for c in self.call("get", "/v1/conversations") if c["user_id"] == user]
+        kinds: list[str] = []
+        for conv in sorted(conversations, key=lambda c: c["id"]):
+            events = self.call("get", f"/v1/conversations/{conv['id']}/events")
+            kinds += [e["kind"] for e in events if not e["kind"].startswith("flow_")]
+        return kinds
+
+
+class WhatsAppShop(Shop):
+    """The shop on a WhatsApp Cloud API number: users write through Meta-shaped webhooks,
+    signed with the app secret, on the real endpoint."""
+
+    CHANNEL: ClassVar[dict[str, Any]] = {
+        "channel": "whatsapp",
+        "credentials": {
+            "phone_number_id": WA_PHONE,
+            "access_token": WA_TOKEN,
+            "app_secret": WA_APP_SECRET,
+            "verify_token": "verify-me",
+        },
+    }
+
+    def post(self, user: str, message: dict[str, Any], name: str = "Maria Silva") -> None:
+        """One user message as Meta delivers it (`message`: its type and content)."""
+        n = next(self.events)
+        full = {"id": f"wamid.in{n}", "timestamp": str(int(self.clock.now().timestamp()))}
+        payload = FakeWhatsApp.inbound_payload(
+            WA_PHONE, "15550001234", user, full | message, profile_name=name
+        )
+        body = json.dumps(payload).encode()
+        headers = {
+            "X-Hub-Signature-256": FakeWhatsApp.signature(WA_APP_SECRET, body),
+            "Content-Type": "application/json",
+        }
+        r = self.client.post(f"/webhooks/whatsapp/{self.bot}", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+
+    def says(self, user: str, text: str) -> None:
+        self.post(user, {"type": "text", "text": {"body": text}})
+
+    def taps(self, user: str, title: str) -> None:
+        """The user taps a reply button."""
+        reply = {"id": f"btn-{title}", "title": title}
+        self.post(
+            user,
+            {"type": "interactive", "interactive": {"type": "button_reply", "button_reply": reply}},
+        )
+
+    def heard(self, user: str) -> list[str]:
+        out = []
+        for m in self.fake.sent_messages(user):
+            if m.type == "template":
+                params = m.body["template"].get("components", [{}])[0].get("parameters", [])
+                out.append(
+                    f"[{m.body['template']['name']}: {', '.join(p['text'] for p in params)}]"
+                )
+            else:
+                out.append(m.text or "")
+        return out
+
 
 # Embedded (SQLite), PostgreSQL alone, and production mode: PostgreSQL with activity, timers,
 # pacing (and the manager bot's conversation state) in Redis.
@@ -131,7 +199,12 @@ def shop_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
         extra["redis_url"] = REDIS_URL
     build = request.getfixturevalue("make_runtime")
     telegram_url = request.getfixturevalue("telegram_url")
+    whatsapp_url = request.getfixturevalue("whatsapp_url")
     runtime: Runtime = build(
-        url, telegram_api_base=telegram_url, public_url="https://reengage.example.com", **extra
+        url,
+        telegram_api_base=telegram_url,
+        whatsapp_api_base=whatsapp_url,
+        public_url="https://reengage.example.com",
+        **extra,
     )
     return runtime

@@ -168,7 +168,7 @@ def test_exclusions_window_and_language(shop: Shop, console: Console) -> None:
     console.press(ADMIN, "➕ Exclude a user")
     console.send(ADMIN, "424242")
     assert console.screen(ADMIN) == "🚫 Excluded users: 1"
-    assert shop.call("get", f"/v1/bots/{shop.bot}/campaign")["draft"]["exclusions"] == ["424242"]
+    assert shop.call("get", f"/v1/bots/{shop.bot}/campaign")["exclusions"] == ["424242"]
     console.press(ADMIN, "❌ 424242")
     assert console.screen(ADMIN) == "🚫 Excluded users: 0"
     console.press(ADMIN, "⬅ Back")

@@ -20,6 +20,7 @@ from reengage.entrypoints.manager_bot.context import Admin, Manager
 from reengage.entrypoints.manager_bot.start import main_menu
 from reengage.entrypoints.manager_bot.timeouts import timeouts_screen
 from reengage.runtime import Runtime
+from reengage.services.recovery_preview import Preview
 from tests.e2e.shop import START, Shop
 from tests.factories import make_bot, make_org
 from tests.manager_console import Console
@@ -187,7 +188,7 @@ def test_the_longest_callback_data_fits_64_bytes(runtime: Runtime) -> None:
         scr.step_screen(manager.keys(admin), view, 2),
         scr.block_screen(manager.keys(admin), view, 2, 0),
         scr.block_screen(manager.keys(admin), view, 2, 1),
-        scr.preview_screen(manager.keys(admin), view, []),
+        scr.preview_screen(manager.keys(admin), view, Preview([])),
         timeouts_screen(manager.keys(admin), huge, "bot", pol.resolve([], False)),
     ]
     data = [

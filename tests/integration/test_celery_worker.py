@@ -22,7 +22,7 @@ from reengage.domain.timer import ClaimedTimer
 from reengage.entrypoints.scheduler.executors import CeleryExecutor
 from reengage.entrypoints.worker.celery_app import make_celery
 from reengage.runtime import Runtime
-from reengage.services import recovery
+from reengage.services import recovery_episode
 from reengage.services.deliver import delivery_timer
 from reengage.services.scheduler import Scheduler
 from tests.factories import make_bot, make_org, message
@@ -133,8 +133,8 @@ def test_recovery_work_goes_to_the_recovery_queue(
     )
     now = clock.now()
     timers = [
-        recovery.step_timer(1, now),
-        delivery_timer(2, now, queue=recovery.QUEUE),
+        recovery_episode.step_timer(1, now),
+        delivery_timer(2, now, queue=recovery_episode.QUEUE),
         delivery_timer(3, now),
         inactivity_timer(4, "u", 1, now),
     ]

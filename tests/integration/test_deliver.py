@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +15,10 @@ from sqlalchemy import select
 from reengage.adapters.channels.fakes.telegram import FakeTelegram
 from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.channels.telegram import TelegramChannel
-from reengage.adapters.clock import ManualClock
+from reengage.adapters.clock import AcceleratedClock, ManualClock
 from reengage.adapters.db.models import Contact, Delivery, MediaAsset
 from reengage.adapters.pacing import InMemoryPacer
+from reengage.config import Settings
 from reengage.domain.activity import ChannelKind
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.outbound import Media, MessageKind, OutboundMessage, Skipped
@@ -114,18 +117,30 @@ def test_a_send_interrupted_midway_is_never_repeated(
     assert len(fake_telegram.calls_to("sendMessage")) == 1
 
 
-def test_a_429_is_waited_out_and_retried(
+def test_a_429_is_handed_back_to_the_delivery_timer_never_slept(
     runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
 ) -> None:
+    """A worker never waits out `retry_after`: the delivery comes back at its time, and every
+    worker holds off that chat until then."""
     org = make_org(runtime).org_id
     bot = telegram_bot(runtime, org)
     runtime.record(org, [message(bot, "777", clock.now())])
     fake_telegram.rate_limit_next("sendMessage", 7)
     before = clock.now()
     result = send(runtime, org, bot, "777", "k1")
-    assert result.status == "sent"
-    assert clock.now() - before == timedelta(seconds=7)
-    assert len(fake_telegram.calls_to("sendMessage")) == 2
+    assert (result.status, result.reason) == ("scheduled", "rate_limited")
+    assert clock.now() == before  # nothing slept
+    assert result.retry_at == before + timedelta(seconds=7)
+    retry = runtime.timers.get(f"delivery:{result.delivery_id}")
+    assert retry is not None
+    assert retry.due_at == before + timedelta(seconds=7)
+    other = send(runtime, org, bot, "777", "k2")  # the chat is held for every sender
+    assert (other.status, other.reason) == ("scheduled", "paced")
+    assert other.retry_at is not None
+    assert other.retry_at >= before + timedelta(seconds=7)
+    assert len(fake_telegram.calls_to("sendMessage")) == 1
+    clock.set(other.retry_at + timedelta(seconds=2))  # past the hold and k2's slot
+    assert send(runtime, org, bot, "777", "k1").status == "sent"  # the retry goes through
 
 
 def test_a_long_429_goes_back_to_the_caller(
@@ -136,7 +151,9 @@ def test_a_long_429_goes_back_to_the_caller(
     runtime.record(org, [message(bot, "777", clock.now())])
     fake_telegram.rate_limit_next("sendMessage", 3600)
     result = send(runtime, org, bot, "777", "k1")
-    assert (result.status, result.reason, result.retry_after) == ("scheduled", "rate_limited", 3600)
+    assert (result.status, result.reason) == ("scheduled", "rate_limited")
+    assert result.retry_at == clock.now() + timedelta(seconds=3600)
+    clock.advance(timedelta(hours=1))
     assert send(runtime, org, bot, "777", "k1").status == "sent"  # the retry goes through
 
 
@@ -224,6 +241,27 @@ def test_telegram_messages_older_than_48h_are_not_deleted(
     assert fake_telegram.calls == []
 
 
+@pytest.mark.parametrize(
+    ("description", "reason"),
+    [
+        ("Bad Request: message can't be deleted for everyone", "delete_refused"),
+        ("Bad Request: message to delete not found", "already_deleted"),
+    ],
+)
+def test_a_refused_delete_is_skipped_with_its_reason(
+    fake_telegram: FakeTelegram,
+    telegram_url: str,
+    clock: ManualClock,
+    description: str,
+    reason: str,
+) -> None:
+    channel = TelegramChannel(
+        TG_TOKEN, bot_key="9", clock=clock, pacer=InMemoryPacer(), api_base=telegram_url
+    )
+    fake_telegram.fail_next("deleteMessage", error_code=400, description=description)
+    assert channel.delete("777", "12", clock.now(), clock.now()) == Skipped(reason)
+
+
 def runtime_conversation(runtime: Runtime) -> int:
     from reengage.adapters.db.models import Conversation
 
@@ -261,8 +299,10 @@ def test_a_long_pacing_wait_is_handed_back_with_its_slot_held(
     started = time.monotonic()
     [retry] = fire(delivery_timer(ids[1], clock.now()))
     assert time.monotonic() - started < 0.5
-    assert retry.payload == {"delivery_id": ids[1], "slot_held": True}
-    assert timedelta(seconds=0.5) < retry.due_at - clock.now() <= timedelta(seconds=1)
+    assert retry.payload == {"delivery_id": ids[1], "slot_at": retry.payload["slot_at"]}
+    assert retry.due_at == runtime.clock.at_real(float(retry.payload["slot_at"] or 0))
+    # one message every 1.05 s in a chat (Telegram: about 1/s; 5 % spare for jitter)
+    assert retry.due_at - clock.now() == timedelta(seconds=1.05)
     with runtime.sessions() as s:
         row = s.get_one(Delivery, ids[1])
         assert (row.status, row.reason) == ("scheduled", "paced")
@@ -272,3 +312,41 @@ def test_a_long_pacing_wait_is_handed_back_with_its_slot_held(
     assert fire(retry) == []
     assert time.monotonic() - started < 0.5  # no second wait for a slot
     assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["m0", "m1"]
+
+
+def test_a_fast_demo_clock_never_shortens_the_platforms_waits(
+    sqlite_template: Path, tmp_path: Path, fake_telegram: FakeTelegram, telegram_url: str
+) -> None:
+    """With time 600x faster, a 429's 2 s and a chat's 1.05 s gap are still real seconds:
+    20 and 10.5 minutes of the demo's clock."""
+    path = tmp_path / "demo.db"
+    shutil.copy(sqlite_template, path)
+    clock = AcceleratedClock(600)
+    runtime = Runtime.build(
+        Settings(database_url=f"sqlite:///{path}", telegram_api_base=telegram_url), clock=clock
+    )
+    try:
+        org = make_org(runtime).org_id
+        bot = telegram_bot(runtime, org)
+        runtime.record(org, [message(bot, "777", clock.now()), message(bot, "778", clock.now())])
+        handle = runtime.registry[Purpose.DELIVERY].handle
+
+        def fire(user: str, key: str) -> list[Timer]:
+            """Send one message now; the timers that come back for it."""
+            contact = contact_of(runtime, bot, user)
+            text = OutboundMessage(MessageKind.TEXT, "Oi")
+            with runtime.sessions.begin() as s:
+                delivery = enqueue(
+                    s, DeliveryRequest(org, bot, contact, key, "t", text), clock.now()
+                )
+            with runtime.sessions.begin() as s:
+                return handle(s, delivery_timer(delivery, clock.now()), clock.now())
+
+        fake_telegram.rate_limit_next("sendMessage", 2)
+        [limited] = fire("777", "a")
+        assert 1100 < (limited.due_at - clock.now()).total_seconds() <= 1200
+        assert fire("778", "b") == []  # sent
+        [paced] = fire("778", "c")  # the same chat again: its next slot is 1.05 real s away
+        assert 550 < (paced.due_at - clock.now()).total_seconds() <= 630
+    finally:
+        runtime.close()

@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Bot, Conversation
-from reengage.domain.activity import ChannelKind
+from reengage.domain.activity import ChannelKind, Inbound
 from reengage.domain.policy import Level
 from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.flows import on_user_text, put_flow
+from reengage.services.flows import put_flow
 from reengage.services.policies import Scope, put_policy
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
@@ -47,8 +47,9 @@ def test_the_answer_beats_a_close_already_claimed(
             clock.now(),
         )
         s.get_one(Bot, bot).entry_flow = "f"
-    runtime.record(org, [message(bot, "u", clock.now())])
-    on_user_text(runtime.flow_deps, bot, "u", "oi", clock.now())
+    runtime.record(org, [message(bot, "u", clock.now(), inbound=Inbound("oi"))])
+    [start] = runtime.timers.claim_due(clock.now(), 10, timedelta(seconds=30))
+    InlineExecutor(runtime).submit([start], clock.now())  # the entry flow asks its question
     settle(runtime)
     clock.advance(timedelta(minutes=10))
     claimed = runtime.timers.claim_due(clock.now(), 10, timedelta(seconds=30))

@@ -1,4 +1,10 @@
-"""Clocks: the real one, an accelerated one for demos, a manual one for tests."""
+"""Clocks: the real one, an accelerated one for demos, a manual one for tests.
+
+Platforms count their limits (retry_after, pacing gaps) in real seconds: `real_time` and
+`sleep_real` are the wall clock even when a demo runs time faster, and `at_real` says which
+instant of this clock a real moment is. A manual clock is its own real time: tests control
+everything.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,15 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
 
+    def real_time(self) -> float:
+        return time.time()
+
+    def sleep_real(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+    def at_real(self, moment: float) -> datetime:
+        return datetime.fromtimestamp(moment, UTC)
+
 
 class AcceleratedClock:
     """Time that runs `speed` times faster than real time, from the moment it was made."""
@@ -31,6 +46,15 @@ class AcceleratedClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds) / self.speed)
+
+    def real_time(self) -> float:
+        return time.time()
+
+    def sleep_real(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+    def at_real(self, moment: float) -> datetime:
+        return self.now() + timedelta(seconds=(moment - time.time()) * self.speed)
 
 
 class ManualClock:
@@ -55,3 +79,12 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(timedelta(seconds=max(0.0, seconds)))
+
+    def real_time(self) -> float:
+        return self.now().timestamp()
+
+    def sleep_real(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+    def at_real(self, moment: float) -> datetime:
+        return datetime.fromtimestamp(moment, UTC)

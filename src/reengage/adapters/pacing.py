@@ -13,6 +13,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -49,13 +51,37 @@ end
 for i = n_gaps + 1, #KEYS do
   redis.call('SET', KEYS[i] .. ':' .. slots[i], '1', 'PX', ttl)
 end
-return string.format('%.6f', at - now)
+return {string.format('%.6f', at), string.format('%.6f', at - now)}
 """
+
+# KEYS: gap pointers; ARGV: the instant (seconds) before which none of them may send again.
+# Used after a platform's retry_after, so every worker holds off that chat.
+_HOLD = """
+local hold_to = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 1, #KEYS do
+  local free = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if hold_to > free then
+    redis.call('SET', KEYS[i], string.format('%.6f', hold_to), 'PX',
+      math.max(1, math.ceil((hold_to - now) * 1000) + 2000))
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A reserved send instant `at` (the pacer's seconds) and the wait for it from now."""
+
+    at: float
+    wait: float
 
 
 class InMemoryPacer:
     """Embedded mode: one process, one lock, the same algorithm as the Redis pacer, on the
-    process' clock (`now`: seconds)."""
+    process' real time (`now`: seconds; a test's manual clock in tests)."""
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
@@ -65,7 +91,7 @@ class InMemoryPacer:
 
     def reserve(
         self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
-    ) -> float:
+    ) -> Slot:
         with self._lock:
             now = self._now()
             at = max([now, *(self._free.get(key, 0.0) for key, _ in gaps)])
@@ -82,36 +108,88 @@ class InMemoryPacer:
                 self._taken[(key, math.floor(at * rate))] = at
             if len(self._taken) > 10_000:
                 self._taken = {k: t for k, t in self._taken.items() if t > now - 5}
-            return at - now
+            return Slot(at, at - now)
+
+    def hold(self, keys: Sequence[str], until: float) -> None:
+        with self._lock:
+            for key in keys:
+                self._free[key] = max(self._free.get(key, 0.0), until)
+
+    def now(self) -> float:
+        return self._now()
 
 
 class RedisPacer:
-    """Distributed mode: one Lua script on Redis' own clock, so workers on many machines agree."""
+    """Distributed mode: one Lua script on Redis' own clock, so workers on many machines agree
+    (`now`: a test's manual clock instead)."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._script = client.register_script(_RESERVE)
+    def __init__(self, client: redis.Redis, now: Callable[[], float] | None = None) -> None:
+        self._script = client.register_script(_RESERVE if now is None else _with_now(_RESERVE))
+        self._hold = client.register_script(_HOLD if now is None else _with_now(_HOLD))
+        self._client = client
+        self._now = now
+
+    def _time(self) -> list[float]:
+        return [] if self._now is None else [self._now()]
 
     def reserve(
         self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
-    ) -> float:
+    ) -> Slot:
         keys = [key for key, _ in gaps] + [key for key, _ in rates]
         args = [len(gaps), *(rate for _, rate in gaps), *(rate for _, rate in rates)]
-        return float(self._script(keys=keys, args=args))
+        at, wait = self._script(keys=keys, args=[*args, *self._time()])
+        return Slot(float(at), float(wait))
+
+    def hold(self, keys: Sequence[str], until: float) -> None:
+        self._hold(keys=list(keys), args=[until, *self._time()])
+
+    def now(self) -> float:
+        if self._now is not None:
+            return self._now()
+        seconds, micros = cast(tuple[int, int], self._client.time())
+        return float(seconds) + float(micros) / 1_000_000
 
 
-def pace(
-    pacer: InMemoryPacer | RedisPacer,
+def _with_now(script: str) -> str:
+    """The script on the caller's clock (its last argument) instead of Redis' TIME."""
+    return script.replace(
+        "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) + tonumber(t[2]) / 1000000",
+        "local now = tonumber(ARGV[#ARGV])",
+    )
+
+
+Pacer = InMemoryPacer | RedisPacer
+
+
+# A send this late for its reserved slot has lost it: arriving late, it would crowd the
+# slots after it (late sends bunch up), so it takes a new one instead.
+LATE_FOR_SLOT = 0.02
+
+
+def take_slot(
+    pacer: Pacer,
     gaps: Sequence[tuple[str, float]],
     rates: Sequence[tuple[str, float]] = (),
     *,
+    held: float | None = None,
     defer_over: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> float:
-    """Reserve a slot and wait for it; return 0. A wait longer than `defer_over` is not slept
-    through: it is returned, and the caller comes back when its reserved slot is due."""
-    wait = pacer.reserve(gaps, rates)
-    if defer_over is not None and wait > defer_over:
-        return wait
-    if wait > 0:
-        sleep(wait)
-    return 0.0
+) -> Slot | None:
+    """Be in a send slot at the moment of sending: the slot `held` from an earlier hand-back
+    if it is still ahead (or only just past), else a new reservation. Returns None when the
+    request may go now (after sleeping a short wait); a Slot to come back for when the wait is
+    longer than `defer_over` (None: always sleep)."""
+    if held is not None:
+        wait = held - pacer.now()
+        if defer_over is not None and wait > defer_over:
+            return Slot(held, wait)
+        if wait >= -LATE_FOR_SLOT:
+            if wait > 0:
+                sleep(wait)
+            return None
+    slot = pacer.reserve(gaps, rates)
+    if defer_over is not None and slot.wait > defer_over:
+        return slot
+    if slot.wait > 0:
+        sleep(slot.wait)
+    return None

@@ -39,6 +39,17 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
+class Inbound:
+    """What a user's message says beyond being activity: its text (for flows and keywords)
+    and what it tells about the contact."""
+
+    text: str | None = None
+    name: str | None = None
+    time_zone: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActivityEvent:
     """One validated activity event for one bot user."""
 
@@ -48,6 +59,7 @@ class ActivityEvent:
     user_id: str
     occurred_at: datetime
     status: ConversationStatus | None = None
+    inbound: Inbound | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,9 @@ class BotPolicy:
     org_id: int
     channel: ChannelKind
     inactivity_threshold: timedelta | None
+    # After a close, the subject's timer wakes this long after it (a live recovery campaign's
+    # threshold, counted from the close); None: a closed conversation has no timer.
+    after_close: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +101,18 @@ def _later(current: datetime | None, candidate: datetime) -> datetime:
     return candidate if current is None or candidate > current else current
 
 
+MESSAGE_TYPES = frozenset({EventType.USER_MESSAGE, EventType.BOT_MESSAGE, EventType.AGENT_MESSAGE})
+
+
+def starts_silence(clock: ConversationClock, event: ActivityEvent) -> bool:
+    """Whether `event` is new activity: a new version of the subject, whose silence starts
+    again. A message older than the last activity (a webhook delivered late, or retried
+    after days) moves the clocks it concerns but not the silence, so timers set for the
+    current silence stand and nothing runs twice."""
+    last = clock.last_activity_at
+    return not (event.type in MESSAGE_TYPES and last is not None and event.occurred_at < last)
+
+
 def apply_event(
     clock: ConversationClock, event: ActivityEvent, channel: ChannelKind
 ) -> ConversationClock:
@@ -93,7 +120,7 @@ def apply_event(
     at = event.occurred_at
     moved = replace(
         clock,
-        activity_seq=clock.activity_seq + 1,
+        activity_seq=clock.activity_seq + (1 if starts_silence(clock, event) else 0),
         last_activity_at=_later(clock.last_activity_at, at),
     )
     if event.type is EventType.USER_MESSAGE:

@@ -43,14 +43,29 @@ def inactivity_timer(bot_id: int, user_id: str, seq: int, due_at: datetime) -> T
 
 
 def next_inactivity_timer(
-    bot_id: int, user_id: str, clock: ConversationClock, threshold: timedelta | None
+    bot_id: int,
+    user_id: str,
+    clock: ConversationClock,
+    threshold: timedelta | None,
+    after_close: timedelta | None = None,
 ) -> Timer | None:
     """The one pending inactivity timer the subject should have, if any."""
-    if threshold is None or clock.status is ConversationStatus.CLOSED:
-        return None
+    due = next_wake(clock, threshold, after_close)
+    return None if due is None else inactivity_timer(bot_id, user_id, clock.activity_seq, due)
+
+
+def next_wake(
+    clock: ConversationClock, threshold: timedelta | None, after_close: timedelta | None
+) -> datetime | None:
+    """When the subject's timer fires: `threshold` after the last activity; once closed,
+    `after_close` after the later of the last activity and the close (recovery's silence)."""
     if clock.last_activity_at is None:
         return None
-    return inactivity_timer(bot_id, user_id, clock.activity_seq, clock.last_activity_at + threshold)
+    if clock.status is ConversationStatus.CLOSED:
+        if after_close is None:
+            return None
+        return max(clock.last_activity_at, clock.closed_at or clock.last_activity_at) + after_close
+    return None if threshold is None else clock.last_activity_at + threshold
 
 
 def decide_inactivity(

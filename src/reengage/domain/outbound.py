@@ -87,8 +87,10 @@ class Failed:
 
     reason: str
     retryable: bool = False
-    retry_after: float | None = None
+    retry_after: float | None = None  # real seconds
     detail: str = ""
+    # A pacing hand-back: the platform slot reserved for the retry (the pacer's seconds).
+    slot_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +109,11 @@ class SendContext:
 
     now: datetime
     window_expires_at: datetime | None = None
-    # A worker that may hand a long pacing wait back (as `Failed("paced", retry_after=…)`,
-    # the slot stays reserved for it) instead of sleeping through it.
+    # A worker that may hand a long pacing wait back (as `Failed("paced", slot_at=…)`, the
+    # slot stays reserved for it) instead of sleeping through it.
     may_defer: bool = False
-    # The retry of such a hand-back: its slot is already reserved.
-    slot_held: bool = False
+    # The retry of such a hand-back: its slot, already reserved, is honoured at the request.
+    slot_at: float | None = None
 
 
 def utf16_length(text: str) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,10 +17,14 @@ from reengage.domain.outbound import (
     Media,
     MessageKind,
     OutboundMessage,
+    Template,
     message_problems,
 )
 
 DEFAULT_THRESHOLD = timedelta(minutes=10)
+# WhatsApp's customer-service window: past it, only a template reaches the user.
+WHATSAPP_WINDOW = timedelta(hours=24)
+_NAME = re.compile(r"\{name(?:\|([^}]*))?\}")
 
 
 class CampaignError(ValueError):
@@ -38,10 +43,24 @@ class Block:
     delay: timedelta = timedelta(0)  # shown as typing/uploading before the send
     auto_delete_after: timedelta | None = None
     active: bool = True
+    template: Template | None = None  # WhatsApp: an approved template (parameters may hold {name})
 
-    def message(self) -> OutboundMessage:
+    def message(self, contact_name: str | None = None) -> OutboundMessage:
+        """The message to send; a template's `{name}` (or `{name|fallback}`) parameters take
+        the contact's name."""
+        if self.template is not None:
+            params = tuple(_with_name(p, contact_name) for p in self.template.parameters)
+            template = Template(self.template.name, self.template.language, params)
+            return OutboundMessage(MessageKind.TEMPLATE, template=template)
         media = Media(asset_id=self.asset_id, url=self.url) if self.kind in MEDIA_KINDS else None
         return OutboundMessage(self.kind, self.text, media)
+
+
+def _with_name(parameter: str, name: str | None) -> str:
+    def fill(match: re.Match[str]) -> str:
+        return (name or "").strip() or (match[1] or "").strip() or "cliente"
+
+    return _NAME.sub(fill, parameter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +82,19 @@ class Campaign:
     reentry_cooldown: timedelta = timedelta(0)
     holdout_percent: int = 0
     optout_keywords: tuple[str, ...] = ()
-    exclusions: frozenset[str] = field(default_factory=frozenset)
     steps: tuple[Step, ...] = ()
 
     @property
     def sends_anything(self) -> bool:
         """A campaign with no active block allocates nothing."""
         return any(step.active_blocks for step in self.steps)
+
+    def next_step(self, after: int = -1) -> int | None:
+        """The first step after `after` with an active block: steps without any are skipped
+        entirely (their schedule does not count)."""
+        return next(
+            (i for i in range(after + 1, len(self.steps)) if self.steps[i].active_blocks), None
+        )
 
 
 def _duration(value: Any, name: str, minimum: timedelta = timedelta(0)) -> timedelta:
@@ -88,7 +113,7 @@ def _block(raw: Mapping[str, Any], name: str) -> Block:
     except ValueError as exc:
         raise CampaignError(f"unknown kind {raw.get('kind')!r}", f"{name}.kind") from exc
     if kind is MessageKind.TEMPLATE:
-        raise CampaignError("templates are not blocks", f"{name}.kind")
+        return _template_block(raw, name)
     after = raw.get("auto_delete_after")
     block = Block(
         kind=kind,
@@ -107,6 +132,25 @@ def _block(raw: Mapping[str, Any], name: str) -> Block:
     if problems:
         raise CampaignError(problems[0], name)
     return block
+
+
+def _template_block(raw: Mapping[str, Any], name: str) -> Block:
+    """A WhatsApp template block: `template: {name, language, parameters}`."""
+    spec = raw.get("template")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise CampaignError("a template block needs template.name", f"{name}.template.name")
+    params = spec.get("parameters") or []
+    if not isinstance(params, list) or not all(isinstance(p, str) and p for p in params):
+        raise CampaignError("must be a list of texts", f"{name}.template.parameters")
+    language = spec.get("language", "pt_BR")
+    if not isinstance(language, str) or not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", language):
+        raise CampaignError("a language code such as pt_BR or en", f"{name}.template.language")
+    return Block(
+        kind=MessageKind.TEMPLATE,
+        delay=_duration(raw.get("delay", "0s"), f"{name}.delay"),
+        active=bool(raw.get("active", True)),
+        template=Template(spec["name"], language, tuple(params)),
+    )
 
 
 def parse_campaign(data: Mapping[str, Any]) -> Campaign:
@@ -142,7 +186,6 @@ def parse_campaign(data: Mapping[str, Any]) -> Campaign:
         reentry_cooldown=_duration(data.get("reentry_cooldown", "0s"), "reentry_cooldown"),
         holdout_percent=holdout,
         optout_keywords=tuple(str(k).strip().lower() for k in data.get("optout_keywords") or ()),
-        exclusions=frozenset(str(u) for u in data.get("exclusions") or ()),
         steps=tuple(steps),
     )
 
@@ -176,6 +219,7 @@ def decide_start(
     blocked: bool,
     last_episode_start: datetime | None,
     opted_out: bool = False,
+    excluded: bool = False,
 ) -> StartEpisode | NoEpisode:
     """Whether this silence starts an episode."""
     if not campaign.sends_anything:
@@ -188,7 +232,7 @@ def decide_start(
         return NoEpisode("opted_out")
     if paid and campaign.ignore_paid:
         return NoEpisode("paid")
-    if user_id in campaign.exclusions:
+    if excluded:
         return NoEpisode("excluded")
     if last_episode_start is not None and now - last_episode_start < campaign.reentry_cooldown:
         return NoEpisode("cooldown")
@@ -222,12 +266,9 @@ def preview(
 ) -> list[PreviewStep]:
     """What a user quiet since `last_activity` would receive, and when (the engine's code)."""
     tz = sch.zone(contact_zone or campaign.time_zone)
-    anchor = last_activity + campaign.threshold
     out = []
-    for index, step in enumerate(campaign.steps):
-        if not step.active_blocks:
-            continue
-        due = step_due(campaign, index, anchor, contact_zone)
+    for index, due in step_dues(campaign, last_activity + campaign.threshold, contact_zone):
+        step = campaign.steps[index]
         out.append(
             PreviewStep(
                 index,
@@ -237,8 +278,52 @@ def preview(
                 step.active_blocks,
             )
         )
-        anchor = due
     return out
+
+
+def step_dues(
+    campaign: Campaign, started_at: datetime, contact_zone: str | None = None
+) -> list[tuple[int, datetime]]:
+    """Every step that sends, with its due time, for an episode started at `started_at`:
+    the first at its schedule from the start, each next one from the previous one's."""
+    out: list[tuple[int, datetime]] = []
+    anchor, index = started_at, campaign.next_step()
+    while index is not None:
+        anchor = step_due(campaign, index, anchor, contact_zone)
+        out.append((index, anchor))
+        index = campaign.next_step(index)
+    return out
+
+
+def window_warnings(campaign: Campaign, language: str = "pt-BR") -> list[str]:
+    """What `late_steps` says, as a list."""
+    return list(late_steps(campaign, language).values())
+
+
+def late_steps(campaign: Campaign, language: str = "pt-BR") -> dict[int, str]:
+    """Steps whose free-form blocks can reach a WhatsApp contact 24 h or more after their
+    last message, when only a template gets through (those blocks would be skipped with
+    `window_closed`), each with its warning. Checked for a contact quiet since each hour of
+    a week."""
+    late: set[int] = set()
+    base = datetime(2026, 1, 5, tzinfo=sch.zone(campaign.time_zone))  # a Monday, 00:00
+    for hour in range(7 * 24):
+        last_activity = base + timedelta(hours=hour)
+        for index, due in step_dues(campaign, last_activity + campaign.threshold):
+            at = due
+            for block in campaign.steps[index].active_blocks:
+                at += block.delay
+                if block.template is None and at - last_activity >= WHATSAPP_WINDOW:
+                    late.add(index)
+    pt = language != "en"
+    return {
+        i: f"A etapa {i + 1} pode sair 24 h ou mais depois da última mensagem do contato: no "
+        "WhatsApp só um template chega, e os outros blocos serão pulados (window_closed)."
+        if pt
+        else f"Step {i + 1} can go out 24 h or more after the contact's last message: on "
+        "WhatsApp only a template gets through, other blocks will be skipped (window_closed)."
+        for i in sorted(late)
+    }
 
 
 def is_optout(campaign: Campaign, text: str) -> bool:

@@ -19,6 +19,7 @@ class Purpose(StrEnum):
     AUTO_DELETE = "auto_delete"
     DELIVERY = "delivery"
     CHAT_ACTION = "chat_action"
+    INBOUND = "inbound"
 
 
 @dataclass(frozen=True, slots=True)

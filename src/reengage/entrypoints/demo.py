@@ -24,12 +24,12 @@ from reengage.adapters.db.models import (
     SimulatorMessage,
 )
 from reengage.config import Settings
-from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbound
 from reengage.domain.policy import Level
 from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.scheduler.main import build_scheduler
 from reengage.runtime import Runtime
-from reengage.services.flows import on_user_text, put_flow
+from reengage.services.flows import put_flow
 from reengage.services.policies import Scope, put_policy
 from reengage.services.tenancy import create_bot, create_organization
 
@@ -107,11 +107,12 @@ def _simulate(runtime: Runtime, org_id: int, bot_id: int, stop: threading.Event)
                     created_at=now,
                 )
             )
+        said = Inbound(text)
         runtime.record(
-            org_id, [ActivityEvent(f"demo-{n}", EventType.USER_MESSAGE, bot_id, user, now)]
+            org_id,
+            [ActivityEvent(f"demo-{n}", EventType.USER_MESSAGE, bot_id, user, now, None, said)],
         )
         _say(now, f"{user} -> bot: {text}")
-        on_user_text(runtime.flow_deps, bot_id, user, text, now)
 
 
 def _report(runtime: Runtime, stop: threading.Event) -> None:
@@ -133,6 +134,7 @@ def _report(runtime: Runtime, stop: threading.Event) -> None:
                     ConversationEvent.kind.in_(
                         [
                             "reminder_sent",
+                            "reminder_skipped",
                             "closed_by_timeout",
                             "handoff_by_timeout",
                             "inactivity_detected",
@@ -147,7 +149,8 @@ def _report(runtime: Runtime, stop: threading.Event) -> None:
             _say(now, f"bot -> {m.chat_id}: {m.text}")
         for event, user in decided:
             seen_event = event.id
-            _say(now, f"** {user}: {event.kind} **")
+            why = f" ({event.reason})" if event.reason and event.reason != event.kind else ""
+            _say(now, f"** {user}: {event.kind}{why} **")
 
 
 def run_demo(*, speed: float, port: int, duration: float, database: str) -> None:

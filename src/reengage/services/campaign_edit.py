@@ -19,7 +19,7 @@ def current_draft(session: Session, org_id: int, bot_id: int) -> dict[str, Any]:
     """The bot's draft; an empty one (every default) when it has no campaign yet."""
     get_bot(session, org_id, bot_id)
     try:
-        return dict(recovery.get_campaign(session, org_id, bot_id).draft)
+        return recovery.draft_of(recovery.get_campaign(session, org_id, bot_id))
     except NotFound:
         return {}
 

@@ -58,10 +58,7 @@ def handle_chat_action(
         contact = reading.get_one(Contact, row.contact_id)
         if contact.blocked_at is not None:
             return []
-        if (
-            row.guard_seq is not None
-            and current_seq(reading, row, contact, activity) != row.guard_seq
-        ):
+        if row.guard_seq is not None and current_seq(reading, contact, activity) != row.guard_seq:
             return []
         previous = reading.get(Delivery, after) if after is not None else None
         if previous is not None and previous.status in ("scheduled", "sending"):

@@ -20,7 +20,6 @@ from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
 from reengage.services.errors import InvalidInput, NotFound
 from reengage.services.event_log import append_event
 from reengage.services.policies import refresh_wake
-from reengage.services.silence import open_conversation
 from reengage.services.tenancy import get_bot
 
 Record = Callable[[int, Sequence[ActivityEvent]], RecordResult]
@@ -73,8 +72,33 @@ class FlowDeps:
     clock_now: Callable[[], datetime]
 
 
+@dataclass(frozen=True, slots=True)
+class FlowMove:
+    """What one flow step did: the delivery timers to publish and the activity to record once
+    its transaction committed (the bot spoke; the conversation was handed off or closed)."""
+
+    step: fl.Step
+    timers: list[Timer]
+    events: list[ActivityEvent]
+    applied: bool = True  # False: this very input was applied before (a retry)
+
+
+def _move(
+    session: Session, conv: Conversation, step: fl.Step, now: datetime, key: str, proactive: bool
+) -> FlowMove:
+    timers = _apply(session, conv, step, now, key, proactive)
+    if timers is None:
+        return FlowMove(step, [], [], applied=False)
+    return FlowMove(step, timers, _events(conv.bot_id, _user_of(session, conv), step, key, now))
+
+
 def _apply(
-    session: Session, conv: Conversation, step: fl.Step, now: datetime, outcome_key: str
+    session: Session,
+    conv: Conversation,
+    step: fl.Step,
+    now: datetime,
+    outcome_key: str,
+    proactive: bool,
 ) -> list[Timer] | None:
     """Store the new position and enqueue the step's messages; return their timers.
     None when this very input was already applied (a retry)."""
@@ -98,26 +122,19 @@ def _apply(
             conv.org_id,
             conv.bot_id,
             conv.contact_id,
-            f"flow:{conv.id}:{outcome_key}:{i}",
+            f"flow:{outcome_key}:{i}",
             "flow",
             OutboundMessage(MessageKind.TEXT, text),
             conv.id,
+            proactive_group=f"flow:{outcome_key}" if proactive else None,
         )
         timers.append(delivery_timer(enqueue(session, request, now), now))
     return timers
 
 
-def _after(
-    deps: FlowDeps,
-    conv_org: int,
-    bot_id: int,
-    user_id: str,
-    step: fl.Step,
-    key: str,
-    now: datetime,
-    timers: list[Timer],
-) -> None:
-    deps.timers.schedule(timers)
+def _events(
+    bot_id: int, user_id: str, step: fl.Step, key: str, now: datetime
+) -> list[ActivityEvent]:
     events = []
     if step.say:
         # The bot spoke: the user's silence starts now, at the new node.
@@ -131,60 +148,68 @@ def _after(
                 f"flow:{key}:status", EventType.CONVERSATION_STATUS, bot_id, user_id, now, status
             )
         )
-    if events:
-        deps.record(conv_org, events)
+    return events
+
+
+def run_flow(
+    session: Session,
+    conv: Conversation,
+    flow_key: str,
+    now: datetime,
+    reason: str = "start",
+    *,
+    proactive: bool = False,
+) -> FlowMove:
+    """Run a flow from its start node in a conversation the caller holds locked (entry,
+    fallback, or by API). A `proactive` start (a timeout's fallback) speaks first: its
+    messages obey opt-outs and the minimum gap."""
+    flows = load_flows(session, conv.bot_id)
+    if flow_key not in flows:
+        raise NotFound(f"flow {flow_key!r} not found", "flow")
+    step = fl.run(flows, flow_key, None, conv.context_variables or {})
+    return _move(session, conv, step, now, f"{conv.id}:{reason}:{conv.activity_seq}", proactive)
+
+
+def answer_text(
+    session: Session, conv: Conversation, text: str | None, now: datetime, input_key: str
+) -> FlowMove | None:
+    """The user wrote (already recorded as activity): answer the question they are at, or
+    start the bot's entry flow in a conversation that has none. `input_key` names the input,
+    so a retry applies nothing twice."""
+    if conv.status != ConversationStatus.BOT.value:
+        return None  # a human has it, or it is over
+    flows = load_flows(session, conv.bot_id)
+    bot = session.get_one(Bot, conv.bot_id)
+    if conv.active_flow is None or conv.active_flow not in flows:
+        if not bot.entry_flow or bot.entry_flow not in flows:
+            return None
+        step = fl.run(flows, bot.entry_flow, None, conv.context_variables or {})
+    elif text is None:
+        return None  # a photo without a caption answers no question
+    else:
+        position = fl.Position(
+            conv.active_flow,
+            conv.active_node,
+            conv.status,
+            conv.handoff_queue,
+            conv.context_variables or {},
+        )
+        step = fl.answer(flows, position, text)
+    return _move(session, conv, step, now, f"{conv.id}:in:{input_key}", False)
 
 
 def start_flow(
     deps: FlowDeps, conversation_id: int, flow_key: str, now: datetime, reason: str = "start"
 ) -> fl.Step:
-    """Run a flow from its start node for a conversation (entry, fallback, or by API)."""
+    """Run a flow from its start node for a conversation, now (the API's "start a flow")."""
     with deps.sessions.begin() as session:
         conv = session.get_one(Conversation, conversation_id, with_for_update=True)
-        flows = load_flows(session, conv.bot_id)
-        if flow_key not in flows:
-            raise NotFound(f"flow {flow_key!r} not found", "flow")
-        step = fl.run(flows, flow_key, None, conv.context_variables or {})
-        key = f"{reason}:{conv.activity_seq}"
-        timers = _apply(session, conv, step, now, f"{conv.id}:{key}")
-        org_id, bot_id = conv.org_id, conv.bot_id
-        user_id = _user_of(session, conv)
-    if timers is not None:
-        _after(deps, org_id, bot_id, user_id, step, f"{conversation_id}:{key}", now, timers)
-    return step
-
-
-def on_user_text(
-    deps: FlowDeps, bot_id: int, user_id: str, text: str, now: datetime
-) -> fl.Step | None:
-    """The user wrote (already recorded as activity): answer the question they are at, or
-    start the bot's entry flow in a conversation that has none."""
-    deps.activity.flush_subject(bot_id, user_id, now)
-    with deps.sessions.begin() as session:
-        conv = open_conversation(session, bot_id, user_id)
-        if conv is None or conv.status != ConversationStatus.BOT.value:
-            return None  # a human has it, or it is over
-        flows = load_flows(session, bot_id)
-        bot = session.get_one(Bot, bot_id)
-        if conv.active_flow is None or conv.active_flow not in flows:
-            if not bot.entry_flow or bot.entry_flow not in flows or conv.status != "bot":
-                return None
-            step = fl.run(flows, bot.entry_flow, None, conv.context_variables or {})
-        else:
-            position = fl.Position(
-                conv.active_flow,
-                conv.active_node,
-                conv.status,
-                conv.handoff_queue,
-                conv.context_variables or {},
-            )
-            step = fl.answer(flows, position, text)
-        key = f"{conv.id}:in:{conv.activity_seq}"
-        timers = _apply(session, conv, step, now, key)
+        move = run_flow(session, conv, flow_key, now, reason)
         org_id = conv.org_id
-    if timers is not None:
-        _after(deps, org_id, bot_id, user_id, step, key, now, timers)
-    return step
+    deps.timers.schedule(move.timers)
+    if move.events:
+        deps.record(org_id, move.events)
+    return move.step
 
 
 def _user_of(session: Session, conv: Conversation) -> str:

@@ -222,7 +222,8 @@ def refresh_wake(session: Session, org_id: int) -> None:
             current = shortest.get(row.bot_id)
             shortest[row.bot_id] = first if current is None else min(current, first)
     with_flows = set(session.scalars(select(FlowRow.bot_id).where(FlowRow.org_id == org_id)))
-    # A live recovery campaign acts after its own threshold of silence.
+    recovery: dict[int, timedelta] = {}
+    # A live recovery campaign acts after its own threshold of silence (also after a close).
     for campaign in session.scalars(
         select(Campaign).where(Campaign.org_id == org_id, Campaign.enabled.is_(True))
     ):
@@ -234,6 +235,7 @@ def refresh_wake(session: Session, org_id: int) -> None:
         ).all()
         for definition in versions:
             threshold = parse_duration(str(definition.get("threshold", "10m")))
+            recovery[campaign.bot_id] = threshold
             current = shortest.get(campaign.bot_id)
             shortest[campaign.bot_id] = threshold if current is None else min(current, threshold)
     for bot in session.scalars(select(Bot).where(Bot.org_id == org_id)):
@@ -242,3 +244,5 @@ def refresh_wake(session: Session, org_id: int) -> None:
         candidates = [shortest.get(bot.id), shortest.get(None), question_default]
         known = [c for c in candidates if c is not None]
         bot.wake_after_s = int(min(known).total_seconds()) if known else None
+        after_close = recovery.get(bot.id)
+        bot.recovery_threshold_s = int(after_close.total_seconds()) if after_close else None

@@ -24,7 +24,13 @@ def bot_policies(
     """The organization's bots among `bot_ids` (another organization's bots are not found)."""
     rows = session.scalars(select(Bot).where(Bot.org_id == org_id, Bot.id.in_(bot_ids)))
     return {
-        b.id: BotPolicy(b.id, b.org_id, ChannelKind(b.channel), wake_delay(b, default_threshold))
+        b.id: BotPolicy(
+            b.id,
+            b.org_id,
+            ChannelKind(b.channel),
+            wake_delay(b, default_threshold),
+            timedelta(seconds=b.recovery_threshold_s) if b.recovery_threshold_s else None,
+        )
         for b in rows
     }
 

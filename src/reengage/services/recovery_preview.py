@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from reengage.adapters.db.models import Bot
 from reengage.domain import recovery as rec
 from reengage.domain import schedule as sch
+from reengage.domain.activity import ChannelKind
 from reengage.services import recovery
 from reengage.services.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    steps: list[rec.PreviewStep]
+    warnings: dict[int, str] = field(default_factory=dict)  # by step index
 
 
 def preview_campaign(
@@ -21,8 +30,9 @@ def preview_campaign(
     time_zone: str | None = None,
     published: bool = False,
     language: str = "pt-BR",
-) -> list[rec.PreviewStep]:
-    """Each step's due time for the draft (or the published version), as the engine runs it."""
+) -> Preview:
+    """Each step's due time for the draft (or the published version), as the engine runs it,
+    and on WhatsApp the steps that can fall outside the 24-hour window without a template."""
     row = recovery.get_campaign(session, org_id, bot_id)
     if published:
         if row.version == 0:
@@ -34,6 +44,10 @@ def preview_campaign(
         except rec.CampaignError as exc:  # pragma: no cover - drafts are validated
             raise InvalidInput(exc.message, exc.field) from exc
     try:
-        return rec.preview(campaign, last_activity, time_zone, language)
+        steps = rec.preview(campaign, last_activity, time_zone, language)
     except sch.ScheduleError as exc:
         raise InvalidInput(exc.message("en"), "time_zone") from exc
+    warnings: dict[int, str] = {}
+    if session.get_one(Bot, bot_id).channel == ChannelKind.WHATSAPP.value:
+        warnings = rec.late_steps(campaign, language)
+    return Preview(steps, warnings)

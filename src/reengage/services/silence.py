@@ -7,7 +7,6 @@ timer, under the same key and version: any new activity replaces it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,10 +21,11 @@ from reengage.domain.activity import ConversationStatus
 from reengage.domain.outbound import MessageKind, OutboundMessage, Template
 from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore
-from reengage.services import recovery
+from reengage.services import flows, recovery_episode
 from reengage.services.conversation_rows import clock_of, inactivity_threshold
 from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
 from reengage.services.event_log import append_event
+from reengage.services.flows import Record
 from reengage.services.policies import policy_for
 
 log = structlog.get_logger(__name__)
@@ -36,48 +36,64 @@ class SilenceDeps:
     activity: ActivityStore
     default_threshold: timedelta
     language: str = "pt-BR"
-    # Runs a fallback flow after the timeout's transaction commits (returns timers).
-    start_flow: Callable[[int, str, datetime], list[Timer] | None] | None = None
+    # Records the activity a fallback flow produces, once the timeout's transaction committed.
+    record: Record | None = None
+
+
+def latest_conversation(session: Session, bot_id: int, user_id: str) -> Conversation | None:
+    """The subject's newest conversation (open, or the one just closed), locked for this
+    transaction."""
+    return session.scalar(
+        select(Conversation)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Contact.bot_id == bot_id, Contact.external_id == user_id)
+        .order_by(Conversation.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
 
 
 def open_conversation(session: Session, bot_id: int, user_id: str) -> Conversation | None:
     """The subject's open conversation, locked for this transaction."""
-    return session.scalar(
-        select(Conversation)
-        .join(Contact, Contact.id == Conversation.contact_id)
-        .where(
-            Contact.bot_id == bot_id,
-            Contact.external_id == user_id,
-            Conversation.status != ConversationStatus.CLOSED.value,
-        )
-        .with_for_update()
-    )
+    conv = latest_conversation(session, bot_id, user_id)
+    return conv if conv is not None and conv.status != ConversationStatus.CLOSED.value else None
 
 
 def handle_silence(
     session: Session, timer: Timer, now: datetime, *, deps: SilenceDeps
 ) -> list[Timer]:
-    """Run every feature that is due for this silence; return the follow-up timer."""
+    """Run every feature that is due for this silence; return the follow-up timer.
+
+    One voice: while a timeout's stages run or a human has the conversation, recovery waits;
+    its threshold counts from the later of the last activity, the timeout's end and the
+    conversation's close."""
     bot_id, user_id = int(timer.payload["bot_id"] or 0), str(timer.payload["user_id"])
     seq = int(timer.payload["seq"] or 0)
     hot = deps.activity.hot_seq(bot_id, user_id)
     if hot is not None and hot != seq:
-        log.info("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version_mismatch")
+        log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version_mismatch")
         return []
     deps.activity.flush_subject(bot_id, user_id, now)
-    conv = open_conversation(session, bot_id, user_id)
-    if conv is None or conv.activity_seq != seq:
-        log.info("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version_mismatch")
+    conv = latest_conversation(session, bot_id, user_id)
+    if conv is None or conv.activity_seq != seq or conv.last_activity_at is None:
+        log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version_mismatch")
         return []
-    bot = session.get_one(Bot, bot_id)
-    wakes = [
-        _inactivity(session, conv, bot, now, deps),
-        _timeout(session, conv, bot, now, deps, timer.payload),
-        recovery.on_silence(session, conv, now),
-    ]
+    wakes: list[datetime | None] = []
+    since, recovery_may_start = conv.last_activity_at, True
+    if conv.status != ConversationStatus.CLOSED.value:
+        bot = session.get_one(Bot, bot_id)
+        wakes.append(_inactivity(session, conv, bot, now, deps))
+        timeout = _timeout(session, conv, bot, now, deps)
+        wakes.append(timeout.wake)
+        if timeout.pending or conv.status == ConversationStatus.HANDOFF.value:
+            recovery_may_start = False  # someone else speaks to this contact: recovery waits
+        elif timeout.ended_at is not None:
+            since = max(since, timeout.ended_at)
+    if conv.status == ConversationStatus.CLOSED.value and conv.closed_at is not None:
+        since = max(since, conv.closed_at)
+    if recovery_may_start:
+        wakes.append(recovery_episode.on_silence(session, conv, since, now))
     due = [w for w in wakes if w is not None]
-    if conv.status == ConversationStatus.CLOSED.value:
-        due = []
     conv.inactivity_due_at = min(due) if due else None
     if not due:
         return []
@@ -106,23 +122,25 @@ def _inactivity(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class TimeoutOutcome:
+    wake: datetime | None = None  # when the next stage is due
+    pending: bool = False  # stages are still to come in this silence
+    ended_at: datetime | None = None  # when its final stage ran, if it did
+
+
 def _timeout(
-    session: Session,
-    conv: Conversation,
-    bot: Bot,
-    now: datetime,
-    deps: SilenceDeps,
-    payload: object,
-) -> datetime | None:
+    session: Session, conv: Conversation, bot: Bot, now: datetime, deps: SilenceDeps
+) -> TimeoutOutcome:
     """The conversation's inactivity policy: run the stage that is due, once per silence."""
     policy, situation = policy_for(session, conv, bot.language or deps.language)
     silent_since = conv.last_activity_at
     if silent_since is None:
-        return None
+        return TimeoutOutcome()
     done = conv.timeout_stage if conv.timeout_seq == conv.activity_seq else 0
     decision = pol.decide_stage(policy, situation, silent_since, done, now)
     if isinstance(decision, pol.Wait):
-        return decision.until
+        return TimeoutOutcome(decision.until, pending=True)
     if isinstance(decision, pol.Skip):
         if decision.reason == "skipped_waiting_for_agent" and policy.enabled:
             append_event(
@@ -133,17 +151,21 @@ def _timeout(
                 dedup_key=f"timeout:{conv.activity_seq}:skip",
                 now=now,
             )
-        return None
+        ended = silent_since + policy.timeout if decision.reason == "completed" else None
+        return TimeoutOutcome(ended_at=ended)
     conv.timeout_seq, conv.timeout_stage = conv.activity_seq, decision.stage.index + 1
     if decision.action is None:
         _reminder(session, conv, decision.stage, now, deps.language)
     else:
         if not _claim_status(conv, decision.action, deps, now):
             conv.timeout_stage = done  # the user wrote meanwhile: nothing happens
-            return None
+            return TimeoutOutcome()
         _final(session, conv, policy, decision.stage, decision.action, now, deps)
+        return TimeoutOutcome(ended_at=silent_since + decision.stage.after)
     nxt = pol.decide_stage(policy, situation, silent_since, decision.stage.index + 1, now)
-    return nxt.until if isinstance(nxt, pol.Wait) else None
+    if isinstance(nxt, pol.Wait):
+        return TimeoutOutcome(nxt.until, pending=True)
+    return TimeoutOutcome()
 
 
 def _message(stage: pol.Stage, fallback: str | None) -> OutboundMessage | None:
@@ -159,19 +181,22 @@ def _send(
     key: str,
     message: OutboundMessage | None,
     now: datetime,
-    guard: bool,
+    purpose: str,
 ) -> None:
     if message is None:
         return
+    # A reminder is guarded: if the user writes before it goes out, it is skipped as
+    # user_active. A final message goes with its action, decided against this version.
     request = DeliveryRequest(
         conv.org_id,
         conv.bot_id,
         conv.contact_id,
         key,
-        "timeout",
+        purpose,
         message,
         conv.id,
-        conv.activity_seq if guard else None,
+        conv.activity_seq if purpose == "reminder" else None,
+        proactive_group=key,
     )
     timer = delivery_timer(enqueue(session, request, now), now)
     session.info.setdefault("after_commit", []).append(lambda: [timer])
@@ -181,17 +206,8 @@ def _reminder(
     session: Session, conv: Conversation, stage: pol.Stage, now: datetime, language: str
 ) -> None:
     key = f"timeout:{conv.id}:{conv.activity_seq}:{stage.index}"
-    # Guarded: if the user writes before it goes out, it is skipped as user_active.
-    _send(session, conv, key, _message(stage, pol.DEFAULT_REMINDER.get(language)), now, True)
-    append_event(
-        session,
-        conv,
-        kind="reminder_sent",
-        reason="reminder_sent",
-        dedup_key=key,
-        now=now,
-        detail={"stage": stage.index},
-    )
+    # Logged as sent (or skipped, and why) when its delivery has an outcome.
+    _send(session, conv, key, _message(stage, pol.DEFAULT_REMINDER.get(language)), now, "reminder")
 
 
 def _final(
@@ -212,7 +228,7 @@ def _final(
     }[action]
     # The row lock holds off the user's next message: the action and its message are decided
     # against the version the timer was set for, or not at all.
-    _send(session, conv, key, _message(stage, None), now, False)
+    _send(session, conv, key, _message(stage, None), now, "timeout")
     append_event(
         session,
         conv,
@@ -226,12 +242,37 @@ def _final(
         conv.status, conv.closed_at = ConversationStatus.CLOSED.value, now
     elif action is pol.Action.HANDOFF:
         conv.status, conv.handoff_queue = ConversationStatus.HANDOFF.value, policy.queue
-    elif action is pol.Action.FALLBACK_FLOW and deps.start_flow and policy.fallback_flow:
-        conv_id, flow_key = conv.id, policy.fallback_flow
-        start = deps.start_flow
-        session.info.setdefault("after_commit", []).append(
-            lambda: start(conv_id, flow_key, now) or []
+    elif action is pol.Action.FALLBACK_FLOW and policy.fallback_flow:
+        _fallback(session, conv, policy.fallback_flow, now, deps)
+
+
+def _fallback(
+    session: Session, conv: Conversation, flow_key: str, now: datetime, deps: SilenceDeps
+) -> None:
+    """Jump to the fallback flow in this transaction; it speaks first, so an opted-out
+    contact is not taken there at all."""
+    contact = session.get_one(Contact, conv.contact_id)
+    if contact.opted_out_at is not None:
+        append_event(
+            session,
+            conv,
+            kind="fallback_skipped",
+            reason="opted_out",
+            dedup_key=f"fallback:{conv.activity_seq}:skip",
+            now=now,
         )
+        return
+    move = flows.run_flow(session, conv, flow_key, now, "fallback", proactive=True)
+    record, org_id = deps.record, conv.org_id
+    if record is None or not move.applied:
+        return
+
+    def after_commit() -> list[Timer]:
+        if move.events:
+            record(org_id, move.events)
+        return move.timers
+
+    session.info.setdefault("after_commit", []).append(after_commit)
 
 
 def _claim_status(conv: Conversation, action: pol.Action, deps: SilenceDeps, now: datetime) -> bool:

@@ -10,14 +10,21 @@ from functools import partial
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.domain.timer import Purpose, Timer
-from reengage.ports import ActivityStore, ChannelProvider, TimerStore
-from reengage.services import inactivity, recovery
+from reengage.ports import ActivityStore, ChannelProvider, Clock, TimerStore
+from reengage.services import inactivity, recovery_episode
 from reengage.services.chat_action import handle_chat_action
 from reengage.services.deliver import (
+    DeliveryDeps,
     handle_auto_delete,
     handle_delivery_timer,
     pending_delete_timers,
     pending_delivery_timers,
+)
+from reengage.services.flows import Record
+from reengage.services.inbound_message import (
+    InboundDeps,
+    handle_inbound,
+    pending_inbound_timers,
 )
 from reengage.services.silence import SilenceDeps, handle_silence
 
@@ -46,18 +53,23 @@ def default_registry(
     activity: ActivityStore,
     default_threshold: timedelta,
     language: str,
-    start_flow: Callable[[int, str, datetime], list[Timer] | None] | None = None,
+    record: Record,
+    clock: Clock | None = None,
 ) -> Registry:
-    silence = SilenceDeps(activity, default_threshold, language, start_flow)
+    silence = SilenceDeps(activity, default_threshold, language, record)
     return {
+        Purpose.INBOUND: PurposeSpec(
+            handle=partial(handle_inbound, deps=InboundDeps(sessions, activity, record, language)),
+            pending=pending_inbound_timers,
+        ),
         Purpose.INACTIVITY: PurposeSpec(
             handle=partial(handle_silence, deps=silence),
             pending=inactivity.pending_inactivity_timers,
         ),
         Purpose.RECOVERY_STEP: PurposeSpec(
-            handle=partial(recovery.handle_step, activity=activity),
-            pending=recovery.pending_step_timers,
-            queue=recovery.QUEUE,
+            handle=partial(recovery_episode.handle_step, activity=activity),
+            pending=recovery_episode.pending_step_timers,
+            queue=recovery_episode.QUEUE,
         ),
         Purpose.AUTO_DELETE: PurposeSpec(
             handle=partial(handle_auto_delete, sessions=sessions, channels=channels),
@@ -72,10 +84,7 @@ def default_registry(
         Purpose.DELIVERY: PurposeSpec(
             handle=partial(
                 handle_delivery_timer,
-                sessions=sessions,
-                channels=channels,
-                timers=timers,
-                activity=activity,
+                deps=DeliveryDeps(sessions, channels, timers, activity, clock),
             ),
             pending=pending_delivery_timers,
         ),

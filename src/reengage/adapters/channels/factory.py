@@ -10,7 +10,7 @@ from reengage.adapters.channels.simulator import SimulatorChannel
 from reengage.adapters.channels.telegram import TelegramChannel
 from reengage.adapters.channels.webhook import WebhookChannel
 from reengage.adapters.channels.whatsapp import WhatsAppChannel
-from reengage.adapters.pacing import InMemoryPacer, RedisPacer
+from reengage.adapters.pacing import Pacer
 from reengage.config import Settings
 from reengage.domain.activity import ChannelKind
 from reengage.ports import Channel, Clock
@@ -37,7 +37,7 @@ def build_channel(
     settings: Settings,
     sessions: sessionmaker[Session],
     clock: Clock,
-    pacer: InMemoryPacer | RedisPacer,
+    pacer: Pacer,
 ) -> Channel:
     if kind is ChannelKind.TELEGRAM:
         return TelegramChannel(
@@ -53,6 +53,7 @@ def build_channel(
             credentials["access_token"],
             pacer=pacer,
             api_base=settings.whatsapp_api_base,
+            sleep=clock.sleep_real,
         )
     if kind is ChannelKind.WEBHOOK:
         return WebhookChannel(credentials["url"], credentials["secret"])

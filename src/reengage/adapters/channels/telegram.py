@@ -29,7 +29,7 @@ from aiogram.exceptions import (
 from aiogram.types import BufferedInputFile, Message
 
 from reengage.adapters.channels.aio import LoopThread, shared_loop
-from reengage.adapters.pacing import InMemoryPacer, RedisPacer, pace
+from reengage.adapters.pacing import Pacer, take_slot
 from reengage.domain.activity import ChannelKind
 from reengage.domain.outbound import (
     Blocked,
@@ -48,10 +48,12 @@ from reengage.ports import Clock
 
 @dataclass(frozen=True, slots=True)
 class TelegramLimits:
-    per_bot: float = 30.0  # messages/s for one bot across all chats
-    per_chat: float = 1.0  # messages/s in one chat
-    max_retry_wait: float = 60.0  # a longer retry_after is handed back to the caller
-    attempts: int = 3
+    # Telegram allows about 30 messages/s per bot and 1/s per chat. Sends are paced a little
+    # under both, so a request that leaves a few milliseconds late (a busy machine) still
+    # arrives within them: at most 30 in any second, never two in one chat within 1 s. (One
+    # send per 1/28 s slot puts at most 29 in any window of a second, plus one for lateness.)
+    per_bot: float = 28.0  # messages/s for one bot across all chats
+    per_chat: float = 1 / 1.05  # messages/s in one chat (one every 1.05 s)
     defer_over: float = 0.25  # a longer pacing wait is handed back when the caller allows it
 
 
@@ -110,7 +112,7 @@ class TelegramChannel:
         *,
         bot_key: str,
         clock: Clock,
-        pacer: InMemoryPacer | RedisPacer,
+        pacer: Pacer,
         api_base: str | None = None,
         limits: TelegramLimits = TelegramLimits(),  # noqa: B008
     ) -> None:
@@ -131,40 +133,39 @@ class TelegramChannel:
         make: Callable[[Bot], Coroutine[Any, Any, Any]],
         context: SendContext | None = None,
     ) -> Any:
-        """Call the API under pacing; 429 waits `retry_after` and retries, a bounded number
-        of times. Refusals come back as outcome values."""
+        """Call the API within the platform's pace. The slot is checked at the moment of the
+        request; a wait too long to sleep through, and a 429's `retry_after`, come back as
+        retryable outcomes for the caller to try again later. Refusals are outcome values."""
         limits = self._limits
-        may_defer = context is not None and context.may_defer
-        for attempt in range(1, limits.attempts + 1):
-            if attempt > 1 or context is None or not context.slot_held:
-                prefix = f"{{pace:tg:{self._bot_key}}}"
-                wait = pace(
-                    self._pacer,
-                    gaps=[(f"{prefix}:chat:{chat_id}", limits.per_chat)],
-                    rates=[(f"{prefix}:bot", limits.per_bot)],
-                    defer_over=limits.defer_over if may_defer else None,
-                    sleep=self._clock.sleep,
-                )
-                if wait:
-                    return Failed("paced", True, wait, "waiting for its send slot")
-            try:
-                return self._call(make)
-            except TelegramRetryAfter as exc:
-                if exc.retry_after > limits.max_retry_wait or attempt == limits.attempts:
-                    return Failed("rate_limited", True, float(exc.retry_after), exc.message)
-                self._clock.sleep(exc.retry_after)
-            except TelegramForbiddenError as exc:
-                return Blocked(exc.message)
-            except TelegramUnauthorizedError as exc:
-                return Failed("unauthorized", False, detail=exc.message)
-            except TelegramBadRequest as exc:
-                return Failed("bad_request", False, detail=exc.message)
-            except (TelegramServerError, TelegramNetworkError) as exc:
-                # The request may have reached Telegram: never resend blindly.
-                return Failed("ambiguous", False, detail=str(exc))
-            except TelegramAPIError as exc:
-                return Failed("api_error", False, detail=exc.message)
-        return Failed("rate_limited", True)  # pragma: no cover - loop always returns
+        prefix = f"{{pace:tg:{self._bot_key}}}"
+        chat = f"{prefix}:chat:{chat_id}"
+        slot = take_slot(
+            self._pacer,
+            gaps=[(chat, limits.per_chat)],
+            rates=[(f"{prefix}:bot", limits.per_bot)],
+            held=context.slot_at if context is not None else None,
+            defer_over=limits.defer_over if context is not None and context.may_defer else None,
+            sleep=self._clock.sleep_real,
+        )
+        if slot is not None:
+            return Failed("paced", True, slot.wait, "waiting for its send slot", slot.at)
+        try:
+            return self._call(make)
+        except TelegramRetryAfter as exc:
+            # Every worker holds off this chat for as long as Telegram asked.
+            self._pacer.hold([chat], self._pacer.now() + exc.retry_after)
+            return Failed("rate_limited", True, float(exc.retry_after), exc.message)
+        except TelegramForbiddenError as exc:
+            return Blocked(exc.message)
+        except TelegramUnauthorizedError as exc:
+            return Failed("unauthorized", False, detail=exc.message)
+        except TelegramBadRequest as exc:
+            return Failed("bad_request", False, detail=exc.message)
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            # The request may have reached Telegram: never resend blindly.
+            return Failed("ambiguous", False, detail=str(exc))
+        except TelegramAPIError as exc:
+            return Failed("api_error", False, detail=exc.message)
 
     def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
         problems = message_problems(message)
@@ -207,8 +208,11 @@ class TelegramChannel:
         result = self._paced(chat_id, lambda bot: bot.delete_message(chat_id, int(message_id)))
         if result is True:
             return Sent(message_id)
-        if isinstance(result, Failed) and "not found" in result.detail:
-            return Skipped("already_deleted")
+        if isinstance(result, Failed) and result.reason == "bad_request":
+            # "message to delete not found", "message can't be deleted (for everyone)": the
+            # platform's refusal, not a failure of ours.
+            gone = "not found" in result.detail
+            return Skipped("already_deleted" if gone else "delete_refused")
         assert isinstance(result, Sent | Skipped | Failed | Blocked)
         return result
 

@@ -6,13 +6,15 @@ Outside the 24-hour customer-service window only templates are sent: anything el
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from reengage.adapters.pacing import InMemoryPacer, RedisPacer, pace
+from reengage.adapters.pacing import Pacer, take_slot
 from reengage.domain.activity import ChannelKind
 from reengage.domain.outbound import (
     Failed,
@@ -59,11 +61,12 @@ class WhatsAppChannel:
         phone_number_id: str,
         access_token: str,
         *,
-        pacer: InMemoryPacer | RedisPacer,
+        pacer: Pacer,
         api_base: str = GRAPH_API,
         version: str = GRAPH_VERSION,
         limits: WhatsAppLimits = WhatsAppLimits(),  # noqa: B008
         timeout: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._number = phone_number_id
         self._base = f"{api_base.rstrip('/')}/{version}/{phone_number_id}"
@@ -71,6 +74,7 @@ class WhatsAppChannel:
         self._pacer = pacer
         self._limits = limits
         self._timeout = timeout
+        self._sleep = sleep
 
     def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
         problems = message_problems(message)
@@ -79,15 +83,16 @@ class WhatsAppChannel:
         closed = decide_window(ChannelKind.WHATSAPP, message, context)
         if closed:
             return closed
-        if not context.slot_held:
-            wait = pace(
-                self._pacer,
-                gaps=[],
-                rates=[(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)],
-                defer_over=self._limits.defer_over if context.may_defer else None,
-            )
-            if wait:
-                return Failed("paced", True, wait, "waiting for its send slot")
+        slot = take_slot(
+            self._pacer,
+            gaps=[],
+            rates=[(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)],
+            held=context.slot_at,
+            defer_over=self._limits.defer_over if context.may_defer else None,
+            sleep=self._sleep,
+        )
+        if slot is not None:
+            return Failed("paced", True, slot.wait, "waiting for its send slot", slot.at)
         try:
             with httpx.Client(timeout=self._timeout, headers=self._headers) as http:
                 body, file_id = self._body(http, chat_id, message)

@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, func, select, text, tuple_, update
+from sqlalchemy import Row, Table, bindparam, case, func, select, text, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.adapters.db.inbound import insert_inbound
 from reengage.adapters.db.models import ActivityRecord, Contact, Conversation, Episode
 from reengage.adapters.db.session import insert_for
 from reengage.domain import inactivity
@@ -53,10 +54,12 @@ class SqlActivityStore:
         plan: dict[str, Timer | None] = {}  # per timer key, the last decision wins
         with self._sessions.begin() as session:
             fresh = _claim_event_ids(session, org_id, events, now)
+            # In the same transaction as the activity: what the messages say, to process once.
+            inbound = insert_inbound(session, org_id, fresh, now)
             pending = fresh
             while pending:
                 pending = _apply(session, org_id, policies, pending, now, plan)
-        self._timers.schedule([t for t in plan.values() if t is not None])
+        self._timers.schedule([t for t in plan.values() if t is not None] + inbound)
         self._timers.cancel([key for key, t in plan.items() if t is None])
         return RecordResult(accepted=len(fresh), duplicates=len(events) - len(fresh))
 
@@ -141,13 +144,14 @@ def _apply(
             clock = apply_event(clock, event, policy.channel)
             if event.type is EventType.PAYMENT_CONFIRMED:
                 paid[contact_id] = max(event.occurred_at, paid.get(contact_id, event.occurred_at))
-        timer = inactivity.next_inactivity_timer(
-            bot_id, user_id, clock, policy.inactivity_threshold
-        )
-        plan[inactivity.inactivity_key(bot_id, user_id)] = timer
-        updates.append(
-            {"id": row.id, **clock_values(clock), "inactivity_due_at": timer and timer.due_at}
-        )
+        due = row.inactivity_due_at
+        if clock.activity_seq != row.activity_seq:  # late messages leave the silence alone
+            timer = inactivity.next_inactivity_timer(
+                bot_id, user_id, clock, policy.inactivity_threshold, policy.after_close
+            )
+            plan[inactivity.inactivity_key(bot_id, user_id)] = timer
+            due = timer and timer.due_at
+        updates.append({"id": row.id, **clock_values(clock), "inactivity_due_at": due})
         answered.append((contact_id, clock.activity_seq, clock.last_activity_at, clock.paid_at))
     session.execute(update(Conversation), updates)
     if paid:
@@ -280,10 +284,17 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
         for c, i in by_contact.items()
     ]
     columns = [k for k in params[0] if not k.startswith("b_")]
+    values: dict[str, Any] = {name: bindparam(name) for name in columns}
+    # The same version again (a late message moved some clocks, not the silence): the
+    # clocks are written, the deadline a handler set for this silence stays.
+    values["inactivity_due_at"] = case(
+        (table.c.activity_seq < bindparam("b_seq"), bindparam("inactivity_due_at")),
+        else_=table.c.inactivity_due_at,
+    )
     stmt = (
         update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.activity_seq < bindparam("b_seq"))
-        .values({name: bindparam(name) for name in columns})
+        .where(table.c.id == bindparam("b_id"), table.c.activity_seq <= bindparam("b_seq"))
+        .values(values)
     )
     session.execute(stmt, params)
     paid = [

@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -48,6 +49,8 @@ class Organization(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(8), default="pt-BR")
+    # One-voice rules (opt-out keywords, minimum gap): the organization's level.
+    voice: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
 
 
@@ -76,6 +79,11 @@ class Bot(Base):
     # The shortest silence any feature of this bot acts on: when its subject timer fires.
     wake_after_s: Mapped[int | None] = mapped_column(Integer)
     entry_flow: Mapped[str | None] = mapped_column(String(64))
+    # The live recovery campaign's threshold: a closed conversation's timer is armed this long
+    # after the close, so recovery counts its silence from the close.
+    recovery_threshold_s: Mapped[int | None] = mapped_column(Integer)
+    # One-voice rules (opt-out keywords, minimum gap): the bot's level, over the organization's.
+    voice: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
 
 
@@ -87,10 +95,15 @@ class Contact(Base):
     org_id: Mapped[int] = _org_fk()
     bot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bot.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str | None] = mapped_column(String(8))
     time_zone: Mapped[str | None] = mapped_column(String(64))
     paid_at: Mapped[datetime | None]
     blocked_at: Mapped[datetime | None]
     opted_out_at: Mapped[datetime | None]
+    # The last proactive message that went out, whatever feature sent it (for the minimum gap).
+    last_proactive_at: Mapped[datetime | None]
+    last_proactive_group: Mapped[str | None] = mapped_column(String(160))
     created_at: Mapped[datetime]
 
 
@@ -171,6 +184,41 @@ class ConversationEvent(Base):
     created_at: Mapped[datetime]
 
 
+class InboundMessage(Base):
+    """What a user's message says beyond being activity (its text; the contact's name, zone
+    or language), committed before the platform gets its answer and processed exactly once:
+    `pending` → `applied` (decisions committed; `effects` still to record) → `done`."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        UniqueConstraint("org_id", "event_id"),
+        Index(
+            "ix_inbound_message_open",
+            "bot_id",
+            "user_id",
+            postgresql_where=text("status <> 'done'"),
+            sqlite_where=text("status <> 'done'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organization.id", ondelete="CASCADE")
+    )
+    bot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bot.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(200))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    effects: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+
 class TimerRow(Base):
     """The SQL timer store: one row per pending timer key."""
 
@@ -199,6 +247,12 @@ class Delivery(Base):
         UniqueConstraint("org_id", "dedup_key"),
         Index("ix_delivery_bot_id_channel_message_id", "bot_id", "channel_message_id"),
         Index("ix_delivery_contact_id", "contact_id"),
+        Index(
+            "ix_delivery_after_id",
+            "after_id",
+            postgresql_where=text("after_id IS NOT NULL"),
+            sqlite_where=text("after_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -208,8 +262,15 @@ class Delivery(Base):
         BigInteger, ForeignKey("contact.id", ondelete="CASCADE")
     )
     conversation_id: Mapped[int | None] = mapped_column(BigInteger)
+    episode_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Sent only once this delivery (the block before it in a step) is settled: blocks keep
+    # their order whatever claims them; the one before releases it.
+    after_id: Mapped[int | None] = mapped_column(BigInteger)
     dedup_key: Mapped[str] = mapped_column(String(160))
     purpose: Mapped[str] = mapped_column(String(32))
+    # Set on proactive messages (reengage speaks first): one group per decision (a timeout
+    # stage, a recovery step). Opt-outs and the minimum gap apply to them; None: a reply.
+    proactive_group: Mapped[str | None] = mapped_column(String(160))
     # Sent only while the conversation is still at this activity version (the user has not
     # written since the send was decided); None: unconditional.
     guard_seq: Mapped[int | None] = mapped_column(BigInteger)
@@ -321,6 +382,8 @@ class Campaign(Base):
     enabled: Mapped[bool] = mapped_column(default=False)
     draft: Mapped[dict[str, Any]] = mapped_column(default=dict)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # Users never contacted: operational data, effective at once on running episodes.
+    exclusions: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime]
 
 

@@ -18,9 +18,11 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.activity_store import write_subject_clocks
+from reengage.adapters.db.inbound import insert_inbound
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.domain.activity import (
+    MESSAGE_TYPES,
     ActivityEvent,
     BotPolicy,
     ConversationClock,
@@ -31,6 +33,8 @@ from reengage.domain.activity import (
     clock_fields,
     subject_key,
 )
+from reengage.domain.inactivity import next_wake
+from reengage.domain.timer import Timer
 
 # Hash field of each clock attribute (short: a million subjects are held in memory).
 FIELDS = {
@@ -68,9 +72,12 @@ for i = 5, #ARGV do
       st, cleared = e.st, true
       if st == 'closed' then v.cl = e.t else v.cl = 0 end
     end
-    seq = seq + 1
+    -- A message older than the last activity moves its clocks, not the silence.
+    local fresh = not (e.m == 1 and v.la > 0 and e.t < v.la)
+    if fresh then seq = seq + 1 end
     for f, x in pairs(e.f) do if x > v[f] then v[f] = x end end
-    local set = {'st', st, 'gen', gen, 'seq', string.format('%d', seq), 'o', e.o, 'th', e.th}
+    local set = {'st', st, 'gen', gen, 'seq', string.format('%d', seq), 'o', e.o, 'th', e.th,
+      'ac', e.ac}
     local gone = {}
     for _, f in ipairs(F) do
       if v[f] > 0 then
@@ -84,8 +91,16 @@ for i = 5, #ARGV do
     if #gone > 0 then redis.call('HDEL', h, unpack(gone)) end
     redis.call('SADD', ns .. ':dirty', e.s)
     local tk = 'inactivity:' .. e.s
+    local wake = 0
     if st ~= 'closed' and e.th > 0 and v.la > 0 then
-      local due = string.format('%d', v.la + e.th)
+      wake = v.la + e.th
+    elseif st == 'closed' and e.ac > 0 and v.la > 0 then
+      wake = math.max(v.la, v.cl) + e.ac
+    end
+    if not fresh then
+      -- the timer of this silence stands
+    elseif wake > 0 then
+      local due = string.format('%d', wake)
       local payload = cjson.encode({bot_id = e.b, user_id = e.u, seq = seq})
       redis.call('ZADD', zkey, due, tk)
       redis.call('HSET', dkey, tk, string.format('%d', seq) .. '|h' .. string.format('%d', seq) ..
@@ -176,6 +191,12 @@ class RedisActivityStore:
     ) -> RecordResult:
         ordered = sorted(events, key=lambda e: e.occurred_at)
         self._seed_missing(org_id, {(e.bot_id, e.user_id) for e in ordered})
+        # What the messages say is committed to the database before the activity is
+        # accepted (a retry after a crash in between finds it there, once).
+        inbound: list[Timer] = []
+        if any(e.inbound is not None for e in ordered):
+            with self._sessions.begin() as session:
+                inbound = insert_inbound(session, org_id, ordered, now)
         accepted = 0
         segment: list[ActivityEvent] = []
         for event in ordered:
@@ -185,6 +206,7 @@ class RedisActivityStore:
                 segment = []
         if segment:
             accepted += self._run(org_id, policies, segment, now)
+        self._timers.schedule(inbound)
         return RecordResult(accepted, len(events) - accepted)
 
     def _run(
@@ -198,7 +220,7 @@ class RedisActivityStore:
         args: list[str | int] = [self._ns, self._ttl, zkey, dkey]
         for e in events:
             policy = policies[e.bot_id]
-            threshold = policy.inactivity_threshold
+            threshold, after_close = policy.inactivity_threshold, policy.after_close
             fields = {FIELDS[k]: _ms(v) for k, v in clock_fields(e, policy.channel).items()}
             args.append(
                 json.dumps(
@@ -212,6 +234,8 @@ class RedisActivityStore:
                         "st": e.status.value if e.status else None,
                         "f": fields,
                         "th": int(threshold.total_seconds() * 1000) if threshold else 0,
+                        "ac": int(after_close.total_seconds() * 1000) if after_close else 0,
+                        "m": 1 if e.type in MESSAGE_TYPES else 0,
                     },
                     separators=(",", ":"),
                 )
@@ -331,8 +355,10 @@ def _subject_clock(subject: str, data: dict[str, str]) -> SubjectClock | None:
         activity_seq=int(data["seq"]),
         **{attr: _dt(data.get(field)) for attr, field in FIELDS.items()},
     )
-    threshold = int(data.get("th") or 0)
-    due = None
-    if threshold and clock.last_activity_at and clock.status is not ConversationStatus.CLOSED:
-        due = clock.last_activity_at + timedelta(milliseconds=threshold)
+    threshold, after_close = int(data.get("th") or 0), int(data.get("ac") or 0)
+    due = next_wake(
+        clock,
+        timedelta(milliseconds=threshold) if threshold else None,
+        timedelta(milliseconds=after_close) if after_close else None,
+    )
     return SubjectClock(int(data.get("o", 0)), int(bot), user, int(data.get("gen", 0)), clock, due)

@@ -16,6 +16,7 @@ from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
 from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.campaign_edits import campaign_edits_router
+from reengage.entrypoints.api.contacts import contacts_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
@@ -95,6 +96,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(media_router)
     app.include_router(admins_router)
     app.include_router(campaign_edits_router)
+    app.include_router(contacts_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

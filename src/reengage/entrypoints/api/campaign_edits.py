@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from reengage.domain import campaign_draft as cd
 from reengage.domain.schedule import ScheduleError
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.recovery import CampaignOut
+from reengage.entrypoints.api.recovery import CampaignOut, campaign_out
 from reengage.entrypoints.api.schemas import ErrorOut
 from reengage.runtime import Runtime
 from reengage.services.campaign_edit import edit_draft
@@ -43,9 +43,7 @@ def _edit(
     try:
         with runtime.sessions.begin() as session:
             row = edit_draft(session, org_id, bot_id, edit, runtime.clock.now())
-            return CampaignOut(
-                bot_id=row.bot_id, enabled=row.enabled, version=row.version, draft=row.draft
-            )
+            return campaign_out(session, row)
     except (ScheduleError, cd.DraftError) as exc:
         field = "schedule" if isinstance(exc, ScheduleError) else exc.code
         raise InvalidInput(exc.message("en"), field) from exc

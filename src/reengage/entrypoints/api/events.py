@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from reengage.domain.activity import ActivityEvent
+from reengage.domain.activity import ActivityEvent, Inbound
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, EventBatch, EventIn, RecordOut
 from reengage.entrypoints.metrics import EVENTS_RECORDED
@@ -26,7 +26,10 @@ def to_domain(events: list[EventIn], now: datetime) -> list[ActivityEvent]:
         at = e.occurred_at or now
         if at > now + MAX_CLOCK_SKEW:
             raise InvalidInput("occurred_at is in the future", f"events[{index}].occurred_at")
-        out.append(ActivityEvent(e.id, e.type, e.bot_id, e.user_id, at, e.status))
+        said = None
+        if e.text is not None or e.name is not None or e.time_zone is not None:
+            said = Inbound(e.text, e.name, e.time_zone)
+        out.append(ActivityEvent(e.id, e.type, e.bot_id, e.user_id, at, e.status, said))
     return out
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery, Episode
 from reengage.domain.duration import format_duration
@@ -26,7 +27,27 @@ class CampaignOut(BaseModel):
     bot_id: int
     enabled: bool
     version: int
-    draft: dict[str, Any]
+    draft: dict[str, Any] = Field(description="What `publish` freezes as the next version")
+    exclusions: list[str] = Field(
+        default_factory=list,
+        description="Users never contacted: operational, they apply at once (no publishing)",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What to know before publishing (WhatsApp: steps that can fall outside "
+        "the 24-hour window without a template)",
+    )
+
+
+def campaign_out(session: Session, row: Any) -> CampaignOut:
+    return CampaignOut(
+        bot_id=row.bot_id,
+        enabled=row.enabled,
+        version=row.version,
+        draft=dict(row.draft),
+        exclusions=list(row.exclusions or ()),
+        warnings=recovery.warnings(session, row),
+    )
 
 
 class EnabledIn(BaseModel):
@@ -43,32 +64,31 @@ class PreviewIn(BaseModel):
     )
 
 
-def _out(row: Any) -> CampaignOut:
-    return CampaignOut(bot_id=row.bot_id, enabled=row.enabled, version=row.version, draft=row.draft)
-
-
 @recovery_router.put(
     "/v1/bots/{bot_id}/campaign",
     response_model=CampaignOut,
     description="Create or replace the draft of the bot's recovery campaign. "
     "Fields: time_zone, threshold (default 10m), ignore_paid (default true), "
     "send_window {start, end, weekdays}, reentry_cooldown, holdout_percent, "
-    "optout_keywords, exclusions, steps [{schedule, blocks [{kind, text | "
-    "caption, url | asset_id, delay, auto_delete_after, active}]}]. Schedules: "
+    "optout_keywords, exclusions (operational: they apply at once), steps [{schedule, "
+    "blocks [{kind, text | caption, url | asset_id, delay, auto_delete_after, active}]}]; "
+    "WhatsApp bots also take blocks {kind: template, template: {name, language, "
+    "parameters}} (a parameter may hold {name} or {name|fallback}). Schedules: "
     "30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30.",
 )
 def put_campaign(
     runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: dict[str, Any]
 ) -> CampaignOut:
     with runtime.sessions.begin() as session:
-        return _out(recovery.put_draft(session, org_id, bot_id, body, runtime.clock.now()))
+        row = recovery.put_draft(session, org_id, bot_id, body, runtime.clock.now())
+        return campaign_out(session, row)
 
 
 @recovery_router.get("/v1/bots/{bot_id}/campaign", response_model=CampaignOut)
 def get_campaign(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> CampaignOut:
     """The bot's campaign: its draft, published version and switch."""
     with runtime.sessions() as session:
-        return _out(recovery.get_campaign(session, org_id, bot_id))
+        return campaign_out(session, recovery.get_campaign(session, org_id, bot_id))
 
 
 @recovery_router.post("/v1/bots/{bot_id}/campaign/publish")
@@ -82,9 +102,8 @@ def publish(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> dict[str, int]:
 def enable(runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: EnabledIn) -> CampaignOut:
     """Switch the campaign on or off (off stops every running episode)."""
     with runtime.sessions.begin() as session:
-        return _out(
-            recovery.set_enabled(session, org_id, bot_id, body.enabled, runtime.clock.now())
-        )
+        row = recovery.set_enabled(session, org_id, bot_id, body.enabled, runtime.clock.now())
+        return campaign_out(session, row)
 
 
 @recovery_router.post("/v1/bots/{bot_id}/campaign/preview")
@@ -94,7 +113,7 @@ def preview(
     """Each step's due time (UTC and local) and blocks for a user last active at the given
     time — computed by the same code the engine runs."""
     with runtime.sessions() as session:
-        steps = preview_campaign(
+        preview = preview_campaign(
             session,
             org_id,
             bot_id,
@@ -113,12 +132,14 @@ def preview(
                     "kind": b.kind.value,
                     "text": b.text,
                     "url": b.url,
+                    "template": b.template.name if b.template else None,
                     "delay": format_duration(b.delay),
                 }
                 for b in s.blocks
             ],
+            "warning": preview.warnings.get(s.index),
         }
-        for s in steps
+        for s in preview.steps
     ]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reengage.domain.activity import ChannelKind, ConversationStatus, EventType
+from reengage.domain.contact import valid_zone
 
 MAX_BATCH = 1000
 
@@ -27,6 +28,21 @@ class EventIn(BaseModel):
     status: ConversationStatus | None = Field(
         default=None, description="New status; required for `conversation.status` only"
     )
+    text: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="`message.user` only: what the user wrote. It moves the bot's flow and "
+        "is checked for opt-out / opt-in keywords, once per event id.",
+    )
+    name: str | None = Field(
+        default=None, max_length=200, description="`message.user` only: the user's name"
+    )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="`message.user` only: the user's IANA time zone (e.g. America/Manaus); "
+        "recovery steps at a time of day use it",
+    )
 
     @model_validator(mode="after")
     def _status_matches_type(self) -> Self:
@@ -34,7 +50,17 @@ class EventIn(BaseModel):
             raise ValueError("status is required when type is conversation.status")
         if self.type is not EventType.CONVERSATION_STATUS and self.status is not None:
             raise ValueError("status is only allowed when type is conversation.status")
+        said = [n for n in ("text", "name", "time_zone") if getattr(self, n) is not None]
+        if said and self.type is not EventType.USER_MESSAGE:
+            raise ValueError(f"{said[0]} is only allowed when type is message.user")
         return self
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and not valid_zone(value):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name: America/Sao_Paulo)")
+        return value
 
 
 class EventBatch(BaseModel):

@@ -6,17 +6,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from reengage.adapters.db.models import SimulatorMessage
-from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbound
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut
 from reengage.services.errors import InvalidInput
-from reengage.services.inbound_text import handle_text
 from reengage.services.tenancy import get_bot
 
 simulator_router = APIRouter(tags=["simulator"])
@@ -103,7 +102,6 @@ def user_says(
     org_id: OrgId,
     bot_id: int,
     body: SimulatorMessageIn,
-    background: BackgroundTasks,
 ) -> SimulatorMessageOut:
     """The simulated user writes to the bot: the message is shown and recorded as activity."""
     _simulator_bot(runtime, org_id, bot_id)
@@ -121,9 +119,14 @@ def user_says(
         session.add(row)
         session.flush()
         out = _out(row)
+    # Keywords and the bot's flow answer it, once, through the inbound timer.
+    said = Inbound(body.text)
     runtime.record(
-        org_id, [ActivityEvent(f"sim:{out.id}", EventType.USER_MESSAGE, bot_id, body.chat_id, now)]
+        org_id,
+        [
+            ActivityEvent(
+                f"sim:{out.id}", EventType.USER_MESSAGE, bot_id, body.chat_id, now, None, said
+            )
+        ],
     )
-    # After the response: opt-out keywords, then the bot's flow answers.
-    background.add_task(handle_text, runtime.flow_deps, bot_id, body.chat_id, body.text, now)
     return out

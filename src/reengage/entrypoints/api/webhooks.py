@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request, Response
@@ -20,12 +20,18 @@ from reengage.adapters.channels import standard_webhooks
 from reengage.adapters.channels.telegram import answer_callback_query
 from reengage.adapters.crypto import decrypt_json
 from reengage.adapters.db.models import Bot
-from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationStatus, EventType
+from reengage.domain.activity import (
+    ActivityEvent,
+    ChannelKind,
+    ConversationStatus,
+    EventType,
+    Inbound,
+)
+from reengage.domain.contact import language_tag
 from reengage.entrypoints.api.deps import RuntimeDep
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
 from reengage.services.inbound import StatusUpdate, apply_statuses, set_blocked
-from reengage.services.inbound_text import handle_text
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -60,12 +66,6 @@ def _same(given: str | None, expected: str | None) -> bool:
     )
 
 
-def _run_flows(runtime: Runtime, bot_id: int, texts: list[tuple[str, str]], now: datetime) -> None:
-    """After the platform has its 200: move each conversation through its flow."""
-    for user_id, text in texts:
-        handle_text(runtime.flow_deps, bot_id, user_id, text, now)
-
-
 # --- Telegram -------------------------------------------------------------------------------
 
 
@@ -73,20 +73,42 @@ def _telegram_events(bot: Bot, update: dict[str, Any], now: datetime) -> list[Ac
     update_id = update.get("update_id")
     if not isinstance(update_id, int):
         raise BadPayload("update_id is missing or not an integer")
+    inbound = None
     message = update.get("message") or update.get("edited_message")
     if isinstance(message, dict):
         chat = message.get("chat") or {}
-        if "id" not in chat:
+        if not isinstance(chat, dict) or "id" not in chat:
             raise BadPayload("message.chat.id is missing")
         user = str(chat["id"])
+        sender: dict[str, Any] = message.get("from") or {}
+        if not isinstance(sender, dict):
+            raise BadPayload("message.from must be an object")
+        text = message.get("text") if "text" in message else message.get("caption")
+        if update.get("message"):  # an edit is activity, not a new answer
+            inbound = _inbound(text, sender)
     elif isinstance(update.get("callback_query"), dict):
         sender = update["callback_query"].get("from") or {}
-        if "id" not in sender:
+        if not isinstance(sender, dict) or "id" not in sender:
             raise BadPayload("callback_query.from.id is missing")
         user = str(sender["id"])
     else:
         return []
-    return [ActivityEvent(f"tg:{update_id}", EventType.USER_MESSAGE, bot.id, user, now)]
+    return [
+        ActivityEvent(f"tg:{update_id}", EventType.USER_MESSAGE, bot.id, user, now, None, inbound)
+    ]
+
+
+def _inbound(text: Any, sender: dict[str, Any]) -> Inbound:
+    """What a Telegram message says: its text or caption, its sender's name and language."""
+    names = [sender.get("first_name"), sender.get("last_name")]
+    name = " ".join(str(n) for n in names if isinstance(n, str) and n) or None
+    code = sender.get("language_code")
+    return Inbound(
+        text if isinstance(text, str) else None,
+        name[:200] if name else None,
+        None,
+        language_tag(code if isinstance(code, str) else None),
+    )
 
 
 @webhooks_router.post("/telegram/{bot_id}", responses={400: {}, 401: {}, 404: {}})
@@ -120,11 +142,6 @@ async def telegram_webhook(
             )
     if events:
         runtime.record(bot.org_id, events)
-        message = update.get("message") or {}
-        if isinstance(message, dict) and isinstance(message.get("text"), str):
-            background.add_task(
-                _run_flows, runtime, bot.id, [(events[0].user_id, message["text"])], now
-            )
     query = update.get("callback_query")
     if isinstance(query, dict) and query.get("id") and credentials.get("token"):
         background.add_task(
@@ -153,26 +170,21 @@ def whatsapp_verify(bot_id: int, request: Request, runtime: RuntimeDep) -> Plain
 
 def _whatsapp_parse(
     bot: Bot, payload: dict[str, Any], now: datetime
-) -> tuple[list[ActivityEvent], list[StatusUpdate], list[tuple[str, str]]]:
+) -> tuple[list[ActivityEvent], list[StatusUpdate]]:
     if payload.get("object") != "whatsapp_business_account":
         raise BadPayload("object must be whatsapp_business_account")
     events: list[ActivityEvent] = []
     statuses: list[StatusUpdate] = []
-    texts: list[tuple[str, str]] = []
     try:
         for entry in payload.get("entry", []):
             for change in entry.get("changes", []):
                 value = change.get("value", {})
+                names = {
+                    str(c.get("wa_id")): (c.get("profile") or {}).get("name")
+                    for c in value.get("contacts", [])
+                }
                 for message in value.get("messages", []):
-                    events.append(
-                        ActivityEvent(
-                            f"wa:{message['id']}",
-                            EventType.USER_MESSAGE,
-                            bot.id,
-                            str(message["from"]),
-                            now,
-                        )
-                    )
+                    events.append(_whatsapp_event(bot, message, names, now))
                 for status in value.get("statuses", []):
                     error = (status.get("errors") or [{}])[0]
                     statuses.append(
@@ -183,15 +195,54 @@ def _whatsapp_parse(
                             error.get("title"),
                         )
                     )
-    except (KeyError, AttributeError, TypeError) as exc:
+    except (KeyError, AttributeError, TypeError, ValueError, OverflowError, OSError) as exc:
         raise BadPayload(f"malformed WhatsApp payload: {exc!r}") from exc
-    return events, statuses, texts
+    return events, statuses
+
+
+def _whatsapp_event(
+    bot: Bot, message: dict[str, Any], names: dict[str, Any], now: datetime
+) -> ActivityEvent:
+    """A user's message as activity at the time they wrote it (Meta delivers webhooks late
+    and retries them for days; the 24-hour window opened when they wrote)."""
+    sender = str(message["from"])
+    written = datetime.fromtimestamp(int(message["timestamp"]), UTC)
+    name = names.get(sender)
+    inbound = Inbound(
+        _whatsapp_text(message), str(name)[:200] if isinstance(name, str) and name else None
+    )
+    return ActivityEvent(
+        f"wa:{message['id']}",
+        EventType.USER_MESSAGE,
+        bot.id,
+        sender,
+        min(written, now),
+        None,
+        inbound,
+    )
+
+
+def _whatsapp_text(message: dict[str, Any]) -> str | None:
+    """The words of a message: a text, the title of the button or list row the user chose,
+    a template quick-reply's text, or a media caption."""
+    kind = message.get("type")
+    part = message.get(kind) if isinstance(kind, str) else None
+    if not isinstance(part, dict):
+        return None
+    if kind == "text":
+        text = part.get("body")
+    elif kind == "interactive":
+        reply = part.get("button_reply") or part.get("list_reply") or {}
+        text = reply.get("title") if isinstance(reply, dict) else None
+    elif kind == "button":
+        text = part.get("text")
+    else:
+        text = part.get("caption")
+    return text if isinstance(text, str) else None
 
 
 @webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def whatsapp_webhook(
-    bot_id: int, request: Request, runtime: RuntimeDep, background: BackgroundTasks
-) -> Response:
+async def whatsapp_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> Response:
     """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body."""
     bot, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
     body = await request.body()
@@ -204,11 +255,9 @@ async def whatsapp_webhook(
     if not _same(request.headers.get("x-hub-signature-256"), expected):
         raise Unauthorized("bad or missing X-Hub-Signature-256")
     now = runtime.clock.now()
-    events, statuses, texts = _whatsapp_parse(bot, _json(body), now)
+    events, statuses = _whatsapp_parse(bot, _json(body), now)
     if events:
-        result = runtime.record(bot.org_id, events)
-        if result.accepted:
-            background.add_task(_run_flows, runtime, bot.id, texts, now)
+        runtime.record(bot.org_id, events)
     if statuses:
         apply_statuses(runtime.sessions, bot.id, statuses, now)
     return Response(status_code=200)
@@ -225,6 +274,9 @@ class GenericInbound(BaseModel):
     type: EventType | str = Field(description="An activity type, or user.blocked / user.unblocked")
     user_id: str = Field(min_length=1, max_length=128)
     status: ConversationStatus | None = None
+    text: str | None = Field(
+        default=None, max_length=4096, description="A user message's text (flows, keywords)"
+    )
 
 
 @webhooks_router.post("/generic/{bot_id}", responses={400: {}, 401: {}, 404: {}})
@@ -258,8 +310,9 @@ async def generic_webhook(bot_id: int, request: Request, runtime: RuntimeDep) ->
         kind = EventType(inbound.type)
     except ValueError as exc:
         raise BadPayload(f"unknown type {inbound.type!r}") from exc
+    said = Inbound(inbound.text) if kind is EventType.USER_MESSAGE else None
     runtime.record(
         bot.org_id,
-        [ActivityEvent(f"gw:{msg_id}", kind, bot.id, inbound.user_id, now, inbound.status)],
+        [ActivityEvent(f"gw:{msg_id}", kind, bot.id, inbound.user_id, now, inbound.status, said)],
     )
     return {"ok": True}

@@ -178,8 +178,8 @@ async def _preview(p: Press) -> Screen:
 
     def load(session: Session) -> Screen:
         view = scr.load_view(session, p.admin.org_id, p.bot)
-        steps = preview_campaign(session, p.admin.org_id, p.bot, now, language=p.lang)
-        return scr.preview_screen(p.manager.keys(p.admin), view, steps)
+        preview = preview_campaign(session, p.admin.org_id, p.bot, now, language=p.lang)
+        return scr.preview_screen(p.manager.keys(p.admin), view, preview)
 
     return await p.manager.db(load)
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reengage.domain import recovery as rec
 from reengage.domain import schedule as sch
 from reengage.entrypoints.manager_bot.actions import MENU, RECOVERY, Menu, Rec
 from reengage.entrypoints.manager_bot.context import Keys, Screen, lines
 from reengage.entrypoints.manager_bot.texts import t
 from reengage.services import recovery
 from reengage.services.errors import NotFound
+from reengage.services.recovery_preview import Preview
 from reengage.services.tenancy import get_bot
 
 
@@ -40,7 +40,7 @@ def load_view(session: Session, org_id: int, bot_id: int) -> CampaignView:
         row = recovery.get_campaign(session, org_id, bot_id)
     except NotFound:
         return CampaignView(bot.id, bot.name, False, 0, {})
-    return CampaignView(bot.id, bot.name, row.enabled, row.version, dict(row.draft))
+    return CampaignView(bot.id, bot.name, row.enabled, row.version, recovery.draft_of(row))
 
 
 def _yes(lang: str, value: bool) -> str:
@@ -188,8 +188,8 @@ def block_screen(keys: Keys, view: CampaignView, step: int, index: int) -> Scree
     return text, keys.markup()
 
 
-def preview_screen(keys: Keys, view: CampaignView, steps: list[rec.PreviewStep]) -> Screen:
-    lang = keys.admin.language
+def preview_screen(keys: Keys, view: CampaignView, preview: Preview) -> Screen:
+    lang, steps = keys.admin.language, preview.steps
     when = "%Y-%m-%d %H:%M" if lang == "en" else "%d/%m/%Y %H:%M"
     zone = view.draft.get("time_zone", "America/Sao_Paulo")
     text = [t(lang, "preview")]
@@ -201,7 +201,10 @@ def preview_screen(keys: Keys, view: CampaignView, steps: list[rec.PreviewStep])
                 minutes = int(block.auto_delete_after.total_seconds() // 60)
                 effects += f" 🧹{minutes}min"
             label = t(lang, f"kind_{block.kind.value}")
-            text.append(f"   • {label}: {block.text or ''}{effects}")
+            said = block.template.name if block.template else block.text or ""
+            text.append(f"   • {label}: {said}{effects}")
+        if step.index in preview.warnings:
+            text.append(f"   ⚠️ {preview.warnings[step.index]}")
     if not steps:
         text.append(t(lang, "preview_empty"))
     keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.CAMPAIGN, view.bot_id))

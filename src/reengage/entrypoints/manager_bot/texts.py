@@ -159,6 +159,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "kind_audio": ("áudio", "audio"),
     "kind_document": ("documento", "document"),
     "kind_animation": ("animação", "animation"),
+    "kind_template": ("template", "template"),
 }
 
 

@@ -18,8 +18,9 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,14 @@ from reengage.adapters.channels.fakes.telegram_api import (
     chat_key,
 )
 
-__all__ = ["FakeTelegram", "StoredFile", "TelegramCall", "TelegramError", "TelegramMessage"]
+__all__ = [
+    "FakeTelegram",
+    "FloodControl",
+    "StoredFile",
+    "TelegramCall",
+    "TelegramError",
+    "TelegramMessage",
+]
 
 _JSON_FIELDS = {
     "reply_markup": "reply keyboard markup",
@@ -88,6 +96,33 @@ class TelegramCall:
 
 
 @dataclass
+class FloodControl:
+    """Telegram's flood control, enforced in real time at the moment each request arrives:
+    at most `per_bot` messages in any second for one bot, and one message per `chat_gap`
+    seconds in one chat. A message past either gets 429 with `retry_after`."""
+
+    per_bot: int = 30
+    chat_gap: float = 1.0
+    retry_after: int = 1
+    refused: list[TelegramCall] = field(default_factory=list)
+    _chats: dict[tuple[str, int | str], float] = field(default_factory=dict)
+    _bots: dict[str, deque[float]] = field(default_factory=dict)
+
+    def check(self, token: str, target: int | str, at: float) -> TelegramError | None:
+        recent = self._bots.setdefault(token, deque())
+        while recent and recent[0] <= at - 1.0:
+            recent.popleft()
+        last = self._chats.get((token, target))
+        too_soon = last is not None and at - last < self.chat_gap
+        if too_soon or len(recent) >= self.per_bot:
+            description = f"Too Many Requests: retry after {self.retry_after}"
+            return TelegramError(429, description, self.retry_after)
+        recent.append(at)
+        self._chats[(token, target)] = at
+        return None
+
+
+@dataclass
 class _Failure:
     method: str
     error: TelegramError
@@ -124,6 +159,7 @@ class FakeTelegram:
         self._failures: list[_Failure] = []
         self._blocked: set[int | str] = set()
         self._revoked: set[str] = set()
+        self.flood: FloodControl | None = None
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"]),
@@ -174,6 +210,7 @@ class FakeTelegram:
             self._failures.clear()
             self._blocked.clear()
             self._revoked.clear()
+            self.flood = None
 
     # ---- scripting (thread-safe) ----
 
@@ -216,6 +253,13 @@ class FakeTelegram:
     def unblock(self, chat_id: int | str) -> None:
         with self._lock:
             self._blocked.discard(chat_key(chat_id))
+
+    def enforce_flood_control(self, per_bot: int = 30, chat_gap: float = 1.0) -> FloodControl:
+        """From now on, refuse with 429 the messages past Telegram's limits (in real time,
+        measured when each request arrives); the refused calls are listed on the result."""
+        with self._lock:
+            self.flood = FloodControl(per_bot, chat_gap)
+            return self.flood
 
     def revoke_token(self, token: str) -> None:
         """Every call with `token` answers 401 "Unauthorized", as after /revoke."""
@@ -279,6 +323,12 @@ class FakeTelegram:
         blockable = method.startswith(("send", "edit", "copy", "forward"))
         if blockable and target is not None and target in self._blocked:
             raise TelegramError(403, BLOCKED)
+        counted = blockable and method != "sendchataction"
+        if self.flood is not None and counted and target is not None:
+            refusal = self.flood.check(token, target, time.monotonic())
+            if refusal is not None:
+                self.flood.refused.append(self._calls[-1])
+                raise refusal
 
     async def _download(self, request: Request) -> Response:
         token, path = request.path_params["token"], request.path_params["file_path"]

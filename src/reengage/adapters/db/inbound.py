@@ -1,0 +1,53 @@
+"""The inbound-message outbox: what users' messages say, committed with their activity (or
+before the platform gets its answer) and processed once by the `inbound` timer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from reengage.adapters.db.models import InboundMessage
+from reengage.adapters.db.session import insert_for
+from reengage.domain.activity import ActivityEvent, EventType, subject_key
+from reengage.domain.timer import Purpose, Timer, timer_key
+
+_CHUNK = 500
+
+
+def inbound_timer(bot_id: int, user_id: str, due_at: datetime) -> Timer:
+    """The one timer that processes a subject's pending inbound messages, in order."""
+    key = timer_key(Purpose.INBOUND, subject_key(bot_id, user_id))
+    return Timer(key, Purpose.INBOUND, due_at, 0, {"bot_id": bot_id, "user_id": user_id})
+
+
+def insert_inbound(
+    session: Session, org_id: int, events: Sequence[ActivityEvent], now: datetime
+) -> list[Timer]:
+    """Store the inbound part of user messages (once per event id); return the timers that
+    process them, to publish after the commit."""
+    rows: list[dict[str, Any]] = [
+        {
+            "org_id": org_id,
+            "bot_id": e.bot_id,
+            "user_id": e.user_id,
+            "event_id": e.event_id,
+            "text": e.inbound.text,
+            "name": e.inbound.name,
+            "time_zone": e.inbound.time_zone,
+            "language": e.inbound.language,
+            "status": "pending",
+            "effects": [],
+            "occurred_at": e.occurred_at,
+            "received_at": now,
+        }
+        for e in events
+        if e.inbound is not None and e.type is EventType.USER_MESSAGE
+    ]
+    for start in range(0, len(rows), _CHUNK):
+        stmt = insert_for(session, InboundMessage).on_conflict_do_nothing()
+        session.execute(stmt, rows[start : start + _CHUNK])
+    subjects = dict.fromkeys((e.bot_id, e.user_id) for e in events if e.inbound is not None)
+    return [inbound_timer(bot_id, user_id, now) for bot_id, user_id in subjects]

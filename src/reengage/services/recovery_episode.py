@@ -1,0 +1,266 @@
+"""Recovery episodes: started by a silence, one step at a time, ended by one rule.
+
+An episode starts when a contact's silence passes the campaign's threshold (counted from the
+later of their last activity and the conversation's close), runs the campaign's steps that
+send something, each due at its schedule from the previous one's due time, and ends as
+`cancelled` (they came back), `converted` (they paid), `stopped` (blocked, opted out,
+excluded, campaign off) or `completed`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
+from reengage.domain import recovery as rec
+from reengage.domain.timer import Purpose, Timer, timer_key
+from reengage.ports import ActivityStore
+from reengage.services.chat_action import chat_action_timer
+from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
+from reengage.services.event_log import append_event
+from reengage.services.recovery import live_campaign, version_of
+
+log = structlog.get_logger(__name__)
+
+# Where a campaign's sends run in distributed mode, apart from conversation timeouts.
+QUEUE = "recovery"
+# A block's chat action starts this long after the block before it was due.
+ACTION_AFTER_PREVIOUS = timedelta(seconds=1)
+
+
+def step_timer(episode_id: int, due: datetime) -> Timer:
+    return Timer(
+        timer_key(Purpose.RECOVERY_STEP, str(episode_id)),
+        Purpose.RECOVERY_STEP,
+        due,
+        0,
+        {"episode_id": episode_id},
+    )
+
+
+def on_silence(
+    session: Session, conv: Conversation, silent_since: datetime, now: datetime
+) -> datetime | None:
+    """The subject timer fired and nothing else speaks to this contact: start an episode if
+    the campaign says so; return when to look again if its threshold has not passed."""
+    live = live_campaign(session, conv.bot_id)
+    if live is None:
+        return None
+    row, campaign = live
+    contact = session.get_one(Contact, conv.contact_id)
+    # The contact's latest episode: already started for this silence? When did it start?
+    latest = session.execute(
+        select(Episode.seq, Episode.started_at)
+        .where(Episode.contact_id == contact.id)
+        .order_by(Episode.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.seq == conv.activity_seq:
+        return None
+    decision = rec.decide_start(
+        campaign,
+        contact_id=contact.id,
+        user_id=contact.external_id,
+        seq=conv.activity_seq,
+        silent_since=silent_since,
+        now=now,
+        paid=contact.paid_at is not None,
+        blocked=contact.blocked_at is not None,
+        last_episode_start=latest.started_at if latest is not None else None,
+        opted_out=contact.opted_out_at is not None,
+        excluded=contact.external_id in (row.exclusions or ()),
+    )
+    if isinstance(decision, rec.NoEpisode):
+        if decision.reason == "not_due":
+            return silent_since + campaign.threshold
+        log.info("recovery.episode.skipped", contact_id=contact.id, reason=decision.reason)
+        return None
+    first = campaign.next_step()
+    assert first is not None  # decide_start refuses a campaign that sends nothing
+    due = rec.step_due(campaign, first, decision.started_at, contact.time_zone)
+    episode = Episode(
+        org_id=conv.org_id,
+        campaign_id=row.id,
+        version=row.version,
+        bot_id=conv.bot_id,
+        contact_id=contact.id,
+        conversation_id=conv.id,
+        seq=conv.activity_seq,
+        holdout=decision.holdout,
+        status="running",
+        next_step=first,
+        next_due_at=due,
+        started_at=decision.started_at,
+    )
+    session.add(episode)
+    session.flush()
+    timer = step_timer(episode.id, due)
+    session.info.setdefault("after_commit", []).append(lambda: [timer])
+    append_event(
+        session,
+        conv,
+        kind="recovery_episode_started",
+        now=now,
+        dedup_key=f"recovery:{episode.id}",
+        detail={"episode": episode.id},
+    )
+    log.info("recovery.episode.started", episode_id=episode.id, holdout=decision.holdout)
+    return None
+
+
+def end_reason(
+    episode: Episode, contact: Contact, campaign_row: Campaign, seq: int | None
+) -> tuple[str, str] | None:
+    """Whether a running episode must end before its next step, as (status, reason): the
+    one rule, also applied at once where the event happens (a return or a payment at the
+    write-behind, a block, an opt-out, an exclusion, the campaign switched off)."""
+    if contact.paid_at is not None and contact.paid_at >= episode.started_at:
+        return "converted", "paid"
+    if seq is not None and seq != episode.seq:
+        return "cancelled", "user_active"
+    if contact.blocked_at is not None:
+        return "stopped", "blocked"
+    if contact.opted_out_at is not None:
+        return "stopped", "opted_out"
+    if not campaign_row.enabled:
+        return "stopped", "campaign_disabled"
+    if contact.external_id in (campaign_row.exclusions or ()):
+        return "stopped", "excluded"
+    return None
+
+
+def _end(episode: Episode, status: str, reason: str, now: datetime) -> list[Timer]:
+    episode.status, episode.end_reason, episode.ended_at = status, reason, now
+    episode.next_due_at = None
+    log.info("recovery.step.skipped", episode_id=episode.id, reason=reason, status=status)
+    return []
+
+
+def handle_step(
+    session: Session, timer: Timer, now: datetime, *, activity: ActivityStore
+) -> list[Timer]:
+    """Send the episode's next step, unless the user came back, paid, or was stopped."""
+    episode = session.get(Episode, int(timer.payload["episode_id"] or 0), with_for_update=True)
+    if episode is None:
+        return []
+    if episode.status != "running":
+        # Ended meanwhile (the user came back, paid, opted out, the campaign was disabled):
+        # the step that was due is reported skipped for that reason.
+        log.info(
+            "recovery.step.skipped",
+            episode_id=episode.id,
+            step=episode.next_step,
+            reason=episode.end_reason,
+            status=episode.status,
+        )
+        return []
+    contact = session.get_one(Contact, episode.contact_id)
+    campaign_row = session.get_one(Campaign, episode.campaign_id)
+    ended = end_reason(episode, contact, campaign_row, _latest_seq(session, contact, activity))
+    if ended is not None:
+        return _end(episode, *ended, now)
+    campaign = version_of(session, campaign_row.id, episode.version)
+    index = episode.next_step
+    # Chained from the step's due time, as the preview computes it: a late run (a busy
+    # worker, a held send) does not push the rest of the campaign.
+    anchor = episode.next_due_at or now
+    timers = _send_step(session, episode, contact, index, campaign.steps[index], now)
+    session.info.setdefault("after_commit", []).append(lambda: timers)
+    episode.last_sent_at = now
+    log.info("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
+    following = campaign.next_step(index)
+    if following is None:
+        episode.next_step = index + 1
+        return _end(episode, "completed", "completed", now)
+    episode.next_step = following
+    due = rec.step_due(campaign, following, anchor, contact.time_zone)
+    episode.next_due_at = due
+    log.info(
+        "recovery.step.scheduled", episode_id=episode.id, step=following, due_at=due.isoformat()
+    )
+    return [step_timer(episode.id, due)]
+
+
+def _latest_seq(session: Session, contact: Contact, activity: ActivityStore) -> int | None:
+    hot = activity.hot_seq(contact.bot_id, contact.external_id)
+    if hot is not None:
+        return hot
+    seq: int | None = session.scalar(
+        select(func.max(Conversation.activity_seq)).where(Conversation.contact_id == contact.id)
+    )
+    return seq
+
+
+def _send_step(
+    session: Session, episode: Episode, contact: Contact, index: int, step: rec.Step, now: datetime
+) -> list[Timer]:
+    timers: list[Timer] = []
+    at, previous = now, None
+    for j, block in enumerate(step.blocks):
+        if not block.active:
+            continue
+        start, at = at, at + block.delay
+        request = DeliveryRequest(
+            episode.org_id,
+            episode.bot_id,
+            episode.contact_id,
+            f"recovery:{episode.id}:{index}:{j}",
+            "recovery",
+            block.message(contact.name),
+            episode.conversation_id,
+            episode.seq,
+            block.auto_delete_after,
+            proactive_group=f"recovery:{episode.id}:{index}",
+            episode_id=episode.id,
+            after_id=previous,
+        )
+        delivery_id = enqueue(session, request, now)
+        if episode.holdout:
+            row = session.get_one(Delivery, delivery_id)
+            if row.status == "scheduled":
+                row.status, row.reason, row.finished_at = "skipped", "holdout", now
+            continue
+        timers.append(delivery_timer(delivery_id, at, queue=QUEUE))
+        if block.delay:
+            # After the block before it went out (its message would clear the action).
+            begin = start + ACTION_AFTER_PREVIOUS if previous else start
+            timers.append(chat_action_timer(delivery_id, begin, at, previous))
+        previous = delivery_id
+    return timers
+
+
+def pending_step_timers(
+    session: Session, due_before: datetime | None, after_id: int, limit: int
+) -> list[tuple[int, Timer]]:
+    stmt = (
+        select(Episode.id, Episode.next_due_at)
+        .where(Episode.status == "running", Episode.next_due_at.is_not(None), Episode.id > after_id)
+        .order_by(Episode.id)
+        .limit(limit)
+    )
+    if due_before is not None:
+        stmt = stmt.where(Episode.next_due_at <= due_before)
+    return [(i, step_timer(i, due)) for i, due in session.execute(stmt)]
+
+
+def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: datetime) -> None:
+    """The contact opted out: their running episodes stop, and so does the one their opt-out
+    message itself ended as a return (it is activity too) — `stopped/opted_out` says why."""
+    session.execute(
+        update(Episode)
+        .where(
+            Episode.contact_id == contact.id,
+            (Episode.status == "running")
+            | (
+                (Episode.status == "cancelled")
+                & (Episode.end_reason == "user_active")
+                & (Episode.ended_at >= said_at)
+            ),
+        )
+        .values(status="stopped", end_reason="opted_out", ended_at=now, next_due_at=None)
+    )
+    log.info("recovery.opted_out", contact_id=contact.id)
