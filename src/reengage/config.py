@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reengage.domain.duration import parse_duration
@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     default_inactivity_threshold: Duration = Field(default=timedelta(minutes=10))
     clock_speed: float = Field(
         default=1.0, ge=1.0, le=10_000.0, description="Time acceleration for demos (1 = real time)."
+    )
+    clock_epoch: AwareDatetime | None = Field(
+        default=None,
+        description="With clock_speed: the instant accelerated time starts from (every process "
+        "given the same epoch agrees on the time); default: when the process starts.",
     )
     log_json: bool = False
     public_url: str = Field(

@@ -61,7 +61,7 @@ class Runtime:
             activity = SqlActivityStore(sessions, timers)
         if clock is None:
             clock = (
-                AcceleratedClock(settings.clock_speed)
+                AcceleratedClock(settings.clock_speed, settings.clock_epoch)
                 if settings.clock_speed > 1
                 else SystemClock()
             )

@@ -33,15 +33,16 @@ class SystemClock:
 
 
 class AcceleratedClock:
-    """Time that runs `speed` times faster than real time, from the moment it was made."""
+    """Time that runs `speed` times faster than real time from `epoch` (default: the moment
+    it was made). Processes given the same epoch agree on the time."""
 
-    def __init__(self, speed: float, start: datetime | None = None) -> None:
+    def __init__(self, speed: float, epoch: datetime | None = None) -> None:
         self.speed = speed
-        self._start = start or datetime.now(UTC)
-        self._origin = time.monotonic()
+        self._start = epoch or datetime.now(UTC)
+        self._origin = self._start.timestamp()
 
     def now(self) -> datetime:
-        elapsed = (time.monotonic() - self._origin) * self.speed
+        elapsed = (time.time() - self._origin) * self.speed
         return self._start + timedelta(seconds=elapsed)
 
     def sleep(self, seconds: float) -> None:
