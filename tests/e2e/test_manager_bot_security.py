@@ -113,6 +113,39 @@ def test_a_button_replayed_after_expiry_is_refused(
     assert console.answers()[-1]["text"] == EXPIRED
 
 
+def test_a_button_that_changes_something_works_once(
+    shop: Shop, console: Console, clock: ManualClock
+) -> None:
+    """ "Ignore payers" flips the setting: pressed again (a double tap, a replayed update) it
+    would flip it back. It works once; screens can be opened again and again."""
+    data = at_campaign(shop, console)
+    console.press_data(ADMIN, data)
+    assert draft(shop) == {"ignore_paid": False}
+    with structlog.testing.capture_logs() as logs:
+        console.press_data(ADMIN, data)
+    assert draft(shop) == {"ignore_paid": False}
+    assert console.answers()[-1]["text"] == EXPIRED
+    assert [e["reason"] for e in logs if e["event"] == "manager.callback.refused"] == [
+        "already_used"
+    ]
+    steps = console.data_of(ADMIN, "🪜 Passos")
+    console.press_data(ADMIN, steps)
+    console.press_data(ADMIN, steps)  # a screen: pressed twice, shown twice
+    assert console.answers()[-1].get("show_alert") in (None, False)
+
+
+def test_an_admin_removed_meanwhile_is_refused_at_once(shop: Shop, console: Console) -> None:
+    data = at_campaign(shop, console)
+    r = shop.client.delete(f"/v1/admins/{ADMIN}", headers=shop.headers)
+    assert r.status_code == 204
+    assert shop.call("get", "/v1/admins") == []
+    console.press_data(ADMIN, data)  # a fresh, correctly signed button
+    assert draft(shop) is None  # nothing changed: no campaign was even created
+    assert console.answers()[-1]["text"] == REFUSED
+    other = shop.client.delete(f"/v1/admins/{OTHER_ADMIN}", headers=shop.headers)
+    assert other.status_code == 404
+
+
 def test_another_organizations_admin_cannot_reach_this_bot(
     shop: Shop, console: Console, runtime: Runtime
 ) -> None:

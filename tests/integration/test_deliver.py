@@ -23,6 +23,7 @@ from reengage.domain.activity import ChannelKind
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.outbound import Media, MessageKind, OutboundMessage, Skipped
 from reengage.domain.timer import Purpose, Timer
+from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services.deliver import (
     DeliveryRequest,
@@ -88,33 +89,125 @@ def test_a_delivery_is_sent_once_per_key(
     assert len(fake_telegram.calls_to("sendMessage")) == 1
 
 
-def test_a_send_interrupted_midway_is_never_repeated(
+def interrupted(
+    runtime: Runtime, org: int, bot: int, key: str, requested_at: Any, **extra: Any
+) -> None:
+    """A delivery an earlier attempt left `sending` (its process died, or still runs)."""
+    with runtime.sessions.begin() as s:
+        contact = s.scalars(select(Contact.id).where(Contact.bot_id == bot)).one()
+        s.add(
+            Delivery(
+                org_id=org,
+                bot_id=bot,
+                contact_id=contact,
+                dedup_key=key,
+                purpose="test",
+                status="sending",
+                message={"kind": "text", "text": key},
+                attempts=1,
+                scheduled_at=runtime.clock.now(),
+                sending_at=runtime.clock.now(),
+                requested_at=requested_at,
+                **extra,
+            )
+        )
+
+
+def test_a_send_that_left_without_an_answer_is_never_repeated(
     runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
 ) -> None:
     org = make_org(runtime).org_id
     bot = telegram_bot(runtime, org)
     runtime.record(org, [message(bot, "777", clock.now())])
-    first = send(runtime, org, bot, "777", "k1")
-    with runtime.sessions.begin() as s:  # as if the process died after claiming the row
-        row = s.get_one(Delivery, first.delivery_id)
-        row.status, row.finished_at = "sending", None
-        s.add(
-            Delivery(
-                org_id=org,
-                bot_id=bot,
-                contact_id=row.contact_id,
-                dedup_key="k2",
-                purpose="test",
-                status="sending",
-                message=row.message,
-                attempts=1,
-                scheduled_at=clock.now(),
-                sending_at=clock.now(),
-            )
-        )
+    interrupted(runtime, org, bot, "k2", requested_at=clock.now() - timedelta(seconds=30))
     result = send(runtime, org, bot, "777", "k2")
     assert (result.status, result.reason) == ("failed", "ambiguous")
-    assert len(fake_telegram.calls_to("sendMessage")) == 1
+    assert fake_telegram.calls_to("sendMessage") == []
+
+
+def test_a_send_killed_before_its_request_is_sent_once_not_lost(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    interrupted(runtime, org, bot, "k3", requested_at=None)
+    assert send(runtime, org, bot, "777", "k3").status == "sent"
+    assert send(runtime, org, bot, "777", "k3").status == "sent"
+    assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["k3"]
+    with runtime.sessions() as s:
+        row = s.scalars(select(Delivery).where(Delivery.dedup_key == "k3")).one()
+    assert (row.attempts, row.requested_at) == (2, clock.now())
+
+
+def test_a_request_still_in_flight_is_left_to_its_worker(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    left = clock.now() - timedelta(seconds=5)
+    interrupted(runtime, org, bot, "k4", requested_at=left)
+    result = send(runtime, org, bot, "777", "k4")
+    assert (result.status, result.retry_at) == ("sending", left + timedelta(seconds=25))
+    assert fake_telegram.calls_to("sendMessage") == []
+
+
+def test_at_least_once_sends_an_ambiguous_message_once_more_and_no_more(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    old = clock.now() - timedelta(seconds=30)
+    interrupted(runtime, org, bot, "k5", requested_at=old, retry_ambiguous=True)
+    assert send(runtime, org, bot, "777", "k5").status == "sent"
+    interrupted(runtime, org, bot, "k6", requested_at=old, retry_ambiguous=True, ambiguous_at=old)
+    assert send(runtime, org, bot, "777", "k6").reason == "ambiguous"  # already retried once
+    assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["k5"]
+
+
+def test_an_attempt_that_lost_its_claim_sends_nothing(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    """A stalled worker wakes after its claim was taken over: its in-flight mark fails, so it
+    never sends; the attempt that holds the claim does, once."""
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    real = runtime.channel_for
+
+    class TakenOver:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def send(self, chat_id: str, msg: OutboundMessage, context: Any) -> Any:
+            with runtime.sessions.begin() as s:  # meanwhile, another run reclaimed it
+                row = s.scalars(select(Delivery).where(Delivery.dedup_key == "k7")).one()
+                row.attempts += 1
+            return self.inner.send(chat_id, msg, context)
+
+    runtime.channel_for = lambda org_id, bot_id: TakenOver(real(org_id, bot_id))  # type: ignore[method-assign]
+    result = send(runtime, org, bot, "777", "k7")
+    assert result.status == "sending"  # left to the attempt that holds it
+    assert fake_telegram.calls_to("sendMessage") == []
+
+
+def test_a_platform_error_page_is_retried_with_backoff_and_then_sent(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    fake_telegram.fail_next("sendMessage", error_code=502, description="Bad Gateway", times=2)
+    first = send(runtime, org, bot, "777", "k8")
+    assert (first.status, first.reason) == ("scheduled", "server_error")
+    assert first.retry_at == clock.now() + timedelta(seconds=5)
+    clock.set(first.retry_at)
+    second = send(runtime, org, bot, "777", "k8")
+    assert second.retry_at == clock.now() + timedelta(seconds=10)  # the wait grows
+    clock.set(second.retry_at)
+    assert send(runtime, org, bot, "777", "k8").status == "sent"
 
 
 def test_a_429_is_handed_back_to_the_delivery_timer_never_slept(
@@ -350,3 +443,53 @@ def test_a_fast_demo_clock_never_shortens_the_platforms_waits(
         assert 550 < (paced.due_at - clock.now()).total_seconds() <= 630
     finally:
         runtime.close()
+
+
+def test_an_operator_reviews_ambiguous_sends_and_sends_one_again(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from reengage.entrypoints.api.app import create_app
+
+    org = make_org(runtime)
+    bot = telegram_bot(runtime, org.org_id)
+    runtime.record(org.org_id, [message(bot, "777", clock.now())])
+    interrupted(runtime, org.org_id, bot, "lost", requested_at=clock.now() - timedelta(minutes=1))
+    assert send(runtime, org.org_id, bot, "777", "lost").reason == "ambiguous"
+    headers = {"Authorization": f"Bearer {org.api_key}"}
+    with TestClient(create_app(runtime)) as client:
+        listed = client.get(
+            "/v1/deliveries", params={"status": "failed", "reason": "ambiguous"}, headers=headers
+        ).json()
+        assert [d["dedup_key"] for d in listed] == ["lost"]
+        again = client.post(f"/v1/deliveries/{listed[0]['id']}/resend", headers=headers)
+        assert again.status_code == 202
+        twice = client.post(f"/v1/deliveries/{listed[0]['id']}/resend", headers=headers)
+        assert twice.json()["id"] == again.json()["id"]  # the re-send is itself idempotent
+        [claimed] = runtime.timers.claim_due(clock.now(), 10, timedelta(seconds=30))
+        InlineExecutor(runtime).submit([claimed], clock.now())
+        assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["lost"]
+        refused = client.post(f"/v1/deliveries/{again.json()['id']}/resend", headers=headers)
+        assert refused.status_code == 422  # a sent delivery is not sent again
+        metrics = client.get("/metrics").text
+    assert 'reengage_deliveries_total{purpose="test",reason="ambiguous",status="failed"}' in metrics
+
+
+def test_retries_stop_when_the_message_is_no_longer_valid(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    """Surely-unsent sends are retried only while they still make sense: here until its
+    send window closes, 30 s away; the retry that would land past it is not made."""
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    fake_telegram.fail_next("sendMessage", error_code=503, description="Unavailable", times=10)
+    until = clock.now() + timedelta(seconds=30)
+    result = send(runtime, org, bot, "777", "late", valid_until=until)
+    while result.status == "scheduled":
+        assert result.retry_at is not None
+        clock.set(result.retry_at)
+        result = send(runtime, org, bot, "777", "late", valid_until=until)
+    assert (result.status, result.reason) == ("skipped", "expired")
+    assert len(fake_telegram.calls_to("sendMessage")) == 3  # at 0 s, 5 s and 15 s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -100,7 +101,12 @@ class Blocked:
     detail: str = ""
 
 
-SendOutcome = Sent | Skipped | Failed | Blocked
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """Not attempted: another attempt took this delivery over (its claim ran out)."""
+
+
+SendOutcome = Sent | Skipped | Failed | Blocked | Superseded
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,11 @@ class SendContext:
     may_defer: bool = False
     # The retry of such a hand-back: its slot, already reserved, is honoured at the request.
     slot_at: float | None = None
+    # Called right before the request leaves (after pacing): records that it is in flight,
+    # False when this attempt no longer holds the delivery (then nothing is sent).
+    on_request: Callable[[], bool] | None = field(default=None, compare=False)
+    # Stable across the attempts of one delivery (platforms that deduplicate use it).
+    idempotency_key: str | None = None
 
 
 def utf16_length(text: str) -> int:

@@ -86,6 +86,9 @@ class PolicyLayer:
     final_template: str | None = None
     applies_to: frozenset[Situation] | None = None
     skip_if_waiting_for_agent: bool | None = None
+    # A stage's message whose send left without an answer: `skip` (at most once) or
+    # `retry_once` (at least once).
+    on_ambiguous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class Policy:
     final_template: str | None
     applies_to: frozenset[Situation]
     skip_if_waiting_for_agent: bool
+    on_ambiguous: str = "skip"
     sources: Mapping[str, Level] = field(default_factory=dict)
 
 
@@ -118,6 +122,7 @@ def question_default(language: str) -> PolicyLayer:
         None,
         frozenset({Situation.QUESTION}),
         True,
+        "skip",
     )
 
 
@@ -132,6 +137,7 @@ OFF = PolicyLayer(
     None,
     frozenset({Situation.QUESTION, Situation.BOT_WAIT, Situation.HANDOFF}),
     True,
+    "skip",
 )
 
 
@@ -252,9 +258,18 @@ def parse_layer(data: Mapping[str, Any], prefix: str = "") -> PolicyLayer:
         if applies is None
         else frozenset(_enum(Situation, a, prefix + "applies_to") for a in applies),
         skip_if_waiting_for_agent=data.get("skip_if_waiting_for_agent"),
+        on_ambiguous=_on_ambiguous(data.get("on_ambiguous"), prefix),
     )
     check_layer(layer, prefix)
     return layer
+
+
+def _on_ambiguous(raw: Any, prefix: str) -> str | None:
+    if raw is None:
+        return None
+    if raw in ("skip", "retry_once"):
+        return str(raw)
+    raise PolicyError("must be skip or retry_once", prefix + "on_ambiguous")
 
 
 def _enum(kind: type[StrEnum], raw: Any, name: str) -> Any:

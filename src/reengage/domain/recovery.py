@@ -83,6 +83,8 @@ class Campaign:
     holdout_percent: int = 0
     optout_keywords: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()
+    # A block whose send left without an answer: skipped (at most once) or sent once more.
+    retry_ambiguous: bool = False
 
     @property
     def sends_anything(self) -> bool:
@@ -175,6 +177,9 @@ def parse_campaign(data: Mapping[str, Any]) -> Campaign:
     except sch.ScheduleError as exc:
         name = "time_zone" if exc.code == "zone" else "send_window"
         raise CampaignError(exc.message("en"), name) from exc
+    on_ambiguous = data.get("on_ambiguous", "skip")
+    if on_ambiguous not in ("skip", "retry_once"):
+        raise CampaignError("must be skip or retry_once", "on_ambiguous")
     holdout = int(data.get("holdout_percent", 0))
     if not 0 <= holdout <= 100:
         raise CampaignError("must be between 0 and 100", "holdout_percent")
@@ -187,6 +192,7 @@ def parse_campaign(data: Mapping[str, Any]) -> Campaign:
         holdout_percent=holdout,
         optout_keywords=tuple(str(k).strip().lower() for k in data.get("optout_keywords") or ()),
         steps=tuple(steps),
+        retry_ambiguous=on_ambiguous == "retry_once",
     )
 
 
@@ -239,6 +245,15 @@ def decide_start(
     return StartEpisode(
         silent_since + campaign.threshold, in_holdout(contact_id, seq, campaign.holdout_percent)
     )
+
+
+def valid_until(campaign: Campaign, at: datetime, contact_zone: str | None = None) -> datetime:
+    """How long a block due at `at` may still be sent, retries included: until the send window
+    it falls in closes, or a day without a window."""
+    if campaign.window is None:
+        return at + timedelta(days=1)
+    tz = sch.zone(contact_zone or campaign.time_zone)
+    return sch.window_close(at, campaign.window, tz) or at + timedelta(days=1)
 
 
 def step_due(

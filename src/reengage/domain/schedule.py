@@ -197,6 +197,15 @@ def hold_to_window(due: datetime, window: SendWindow | None, tz: ZoneInfo) -> da
     raise AssertionError("a window with a weekday always opens within a week")  # pragma: no cover
 
 
+def window_close(at: datetime, window: SendWindow, tz: ZoneInfo) -> datetime | None:
+    """When the window `at` falls in closes (None when `at` is outside it)."""
+    day = at.astimezone(tz).date()
+    if day.weekday() not in window.weekdays:
+        return None
+    opens, closes = resolve_local(day, window.start, tz), resolve_local(day, window.end, tz)
+    return closes if opens <= at < closes else None
+
+
 def next_due(
     schedule: Schedule, anchor: datetime, tz: ZoneInfo, window: SendWindow | None = None
 ) -> datetime:

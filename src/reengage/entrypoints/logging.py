@@ -1,8 +1,14 @@
-"""Structured logs: key-value for people, JSON for machines. Secrets never reach them."""
+"""Structured logs: key-value for people, JSON for machines. Secrets never reach them.
+
+Tracebacks are plain (never local variables: they hold settings, URLs with passwords, and
+cost seconds to render); every string is redacted of credentials in URLs, bot tokens and
+bearer tokens before it is written.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -10,11 +16,27 @@ from typing import Any
 import structlog
 
 _SECRET_FIELDS = {"credentials", "api_key", "token", "secret", "password"}
+_SECRETS = (
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.IGNORECASE), r"\1***@"),
+    (re.compile(r"(/bot\d+:)[A-Za-z0-9_-]+"), r"\1***"),
+    (re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1***"),
+    (re.compile(r"((?:access_token|secret|password|token)=)[^&\s'\"]+", re.IGNORECASE), r"\1***"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with credentials in URLs, bot tokens and bearer tokens replaced by ***."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in event.keys() & _SECRET_FIELDS:
-        event[key] = "***"
+    for key, value in event.items():
+        if key in _SECRET_FIELDS:
+            event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = redact(value)
     return event
 
 
@@ -35,13 +57,16 @@ def configure_logging(json_output: bool = False, level: int = logging.INFO) -> N
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if json_output
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # a plain traceback, as a string
             _redact,
             renderer,
         ],

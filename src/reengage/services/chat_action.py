@@ -17,7 +17,7 @@ from reengage.adapters.db.models import Contact, Delivery
 from reengage.domain.outbound import CHAT_ACTION_REPEAT, chat_action_for, message_from_json
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore, ChannelProvider
-from reengage.services.deliver import current_seq
+from reengage.services.delivery_outcome import current_seq
 
 log = structlog.get_logger(__name__)
 

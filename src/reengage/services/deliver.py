@@ -11,44 +11,42 @@ leaves `scheduled`: the timer (or the sweep) sends it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import (
-    Bot,
-    Contact,
-    Conversation,
-    Delivery,
-    Episode,
-    MediaAsset,
-    MediaUpload,
-)
+from reengage.adapters.db.models import Contact, Conversation, Delivery, MediaAsset, MediaUpload
 from reengage.adapters.db.session import insert_for
-from reengage.domain import voice as vc
 from reengage.domain.outbound import (
-    Blocked,
     Failed,
     Media,
     OutboundMessage,
     SendContext,
-    SendOutcome,
-    Sent,
-    Skipped,
+    Superseded,
     message_from_json,
     message_to_json,
 )
-from reengage.domain.timer import Payload, Purpose, Timer, timer_key
+from reengage.domain.timer import Timer
+from reengage.metrics import DELIVERIES
 from reengage.ports import ActivityStore, ChannelProvider, Clock, TimerStore
-from reengage.services.contacts import mark_blocked
-from reengage.services.event_log import append_event
-from reengage.services.voice import voice_for
+from reengage.services.auto_delete import delete_timer
+from reengage.services.delivery_outcome import (
+    FINAL,
+    Retry,
+    claim,
+    delivery_timer,
+    log_outcome,
+    record,
+    release_next,
+)
+from reengage.services.errors import InvalidInput, NotFound
+
+__all__ = ["DeliveryRequest", "DeliveryResult", "deliver", "delivery_timer", "enqueue", "send"]
 
 log = structlog.get_logger(__name__)
-
-FINAL = {"sent", "failed", "skipped"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +64,10 @@ class DeliveryRequest:
     proactive_group: str | None = None
     episode_id: int | None = None
     after_id: int | None = None  # the delivery that must be settled first (the block before)
+    # Retries stop here (the step's send window closed, a reminder became stale).
+    valid_until: datetime | None = None
+    # An unknown outcome is sent once more (at least once) instead of skipped (at most once).
+    retry_ambiguous: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,28 +82,9 @@ class DeliveryResult:
     blocked: bool = False
 
 
-def delivery_timer(
-    delivery_id: int,
-    due_at: datetime,
-    *,
-    slot_at: float | None = None,
-    queue: str | None = None,
-) -> Timer:
-    """The timer that sends a delivery; `slot_at` when its pacing slot is already reserved;
-    `queue` to run it on another worker queue than its purpose's."""
-    payload: Payload = {"delivery_id": delivery_id}
-    if slot_at is not None:
-        payload["slot_at"] = slot_at
-    if queue:
-        payload["queue"] = queue
-    return Timer(
-        timer_key(Purpose.DELIVERY, str(delivery_id)), Purpose.DELIVERY, due_at, 0, payload
-    )
-
-
 def retry_timer(result: DeliveryResult, queue: str | None = None) -> Timer | None:
-    """The timer that tries a `scheduled` result again, if it is one."""
-    if result.status != "scheduled" or result.retry_at is None:
+    """The timer that tries a result again, if it is to be tried again."""
+    if result.retry_at is None:
         return None
     return delivery_timer(result.delivery_id, result.retry_at, slot_at=result.slot_at, queue=queue)
 
@@ -122,6 +105,8 @@ def enqueue(session: Session, request: DeliveryRequest, now: datetime) -> int:
             purpose=request.purpose,
             proactive_group=request.proactive_group,
             guard_seq=request.guard_seq,
+            valid_until=request.valid_until,
+            retry_ambiguous=request.retry_ambiguous,
             delete_after_s=int(request.delete_after.total_seconds())
             if request.delete_after
             else None,
@@ -180,22 +165,37 @@ def send(
     minimum gap between proactive messages (`held_min_gap`)."""
     with sessions.begin() as session:
         prepared = _prepare(
-            session, delivery_id, now, activity, SendContext(now, None, may_defer, slot_at)
+            session,
+            delivery_id,
+            now,
+            activity,
+            SendContext(now, None, may_defer, slot_at, idempotency_key=f"delivery_{delivery_id}"),
         )
     if isinstance(prepared, Settled):
         timers.schedule(prepared.released)
-        return prepared.result
+        settled = prepared.result
+        if settled.status in FINAL:
+            DELIVERIES.labels(prepared.purpose, settled.status, settled.reason or "").inc()
+        return settled
+    context = replace(
+        prepared.context, on_request=partial(_mark_requested, sessions, prepared, now)
+    )
     channel = channels.channel_for(prepared.org_id, prepared.bot_id)
-    outcome = channel.send(prepared.chat_id, prepared.message, prepared.context)
+    try:
+        outcome = channel.send(prepared.chat_id, prepared.message, context)
+    except Exception as exc:  # a bug, not a platform answer: what it means depends on the mark
+        log.error("delivery.adapter_error", delivery_id=delivery_id, error=repr(exc)[:300])
+        outcome = Failed("adapter_error", not prepared.requested, detail=repr(exc)[:300])
+    if isinstance(outcome, Superseded):
+        log.warning("delivery.superseded", delivery_id=delivery_id)
+        return DeliveryResult(delivery_id, "sending")
     with sessions.begin() as session:
         row = session.get_one(Delivery, delivery_id, with_for_update=True)
-        cancel = _record(session, row, prepared.message, outcome, now)
+        retry = record(session, row, prepared.message, outcome, now, clock)
+        cancel = retry if isinstance(retry, list) else []
         log_outcome(session, row, now)
-        released = _release_next(session, row, now)
-        retry = None
-        if isinstance(outcome, Failed) and outcome.retryable:
-            retry = _retry(clock, now, outcome)
-        result = _result(row, retry)
+        released = release_next(session, row, now)
+        result = _result(row, retry if isinstance(retry, Retry) else None)
         deletion = (
             delete_timer(row.id, now + timedelta(seconds=row.delete_after_s))
             if result.status == "sent" and row.delete_after_s
@@ -203,6 +203,7 @@ def send(
         )
     timers.cancel(cancel)
     timers.schedule(released + ([deletion] if deletion is not None else []))
+    DELIVERIES.labels(row.purpose, result.status, result.reason or "").inc()
     log.info(
         f"delivery.{result.status}",
         delivery_id=delivery_id,
@@ -213,23 +214,45 @@ def send(
     return result
 
 
+def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: datetime) -> bool:
+    """The attempt that holds the claim marks its request in flight, committed, right before
+    it leaves; False when a later run took the delivery over (then it must not be sent)."""
+    with sessions.begin() as session:
+        marked = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == prepared.delivery_id,
+                Delivery.status == "sending",
+                Delivery.attempts == prepared.attempt,
+                Delivery.requested_at.is_(None),
+            )
+            .values(requested_at=now)
+        )
+    prepared.requested = bool(marked.rowcount)  # type: ignore[attr-defined]
+    return prepared.requested
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     """Decided without a request: skipped, held, or waiting for the block before."""
 
     result: DeliveryResult
     released: list[Timer]
+    purpose: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
-    """Claimed (`sending`, committed): what the platform is asked."""
+    """Claimed (`sending`, committed) by attempt `attempt`: what the platform is asked."""
 
+    delivery_id: int
+    attempt: int
     org_id: int
     bot_id: int
     chat_id: str
     message: OutboundMessage
     context: SendContext
+    requested: bool = False  # the in-flight mark was made
 
 
 def _prepare(
@@ -243,12 +266,14 @@ def _prepare(
     contact = session.get_one(
         Contact, row.contact_id, with_for_update=row.proactive_group is not None
     )
-    hold = _claim(session, row, contact, now, activity)
-    if row.status != "sending":
+    hold = claim(session, row, contact, now, activity)
+    if row.status != "sending" or hold is not None:  # settled, held, or still in flight
         log_outcome(session, row, now)
-        return Settled(_result(row, hold), _release_next(session, row, now))
+        return Settled(_result(row, hold), release_next(session, row, now), row.purpose)
     conversation = _conversation(session, row)
     return Prepared(
+        row.id,
+        row.attempts,
         row.org_id,
         row.bot_id,
         contact.external_id,
@@ -259,25 +284,10 @@ def _prepare(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
-    at: datetime
-    slot_at: float | None = None
-
-
-def _retry(clock: Clock | None, now: datetime, outcome: Failed) -> Retry:
-    """When to try again: at the reserved slot, or after the platform's wait (real time,
-    however fast a demo's clock runs)."""
-    wait = outcome.retry_after if outcome.retry_after is not None else 30.0
-    if clock is None:
-        return Retry(now + timedelta(seconds=wait), outcome.slot_at)
-    moment = outcome.slot_at if outcome.slot_at is not None else clock.real_time() + wait
-    return Retry(clock.at_real(moment), outcome.slot_at)
-
-
 def _result(row: Delivery, retry: Retry | None = None) -> DeliveryResult:
-    at = retry.at if retry and row.status == "scheduled" else None
-    slot = retry.slot_at if retry and row.status == "scheduled" else None
+    pending = row.status in ("scheduled", "sending")
+    at = retry.at if retry and pending else None
+    slot = retry.slot_at if retry and pending else None
     return DeliveryResult(
         row.id, row.status, row.reason, row.channel_message_id, at, slot, row.reason == "blocked"
     )
@@ -285,110 +295,6 @@ def _result(row: Delivery, retry: Retry | None = None) -> DeliveryResult:
 
 def _conversation(session: Session, row: Delivery) -> Conversation | None:
     return session.get(Conversation, row.conversation_id) if row.conversation_id else None
-
-
-def _claim(
-    session: Session, row: Delivery, contact: Contact, now: datetime, activity: ActivityStore | None
-) -> Retry | None:
-    """Take the row for sending (`sending`, committed before the platform is called), or
-    settle it without a request; a proactive message too close to the last one is held."""
-    if row.status in FINAL:
-        return None
-    if row.status == "sending":
-        # A previous attempt died after claiming: the message may have gone out. Never resend.
-        _finish(row, "failed", now, reason="ambiguous", error="interrupted while sending")
-        return None
-    refusal = _refusal(session, row, contact, activity)
-    if refusal is not None:
-        _finish(row, "skipped", now, reason=refusal)
-        return None
-    if row.after_id is not None:
-        before = session.get(Delivery, row.after_id)
-        if before is not None and before.status not in FINAL:
-            row.reason = "after_previous"  # released when the block before is settled
-            return None
-    if row.proactive_group is not None:
-        bot = session.get_one(Bot, row.bot_id)
-        decision = vc.decide_proactive(
-            voice_for(session, bot),
-            group=row.proactive_group,
-            opted_out=contact.opted_out_at is not None,
-            last_at=contact.last_proactive_at,
-            last_group=contact.last_proactive_group,
-            now=now,
-        )
-        if isinstance(decision, vc.Refuse):
-            _finish(row, "skipped", now, reason=decision.reason)
-            return None
-        if isinstance(decision, vc.Hold):
-            row.reason = "held_min_gap"
-            log.info("delivery.held", delivery_id=row.id, until=decision.until.isoformat())
-            return Retry(decision.until)
-        contact.last_proactive_at, contact.last_proactive_group = now, row.proactive_group
-    row.status, row.reason, row.sending_at, row.attempts = "sending", None, now, row.attempts + 1
-    return None
-
-
-def _release_next(session: Session, row: Delivery, now: datetime) -> list[Timer]:
-    """A settled delivery lets the block after it go (if it already came and waited)."""
-    if row.status not in FINAL:
-        return []
-    waiting = session.scalars(
-        select(Delivery.id).where(
-            Delivery.after_id == row.id,
-            Delivery.status == "scheduled",
-            Delivery.reason == "after_previous",
-        )
-    ).all()
-    return [delivery_timer(i, now) for i in waiting]
-
-
-def _refusal(
-    session: Session, row: Delivery, contact: Contact, activity: ActivityStore | None
-) -> str | None:
-    """Why this message must not go out any more, if it must not."""
-    if contact.blocked_at is not None:
-        return "blocked"
-    if row.guard_seq is not None and current_seq(session, contact, activity) != row.guard_seq:
-        return "user_active"
-    if row.episode_id is not None:
-        episode = session.get(Episode, row.episode_id)
-        if episode is not None and episode.status not in ("running", "completed"):
-            return episode.end_reason or episode.status
-    return None
-
-
-def current_seq(session: Session, contact: Contact, activity: ActivityStore | None) -> int | None:
-    """The contact's latest activity version: hot in Redis, or its newest conversation's."""
-    hot = activity.hot_seq(contact.bot_id, contact.external_id) if activity else None
-    if hot is not None:
-        return hot
-    seq: int | None = session.scalar(
-        select(func.max(Conversation.activity_seq)).where(Conversation.contact_id == contact.id)
-    )
-    return seq
-
-
-def log_outcome(session: Session, row: Delivery, now: datetime) -> None:
-    """A reminder is in the conversation's log once its fate is known: sent, or skipped with
-    the reason (the user answered first, opted out, ...)."""
-    if row.purpose != "reminder" or row.status not in FINAL or row.conversation_id is None:
-        return
-    conversation = session.get(Conversation, row.conversation_id)
-    if conversation is None:
-        return
-    kind = {"sent": "reminder_sent", "skipped": "reminder_skipped"}.get(
-        row.status, "reminder_failed"
-    )
-    append_event(
-        session,
-        conversation,
-        kind=kind,
-        reason=row.reason or kind,
-        dedup_key=f"{row.dedup_key}:outcome",
-        now=now,
-        detail={"delivery_id": row.id},
-    )
 
 
 def _with_media(session: Session, row: Delivery, message: OutboundMessage) -> OutboundMessage:
@@ -409,47 +315,6 @@ def _with_media(session: Session, row: Delivery, message: OutboundMessage) -> Ou
         asset.content_type,
     )
     return OutboundMessage(message.kind, message.text, resolved, message.template)
-
-
-def _finish(
-    row: Delivery,
-    status: str,
-    now: datetime,
-    *,
-    reason: str | None = None,
-    error: str | None = None,
-) -> None:
-    row.status, row.reason, row.error, row.finished_at = status, reason, error, now
-
-
-def _record(
-    session: Session, row: Delivery, message: OutboundMessage, outcome: SendOutcome, now: datetime
-) -> list[str]:
-    """Write the outcome; return timer keys to cancel (a blocked contact stops everything)."""
-    if isinstance(outcome, Sent):
-        _finish(row, "sent", now)
-        row.channel_message_id, row.sent_at, row.platform_status = outcome.message_id, now, "sent"
-        media = message.media
-        if media and media.asset_id and outcome.file_id and media.file_id is None:
-            session.merge(
-                MediaUpload(
-                    bot_id=row.bot_id,
-                    asset_id=media.asset_id,
-                    file_id=outcome.file_id,
-                    created_at=now,
-                )
-            )
-    elif isinstance(outcome, Skipped):
-        _finish(row, "skipped", now, reason=outcome.reason)
-    elif isinstance(outcome, Blocked):
-        _finish(row, "failed", now, reason="blocked", error=outcome.detail[:500])
-        return mark_blocked(session, session.get_one(Contact, row.contact_id), now)
-    elif outcome.retryable:
-        # Nothing reached the user: the work may run again.
-        row.status, row.reason, row.error = "scheduled", outcome.reason, outcome.detail[:500]
-    else:
-        _finish(row, "failed", now, reason=outcome.reason, error=outcome.detail[:500])
-    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,74 +363,32 @@ def pending_delivery_timers(
     return [(i, delivery_timer(i, at)) for i, at in session.execute(stmt)]
 
 
-def delete_timer(delivery_id: int, due_at: datetime) -> Timer:
-    return Timer(
-        timer_key(Purpose.AUTO_DELETE, str(delivery_id)),
-        Purpose.AUTO_DELETE,
-        due_at,
-        0,
-        {"delivery_id": delivery_id},
+def resend_delivery(
+    session: Session, org_id: int, delivery_id: int, now: datetime
+) -> tuple[int, Timer | None]:
+    """A new delivery of a failed one's message, under its rules; once per failed delivery
+    (its key is `resend:<id>`). Returns its id and the timer to publish after the commit."""
+    row = session.scalar(
+        select(Delivery).where(Delivery.org_id == org_id, Delivery.id == delivery_id)
     )
-
-
-def handle_auto_delete(
-    session: Session,
-    timer: Timer,
-    now: datetime,
-    *,
-    sessions: sessionmaker[Session],
-    channels: ChannelProvider,
-) -> list[Timer]:
-    """Delete a sent message whose block asked for it; the platform's rules decide whether it
-    can still be done (Telegram: 48 h), and the outcome lands on the delivery row. No
-    transaction is held while the platform is called."""
-    delivery_id = int(timer.payload["delivery_id"] or 0)
-    with sessions() as reading:
-        row = reading.get(Delivery, delivery_id)
-        if row is None or row.delete_status is not None or row.channel_message_id is None:
-            return []
-        contact = reading.get_one(Contact, row.contact_id)
-        target = (
-            row.org_id,
-            row.bot_id,
-            contact.external_id,
-            row.channel_message_id,
-            row.sent_at or row.finished_at or now,
-        )
-    org_id, bot_id, chat_id, message_id, sent_at = target
-    outcome = channels.channel_for(org_id, bot_id).delete(chat_id, message_id, sent_at, now)
-    if isinstance(outcome, Failed) and outcome.retryable:
-        return [delete_timer(delivery_id, now + timedelta(seconds=outcome.retry_after or 30))]
-    with sessions.begin() as writing:
-        row = writing.get_one(Delivery, delivery_id, with_for_update=True)
-        if isinstance(outcome, Sent):
-            row.delete_status, row.deleted_at = "deleted", now
-        elif isinstance(outcome, Skipped):
-            row.delete_status = f"skipped:{outcome.reason}"
-        else:
-            row.delete_status = f"failed:{getattr(outcome, 'reason', 'blocked')}"
-        status = row.delete_status
-    log.info("delivery.auto_delete", delivery_id=delivery_id, status=status)
-    return []
-
-
-def pending_delete_timers(
-    session: Session, due_before: datetime | None, after_id: int, limit: int
-) -> list[tuple[int, Timer]]:
-    stmt = (
-        select(Delivery.id, Delivery.sent_at, Delivery.delete_after_s)
-        .where(
-            Delivery.status == "sent",
-            Delivery.delete_after_s.is_not(None),
-            Delivery.delete_status.is_(None),
-            Delivery.id > after_id,
-        )
-        .order_by(Delivery.id)
-        .limit(limit)
+    if row is None:
+        raise NotFound(f"delivery {delivery_id} not found", "delivery_id")
+    if row.status != "failed":
+        raise InvalidInput(f"only a failed delivery can be sent again (this one is {row.status})")
+    request = DeliveryRequest(
+        row.org_id,
+        row.bot_id,
+        row.contact_id,
+        f"resend:{row.id}",
+        row.purpose,
+        message_from_json(row.message),
+        row.conversation_id,
+        row.guard_seq,
+        timedelta(seconds=row.delete_after_s) if row.delete_after_s else None,
+        proactive_group=row.proactive_group,
+        episode_id=row.episode_id,
     )
-    out = []
-    for i, sent_at, after in session.execute(stmt):
-        due = (sent_at or datetime.min.replace(tzinfo=UTC)) + timedelta(seconds=after)
-        if due_before is None or due <= due_before:
-            out.append((i, delete_timer(i, due)))
-    return out
+    new_id = enqueue(session, request, now)
+    fresh = session.get_one(Delivery, new_id).status == "scheduled"
+    log.info("delivery.resend", delivery_id=row.id, new_delivery_id=new_id)
+    return new_id, delivery_timer(new_id, now) if fresh else None

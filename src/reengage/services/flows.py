@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,6 +23,8 @@ from reengage.services.policies import refresh_wake
 from reengage.services.tenancy import get_bot
 
 Record = Callable[[int, Sequence[ActivityEvent]], RecordResult]
+# A flow's answer that could not get through for this long is no longer worth sending.
+REPLY_VALID = timedelta(hours=1)
 
 
 def put_flow(
@@ -127,6 +129,7 @@ def _apply(
             OutboundMessage(MessageKind.TEXT, text),
             conv.id,
             proactive_group=f"flow:{outcome_key}" if proactive else None,
+            valid_until=now + REPLY_VALID,
         )
         timers.append(delivery_timer(enqueue(session, request, now), now))
     return timers

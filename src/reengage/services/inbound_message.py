@@ -30,7 +30,7 @@ from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore
 from reengage.services import flows
 from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
-from reengage.services.flows import Record
+from reengage.services.flows import REPLY_VALID, Record
 from reengage.services.recovery import live_campaign
 from reengage.services.recovery_episode import stop_for_optout
 from reengage.services.silence import latest_conversation
@@ -175,6 +175,7 @@ def _confirm(
         "voice",
         OutboundMessage(MessageKind.TEXT, text),
         conv.id if conv is not None else None,
+        valid_until=now + REPLY_VALID,
     )
     timer = delivery_timer(enqueue(session, request, now), now)
     said = ActivityEvent(f"voice:{row.id}:out", EventType.BOT_MESSAGE, row.bot_id, row.user_id, now)

@@ -7,10 +7,11 @@ import secrets
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import AdminInvite, ManagerAdmin, Organization
+from reengage.adapters.db.models import AdminInvite, ManagerAdmin, Organization, UsedButton
+from reengage.adapters.db.session import insert_for
 from reengage.services.errors import InvalidInput, NotFound
 
 log = structlog.get_logger(__name__)
@@ -76,3 +77,33 @@ def set_language(session: Session, telegram_user_id: int, language: str) -> None
     if admin is None:
         raise NotFound("not an admin", "telegram_user_id")
     admin.language = language
+
+
+def remove_admin(session: Session, org_id: int, telegram_user_id: int) -> None:
+    """An admin of this organization loses the manager bot at once (their next press or
+    message is refused, even with buttons still inside their 15 minutes)."""
+    admin = session.get(ManagerAdmin, telegram_user_id)
+    if admin is None or admin.org_id != org_id:
+        raise NotFound(f"admin {telegram_user_id} not found", "telegram_user_id")
+    session.delete(admin)
+    log.info("manager.admin.removed", org_id=org_id, telegram_user_id=telegram_user_id)
+
+
+def list_admins(session: Session, org_id: int) -> list[ManagerAdmin]:
+    return list(
+        session.scalars(
+            select(ManagerAdmin)
+            .where(ManagerAdmin.org_id == org_id)
+            .order_by(ManagerAdmin.created_at)
+        )
+    )
+
+
+def use_button(session: Session, data: str, now: datetime, ttl: timedelta) -> bool:
+    """Spend a single-use button: True the first time, False for a replay within its life.
+    Spent buttons are forgotten once they would have expired anyway."""
+    session.execute(delete(UsedButton).where(UsedButton.expires_at < now))
+    token = hashlib.sha256(data.encode()).hexdigest()
+    stmt = insert_for(session, UsedButton).values(token_hash=token, expires_at=now + ttl)
+    spent = session.execute(stmt.on_conflict_do_nothing().returning(UsedButton.token_hash))
+    return spent.first() is not None

@@ -168,7 +168,7 @@ def handle_step(
     # Chained from the step's due time, as the preview computes it: a late run (a busy
     # worker, a held send) does not push the rest of the campaign.
     anchor = episode.next_due_at or now
-    timers = _send_step(session, episode, contact, index, campaign.steps[index], now)
+    timers = _send_step(session, episode, contact, index, campaign, now)
     session.info.setdefault("after_commit", []).append(lambda: timers)
     episode.last_sent_at = now
     log.info("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
@@ -196,11 +196,16 @@ def _latest_seq(session: Session, contact: Contact, activity: ActivityStore) -> 
 
 
 def _send_step(
-    session: Session, episode: Episode, contact: Contact, index: int, step: rec.Step, now: datetime
+    session: Session,
+    episode: Episode,
+    contact: Contact,
+    index: int,
+    campaign: rec.Campaign,
+    now: datetime,
 ) -> list[Timer]:
     timers: list[Timer] = []
     at, previous = now, None
-    for j, block in enumerate(step.blocks):
+    for j, block in enumerate(campaign.steps[index].blocks):
         if not block.active:
             continue
         start, at = at, at + block.delay
@@ -217,6 +222,8 @@ def _send_step(
             proactive_group=f"recovery:{episode.id}:{index}",
             episode_id=episode.id,
             after_id=previous,
+            valid_until=rec.valid_until(campaign, at, contact.time_zone),
+            retry_ambiguous=campaign.retry_ambiguous,
         )
         delivery_id = enqueue(session, request, now)
         if episode.holdout:

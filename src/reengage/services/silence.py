@@ -30,6 +30,9 @@ from reengage.services.policies import policy_for
 
 log = structlog.get_logger(__name__)
 
+# A stage's message that could not get through for this long is no longer worth sending.
+STALE_AFTER = timedelta(hours=1)
+
 
 @dataclass(frozen=True, slots=True)
 class SilenceDeps:
@@ -155,7 +158,7 @@ def _timeout(
         return TimeoutOutcome(ended_at=ended)
     conv.timeout_seq, conv.timeout_stage = conv.activity_seq, decision.stage.index + 1
     if decision.action is None:
-        _reminder(session, conv, decision.stage, now, deps.language)
+        _reminder(session, conv, policy, decision.stage, now, deps.language)
     else:
         if not _claim_status(conv, decision.action, deps, now):
             conv.timeout_stage = done  # the user wrote meanwhile: nothing happens
@@ -182,6 +185,7 @@ def _send(
     message: OutboundMessage | None,
     now: datetime,
     purpose: str,
+    policy: pol.Policy,
 ) -> None:
     if message is None:
         return
@@ -197,17 +201,25 @@ def _send(
         conv.id,
         conv.activity_seq if purpose == "reminder" else None,
         proactive_group=key,
+        valid_until=now + STALE_AFTER,
+        retry_ambiguous=policy.on_ambiguous == "retry_once",
     )
     timer = delivery_timer(enqueue(session, request, now), now)
     session.info.setdefault("after_commit", []).append(lambda: [timer])
 
 
 def _reminder(
-    session: Session, conv: Conversation, stage: pol.Stage, now: datetime, language: str
+    session: Session,
+    conv: Conversation,
+    policy: pol.Policy,
+    stage: pol.Stage,
+    now: datetime,
+    language: str,
 ) -> None:
     key = f"timeout:{conv.id}:{conv.activity_seq}:{stage.index}"
     # Logged as sent (or skipped, and why) when its delivery has an outcome.
-    _send(session, conv, key, _message(stage, pol.DEFAULT_REMINDER.get(language)), now, "reminder")
+    text = _message(stage, pol.DEFAULT_REMINDER.get(language))
+    _send(session, conv, key, text, now, "reminder", policy)
 
 
 def _final(
@@ -228,7 +240,7 @@ def _final(
     }[action]
     # The row lock holds off the user's next message: the action and its message are decided
     # against the version the timer was set for, or not at all.
-    _send(session, conv, key, _message(stage, None), now, "timeout")
+    _send(session, conv, key, _message(stage, None), now, "timeout", policy)
     append_event(
         session,
         conv,

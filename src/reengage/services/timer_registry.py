@@ -12,12 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.domain.timer import Purpose, Timer
 from reengage.ports import ActivityStore, ChannelProvider, Clock, TimerStore
 from reengage.services import inactivity, recovery_episode
+from reengage.services.auto_delete import handle_auto_delete, pending_delete_timers
 from reengage.services.chat_action import handle_chat_action
 from reengage.services.deliver import (
     DeliveryDeps,
-    handle_auto_delete,
     handle_delivery_timer,
-    pending_delete_timers,
     pending_delivery_timers,
 )
 from reengage.services.flows import Record

@@ -1,15 +1,17 @@
-"""The Telegram Bot API channel, through aiogram's `Bot` client.
+"""The Telegram Bot API channel: sends through a small aiohttp client (`bot_api`), webhook
+registration through aiogram.
 
-Platform rules live here: flood control (429 `retry_after`, pacing of about 30 messages/s per
-bot and 1/s per chat), "blocked by the user" (403), the 48-hour delete window, text and
-caption limits. Only the API base URL differs between production and tests.
+Platform rules live here: flood control (429 `retry_after`, pacing just under 30 messages/s
+per bot and 1/s per chat), "blocked by the user" (403), the 48-hour delete window, text and
+caption limits. Every answer, and every failure to get one, becomes an outcome value: a 5xx
+or an HTML gateway page is retried, a connection never made is retried, a request that left
+without an answer is `ambiguous`. Only the API base URL differs between production and tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,18 +19,10 @@ from typing import Any
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-    TelegramUnauthorizedError,
-)
-from aiogram.types import BufferedInputFile, Message
+from aiogram.exceptions import TelegramAPIError
 
 from reengage.adapters.channels.aio import LoopThread, shared_loop
+from reengage.adapters.channels.bot_api import BotApi, NoAnswer, NotSent, Reply, Upload
 from reengage.adapters.pacing import Pacer, take_slot
 from reengage.domain.activity import ChannelKind
 from reengage.domain.outbound import (
@@ -40,6 +34,7 @@ from reengage.domain.outbound import (
     SendOutcome,
     Sent,
     Skipped,
+    Superseded,
     decide_delete,
     message_problems,
 )
@@ -58,26 +53,41 @@ class TelegramLimits:
 
 
 _SENDERS = {
-    MessageKind.PHOTO: ("send_photo", "photo"),
-    MessageKind.VIDEO: ("send_video", "video"),
-    MessageKind.AUDIO: ("send_audio", "audio"),
-    MessageKind.DOCUMENT: ("send_document", "document"),
-    MessageKind.ANIMATION: ("send_animation", "animation"),
+    MessageKind.PHOTO: ("sendPhoto", "photo"),
+    MessageKind.VIDEO: ("sendVideo", "video"),
+    MessageKind.AUDIO: ("sendAudio", "audio"),
+    MessageKind.DOCUMENT: ("sendDocument", "document"),
+    MessageKind.ANIMATION: ("sendAnimation", "animation"),
 }
 
 
-def _file_id(message: Message) -> str | None:
-    if message.photo:
-        return message.photo[-1].file_id
+def _file_id(result: dict[str, Any]) -> str | None:
+    photo = result.get("photo")
+    if isinstance(photo, list) and photo and isinstance(photo[-1], dict):
+        return str(photo[-1].get("file_id"))
     for attr in ("video", "audio", "document", "animation"):
-        media = getattr(message, attr)
-        if media is not None:
-            return str(media.file_id)
+        media = result.get(attr)
+        if isinstance(media, dict) and media.get("file_id"):
+            return str(media["file_id"])
     return None
 
 
-# One aiogram Bot (and HTTP connection pool) per token and API server, per process loop:
-# opening and closing a session per message would cost a connection and a 250 ms close.
+# One client (and HTTP connection pool) per API server and process loop: opening a session
+# per message would cost a connection each time.
+_clients: dict[tuple[int, str], BotApi] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(loop: LoopThread, base: str | None) -> BotApi:
+    key = (id(loop), base or "")
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = BotApi(base)
+        return client
+
+
+# aiogram's Bot objects, for the calls outside the send path (webhook registration).
 _bots: dict[tuple[int, str, str], Bot] = {}
 _bots_lock = threading.Lock()
 
@@ -91,18 +101,21 @@ def _bot_for(loop: LoopThread, token: str, api: TelegramAPIServer) -> Bot:
         return bot
 
 
-async def _close_bots() -> None:
-    with _bots_lock:
-        bots = list(_bots.values())
+async def _close_all() -> None:
+    with _bots_lock, _clients_lock:
+        bots, clients = list(_bots.values()), list(_clients.values())
         _bots.clear()
+        _clients.clear()
     for bot in bots:
         await bot.session.close()
+    for client in clients:
+        await client.close()
 
 
 def close_bots() -> None:
     """Close every cached Telegram session (at shutdown, and between tests)."""
-    if _bots:
-        shared_loop().run(_close_bots())
+    if _bots or _clients:
+        shared_loop().run(_close_all())
 
 
 class TelegramChannel:
@@ -115,57 +128,71 @@ class TelegramChannel:
         pacer: Pacer,
         api_base: str | None = None,
         limits: TelegramLimits = TelegramLimits(),  # noqa: B008
+        timeout: float | None = None,
     ) -> None:
         self._token = token
-        self._api = TelegramAPIServer.from_base(api_base) if api_base else PRODUCTION
+        self._timeout = timeout
+        self._base = api_base
         self._bot_key = bot_key
         self._clock = clock
         self._pacer = pacer
         self._limits = limits
 
-    def _call(self, make: Callable[[Bot], Coroutine[Any, Any, Any]]) -> Any:
-        loop = shared_loop()
-        return loop.run(make(_bot_for(loop, self._token, self._api)))
+    def _chat_key(self, chat_id: str) -> str:
+        return f"{{pace:tg:{self._bot_key}}}:chat:{chat_id}"
 
-    def _paced(
-        self,
-        chat_id: str,
-        make: Callable[[Bot], Coroutine[Any, Any, Any]],
-        context: SendContext | None = None,
-    ) -> Any:
-        """Call the API within the platform's pace. The slot is checked at the moment of the
-        request; a wait too long to sleep through, and a 429's `retry_after`, come back as
-        retryable outcomes for the caller to try again later. Refusals are outcome values."""
+    def _pace(self, chat_id: str, context: SendContext | None) -> Failed | None:
+        """Be in a send slot at the moment of the request; a wait too long to sleep through
+        comes back for the caller to retry at its slot."""
         limits = self._limits
-        prefix = f"{{pace:tg:{self._bot_key}}}"
-        chat = f"{prefix}:chat:{chat_id}"
         slot = take_slot(
             self._pacer,
-            gaps=[(chat, limits.per_chat)],
-            rates=[(f"{prefix}:bot", limits.per_bot)],
+            gaps=[(self._chat_key(chat_id), limits.per_chat)],
+            rates=[(f"{{pace:tg:{self._bot_key}}}:bot", limits.per_bot)],
             held=context.slot_at if context is not None else None,
             defer_over=limits.defer_over if context is not None and context.may_defer else None,
             sleep=self._clock.sleep_real,
         )
-        if slot is not None:
-            return Failed("paced", True, slot.wait, "waiting for its send slot", slot.at)
+        if slot is None:
+            return None
+        return Failed("paced", True, slot.wait, "waiting for its send slot", slot.at)
+
+    def _call(
+        self, method: str, params: dict[str, Any], upload: Upload | None = None
+    ) -> Reply | Failed:
+        loop = shared_loop()
         try:
-            return self._call(make)
-        except TelegramRetryAfter as exc:
-            # Every worker holds off this chat for as long as Telegram asked.
-            self._pacer.hold([chat], self._pacer.now() + exc.retry_after)
-            return Failed("rate_limited", True, float(exc.retry_after), exc.message)
-        except TelegramForbiddenError as exc:
-            return Blocked(exc.message)
-        except TelegramUnauthorizedError as exc:
-            return Failed("unauthorized", False, detail=exc.message)
-        except TelegramBadRequest as exc:
-            return Failed("bad_request", False, detail=exc.message)
-        except (TelegramServerError, TelegramNetworkError) as exc:
-            # The request may have reached Telegram: never resend blindly.
+            client = _client(loop, self._base)
+            return loop.run(client.call(self._token, method, params, upload, self._timeout))
+        except NotSent as exc:  # nothing reached Telegram: safe to send again
+            return Failed("connect_failed", True, detail=str(exc))
+        except NoAnswer as exc:  # it may have reached Telegram
             return Failed("ambiguous", False, detail=str(exc))
-        except TelegramAPIError as exc:
-            return Failed("api_error", False, detail=exc.message)
+
+    def _refusal(self, reply: Reply, chat_id: str) -> SendOutcome:
+        """Every answer that is not a success, as an outcome."""
+        detail = reply.description or reply.body or f"HTTP {reply.status}"
+        if reply.status >= 500:
+            # A gateway page (502/504) or an internal error: not a delivery; try again.
+            return Failed("server_error", True, detail=f"HTTP {reply.status}: {detail[:200]}")
+        if not reply.is_bot_api:
+            # Not the Bot API speaking: a 2xx we cannot read may have been delivered.
+            ambiguous = 200 <= reply.status < 300
+            reason = "ambiguous" if ambiguous else "bad_response"
+            return Failed(reason, False, detail=f"HTTP {reply.status}: {detail[:200]}")
+        code = reply.error_code or reply.status
+        if code == 429:
+            wait = float(reply.retry_after or 1)
+            # Every worker holds off this chat for as long as Telegram asked.
+            self._pacer.hold([self._chat_key(chat_id)], self._pacer.now() + wait)
+            return Failed("rate_limited", True, wait, detail)
+        if code == 403:
+            return Blocked(detail)
+        if code in (401, 404):
+            return Failed("unauthorized", False, detail=detail)
+        if code == 400:
+            return Failed("bad_request", False, detail=detail)
+        return Failed("api_error", False, detail=detail)
 
     def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
         problems = message_problems(message)
@@ -173,31 +200,21 @@ class TelegramChannel:
             return Failed("invalid_message", False, detail="; ".join(problems))
         if message.kind is MessageKind.TEMPLATE:
             return Skipped("unsupported")
-        result = self._paced(chat_id, lambda bot: self._send(bot, chat_id, message), context)
-        if isinstance(result, Message):
-            return Sent(str(result.message_id), _file_id(result))
-        assert isinstance(result, Sent | Skipped | Failed | Blocked)
-        return result
-
-    @staticmethod
-    async def _send(bot: Bot, chat_id: str, message: OutboundMessage) -> Message:
-        if message.kind is MessageKind.TEXT:
-            return await bot.send_message(chat_id, message.text or "")
-        method, field = _SENDERS[message.kind]
-        media = message.media
-        assert media is not None
-        file: Any
-        if media.file_id:
-            file = media.file_id
-        elif media.content is not None:
-            file = BufferedInputFile(media.content, media.filename)
-        else:
-            file = media.url
-        kwargs: dict[str, Any] = {field: file}
-        if message.text:
-            kwargs["caption"] = message.text
-        result: Message = await getattr(bot, method)(chat_id, **kwargs)
-        return result
+        method, params, upload = _request(chat_id, message)
+        paced = self._pace(chat_id, context)
+        if paced is not None:
+            return paced
+        if context.on_request is not None and not context.on_request():
+            return Superseded()
+        reply = self._call(method, params, upload)
+        if isinstance(reply, Failed):
+            return reply
+        if not reply.ok:
+            return self._refusal(reply, chat_id)
+        result = reply.result if isinstance(reply.result, dict) else {}
+        if "message_id" not in result:
+            return Failed("ambiguous", False, detail="accepted without a message id")
+        return Sent(str(result["message_id"]), _file_id(result))
 
     def delete(
         self, chat_id: str, message_id: str, sent_at: datetime, now: datetime
@@ -205,26 +222,45 @@ class TelegramChannel:
         refusal = decide_delete(ChannelKind.TELEGRAM, sent_at, now)
         if refusal:
             return refusal
-        result = self._paced(chat_id, lambda bot: bot.delete_message(chat_id, int(message_id)))
-        if result is True:
+        self._pace(chat_id, None)
+        reply = self._call("deleteMessage", {"chat_id": chat_id, "message_id": int(message_id)})
+        if isinstance(reply, Failed):
+            return reply
+        if reply.ok:
             return Sent(message_id)
-        if isinstance(result, Failed) and result.reason == "bad_request":
+        outcome = self._refusal(reply, chat_id)
+        if isinstance(outcome, Failed) and outcome.reason == "bad_request":
             # "message to delete not found", "message can't be deleted (for everyone)": the
             # platform's refusal, not a failure of ours.
-            gone = "not found" in result.detail
+            gone = "not found" in outcome.detail
             return Skipped("already_deleted" if gone else "delete_refused")
-        assert isinstance(result, Sent | Skipped | Failed | Blocked)
-        return result
+        return outcome
 
     def chat_action(self, chat_id: str, action: str) -> SendOutcome:
-        try:
-            self._call(lambda bot: bot.send_chat_action(chat_id, action))
-        except TelegramForbiddenError as exc:
-            return Blocked(exc.message)
-        except TelegramAPIError as exc:
-            # A chat action is cosmetic: never worth a retry.
-            return Skipped(f"chat_action_failed: {exc.message}")
-        return Sent("")
+        reply = self._call("sendChatAction", {"chat_id": chat_id, "action": action})
+        if isinstance(reply, Reply) and reply.ok:
+            return Sent("")
+        if isinstance(reply, Reply) and (reply.error_code or reply.status) == 403:
+            return Blocked(reply.description)
+        # A chat action is cosmetic: never worth a retry.
+        detail = reply.detail if isinstance(reply, Failed) else reply.description or reply.body
+        return Skipped(f"chat_action_failed: {detail[:100]}")
+
+
+def _request(chat_id: str, message: OutboundMessage) -> tuple[str, dict[str, Any], Upload | None]:
+    """The Bot API method, its parameters and the file to upload, if any."""
+    if message.kind is MessageKind.TEXT:
+        return "sendMessage", {"chat_id": chat_id, "text": message.text or ""}, None
+    method, field = _SENDERS[message.kind]
+    media = message.media
+    assert media is not None
+    params: dict[str, Any] = {"chat_id": chat_id}
+    if message.text:
+        params["caption"] = message.text
+    if media.file_id or media.content is None:
+        params[field] = media.file_id or media.url
+        return method, params, None
+    return method, params, Upload(field, media.filename, media.content, media.content_type)
 
 
 def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) -> None:

@@ -2,13 +2,14 @@
 
 Any platform can receive reengage's messages and check them with a Standard Webhooks
 library. The receiver answers 2xx (optionally `{"message_id": "..."}`), 410 when the user is
-gone for good, 429/503 to be retried later.
+gone for good, 429 or any 5xx to be retried later (`Retry-After` seconds are honoured).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
 from datetime import datetime
 from typing import Any
@@ -23,8 +24,21 @@ from reengage.domain.outbound import (
     SendContext,
     SendOutcome,
     Sent,
+    Superseded,
     message_problems,
 )
+
+# One HTTP client (keep-alive connections) per process.
+_client: httpx.Client | None = None
+_client_lock = threading.Lock()
+
+
+def _http() -> httpx.Client:
+    global _client
+    with _client_lock:
+        if _client is None or _client.is_closed:
+            _client = httpx.Client()
+        return _client
 
 
 class WebhookChannel:
@@ -33,17 +47,20 @@ class WebhookChannel:
         self._secret = secret
         self._timeout = timeout
 
-    def _post(self, payload: dict[str, Any]) -> SendOutcome:
-        msg_id = f"msg_{uuid.uuid4().hex}"
+    def _post(self, payload: dict[str, Any], context: SendContext | None = None) -> SendOutcome:
+        key = context.idempotency_key if context is not None else None
+        msg_id = f"msg_{key}" if key else f"msg_{uuid.uuid4().hex}"
         body = json.dumps(payload, separators=(",", ":")).encode()
         head = standard_webhooks.headers(self._secret, msg_id, body)
         head["content-type"] = "application/json"
+        if context is not None and context.on_request is not None and not context.on_request():
+            return Superseded()
         try:
-            response = httpx.post(self._url, content=body, headers=head, timeout=self._timeout)
-        except httpx.ConnectError as exc:
+            response = _http().post(self._url, content=body, headers=head, timeout=self._timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             return Failed("unreachable", True, detail=str(exc))  # nothing was delivered
         except httpx.TransportError as exc:
-            return Failed("ambiguous", False, detail=str(exc))
+            return Failed("ambiguous", False, detail=f"{type(exc).__name__}: {exc}")
         if response.is_success:
             try:
                 answer = response.json()
@@ -54,9 +71,10 @@ class WebhookChannel:
         detail = f"HTTP {response.status_code}: {response.text[:200]}"
         if response.status_code == 410:
             return Blocked(detail)
-        if response.status_code in (429, 503):
+        if response.status_code == 429 or response.status_code >= 500:
             after = response.headers.get("retry-after", "")
-            return Failed("rate_limited", True, float(after) if after.isdigit() else None, detail)
+            reason = "rate_limited" if response.status_code == 429 else "server_error"
+            return Failed(reason, True, float(after) if after.isdigit() else None, detail)
         return Failed("rejected", False, detail=detail)
 
     def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
@@ -87,7 +105,7 @@ class WebhookChannel:
                 "parameters": list(message.template.parameters),
             },
         }
-        return self._post(payload)
+        return self._post(payload, context)
 
     def delete(
         self, chat_id: str, message_id: str, sent_at: datetime, now: datetime

@@ -6,6 +6,7 @@ Outside the 24-hour customer-service window only templates are sent: anything el
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from reengage.domain.outbound import (
     SendOutcome,
     Sent,
     Skipped,
+    Superseded,
     decide_delete,
     decide_window,
     message_problems,
@@ -38,6 +40,32 @@ WINDOW_CLOSED = {131047}
 RATE_LIMITED = {4, 80007, 130429, 131048, 131056}
 UNREACHABLE = {131026}  # not a WhatsApp user, or cannot receive this message
 AUTH = {0, 190, 10, 200}
+TEMPORARY = {1, 2, 131000, 131016}  # unknown / temporarily unavailable / service unavailable
+# The connection was never made: the request surely did not reach the Graph API.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# One HTTP client (keep-alive connections) per API base and token, per process.
+_clients: dict[tuple[str, str, float], httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(api_base: str, token: str, timeout: float) -> httpx.Client:
+    key = (api_base, token, timeout)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None or client.is_closed:
+            headers = {"Authorization": f"Bearer {token}"}
+            client = _clients[key] = httpx.Client(timeout=timeout, headers=headers)
+        return client
+
+
+def _accepted(response: httpx.Response, file_id: str | None) -> SendOutcome:
+    """A 2xx: the message id, or ambiguous when the answer does not say it (it may be out)."""
+    try:
+        message_id = response.json()["messages"][0]["id"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return Failed("ambiguous", False, detail=f"HTTP {response.status_code}: unreadable")
+    return Sent(str(message_id), file_id)
+
 
 _MEDIA_TYPES = {
     MessageKind.PHOTO: "image",
@@ -70,10 +98,9 @@ class WhatsAppChannel:
     ) -> None:
         self._number = phone_number_id
         self._base = f"{api_base.rstrip('/')}/{version}/{phone_number_id}"
-        self._headers = {"Authorization": f"Bearer {access_token}"}
+        self._http = _client(api_base, access_token, timeout)
         self._pacer = pacer
         self._limits = limits
-        self._timeout = timeout
         self._sleep = sleep
 
     def send(self, chat_id: str, message: OutboundMessage, context: SendContext) -> SendOutcome:
@@ -94,15 +121,21 @@ class WhatsAppChannel:
         if slot is not None:
             return Failed("paced", True, slot.wait, "waiting for its send slot", slot.at)
         try:
-            with httpx.Client(timeout=self._timeout, headers=self._headers) as http:
-                body, file_id = self._body(http, chat_id, message)
-                if isinstance(body, Failed):
-                    return body
-                response = http.post(f"{self._base}/messages", json=body)
-        except httpx.TransportError as exc:
-            return Failed("ambiguous", False, detail=str(exc))
+            body, file_id = self._body(self._http, chat_id, message)
+        except httpx.TransportError as exc:  # an upload, before the message itself
+            return Failed("upload_failed", True, detail=f"{type(exc).__name__}: {exc}")
+        if isinstance(body, Failed):
+            return body
+        if context.on_request is not None and not context.on_request():
+            return Superseded()
+        try:
+            response = self._http.post(f"{self._base}/messages", json=body)
+        except NOT_SENT as exc:  # no connection was made: nothing reached Meta
+            return Failed("connect_failed", True, detail=f"{type(exc).__name__}: {exc}")
+        except httpx.TransportError as exc:  # it may have reached Meta
+            return Failed("ambiguous", False, detail=f"{type(exc).__name__}: {exc}")
         if response.is_success:
-            return Sent(str(response.json()["messages"][0]["id"]), file_id)
+            return _accepted(response, file_id)
         return self._refusal(response)
 
     def _body(
@@ -149,12 +182,18 @@ class WhatsAppChannel:
         if not response.is_success:
             refusal = self._refusal(response)
             return refusal if isinstance(refusal, Failed) else Failed("upload_failed", False)
-        return {"id": str(response.json()["id"])}
+        try:
+            return {"id": str(response.json()["id"])}
+        except (ValueError, KeyError, TypeError):
+            return Failed("upload_failed", True, detail=f"unreadable answer: {response.text[:200]}")
 
     def _refusal(self, response: httpx.Response) -> SendOutcome:
         try:
-            error = response.json().get("error", {})
+            answer = response.json()
         except ValueError:
+            answer = None
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if not isinstance(error, dict):
             error = {}
         code = error.get("code")
         detail = f"{code}: {error.get('message', response.text[:200])}"
@@ -166,8 +205,9 @@ class WhatsAppChannel:
             return Failed("undeliverable", False, detail=detail)
         if code in AUTH or response.status_code in (401, 403):
             return Failed("unauthorized", False, detail=detail)
-        if response.status_code >= 500:
-            return Failed("ambiguous", False, detail=detail)
+        if response.status_code >= 500 or code in TEMPORARY:
+            # Graph answered that it could not take the message: try again later.
+            return Failed("server_error", True, detail=f"HTTP {response.status_code}: {detail}")
         return Failed("bad_request", False, detail=detail)
 
     def delete(

@@ -281,6 +281,15 @@ class Delivery(Base):
     platform_status: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set, by the attempt that holds the claim, right before its request leaves: `sending`
+    # without it was surely not sent (a crash before the call is retried, not ambiguous).
+    requested_at: Mapped[datetime | None]
+    # An outcome unknown (the request left, no answer): at most once (skip, the default) or,
+    # with `retry_ambiguous`, at least once (sent again once; `ambiguous_at` records it).
+    retry_ambiguous: Mapped[bool] = mapped_column(default=False)
+    ambiguous_at: Mapped[datetime | None]
+    # Retries of a send that surely did not reach the platform stop here (skipped `expired`).
+    valid_until: Mapped[datetime | None]
     # Delete the sent message this long after sending (Telegram: only within 48 h).
     delete_after_s: Mapped[int | None] = mapped_column(Integer)
     delete_status: Mapped[str | None] = mapped_column(String(64))
@@ -448,6 +457,17 @@ class AdminInvite(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     used_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UsedButton(Base):
+    """A manager-bot button whose action is not idempotent, pressed once: a replay within its
+    15 minutes is refused. Kept until the button expires."""
+
+    __tablename__ = "used_button"
+    __table_args__ = (Index("ix_used_button_expires_at", "expires_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]
 
 
 class ManagerAdmin(Base):

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned for the dialect: WAL and a busy timeout on SQLite."""
+    """An engine tuned for the dialect: WAL and a busy timeout on SQLite. Errors never carry
+    the statement's values (users' texts) into logs."""
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):

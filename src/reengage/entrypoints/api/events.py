@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body
 from reengage.domain.activity import ActivityEvent, Inbound
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, EventBatch, EventIn, RecordOut
-from reengage.entrypoints.metrics import EVENTS_RECORDED
+from reengage.metrics import EVENTS_RECORDED
 from reengage.services.errors import InvalidInput
 
 events_router = APIRouter(prefix="/v1", tags=["activity"])

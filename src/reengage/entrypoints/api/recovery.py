@@ -15,6 +15,7 @@ from reengage.domain.duration import format_duration
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut
 from reengage.services import recovery
+from reengage.services.deliver import resend_delivery
 from reengage.services.recovery_preview import preview_campaign
 
 recovery_router = APIRouter(
@@ -200,7 +201,10 @@ class DeliveryOut(BaseModel):
     reason: str | None
     channel_message_id: str | None
     platform_status: str | None
+    error: str | None
+    attempts: int
     scheduled_at: datetime
+    requested_at: datetime | None = Field(description="When the last request left")
     sent_at: datetime | None
     finished_at: datetime | None
 
@@ -213,15 +217,19 @@ def list_deliveries(
     contact_id: int | None = None,
     status: str | None = None,
     purpose: str | None = None,
+    reason: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
-    """The delivery audit trail: every message reengage sent, skipped or failed."""
+    """The delivery audit trail: every message reengage sent, skipped or failed.
+    `status=failed&reason=ambiguous` lists the sends whose outcome is unknown (the request
+    left and no answer came): review them, and send again with `POST .../resend`."""
     stmt = select(Delivery).where(Delivery.org_id == org_id).order_by(Delivery.id.desc())
     for column, value in (
         (Delivery.bot_id, bot_id),
         (Delivery.contact_id, contact_id),
         (Delivery.status, status),
         (Delivery.purpose, purpose),
+        (Delivery.reason, reason),
     ):
         if value is not None:
             stmt = stmt.where(column == value)
@@ -230,3 +238,19 @@ def list_deliveries(
             DeliveryOut.model_validate(d, from_attributes=True)
             for d in session.scalars(stmt.limit(limit))
         ]
+
+
+@recovery_router.post(
+    "/v1/deliveries/{delivery_id}/resend", response_model=DeliveryOut, status_code=202
+)
+def resend(runtime: RuntimeDep, org_id: OrgId, delivery_id: int) -> DeliveryOut:
+    """Send a failed delivery again (an ambiguous one, after review): a new delivery with
+    the same message, under the same rules (never after the user answered, opted out or
+    blocked the bot). Idempotent: asking twice gives the same new delivery."""
+    now = runtime.clock.now()
+    with runtime.sessions.begin() as session:
+        new_id, timer = resend_delivery(session, org_id, delivery_id, now)
+    if timer is not None:
+        runtime.timers.schedule([timer])
+    with runtime.sessions() as session:
+        return DeliveryOut.model_validate(session.get_one(Delivery, new_id), from_attributes=True)

@@ -10,8 +10,10 @@ from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from reengage.domain import button as btn
-from reengage.entrypoints.manager_bot.context import CallbackReply, Manager
+from reengage.entrypoints.manager_bot.actions import SINGLE_USE
+from reengage.entrypoints.manager_bot.context import CallbackReply, Manager, Signed
 from reengage.entrypoints.manager_bot.texts import DEFAULT, t
+from reengage.services.manager_access import use_button
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +61,8 @@ class CallbackAccess(BaseMiddleware):
             await event.answer(t(DEFAULT, "refused"), show_alert=True)
             return None
         verified = self.manager.verify(event.data or "", user_id)
+        if not isinstance(verified, btn.Refused) and not await self._spend(event, verified):
+            verified = btn.Refused("already_used")
         if isinstance(verified, btn.Refused):
             log.warning(
                 "manager.callback.refused", reason=verified.reason, telegram_user_id=user_id
@@ -71,3 +75,12 @@ class CallbackAccess(BaseMiddleware):
             return await handler(event, data)
         finally:
             await event.answer(reply.text, show_alert=reply.alert)
+
+    async def _spend(self, event: CallbackQuery, signed: Signed) -> bool:
+        """A single-use button works once; the others (screens, questions) as often as
+        pressed within their 15 minutes."""
+        if (signed.prefix, signed.button.action) not in SINGLE_USE:
+            return True
+        now = self.manager.runtime.clock.now()
+        data = event.data or ""
+        return await self.manager.db(lambda s: use_button(s, data, now, btn.TTL))

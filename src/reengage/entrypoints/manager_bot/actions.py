@@ -48,3 +48,17 @@ class Tmo(IntEnum):
     ASK_TIMEOUT = 3
     SET_ACTION = 4
     TOGGLE = 5
+
+
+# Presses that change something and would change it again if replayed (a toggle flips back,
+# a publish makes another version, a move moves twice): each such button works once.
+SINGLE_USE = frozenset(
+    {
+        (MENU, Menu.LANGUAGE),
+        *((RECOVERY, a) for a in (Rec.TOGGLE_ENABLED, Rec.TOGGLE_PAID, Rec.REMOVE_EXCLUSION)),
+        *((RECOVERY, a) for a in (Rec.MOVE_UP, Rec.MOVE_DOWN, Rec.DELETE_STEP)),
+        *((RECOVERY, a) for a in (Rec.DELETE_BLOCK, Rec.PUBLISH)),
+        (TIMEOUTS, Tmo.SET_ACTION),
+        (TIMEOUTS, Tmo.TOGGLE),
+    }
+)

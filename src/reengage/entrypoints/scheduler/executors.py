@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 
 from reengage.domain.timer import ClaimedTimer, Timer
-from reengage.entrypoints.metrics import TIMER_LATENESS, TIMERS_FIRED
+from reengage.metrics import TIMER_LATENESS, TIMERS_FIRED
 from reengage.ports import Clock
 from reengage.runtime import Runtime
 from reengage.services.fire_timers import fire_timers

@@ -1,4 +1,4 @@
-"""Prometheus metrics."""
+"""Prometheus metrics: the instruments every process updates."""
 
 from __future__ import annotations
 
@@ -10,4 +10,10 @@ TIMER_LATENESS = Histogram(
     "reengage_timer_lateness_seconds",
     "Delay between a timer's due time and its execution",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+DELIVERIES = Counter(
+    "reengage_deliveries_total",
+    "Messages settled, by purpose, status (sent, failed, skipped, scheduled for a retry) and "
+    "reason (ambiguous, blocked, window_closed, server_error, ...)",
+    ["purpose", "status", "reason"],
 )

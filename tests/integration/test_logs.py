@@ -1,0 +1,96 @@
+"""Logs of failures: one cheap line with a plain traceback, never local variables, never a
+password, a bot token or a bearer token."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import select
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.models import Contact
+from reengage.domain.outbound import MessageKind, OutboundMessage
+from reengage.domain.timer import ClaimedTimer, Timer
+from reengage.entrypoints.logging import configure_logging, redact
+from reengage.runtime import Runtime
+from reengage.services.deliver import DeliveryRequest, deliver
+from reengage.services.fire_timers import fire_timers
+from reengage.services.timer_registry import PurposeSpec
+from tests.channel_harness import TG_TOKEN
+from tests.factories import make_bot, make_org, message
+
+PASSWORD = "s3cret-Pa55"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("postgresql://app:s3cret@db:5432/x", "postgresql://app:***@db:5432/x"),
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+        (
+            "POST http://api/bot123456:AAE-x_y/sendMessage",
+            "POST http://api/bot123456:***/sendMessage",
+        ),
+        ("Authorization: Bearer EAAGm0PX4ZCps", "Authorization: Bearer ***"),
+        (
+            "https://graph/v21.0/me?access_token=EAAG1&x=1",
+            "https://graph/v21.0/me?access_token=***&x=1",
+        ),
+        (
+            "nothing to hide here: https://example.com/a",
+            "nothing to hide here: https://example.com/a",
+        ),
+    ],
+)
+def test_credentials_are_redacted_wherever_they_appear(text: str, kept: str) -> None:
+    assert redact(text) == kept
+
+
+def test_a_failing_send_and_a_failing_timer_log_no_secret_and_no_locals(
+    db_url: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = f"http://bot-proxy:{PASSWORD}@127.0.0.1:{closed_port()}"
+    runtime = make_runtime(db_url, telegram_api_base=base)
+    configure_logging()
+    org = make_org(runtime).org_id
+    bot = make_bot(runtime, org, credentials={"token": TG_TOKEN})
+    runtime.record(org, [message(bot, "777", clock.now())])
+    with runtime.sessions() as s:
+        contact = s.scalars(select(Contact.id)).one()
+    text = OutboundMessage(MessageKind.TEXT, "Oi")
+    request = DeliveryRequest(org, bot, contact, "k", "test", text)
+    result = deliver(runtime.sessions, runtime, runtime.timers, request, clock.now())
+    assert (result.status, result.reason) == ("scheduled", "connect_failed")
+
+    def explode(session: object, timer: Timer, now: object) -> list[Timer]:
+        settings = runtime.settings.model_copy(  # noqa: F841 - a local a traceback could show
+            update={"database_url": f"postgresql://app:{PASSWORD}@db/x"}
+        )
+        raise RuntimeError(f"cannot reach postgresql://app:{PASSWORD}@db/x")
+
+    runtime.registry["boom"] = PurposeSpec(handle=explode, pending=lambda *_: [])
+    claimed = ClaimedTimer(Timer("boom:1", "boom", clock.now()), "t", 1)
+    started = time.monotonic()
+    fire_timers(runtime.sessions, runtime.timers, runtime.registry, [claimed], clock.now())
+    assert time.monotonic() - started < 0.5  # an error costs milliseconds to log
+    logs = capsys.readouterr().err
+    assert "timer.failed" in logs
+    assert "RuntimeError: cannot reach postgresql://app:***@db/x" in logs
+    assert "delivery.scheduled" in logs
+    assert PASSWORD not in logs
+    assert TG_TOKEN.split(":")[1] not in logs
+    assert "database_url" not in logs  # no local variables
+    assert "settings =" not in logs
