@@ -15,10 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reengage.adapters.channels import standard_webhooks
+from reengage.adapters.channels.factory import close_connections
 from reengage.adapters.channels.fakes.server import RunningServer, serve
 from reengage.adapters.channels.fakes.telegram import FakeTelegram
 from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
-from reengage.adapters.channels.telegram import close_bots
 
 TG_TOKEN = "123456:TEST-token"
 WA_TOKEN = "EAAG-test-token"
@@ -65,7 +65,7 @@ def fake_telegram(
     fake, _ = fake_telegram_server
     fake.reset()
     yield fake
-    close_bots()
+    close_connections()
 
 
 @pytest.fixture
@@ -81,10 +81,13 @@ def fake_whatsapp_server() -> Iterator[tuple[FakeWhatsApp, RunningServer]]:
 
 
 @pytest.fixture
-def fake_whatsapp(fake_whatsapp_server: tuple[FakeWhatsApp, RunningServer]) -> FakeWhatsApp:
+def fake_whatsapp(
+    fake_whatsapp_server: tuple[FakeWhatsApp, RunningServer],
+) -> Iterator[FakeWhatsApp]:
     fake, _ = fake_whatsapp_server
     fake.reset()
-    return fake
+    yield fake
+    close_connections()
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.channels.factory import build_channel
-from reengage.adapters.channels.telegram import close_bots
+from reengage.adapters.channels.factory import build_channel, close_connections
 from reengage.adapters.clock import AcceleratedClock, ManualClock, SystemClock
 from reengage.adapters.crypto import decrypt_json
 from reengage.adapters.db.activity_store import SqlActivityStore
@@ -124,5 +123,5 @@ class Runtime:
         )
 
     def close(self) -> None:
-        close_bots()
+        close_connections()
         self.engine.dispose()

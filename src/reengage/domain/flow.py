@@ -59,6 +59,8 @@ _REQUIRED = {
     NodeType.CLOSE: (),
     NodeType.GOTO_FLOW: ("flow",),
 }
+# Names a conversation stores in columns of this size (its node, queue and flow).
+_NAMES = {"id": 128, "next": 128, "queue": 64, "flow": 64}
 _ALLOWED = {"id", "type", "text", "next", "var", "choices", "retry_text", "queue", "flow", "policy"}
 
 
@@ -74,7 +76,7 @@ def parse_flow(key: str, data: Mapping[str, Any]) -> Flow:
             raise FlowError("duplicate node id", node.id)
         nodes[node.id] = node
     start = data.get("start") or raw_nodes[0].get("id")
-    if start not in nodes:
+    if not isinstance(start, str) or start not in nodes:
         raise FlowError(f"start node {start!r} does not exist")
     return Flow(key, str(start), nodes)
 
@@ -111,6 +113,11 @@ def _parse_node(index: int, raw: Any) -> Node:
 
 def validate_flow(flow: Flow, known_flows: set[str]) -> None:
     """Targets exist, every node is reachable, and no loop runs without waiting on a question."""
+    for node in flow.nodes.values():
+        for name, most in _NAMES.items():
+            value = getattr(node, name)
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= most):
+                raise FlowError(f"{name} must be a text of 1 to {most} characters", node.id)
     for node in flow.nodes.values():
         if node.next is not None and node.next not in flow.nodes:
             raise FlowError(f"next {node.next!r} does not exist", node.id)

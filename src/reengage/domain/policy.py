@@ -308,6 +308,15 @@ def check_layer(layer: PolicyLayer, prefix: str = "") -> None:
         raise PolicyError("fallback_flow action needs a fallback_flow", prefix + "fallback_flow")
 
 
+def check_names(layer: PolicyLayer) -> None:
+    """The queue and fallback flow a level names fit the columns a conversation keeps them in
+    (checked when a level is saved: settings stored before stay readable)."""
+    for name in ("queue", "fallback_flow"):
+        value = getattr(layer, name)
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):
+            raise PolicyError("must be a text of 1 to 64 characters", name)
+
+
 def check_policy(policy: Policy) -> None:
     """Rules on the resolved policy (levels combine: a bot timeout with node reminders)."""
     for i, r in enumerate(policy.reminders):

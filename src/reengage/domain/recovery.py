@@ -109,6 +109,18 @@ def _duration(value: Any, name: str, minimum: timedelta = timedelta(0)) -> timed
     return delta
 
 
+def _objects(raw: Any, name: str) -> list[Mapping[str, Any]]:
+    """A list of JSON objects, or a CampaignError naming the first thing that is not one."""
+    if not raw:
+        return []
+    if not isinstance(raw, list):
+        raise CampaignError("must be a list", name)
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise CampaignError("must be an object", f"{name}[{i}]")
+    return raw
+
+
 def _block(raw: Mapping[str, Any], name: str) -> Block:
     try:
         kind = MessageKind(raw.get("kind", "text"))
@@ -161,13 +173,14 @@ def parse_campaign(data: Mapping[str, Any]) -> Campaign:
         tz_name = str(data.get("time_zone", "America/Sao_Paulo"))
         sch.zone(tz_name)
         steps = []
-        for i, raw in enumerate(data.get("steps") or []):
+        for i, raw in enumerate(_objects(data.get("steps"), "steps")):
             try:
                 schedule = sch.parse_schedule(str(raw.get("schedule", "")))
             except sch.ScheduleError as exc:
                 raise CampaignError(exc.message("en"), f"steps[{i}].schedule") from exc
             blocks = tuple(
-                _block(b, f"steps[{i}].blocks[{j}]") for j, b in enumerate(raw.get("blocks") or [])
+                _block(b, f"steps[{i}].blocks[{j}]")
+                for j, b in enumerate(_objects(raw.get("blocks"), f"steps[{i}].blocks"))
             )
             steps.append(Step(schedule, blocks))
         window = None
@@ -180,7 +193,10 @@ def parse_campaign(data: Mapping[str, Any]) -> Campaign:
     on_ambiguous = data.get("on_ambiguous", "skip")
     if on_ambiguous not in ("skip", "retry_once"):
         raise CampaignError("must be skip or retry_once", "on_ambiguous")
-    holdout = int(data.get("holdout_percent", 0))
+    try:
+        holdout = int(data.get("holdout_percent", 0))
+    except (TypeError, ValueError) as exc:
+        raise CampaignError("must be a whole number", "holdout_percent") from exc
     if not 0 <= holdout <= 100:
         raise CampaignError("must be between 0 and 100", "holdout_percent")
     return Campaign(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class ServiceError(Exception):
     """Base of the errors a caller can act on."""
@@ -28,3 +31,20 @@ class NotFound(ServiceError):
 class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
+
+
+# What a pure parser of a caller's JSON raises when a value has an unexpected type or size.
+MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError)
+
+
+@contextmanager
+def parsing(what: str) -> Iterator[None]:
+    """Around a domain parser of a caller's free-form JSON. Parsers name the field of every
+    mistake they foresee; they are pure, so anything else they raise is still the input's
+    fault (a list where an object belongs, a number too large for a date): a 422."""
+    try:
+        yield
+    except ServiceError:
+        raise
+    except MALFORMED as exc:
+        raise InvalidInput(f"{what} is malformed: {exc}"[:300], None) from exc

@@ -17,7 +17,7 @@ from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore, TimerStore
 from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
-from reengage.services.errors import InvalidInput, NotFound
+from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.event_log import append_event
 from reengage.services.policies import refresh_wake
 from reengage.services.tenancy import get_bot
@@ -33,12 +33,13 @@ def put_flow(
     """Validate and store a flow; errors name the node."""
     get_bot(session, org_id, bot_id)
     known = set(session.scalars(select(FlowRow.key).where(FlowRow.bot_id == bot_id)))
-    try:
-        flow = fl.parse_flow(key, definition)
-        fl.validate_flow(flow, known - {key})
-    except fl.FlowError as exc:
-        field = f"nodes.{exc.node}" if exc.node else "definition"
-        raise InvalidInput(exc.message, field) from exc
+    with parsing("the flow"):
+        try:
+            flow = fl.parse_flow(key, definition)
+            fl.validate_flow(flow, known - {key})
+        except fl.FlowError as exc:
+            field = f"nodes.{exc.node}" if exc.node else "definition"
+            raise InvalidInput(exc.message, field) from exc
     row = session.scalar(select(FlowRow).where(FlowRow.bot_id == bot_id, FlowRow.key == key))
     if row is None:
         row = FlowRow(org_id=org_id, bot_id=bot_id, key=key, created_at=now, updated_at=now)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import MediaAsset
+from reengage.domain.bounds import text_problem
 from reengage.services.errors import InvalidInput
 
 # Telegram bots may upload up to 50 MB; larger files belong behind a URL.
@@ -29,6 +30,12 @@ def store_media(
         raise InvalidInput("the file is empty", "file")
     if len(content) > MAX_BYTES:
         raise InvalidInput("the file is larger than 50 MB", "file")
+    for field, value, most in (("filename", filename, 255), ("content_type", content_type, 100)):
+        problem = text_problem(value) or (
+            f"at most {most} characters" if len(value) > most else None
+        )
+        if problem:
+            raise InvalidInput(f"{field}: {problem}", f"file.{field}")
     digest = hashlib.sha256(content).hexdigest()
     asset = session.scalar(
         select(MediaAsset).where(MediaAsset.org_id == org_id, MediaAsset.sha256 == digest)

@@ -21,7 +21,7 @@ from reengage.domain import policy as pol
 from reengage.domain.activity import ChannelKind, ConversationStatus
 from reengage.domain.duration import parse_duration
 from reengage.domain.flow import NodeType
-from reengage.services.errors import InvalidInput, NotFound
+from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.tenancy import get_bot
 
 
@@ -69,10 +69,12 @@ def put_policy(
 ) -> tuple[pol.PolicyLayer, list[str]]:
     """Validate and store one level's settings; return them with configuration warnings."""
     _check_scope(session, org_id, scope)
-    try:
-        layer = pol.parse_layer(settings)
-    except pol.PolicyError as exc:
-        raise InvalidInput(exc.message, exc.field) from exc
+    with parsing("the policy"):
+        try:
+            layer = pol.parse_layer(settings)
+            pol.check_names(layer)
+        except pol.PolicyError as exc:
+            raise InvalidInput(exc.message, exc.field) from exc
     if layer.fallback_flow is not None:
         if scope.bot_id is None:
             raise InvalidInput(

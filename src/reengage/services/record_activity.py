@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ActivityEvent, BotPolicy, ChannelKind, RecordResult
+from reengage.domain.bounds import event_problem
 from reengage.ports import ActivityStore
 from reengage.services.conversation_rows import inactivity_threshold
 from reengage.services.errors import InvalidInput
@@ -46,6 +47,15 @@ def wake_delay(bot: Bot, default_threshold: timedelta) -> timedelta | None:
     return min(known) if known else None
 
 
+def check_events(events: Sequence[ActivityEvent]) -> None:
+    """Refuse a batch the stores cannot hold, naming the field, before any query: a value
+    past them would otherwise fail in a driver, or poison the write-behind flush."""
+    for index, event in enumerate(events):
+        problem = event_problem(event)
+        if problem:
+            raise InvalidInput(problem[1], f"events[{index}].{problem[0]}")
+
+
 def record_activity(
     sessions: sessionmaker[Session],
     store: ActivityStore,
@@ -55,6 +65,7 @@ def record_activity(
     default_threshold: timedelta,
 ) -> RecordResult:
     """Validate, then apply the batch atomically: all events are recorded, or none."""
+    check_events(events)
     with sessions() as session:
         policies = bot_policies(session, org_id, {e.bot_id for e in events}, default_threshold)
     for index, event in enumerate(events):

@@ -22,7 +22,7 @@ from reengage.adapters.db.models import (
 )
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ChannelKind
-from reengage.services.errors import InvalidInput, NotFound
+from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.policies import refresh_wake
 from reengage.services.tenancy import get_bot
 
@@ -57,10 +57,11 @@ def put_draft(
     operational: they take effect at once (see `set_exclusions`), not at publication."""
     data = dict(data)
     exclusions = data.pop("exclusions", None)
-    try:
-        campaign = rec.parse_campaign(data)
-    except rec.CampaignError as exc:
-        raise InvalidInput(exc.message, exc.field) from exc
+    with parsing("the campaign"):
+        try:
+            campaign = rec.parse_campaign(data)
+        except rec.CampaignError as exc:
+            raise InvalidInput(exc.message, exc.field) from exc
     channel = get_bot(session, org_id, bot_id).channel
     for i, step in enumerate(campaign.steps):
         for j, block in enumerate(step.blocks):

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Bot, Organization
 from reengage.domain import voice as vc
-from reengage.services.errors import InvalidInput
+from reengage.services.errors import InvalidInput, parsing
 from reengage.services.tenancy import get_bot
 
 
@@ -30,10 +30,11 @@ def put_settings(
     session: Session, org_id: int, bot_id: int | None, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Validate and store one level's settings; fields left out are inherited."""
-    try:
-        layer = vc.parse_layer(data)
-    except vc.VoiceError as exc:
-        raise InvalidInput(exc.message, exc.field) from exc
+    with parsing("the voice settings"):
+        try:
+            layer = vc.parse_layer(data)
+        except vc.VoiceError as exc:
+            raise InvalidInput(exc.message, exc.field) from exc
     stored = vc.layer_to_json(layer)
     if bot_id is None:
         session.get_one(Organization, org_id).voice = stored

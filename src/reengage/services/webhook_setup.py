@@ -6,7 +6,7 @@ import secrets
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.channels.telegram import set_webhook
+from reengage.adapters.channels.telegram import WebhookRefused, set_webhook
 from reengage.adapters.crypto import decrypt_json, encrypt_json
 from reengage.domain.activity import ChannelKind
 from reengage.services.errors import InvalidInput
@@ -33,7 +33,10 @@ def register_telegram_webhook(
     url = f"{public_url.rstrip('/')}/webhooks/telegram/{bot_id}"
     secret = secrets.token_urlsafe(32)  # 1-256 chars of A-Z, a-z, 0-9, _ and -
     # Until Telegram confirms, updates keep arriving with the old secret: store after.
-    set_webhook(token, url, secret, api_base)
+    try:
+        set_webhook(token, url, secret, api_base)
+    except WebhookRefused as exc:
+        raise InvalidInput(f"Telegram refused the webhook: {exc}", "webhook") from exc
     with sessions.begin() as session:
         bot = get_bot(session, org_id, bot_id)
         bot.credentials = encrypt_json(secret_key, credentials | {"webhook_secret": secret})

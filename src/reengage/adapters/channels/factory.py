@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.adapters.channels import telegram, webhook, whatsapp
 from reengage.adapters.channels.simulator import SimulatorChannel
 from reengage.adapters.channels.telegram import TelegramChannel
 from reengage.adapters.channels.webhook import WebhookChannel
@@ -22,6 +23,13 @@ REQUIRED: dict[ChannelKind, tuple[str, ...]] = {
     ChannelKind.WEBHOOK: ("url", "secret"),
     ChannelKind.SIMULATOR: (),
 }
+
+
+def close_connections() -> None:
+    """Close every channel's kept-alive HTTP connections (at shutdown, between tests)."""
+    telegram.close_bots()
+    whatsapp.close_clients()
+    webhook.close_client()
 
 
 def missing_credentials(kind: ChannelKind, credentials: dict[str, Any]) -> list[str]:

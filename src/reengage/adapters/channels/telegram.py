@@ -263,17 +263,24 @@ def _request(chat_id: str, message: OutboundMessage) -> tuple[str, dict[str, Any
     return method, params, Upload(field, media.filename, media.content, media.content_type)
 
 
+class WebhookRefused(Exception):
+    """Telegram answered `setWebhook` with an error (a bad token, a URL it will not call)."""
+
+
 def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) -> None:
     """Point Telegram at `url`; Telegram then sends `secret` in every update's header."""
     api = TelegramAPIServer.from_base(api_base) if api_base else PRODUCTION
     loop = shared_loop()
-    loop.run(
-        _bot_for(loop, token, api).set_webhook(
-            url,
-            secret_token=secret,
-            allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"],
+    try:
+        loop.run(
+            _bot_for(loop, token, api).set_webhook(
+                url,
+                secret_token=secret,
+                allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"],
+            )
         )
-    )
+    except TelegramAPIError as exc:
+        raise WebhookRefused(exc.message) from exc
 
 
 def answer_callback_query(token: str, callback_query_id: str, api_base: str | None = None) -> None:

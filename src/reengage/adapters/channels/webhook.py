@@ -41,6 +41,15 @@ def _http() -> httpx.Client:
         return _client
 
 
+def close_client() -> None:
+    """Close the kept-alive connections (at shutdown, and between tests)."""
+    global _client
+    with _client_lock:
+        client, _client = _client, None
+    if client is not None:
+        client.close()
+
+
 class WebhookChannel:
     def __init__(self, url: str, secret: str, *, timeout: float = 15.0) -> None:
         self._url = url

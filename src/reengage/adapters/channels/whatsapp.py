@@ -58,6 +58,15 @@ def _client(api_base: str, token: str, timeout: float) -> httpx.Client:
         return client
 
 
+def close_clients() -> None:
+    """Close the kept-alive connections (at shutdown, and between tests)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
 def _accepted(response: httpx.Response, file_id: str | None) -> SendOutcome:
     """A 2xx: the message id, or ambiguous when the answer does not say it (it may be out)."""
     try:

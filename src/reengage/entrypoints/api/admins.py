@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.entrypoints.api.schemas import ErrorOut, Id
 from reengage.services.manager_access import create_invite, list_admins, remove_admin
 
 admins_router = APIRouter(tags=["admins"], responses={401: {"model": ErrorOut}})
@@ -50,7 +50,7 @@ def list_manager_admins(runtime: RuntimeDep, org_id: OrgId) -> list[AdminOut]:
 @admins_router.delete(
     "/v1/admins/{telegram_user_id}", status_code=204, responses={404: {"model": ErrorOut}}
 )
-def remove_manager_admin(runtime: RuntimeDep, org_id: OrgId, telegram_user_id: int) -> None:
+def remove_manager_admin(runtime: RuntimeDep, org_id: OrgId, telegram_user_id: Id) -> None:
     """Remove an admin: their next press or message in the manager bot is refused, even on
     buttons still inside their 15 minutes."""
     with runtime.sessions.begin() as session:

@@ -12,7 +12,7 @@ from reengage.domain import policy as pol
 from reengage.domain.duration import format_duration
 from reengage.domain.inactivity import inactivity_key
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.entrypoints.api.schemas import ErrorOut, FlowKey, Id, QueueName, Text
 from reengage.services import agents
 from reengage.services.flows import start_flow
 from reengage.services.policies import policy_for
@@ -24,15 +24,15 @@ agents_router = APIRouter(
 
 
 class AgentIn(BaseModel):
-    agent: str = Field(min_length=1, max_length=128)
+    agent: Text = Field(min_length=1, max_length=128)
 
 
 class ReplyIn(AgentIn):
-    text: str = Field(min_length=1, max_length=4096)
+    text: Text = Field(min_length=1, max_length=4096)
 
 
 class FlowStartIn(BaseModel):
-    flow: str = Field(min_length=1, max_length=64)
+    flow: FlowKey
 
 
 class QueueItem(BaseModel):
@@ -53,7 +53,7 @@ class InactivityOut(BaseModel):
 
 
 @agents_router.get("/v1/queues/{queue}/conversations", response_model=list[QueueItem])
-def list_queue(runtime: RuntimeDep, org_id: OrgId, queue: str) -> list[QueueItem]:
+def list_queue(runtime: RuntimeDep, org_id: OrgId, queue: QueueName) -> list[QueueItem]:
     """Conversations handed off to a human-agent queue, the longest-waiting first."""
     with runtime.sessions() as session:
         return [
@@ -68,16 +68,14 @@ def list_queue(runtime: RuntimeDep, org_id: OrgId, queue: str) -> list[QueueItem
 
 
 @agents_router.post("/v1/conversations/{conversation_id}/take")
-def take(runtime: RuntimeDep, org_id: OrgId, conversation_id: int, body: AgentIn) -> dict[str, str]:
+def take(runtime: RuntimeDep, org_id: OrgId, conversation_id: Id, body: AgentIn) -> dict[str, str]:
     """An agent takes a conversation from its queue."""
     agents.take(runtime, org_id, conversation_id, body.agent)
     return {"agent": body.agent}
 
 
 @agents_router.post("/v1/conversations/{conversation_id}/reply", status_code=202)
-def reply(
-    runtime: RuntimeDep, org_id: OrgId, conversation_id: int, body: ReplyIn
-) -> dict[str, int]:
+def reply(runtime: RuntimeDep, org_id: OrgId, conversation_id: Id, body: ReplyIn) -> dict[str, int]:
     """An agent's message to the customer (sent through the delivery record)."""
     delivery_id = agents.reply(
         runtime, org_id, conversation_id, body.agent, body.text, runtime.clock.now()
@@ -86,7 +84,7 @@ def reply(
 
 
 @agents_router.post("/v1/conversations/{conversation_id}/close")
-def close(runtime: RuntimeDep, org_id: OrgId, conversation_id: int) -> dict[str, str]:
+def close(runtime: RuntimeDep, org_id: OrgId, conversation_id: Id) -> dict[str, str]:
     """Close the conversation (an agent's or an operator's decision)."""
     agents.close(runtime, org_id, conversation_id, runtime.clock.now())
     return {"status": "closed"}
@@ -94,7 +92,7 @@ def close(runtime: RuntimeDep, org_id: OrgId, conversation_id: int) -> dict[str,
 
 @agents_router.post("/v1/conversations/{conversation_id}/flow")
 def start(
-    runtime: RuntimeDep, org_id: OrgId, conversation_id: int, body: FlowStartIn
+    runtime: RuntimeDep, org_id: OrgId, conversation_id: Id, body: FlowStartIn
 ) -> dict[str, Any]:
     """Start a flow in the conversation, from its first node."""
     with runtime.sessions() as session:
@@ -104,7 +102,7 @@ def start(
 
 
 @agents_router.get("/v1/conversations/{conversation_id}/inactivity", response_model=InactivityOut)
-def explain(runtime: RuntimeDep, org_id: OrgId, conversation_id: int) -> InactivityOut:
+def explain(runtime: RuntimeDep, org_id: OrgId, conversation_id: Id) -> InactivityOut:
     """The inactivity policy in force: each field with the level it came from, the stages,
     how many ran in the current silence, and when the next one fires."""
     with runtime.sessions() as session:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -18,6 +14,7 @@ from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.campaign_edits import campaign_edits_router
 from reengage.entrypoints.api.contacts import contacts_router
 from reengage.entrypoints.api.conversations import conversations_router
+from reengage.entrypoints.api.errors import install_error_handlers
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
 from reengage.entrypoints.api.media import media_router
@@ -25,55 +22,6 @@ from reengage.entrypoints.api.recovery import recovery_router
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
 from reengage.runtime import Runtime
-from reengage.services.errors import ServiceError
-
-_UNION_BRANCH = re.compile(r"^(?:function-\w+\[.*, )?(EventBatch|EventIn)\]?$")
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
-
-
-def _relevant(errors: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
-    # A body may be one event or a batch: report only the errors of the shape that was sent.
-    shape = "EventBatch" if isinstance(body, dict) and "events" in body else "EventIn"
-    out = []
-    for err in errors:
-        loc = tuple(err.get("loc", ()))
-        if loc[:1] == ("body",):
-            loc = loc[1:]
-            # Union branches are labelled `EventIn` or `function-after[..., EventIn]`.
-            branch = _UNION_BRANCH.search(str(loc[0])) if loc else None
-            if branch:
-                if branch.group(1) != shape:
-                    continue
-                loc = loc[1:]
-        out.append({"field": _field_path(loc) or "body", "message": err.get("msg", "invalid")})
-    return out
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = _relevant(list(exc.errors()), exc.body)
-    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
-    return JSONResponse(
-        status_code=422,
-        content={"error": "invalid_input", **first, "errors": errors},
-    )
-
-
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    return JSONResponse(
-        status_code=exc.status,
-        content={"error": exc.code, "field": exc.field, "message": exc.message},
-    )
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -83,8 +31,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Activity tracking, inactivity timeouts and recovery campaigns for bots.",
     )
     app.state.runtime = runtime
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(ServiceError, _service_error)
+    install_error_handlers(app)
     app.include_router(events_router)
     app.include_router(bots_router)
     app.include_router(conversations_router)

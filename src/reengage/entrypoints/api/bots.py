@@ -11,7 +11,7 @@ from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ChannelKind
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import BotIn, BotOut, ErrorOut
+from reengage.entrypoints.api.schemas import BotIn, BotOut, ErrorOut, Id
 from reengage.services import tenancy
 from reengage.services.errors import InvalidInput
 from reengage.services.webhook_setup import register_telegram_webhook
@@ -61,7 +61,7 @@ def list_bots(runtime: RuntimeDep, org_id: OrgId) -> list[BotOut]:
 
 
 @bots_router.get("/{bot_id}", response_model=BotOut, responses={404: {"model": ErrorOut}})
-def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> BotOut:
+def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> BotOut:
     """One bot of the organization."""
     with runtime.sessions() as session:
         return bot_out(tenancy.get_bot(session, org_id, bot_id))
@@ -71,7 +71,7 @@ def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> BotOut:
     "/{bot_id}/webhook",
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> dict[str, str]:
+def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, str]:
     """Register the Telegram webhook of a bot with a freshly generated secret token."""
     settings = runtime.settings
     url = register_telegram_webhook(

@@ -13,7 +13,7 @@ from reengage.domain import campaign_draft as cd
 from reengage.domain.schedule import ScheduleError
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.recovery import CampaignOut, campaign_out
-from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.entrypoints.api.schemas import ErrorOut, Id, Index, Text, UserId
 from reengage.runtime import Runtime
 from reengage.services.campaign_edit import edit_draft
 from reengage.services.errors import InvalidInput
@@ -26,7 +26,9 @@ campaign_edits_router = APIRouter(
 
 
 class StepIn(BaseModel):
-    schedule: str = Field(description="30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30")
+    schedule: Text = Field(
+        max_length=200, description="30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30"
+    )
 
 
 class MoveIn(BaseModel):
@@ -34,7 +36,7 @@ class MoveIn(BaseModel):
 
 
 class ExclusionIn(BaseModel):
-    user_id: str
+    user_id: UserId
 
 
 def _edit(
@@ -50,14 +52,14 @@ def _edit(
 
 
 @campaign_edits_router.post("/steps", response_model=CampaignOut)
-def add_step(runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: StepIn) -> CampaignOut:
+def add_step(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: StepIn) -> CampaignOut:
     """Append a step (without blocks) to the draft."""
     return _edit(runtime, org_id, bot_id, lambda d: cd.add_step(d, body.schedule))
 
 
 @campaign_edits_router.put("/steps/{step}/schedule", response_model=CampaignOut)
 def set_schedule(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, step: int, body: StepIn
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index, body: StepIn
 ) -> CampaignOut:
     """Change a step's schedule (steps are numbered from 0)."""
     return _edit(runtime, org_id, bot_id, lambda d: cd.set_schedule(d, step, body.schedule))
@@ -65,35 +67,35 @@ def set_schedule(
 
 @campaign_edits_router.post("/steps/{step}/move", response_model=CampaignOut)
 def move_step(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, step: int, body: MoveIn
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index, body: MoveIn
 ) -> CampaignOut:
     """Swap a step with the one above (-1) or below (+1)."""
     return _edit(runtime, org_id, bot_id, lambda d: cd.move_step(d, step, body.offset))
 
 
 @campaign_edits_router.delete("/steps/{step}", response_model=CampaignOut)
-def delete_step(runtime: RuntimeDep, org_id: OrgId, bot_id: int, step: int) -> CampaignOut:
+def delete_step(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index) -> CampaignOut:
     """Remove a step and its blocks from the draft."""
     return _edit(runtime, org_id, bot_id, lambda d: cd.delete_step(d, step))
 
 
 @campaign_edits_router.delete("/steps/{step}/blocks/{block}", response_model=CampaignOut)
 def delete_block(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, step: int, block: int
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index, block: Index
 ) -> CampaignOut:
     """Remove one block of a step."""
     return _edit(runtime, org_id, bot_id, lambda d: cd.delete_block(d, step, block))
 
 
 @campaign_edits_router.post("/exclusions", response_model=CampaignOut)
-def add_exclusion(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: ExclusionIn
-) -> CampaignOut:
+def add_exclusion(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: ExclusionIn) -> CampaignOut:
     """Never contact this user."""
     return _edit(runtime, org_id, bot_id, lambda d: cd.add_exclusion(d, body.user_id))
 
 
 @campaign_edits_router.delete("/exclusions/{user_id}", response_model=CampaignOut)
-def remove_exclusion(runtime: RuntimeDep, org_id: OrgId, bot_id: int, user_id: str) -> CampaignOut:
+def remove_exclusion(
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, user_id: UserId
+) -> CampaignOut:
     """Contact this user again."""
     return _edit(runtime, org_id, bot_id, lambda d: cd.remove_exclusion(d, user_id))

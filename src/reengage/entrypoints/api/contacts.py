@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reengage.adapters.db.models import Contact
 from reengage.domain.contact import valid_zone
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.entrypoints.api.schemas import ErrorOut, Id, JsonObject, Text, UserId
 from reengage.services import voice
 from reengage.services.contacts import ContactChange, change_contact, find_contact
 
@@ -19,8 +19,6 @@ contacts_router = APIRouter(
     tags=["contacts"],
     responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-
-UserId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 class ContactOut(BaseModel):
@@ -39,9 +37,9 @@ class ContactOut(BaseModel):
 class ContactIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    time_zone: str | None = Field(
-        default=None, description="IANA zone; recovery steps at a time of day use it"
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    time_zone: Text | None = Field(
+        default=None, max_length=64, description="IANA zone; recovery steps at a time of day use it"
     )
     language: Literal["pt-BR", "en"] | None = Field(
         default=None, description="The language of the texts reengage writes to them"
@@ -74,7 +72,7 @@ def _out(contact: Contact) -> ContactOut:
 
 
 @contacts_router.get("/v1/bots/{bot_id}/contacts/{user_id}", response_model=ContactOut)
-def get_contact(runtime: RuntimeDep, org_id: OrgId, bot_id: int, user_id: UserId) -> ContactOut:
+def get_contact(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, user_id: UserId) -> ContactOut:
     """One contact of a bot, by their id on the channel."""
     with runtime.sessions() as session:
         return _out(find_contact(session, org_id, bot_id, user_id))
@@ -82,7 +80,7 @@ def get_contact(runtime: RuntimeDep, org_id: OrgId, bot_id: int, user_id: UserId
 
 @contacts_router.patch("/v1/bots/{bot_id}/contacts/{user_id}", response_model=ContactOut)
 def patch_contact(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, user_id: UserId, body: ContactIn
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, user_id: UserId, body: ContactIn
 ) -> ContactOut:
     """Set a contact's name, time zone, language or opt-out; a contact reengage has not seen
     yet is created (their zone can be known before their first message)."""
@@ -117,7 +115,7 @@ def get_org_voice(runtime: RuntimeDep, org_id: OrgId) -> VoiceOut:
 
 @contacts_router.put("/v1/voice", response_model=VoiceOut, description=_VOICE_DOC)
 def put_org_voice(
-    runtime: RuntimeDep, org_id: OrgId, body: Annotated[dict[str, Any], Body()]
+    runtime: RuntimeDep, org_id: OrgId, body: Annotated[JsonObject, Body()]
 ) -> VoiceOut:
     """Set the organization's one-voice rules."""
     with runtime.sessions.begin() as session:
@@ -125,7 +123,7 @@ def put_org_voice(
 
 
 @contacts_router.get("/v1/bots/{bot_id}/voice", response_model=VoiceOut)
-def get_bot_voice(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> VoiceOut:
+def get_bot_voice(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> VoiceOut:
     """A bot's one-voice settings, and the rules in force for its contacts."""
     with runtime.sessions() as session:
         return VoiceOut(
@@ -136,7 +134,7 @@ def get_bot_voice(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> VoiceOut:
 
 @contacts_router.put("/v1/bots/{bot_id}/voice", response_model=VoiceOut, description=_VOICE_DOC)
 def put_bot_voice(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: Annotated[dict[str, Any], Body()]
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: Annotated[JsonObject, Body()]
 ) -> VoiceOut:
     """Set a bot's one-voice rules (over the organization's)."""
     with runtime.sessions.begin() as session:

@@ -15,7 +15,9 @@ from reengage.entrypoints.api.schemas import (
     ConversationEventOut,
     ConversationOut,
     ErrorOut,
+    Id,
     TimerOut,
+    UserId,
 )
 from reengage.ports import TimerStore
 from reengage.services.agents import load
@@ -55,8 +57,8 @@ def _out(conv: Conversation, user_id: str, timers: TimerStore | None = None) -> 
 def list_conversations(
     runtime: RuntimeDep,
     org_id: OrgId,
-    bot_id: int | None = None,
-    user_id: str | None = None,
+    bot_id: Id | None = None,
+    user_id: UserId | None = None,
     status: ConversationStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ConversationOut]:
@@ -81,7 +83,7 @@ def list_conversations(
 @conversations_router.get(
     "/{conversation_id}", response_model=ConversationOut, responses={404: {"model": ErrorOut}}
 )
-def get_conversation(runtime: RuntimeDep, org_id: OrgId, conversation_id: int) -> ConversationOut:
+def get_conversation(runtime: RuntimeDep, org_id: OrgId, conversation_id: Id) -> ConversationOut:
     """A conversation's state, clocks and its pending inactivity timer."""
     with runtime.sessions() as session:
         conv, user_id = load(session, org_id, conversation_id)
@@ -94,7 +96,7 @@ def get_conversation(runtime: RuntimeDep, org_id: OrgId, conversation_id: int) -
     responses={404: {"model": ErrorOut}},
 )
 def get_conversation_events(
-    runtime: RuntimeDep, org_id: OrgId, conversation_id: int
+    runtime: RuntimeDep, org_id: OrgId, conversation_id: Id
 ) -> list[ConversationEventOut]:
     """What reengage did in this conversation and why, oldest first."""
     with runtime.sessions() as session:

@@ -12,7 +12,13 @@ from sqlalchemy import select
 from reengage.adapters.db.models import FlowRow
 from reengage.domain import policy as pol
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.entrypoints.api.schemas import (
+    ErrorOut,
+    FlowKey,
+    Id,
+    JsonObject,
+    NodeId,
+)
 from reengage.services import flows, policies
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot
@@ -24,14 +30,14 @@ flows_router = APIRouter(
 
 
 class FlowIn(BaseModel):
-    start: str | None = Field(default=None, description="Start node id (default: the first)")
-    nodes: list[dict[str, Any]] = Field(
+    start: NodeId | None = Field(default=None, description="Start node id (default: the first)")
+    nodes: list[JsonObject] = Field(
         description="message, question, handoff, close, goto_flow nodes"
     )
 
 
 class FlowOut(BaseModel):
-    key: str
+    key: FlowKey
     definition: dict[str, Any]
     updated_at: datetime
 
@@ -44,7 +50,7 @@ class PolicyOut(BaseModel):
 
 
 class EntryFlowIn(BaseModel):
-    entry_flow: str | None = Field(description="Flow started when a new conversation opens")
+    entry_flow: FlowKey | None = Field(description="Flow started when a new conversation opens")
 
 
 def _flow_out(row: FlowRow) -> FlowOut:
@@ -52,7 +58,7 @@ def _flow_out(row: FlowRow) -> FlowOut:
 
 
 @flows_router.put("/v1/bots/{bot_id}/flows/{key}", response_model=FlowOut)
-def put_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str, body: FlowIn) -> FlowOut:
+def put_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, body: FlowIn) -> FlowOut:
     """Create or replace a flow. Unknown node ids, unreachable nodes, loops without a question
     and missing targets are refused with the node named (`nodes.<id>`)."""
     definition = body.model_dump(exclude_none=True)
@@ -63,7 +69,7 @@ def put_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str, body: Fl
 
 
 @flows_router.get("/v1/bots/{bot_id}/flows", response_model=list[FlowOut])
-def list_flows(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> list[FlowOut]:
+def list_flows(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> list[FlowOut]:
     """The bot's flows."""
     with runtime.sessions() as session:
         get_bot(session, org_id, bot_id)
@@ -74,7 +80,7 @@ def list_flows(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> list[FlowOut]
 
 
 @flows_router.get("/v1/bots/{bot_id}/flows/{key}", response_model=FlowOut)
-def get_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str) -> FlowOut:
+def get_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey) -> FlowOut:
     """One flow."""
     with runtime.sessions() as session:
         return _flow_out(flows.get_flow(session, org_id, bot_id, key))
@@ -82,7 +88,7 @@ def get_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str) -> FlowO
 
 @flows_router.put("/v1/bots/{bot_id}/entry-flow", response_model=EntryFlowIn)
 def set_entry_flow(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: EntryFlowIn
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: EntryFlowIn
 ) -> EntryFlowIn:
     """The flow a new conversation of this bot starts in (null: none)."""
     with runtime.sessions.begin() as session:
@@ -138,7 +144,7 @@ POLICY_DOC = (
     response_model=PolicyOut,
     description="The organization's default inactivity policy." + POLICY_DOC,
 )
-def put_org_policy(runtime: RuntimeDep, org_id: OrgId, body: dict[str, Any]) -> PolicyOut:
+def put_org_policy(runtime: RuntimeDep, org_id: OrgId, body: JsonObject) -> PolicyOut:
     return _put(runtime, org_id, ORG, body)
 
 
@@ -159,20 +165,18 @@ def delete_org_policy(runtime: RuntimeDep, org_id: OrgId) -> dict[str, str]:
     response_model=PolicyOut,
     description="The bot's (channel's) inactivity policy." + POLICY_DOC,
 )
-def put_bot_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: dict[str, Any]
-) -> PolicyOut:
+def put_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: JsonObject) -> PolicyOut:
     return _put(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id), body)
 
 
 @flows_router.get("/v1/bots/{bot_id}/policy", response_model=PolicyOut)
-def get_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> PolicyOut:
+def get_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> PolicyOut:
     """The bot's inactivity policy."""
     return _get(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id))
 
 
 @flows_router.delete("/v1/bots/{bot_id}/policy")
-def delete_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> dict[str, str]:
+def delete_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, str]:
     """Remove the bot's policy."""
     return _delete(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id))
 
@@ -183,19 +187,21 @@ def delete_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> dict[s
     description="A flow's inactivity policy." + POLICY_DOC,
 )
 def put_flow_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str, body: dict[str, Any]
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, body: JsonObject
 ) -> PolicyOut:
     return _put(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key), body)
 
 
 @flows_router.get("/v1/bots/{bot_id}/flows/{key}/policy", response_model=PolicyOut)
-def get_flow_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str) -> PolicyOut:
+def get_flow_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey) -> PolicyOut:
     """A flow's inactivity policy."""
     return _get(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key))
 
 
 @flows_router.delete("/v1/bots/{bot_id}/flows/{key}/policy")
-def delete_flow_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str) -> dict[str, str]:
+def delete_flow_policy(
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey
+) -> dict[str, str]:
     """Remove a flow's policy."""
     return _delete(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key))
 
@@ -206,14 +212,14 @@ def delete_flow_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str
     description="A question node's inactivity policy." + POLICY_DOC,
 )
 def put_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str, node: str, body: dict[str, Any]
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId, body: JsonObject
 ) -> PolicyOut:
     return _put(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node), body)
 
 
 @flows_router.get("/v1/bots/{bot_id}/flows/{key}/nodes/{node}/policy", response_model=PolicyOut)
 def get_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str, node: str
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId
 ) -> PolicyOut:
     """A question node's inactivity policy."""
     return _get(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node))
@@ -221,7 +227,7 @@ def get_node_policy(
 
 @flows_router.delete("/v1/bots/{bot_id}/flows/{key}/nodes/{node}/policy")
 def delete_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, key: str, node: str
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId
 ) -> dict[str, str]:
     """Remove a node's policy."""
     return _delete(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from reengage.adapters.db.models import Delivery, Episode
 from reengage.domain.duration import format_duration
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.entrypoints.api.schemas import ErrorOut, Id, JsonObject, Text
 from reengage.services import recovery
 from reengage.services.deliver import resend_delivery
 from reengage.services.recovery_preview import preview_campaign
@@ -59,7 +59,9 @@ class PreviewIn(BaseModel):
     last_activity_at: AwareDatetime | None = Field(
         default=None, description="When the user was last active (default: now)"
     )
-    time_zone: str | None = Field(default=None, description="The contact's own IANA zone")
+    time_zone: Text | None = Field(
+        default=None, max_length=64, description="The contact's own IANA zone"
+    )
     published: bool = Field(
         default=False, description="Preview the published version, not the draft"
     )
@@ -77,30 +79,28 @@ class PreviewIn(BaseModel):
     "parameters}} (a parameter may hold {name} or {name|fallback}). Schedules: "
     "30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30.",
 )
-def put_campaign(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: dict[str, Any]
-) -> CampaignOut:
+def put_campaign(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: JsonObject) -> CampaignOut:
     with runtime.sessions.begin() as session:
         row = recovery.put_draft(session, org_id, bot_id, body, runtime.clock.now())
         return campaign_out(session, row)
 
 
 @recovery_router.get("/v1/bots/{bot_id}/campaign", response_model=CampaignOut)
-def get_campaign(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> CampaignOut:
+def get_campaign(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> CampaignOut:
     """The bot's campaign: its draft, published version and switch."""
     with runtime.sessions() as session:
         return campaign_out(session, recovery.get_campaign(session, org_id, bot_id))
 
 
 @recovery_router.post("/v1/bots/{bot_id}/campaign/publish")
-def publish(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> dict[str, int]:
+def publish(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, int]:
     """Freeze the draft as a new version. Running episodes finish on the version they began."""
     with runtime.sessions.begin() as session:
         return {"version": recovery.publish(session, org_id, bot_id, runtime.clock.now())}
 
 
 @recovery_router.put("/v1/bots/{bot_id}/campaign/enabled", response_model=CampaignOut)
-def enable(runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: EnabledIn) -> CampaignOut:
+def enable(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: EnabledIn) -> CampaignOut:
     """Switch the campaign on or off (off stops every running episode)."""
     with runtime.sessions.begin() as session:
         row = recovery.set_enabled(session, org_id, bot_id, body.enabled, runtime.clock.now())
@@ -109,7 +109,7 @@ def enable(runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: EnabledIn) -> 
 
 @recovery_router.post("/v1/bots/{bot_id}/campaign/preview")
 def preview(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: int, body: PreviewIn
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: PreviewIn
 ) -> list[dict[str, Any]]:
     """Each step's due time (UTC and local) and blocks for a user last active at the given
     time — computed by the same code the engine runs."""
@@ -145,7 +145,7 @@ def preview(
 
 
 @recovery_router.get("/v1/bots/{bot_id}/campaign/stats")
-def stats(runtime: RuntimeDep, org_id: OrgId, bot_id: int) -> list[dict[str, int]]:
+def stats(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> list[dict[str, int]]:
     """Per step: how many episodes it went out in, how many users came back within 24 h of
     it, and how many paid after it — holdout episodes apart, to measure lift."""
     with runtime.sessions() as session:
@@ -170,10 +170,10 @@ class EpisodeOut(BaseModel):
 def list_episodes(
     runtime: RuntimeDep,
     org_id: OrgId,
-    bot_id: int | None = None,
-    contact_id: int | None = None,
-    status: str | None = None,
-    since: datetime | None = None,
+    bot_id: Id | None = None,
+    contact_id: Id | None = None,
+    status: Annotated[Text | None, Query(max_length=16)] = None,
+    since: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EpisodeOut]:
     """Recovery episodes, newest first."""
@@ -213,11 +213,11 @@ class DeliveryOut(BaseModel):
 def list_deliveries(
     runtime: RuntimeDep,
     org_id: OrgId,
-    bot_id: int | None = None,
-    contact_id: int | None = None,
-    status: str | None = None,
-    purpose: str | None = None,
-    reason: str | None = None,
+    bot_id: Id | None = None,
+    contact_id: Id | None = None,
+    status: Annotated[Text | None, Query(max_length=16)] = None,
+    purpose: Annotated[Text | None, Query(max_length=32)] = None,
+    reason: Annotated[Text | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """The delivery audit trail: every message reengage sent, skipped or failed.
@@ -243,7 +243,7 @@ def list_deliveries(
 @recovery_router.post(
     "/v1/deliveries/{delivery_id}/resend", response_model=DeliveryOut, status_code=202
 )
-def resend(runtime: RuntimeDep, org_id: OrgId, delivery_id: int) -> DeliveryOut:
+def resend(runtime: RuntimeDep, org_id: OrgId, delivery_id: Id) -> DeliveryOut:
     """Send a failed delivery again (an ambiguous one, after review): a new delivery with
     the same message, under the same rules (never after the user answered, opted out or
     blocked the bot). Idempotent: asking twice gives the same new delivery."""

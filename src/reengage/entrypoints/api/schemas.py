@@ -3,14 +3,57 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from reengage.domain.activity import ChannelKind, ConversationStatus, EventType
+from reengage.domain.bounds import MAX_BIGINT, MAX_INT, json_problem, text_problem
 from reengage.domain.contact import valid_zone
 
 MAX_BATCH = 1000
+
+
+class UnstorableValue(ValueError):
+    """A value inside a free-form body that the stores cannot hold; `path` leads to it."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _storable_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    problem = json_problem(value)
+    if problem:
+        raise UnstorableValue(problem.message, problem.path)
+    return value
+
+
+# Every id, index and text of a request is one of these types, in paths, queries and bodies
+# alike: what the database cannot hold is a 422 naming the field, never a 500 in a driver.
+Id = Annotated[int, Field(ge=1, le=MAX_BIGINT, description="An id (1 to 2^63-1)")]
+Index = Annotated[int, Field(ge=0, le=MAX_INT, description="Numbered from 0")]
+Text = Annotated[str, AfterValidator(_storable_text)]
+UserId = Annotated[Text, Field(min_length=1, max_length=128)]
+FlowKey = Annotated[Text, Field(min_length=1, max_length=64)]
+NodeId = Annotated[Text, Field(min_length=1, max_length=128)]
+QueueName = Annotated[Text, Field(min_length=1, max_length=64)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
 
 
 class EventIn(BaseModel):
@@ -18,26 +61,26 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=128, description="Client-supplied idempotency id")
+    id: Text = Field(min_length=1, max_length=128, description="Client-supplied idempotency id")
     type: EventType
-    bot_id: int = Field(gt=0)
-    user_id: str = Field(min_length=1, max_length=128, description="The user's id on the channel")
+    bot_id: Id
+    user_id: UserId = Field(description="The user's id on the channel")
     occurred_at: AwareDatetime | None = Field(
         default=None, description="When it happened (ISO 8601 with offset); default: now"
     )
     status: ConversationStatus | None = Field(
         default=None, description="New status; required for `conversation.status` only"
     )
-    text: str | None = Field(
+    text: Text | None = Field(
         default=None,
         max_length=4096,
         description="`message.user` only: what the user wrote. It moves the bot's flow and "
         "is checked for opt-out / opt-in keywords, once per event id.",
     )
-    name: str | None = Field(
+    name: Text | None = Field(
         default=None, max_length=200, description="`message.user` only: the user's name"
     )
-    time_zone: str | None = Field(
+    time_zone: Text | None = Field(
         default=None,
         max_length=64,
         description="`message.user` only: the user's IANA time zone (e.g. America/Manaus); "
@@ -86,13 +129,15 @@ class ErrorOut(BaseModel):
 class BotIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     channel: ChannelKind
-    credentials: dict[str, str] | None = Field(
+    credentials: dict[str, Text] | None = Field(
         default=None, description="Stored encrypted; never returned"
     )
     inactivity_threshold_seconds: int | None = Field(
         default=None,
+        ge=0,
+        le=30 * 86400,
         description="Silence before a conversation counts as inactive; null = default, 0 = off",
     )
 

@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from reengage.adapters.db.models import SimulatorMessage
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbound
+from reengage.domain.bounds import MAX_BIGINT
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import ErrorOut
+from reengage.entrypoints.api.schemas import ErrorOut, Id, Text, UserId
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot
 
@@ -23,8 +24,8 @@ _PAGE = Path(__file__).with_name("simulator.html")
 
 
 class SimulatorMessageIn(BaseModel):
-    chat_id: str = Field(min_length=1, max_length=128)
-    text: str = Field(min_length=1, max_length=4096)
+    chat_id: UserId
+    text: Text = Field(min_length=1, max_length=4096)
 
 
 class SimulatorMessageOut(BaseModel):
@@ -71,9 +72,9 @@ def _simulator_bot(runtime: RuntimeDep, org_id: int, bot_id: int) -> None:
 def list_messages(
     runtime: RuntimeDep,
     org_id: OrgId,
-    bot_id: int,
-    chat_id: str,
-    after: Annotated[int, Query(ge=0)] = 0,
+    bot_id: Id,
+    chat_id: UserId,
+    after: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> list[SimulatorMessageOut]:
     """The chat between the simulated user `chat_id` and the bot, after message id `after`."""
     _simulator_bot(runtime, org_id, bot_id)
@@ -100,7 +101,7 @@ def list_messages(
 def user_says(
     runtime: RuntimeDep,
     org_id: OrgId,
-    bot_id: int,
+    bot_id: Id,
     body: SimulatorMessageIn,
 ) -> SimulatorMessageOut:
     """The simulated user writes to the bot: the message is shown and recorded as activity."""

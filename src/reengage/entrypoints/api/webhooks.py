@@ -27,11 +27,14 @@ from reengage.domain.activity import (
     EventType,
     Inbound,
 )
+from reengage.domain.bounds import text_problem
 from reengage.domain.contact import language_tag
 from reengage.entrypoints.api.deps import RuntimeDep
+from reengage.entrypoints.api.schemas import Id, Text, UserId
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
 from reengage.services.inbound import StatusUpdate, apply_statuses, set_blocked
+from reengage.services.record_activity import check_events
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -53,11 +56,21 @@ def _bot(runtime: Runtime, bot_id: int, kind: ChannelKind) -> tuple[Bot, dict[st
 def _json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
-    except ValueError as exc:
-        raise BadPayload("body is not valid JSON") from exc
+    except (ValueError, RecursionError) as exc:
+        raise BadPayload("body is not valid JSON (or nested too deeply)") from exc
     if not isinstance(data, dict):
         raise BadPayload("body must be a JSON object")
     return data
+
+
+def _user_id(value: Any, field: str) -> str:
+    """A platform's user or chat id, as the stores can hold it."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadPayload(f"{field} must be a string or an integer")
+    user = str(value)
+    if not 1 <= len(user) <= 128 or text_problem(user):
+        raise BadPayload(f"{field} must be 1 to 128 storable characters")
+    return user
 
 
 def _same(given: str | None, expected: str | None) -> bool:
@@ -79,7 +92,7 @@ def _telegram_events(bot: Bot, update: dict[str, Any], now: datetime) -> list[Ac
         chat = message.get("chat") or {}
         if not isinstance(chat, dict) or "id" not in chat:
             raise BadPayload("message.chat.id is missing")
-        user = str(chat["id"])
+        user = _user_id(chat["id"], "message.chat.id")
         sender: dict[str, Any] = message.get("from") or {}
         if not isinstance(sender, dict):
             raise BadPayload("message.from must be an object")
@@ -90,7 +103,7 @@ def _telegram_events(bot: Bot, update: dict[str, Any], now: datetime) -> list[Ac
         sender = update["callback_query"].get("from") or {}
         if not isinstance(sender, dict) or "id" not in sender:
             raise BadPayload("callback_query.from.id is missing")
-        user = str(sender["id"])
+        user = _user_id(sender["id"], "callback_query.from.id")
     else:
         return []
     return [
@@ -111,9 +124,22 @@ def _inbound(text: Any, sender: dict[str, Any]) -> Inbound:
     )
 
 
+def _membership(update: dict[str, Any]) -> tuple[str, bool] | None:
+    """(chat id, blocked) when the update says the user blocked or unblocked the bot."""
+    member = update.get("my_chat_member")
+    if not isinstance(member, dict):
+        return None
+    new, chat = member.get("new_chat_member"), member.get("chat")
+    status = new.get("status") if isinstance(new, dict) else None
+    chat_id = chat.get("id") if isinstance(chat, dict) else None
+    if status not in ("kicked", "member") or chat_id is None:
+        return None
+    return _user_id(chat_id, "my_chat_member.chat.id"), status == "kicked"
+
+
 @webhooks_router.post("/telegram/{bot_id}", responses={400: {}, 401: {}, 404: {}})
 async def telegram_webhook(
-    bot_id: int, request: Request, runtime: RuntimeDep, background: BackgroundTasks
+    bot_id: Id, request: Request, runtime: RuntimeDep, background: BackgroundTasks
 ) -> dict[str, bool]:
     """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`.
 
@@ -126,20 +152,11 @@ async def telegram_webhook(
     update = _json(await request.body())
     now = runtime.clock.now()
     events = _telegram_events(bot, update, now)
-    member = update.get("my_chat_member")
-    if isinstance(member, dict):
-        status = (member.get("new_chat_member") or {}).get("status")
-        chat_id = (member.get("chat") or {}).get("id")
-        if status in ("kicked", "member") and chat_id is not None:
-            set_blocked(
-                runtime.sessions,
-                runtime.timers,
-                bot.org_id,
-                bot.id,
-                str(chat_id),
-                status == "kicked",
-                now,
-            )
+    check_events(events)  # nothing is written unless all of the update can be
+    membership = _membership(update)
+    if membership is not None:
+        chat_id, blocked = membership
+        set_blocked(runtime.sessions, runtime.timers, bot.org_id, bot.id, chat_id, blocked, now)
     if events:
         runtime.record(bot.org_id, events)
     query = update.get("callback_query")
@@ -157,7 +174,7 @@ async def telegram_webhook(
 
 
 @webhooks_router.get("/whatsapp/{bot_id}", response_class=PlainTextResponse)
-def whatsapp_verify(bot_id: int, request: Request, runtime: RuntimeDep) -> PlainTextResponse:
+def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainTextResponse:
     """Meta's verification handshake: echo `hub.challenge` when `hub.verify_token` matches."""
     _, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
     params = request.query_params
@@ -205,7 +222,7 @@ def _whatsapp_event(
 ) -> ActivityEvent:
     """A user's message as activity at the time they wrote it (Meta delivers webhooks late
     and retries them for days; the 24-hour window opened when they wrote)."""
-    sender = str(message["from"])
+    sender = _user_id(message["from"], "from")
     written = datetime.fromtimestamp(int(message["timestamp"]), UTC)
     name = names.get(sender)
     inbound = Inbound(
@@ -242,7 +259,7 @@ def _whatsapp_text(message: dict[str, Any]) -> str | None:
 
 
 @webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def whatsapp_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> Response:
+async def whatsapp_webhook(bot_id: Id, request: Request, runtime: RuntimeDep) -> Response:
     """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body."""
     bot, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
     body = await request.body()
@@ -272,15 +289,15 @@ class GenericInbound(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: EventType | str = Field(description="An activity type, or user.blocked / user.unblocked")
-    user_id: str = Field(min_length=1, max_length=128)
+    user_id: UserId
     status: ConversationStatus | None = None
-    text: str | None = Field(
+    text: Text | None = Field(
         default=None, max_length=4096, description="A user message's text (flows, keywords)"
     )
 
 
 @webhooks_router.post("/generic/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def generic_webhook(bot_id: int, request: Request, runtime: RuntimeDep) -> dict[str, bool]:
+async def generic_webhook(bot_id: Id, request: Request, runtime: RuntimeDep) -> dict[str, bool]:
     """Activity from any platform, signed the Standard Webhooks way with the bot's secret."""
     bot, credentials = _bot(runtime, bot_id, ChannelKind.WEBHOOK)
     body = await request.body()
