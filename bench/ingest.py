@@ -31,13 +31,13 @@ from celery import Celery
 
 from reengage.adapters.db.migrate import upgrade
 from reengage.adapters.redis.activity_store import RedisActivityStore
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, subject_key
 from reengage.entrypoints.logging import configure_logging
 from reengage.runtime import Runtime
 from reengage.services.record_activity import bot_policies
 from reengage.services.tenancy import create_bot, create_organization
+from reengage.timers.redis_store import RedisTimerStore
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "reengage_bench"

@@ -21,12 +21,12 @@ from collections import defaultdict
 
 import redis
 
-from reengage.adapters.channels.fakes.server import serve
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
 from reengage.adapters.channels.telegram import TelegramChannel, TelegramLimits, close_bots
 from reengage.adapters.clock import SystemClock
 from reengage.adapters.pacing import RedisPacer
 from reengage.domain.outbound import MessageKind, OutboundMessage, SendContext, Sent
+from reengage.testing.server import serve
+from reengage.testing.telegram import FakeTelegram
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 TOKEN = "424242:BENCH-pacing"

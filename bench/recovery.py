@@ -23,19 +23,19 @@ import redis
 from sqlalchemy import func, select
 
 from reengage.adapters.channels import telegram
-from reengage.adapters.channels.fakes.server import serve
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
 from reengage.adapters.db.models import Delivery, Episode
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
 from reengage.entrypoints.logging import configure_logging
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services import recovery
-from reengage.services.scheduler import Scheduler
 from reengage.services.tenancy import create_bot, create_organization
+from reengage.testing.server import serve
+from reengage.testing.telegram import FakeTelegram
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_URL = "postgresql://postgres@127.0.0.1:5432/reengage_bench_recovery"

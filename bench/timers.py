@@ -24,11 +24,11 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.clock import SystemClock
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.domain.inactivity import inactivity_timer
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.entrypoints.logging import configure_logging
-from reengage.services.scheduler import Scheduler
+from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.scheduler import Scheduler
 
 REDIS_URL = "redis://127.0.0.1:6379/10"  # tests use 13 and 14 (and flush them)
 NAMESPACE = "bench-timers"

@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 from reengage.adapters.channels import standard_webhooks
 from reengage.adapters.channels.factory import close_connections
-from reengage.adapters.channels.fakes.server import RunningServer, serve
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
+from reengage.testing.server import RunningServer, serve
+from reengage.testing.telegram import FakeTelegram
+from reengage.testing.whatsapp import FakeWhatsApp
 
 TG_TOKEN = "123456:TEST-token"
 WA_TOKEN = "EAAG-test-token"

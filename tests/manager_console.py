@@ -6,10 +6,10 @@ import asyncio
 import itertools
 from typing import Any
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram, TelegramMessage
-from reengage.adapters.channels.fakes.telegram_api import bot_id_of
 from reengage.entrypoints.manager_bot.dispatcher import build_dispatcher, manager_bot, storage_for
 from reengage.runtime import Runtime
+from reengage.testing.telegram import FakeTelegram, TelegramMessage
+from reengage.testing.telegram_api import bot_id_of
 
 MANAGER_TOKEN = "777000:MANAGER-token"
 MANAGER_BOT_ID = bot_id_of(MANAGER_TOKEN)

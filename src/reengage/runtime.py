@@ -15,16 +15,24 @@ from reengage.adapters.crypto import decrypt_json
 from reengage.adapters.db.activity_store import SqlActivityStore
 from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
-from reengage.adapters.db.timer_store import SqlTimerStore
 from reengage.adapters.pacing import InMemoryPacer, Pacer, RedisPacer
 from reengage.adapters.redis.activity_store import RedisActivityStore
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.config import Settings
+from reengage.delivery.attempt import SendDeps
+from reengage.delivery.auto_delete import AutoDeleteHandler
+from reengage.delivery.chat_action import ChatActionHandler
+from reengage.delivery.handler import DeliveryHandler
 from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
+from reengage.inbound.handler import InboundHandler
 from reengage.ports import ActivityStore, Channel, Clock, TimerStore
 from reengage.services.flows import FlowDeps
 from reengage.services.record_activity import record_activity
-from reengage.services.timer_registry import Registry, default_registry
+from reengage.silence.episodes import StepHandler
+from reengage.silence.handler import SilenceHandler
+from reengage.timers.engine import TimerEngine
+from reengage.timers.handler import Handlers, TimerHandler
+from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.sql_store import SqlTimerStore
 
 
 @dataclass
@@ -36,7 +44,7 @@ class Runtime:
     activity: ActivityStore
     clock: Clock
     pacer: Pacer
-    registry: Registry = field(default_factory=dict)
+    registry: Handlers = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -71,19 +79,31 @@ class Runtime:
         else:
             pacer = RedisPacer(client, clock.real_time if isinstance(clock, ManualClock) else None)
         runtime = cls(settings, engine, sessions, timers, activity, clock, pacer)
-        runtime.registry.update(
-            default_registry(
-                sessions=sessions,
-                channels=runtime,
-                timers=timers,
-                activity=activity,
-                default_threshold=settings.default_inactivity_threshold,
-                language=settings.default_language,
-                record=runtime.record,
-                clock=clock,
-            )
-        )
+        runtime.registry.update({h.purpose: h for h in runtime.handlers()})
         return runtime
+
+    def handlers(self) -> list[TimerHandler]:
+        """Every timer purpose and what runs it, in the order a silence flows through them:
+        a user's message (`inbound`), their silence (`inactivity`: timeouts, recovery
+        episodes), an episode's steps (`recovery_step`), and the messages all of them send
+        (`delivery`, with its `chat_action` and `auto_delete`)."""
+        sessions, activity, settings = self.sessions, self.activity, self.settings
+        language = settings.default_language
+        sending = SendDeps(sessions, self, activity, self.clock)
+        return [
+            InboundHandler(sessions, activity, self.record, language),
+            SilenceHandler(
+                sessions, activity, settings.default_inactivity_threshold, language, self.record
+            ),
+            StepHandler(sessions, activity),
+            DeliveryHandler(sending),
+            ChatActionHandler(sessions, self, activity),
+            AutoDeleteHandler(sessions, self),
+        ]
+
+    @property
+    def timer_engine(self) -> TimerEngine:
+        return TimerEngine(self.timers, self.registry)
 
     @property
     def flow_deps(self) -> FlowDeps:

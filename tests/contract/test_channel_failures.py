@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from reengage.adapters.channels.fakes.server import RunningServer, serve
 from reengage.adapters.channels.telegram import TelegramChannel
 from reengage.adapters.channels.webhook import WebhookChannel
 from reengage.adapters.channels.whatsapp import WhatsAppChannel
@@ -25,6 +24,7 @@ from reengage.adapters.clock import ManualClock
 from reengage.adapters.pacing import InMemoryPacer
 from reengage.domain.outbound import Failed, MessageKind, OutboundMessage, SendContext, Sent
 from reengage.ports import Channel
+from reengage.testing.server import RunningServer, serve
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OPEN = SendContext(NOW, window_expires_at=NOW + timedelta(hours=1))

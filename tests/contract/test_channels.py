@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.channels.simulator import SimulatorChannel
 from reengage.adapters.channels.telegram import TelegramChannel
 from reengage.adapters.channels.webhook import WebhookChannel
@@ -30,6 +28,8 @@ from reengage.domain.outbound import (
 )
 from reengage.ports import Channel
 from reengage.runtime import Runtime
+from reengage.testing.telegram import FakeTelegram
+from reengage.testing.whatsapp import FakeWhatsApp
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN, WebhookReceiver
 from tests.conftest import fresh_database
 from tests.factories import make_bot, make_org

@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from reengage.adapters.db.session import make_engine, make_session_factory
-from reengage.adapters.db.timer_store import SqlTimerStore
-from reengage.adapters.memory_timer_store import InMemoryTimerStore
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.domain.timer import Timer
 from reengage.ports import TimerStore
+from reengage.timers.memory_store import InMemoryTimerStore
+from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.sql_store import SqlTimerStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

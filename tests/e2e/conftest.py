@@ -5,11 +5,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.clock import ManualClock
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
+from reengage.testing.telegram import FakeTelegram
+from reengage.testing.whatsapp import FakeWhatsApp
 from tests.e2e.shop import START, Shop, WhatsAppShop
 from tests.factories import make_bot, make_org
 from tests.manager_console import Console

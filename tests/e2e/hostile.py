@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from reengage.adapters.channels import standard_webhooks
-from reengage.adapters.channels.fakes.whatsapp_wire import inbound_text_payload
 from reengage.domain.activity import ChannelKind
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
+from reengage.testing.whatsapp_wire import inbound_text_payload
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
 from tests.e2e.shop import CAMPAIGN
 from tests.factories import make_bot, make_org

@@ -12,12 +12,12 @@ from typing import Any, ClassVar
 import pytest
 from fastapi.testclient import TestClient
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.clock import ManualClock
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.scheduler import Scheduler
+from reengage.testing.telegram import FakeTelegram
+from reengage.testing.whatsapp import FakeWhatsApp
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
 from tests.conftest import REDIS_URL, fresh_database
 from tests.factories import make_org

@@ -13,16 +13,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from reengage.adapters.channels import standard_webhooks
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import ActivityRecord, Contact, Conversation, Delivery
+from reengage.delivery.attempt import deliver
+from reengage.delivery.outbox import DeliveryRequest
 from reengage.domain.activity import ChannelKind
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
-from reengage.services.deliver import DeliveryRequest, deliver
+from reengage.testing.telegram import FakeTelegram
+from reengage.testing.whatsapp import FakeWhatsApp
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
 from tests.factories import make_bot, make_org
 

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import ActivityRecord, Contact, Conversation
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.scheduler import Scheduler
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
 from tests.e2e.conftest import Tenant
 
 TenantFactory = Callable[[str], Tenant]

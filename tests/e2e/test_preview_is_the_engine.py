@@ -17,11 +17,11 @@ from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Delivery
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbound
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services import recovery
 from reengage.services.recovery_preview import preview_campaign
-from reengage.services.scheduler import Scheduler
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
 from tests.factories import make_bot, make_org
 
 ZONES = ["America/Sao_Paulo", "America/New_York", "Europe/Lisbon", "Asia/Kolkata"]

@@ -11,14 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation
 from reengage.domain.policy import LEGACY_MESSAGE
 from reengage.entrypoints.api.app import create_app
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.scheduler import Scheduler
+from reengage.testing.telegram import FakeTelegram
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN
 from tests.factories import make_org
 

@@ -16,15 +16,15 @@ from sqlalchemy import func, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation, ConversationEvent
-from reengage.adapters.redis.timer_store import RedisTimerStore
+from reengage.delivery.outbox import delivery_timer
 from reengage.domain.inactivity import inactivity_timer
 from reengage.domain.timer import ClaimedTimer
-from reengage.entrypoints.scheduler.executors import CeleryExecutor
 from reengage.entrypoints.worker.celery_app import make_celery
 from reengage.runtime import Runtime
-from reengage.services import recovery_episode
-from reengage.services.deliver import delivery_timer
-from reengage.services.scheduler import Scheduler
+from reengage.silence import episodes
+from reengage.timers.executors import CeleryExecutor
+from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.scheduler import Scheduler
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn
 
@@ -133,8 +133,8 @@ def test_recovery_work_goes_to_the_recovery_queue(
     )
     now = clock.now()
     timers = [
-        recovery_episode.step_timer(1, now),
-        delivery_timer(2, now, queue=recovery_episode.QUEUE),
+        episodes.step_timer(1, now),
+        delivery_timer(2, now, queue=episodes.QUEUE),
         delivery_timer(3, now),
         inactivity_timer(4, "u", 1, now),
     ]

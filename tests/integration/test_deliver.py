@@ -12,26 +12,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
-from reengage.adapters.channels.fakes.whatsapp import FakeWhatsApp
 from reengage.adapters.channels.telegram import TelegramChannel
 from reengage.adapters.clock import AcceleratedClock, ManualClock
 from reengage.adapters.db.models import Contact, Delivery, MediaAsset
 from reengage.adapters.pacing import InMemoryPacer
 from reengage.config import Settings
+from reengage.delivery.attempt import DeliveryResult, deliver
+from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain.activity import ChannelKind
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.outbound import Media, MessageKind, OutboundMessage, Skipped
 from reengage.domain.timer import Purpose, Timer
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.deliver import (
-    DeliveryRequest,
-    DeliveryResult,
-    deliver,
-    delivery_timer,
-    enqueue,
-)
+from reengage.testing.telegram import FakeTelegram
+from reengage.testing.whatsapp import FakeWhatsApp
+from reengage.timers.executors import InlineExecutor
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
 from tests.factories import make_bot, make_org, message
 
@@ -385,8 +380,7 @@ def test_a_long_pacing_wait_is_handed_back_with_its_slot_held(
     handle = runtime.registry[Purpose.DELIVERY].handle
 
     def fire(timer: Timer) -> list[Timer]:
-        with runtime.sessions.begin() as s:
-            return handle(s, timer, clock.now())
+        return list(handle(timer, clock.now()).timers)
 
     assert fire(delivery_timer(ids[0], clock.now())) == []
     started = time.monotonic()
@@ -432,8 +426,7 @@ def test_a_fast_demo_clock_never_shortens_the_platforms_waits(
                 delivery = enqueue(
                     s, DeliveryRequest(org, bot, contact, key, "t", text), clock.now()
                 )
-            with runtime.sessions.begin() as s:
-                return handle(s, delivery_timer(delivery, clock.now()), clock.now())
+            return list(handle(delivery_timer(delivery, clock.now()), clock.now()).timers)
 
         fake_telegram.rate_limit_next("sendMessage", 2)
         [limited] = fire("777", "a")

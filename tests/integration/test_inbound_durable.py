@@ -13,10 +13,10 @@ from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Bot, Conversation, ConversationEvent, Delivery
 from reengage.domain.activity import ChannelKind, Inbound
 from reengage.domain.timer import Purpose
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services.flows import put_flow
-from reengage.services.scheduler import Scheduler
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
 
@@ -92,9 +92,7 @@ def test_a_crash_after_the_decision_records_its_activity_once_and_decides_nothin
     runtime.record(org, [message(bot, "u", clock.now(), inbound=Inbound("oi"))])
     [claimed] = runtime.timers.claim_due(clock.now(), 10, timedelta(seconds=30))
     handle = runtime.registry[Purpose.INBOUND].handle
-    with runtime.sessions.begin() as s:
-        handle(s, claimed.timer, clock.now())
-        s.info.pop("after_commit")  # committed; the process dies before the rest
+    handle(claimed.timer, clock.now())  # committed; the process dies before its effects
     settle(runtime)
     with runtime.sessions() as s:
         assert s.scalar(select(Conversation.activity_seq)) == 1  # the user's message only

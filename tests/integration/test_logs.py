@@ -6,19 +6,20 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 from sqlalchemy import select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Contact
+from reengage.delivery.attempt import deliver
+from reengage.delivery.outbox import DeliveryRequest
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.entrypoints.logging import configure_logging, redact
 from reengage.runtime import Runtime
-from reengage.services.deliver import DeliveryRequest, deliver
-from reengage.services.fire_timers import fire_timers
-from reengage.services.timer_registry import PurposeSpec
+from reengage.timers.handler import Outcome
 from tests.channel_harness import TG_TOKEN
 from tests.factories import make_bot, make_org, message
 
@@ -75,16 +76,22 @@ def test_a_failing_send_and_a_failing_timer_log_no_secret_and_no_locals(
     result = deliver(runtime.sessions, runtime, runtime.timers, request, clock.now())
     assert (result.status, result.reason) == ("scheduled", "connect_failed")
 
-    def explode(session: object, timer: Timer, now: object) -> list[Timer]:
-        settings = runtime.settings.model_copy(  # noqa: F841 - a local a traceback could show
-            update={"database_url": f"postgresql://app:{PASSWORD}@db/x"}
-        )
-        raise RuntimeError(f"cannot reach postgresql://app:{PASSWORD}@db/x")
+    class Exploding:
+        purpose, queue = "boom", "timers"
 
-    runtime.registry["boom"] = PurposeSpec(handle=explode, pending=lambda *_: [])
+        def handle(self, timer: Timer, now: datetime) -> Outcome:
+            settings = runtime.settings.model_copy(  # noqa: F841 - a local a traceback shows
+                update={"database_url": f"postgresql://app:{PASSWORD}@db/x"}
+            )
+            raise RuntimeError(f"cannot reach postgresql://app:{PASSWORD}@db/x")
+
+        def pending(self, *_: object) -> list[tuple[int, Timer]]:
+            return []
+
+    runtime.registry["boom"] = Exploding()
     claimed = ClaimedTimer(Timer("boom:1", "boom", clock.now()), "t", 1)
     started = time.monotonic()
-    fire_timers(runtime.sessions, runtime.timers, runtime.registry, [claimed], clock.now())
+    runtime.timer_engine.fire([claimed], clock.now())
     assert time.monotonic() - started < 0.5  # an error costs milliseconds to log
     logs = capsys.readouterr().err
     assert "timer.failed" in logs

@@ -13,15 +13,15 @@ from itertools import pairwise
 import redis
 from sqlalchemy import select
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram, TelegramCall
 from reengage.adapters.clock import SystemClock
 from reengage.adapters.db.models import Contact, Delivery
 from reengage.config import Settings
+from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain.outbound import MessageKind, OutboundMessage
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
-from reengage.services.scheduler import Scheduler
+from reengage.testing.telegram import FakeTelegram, TelegramCall
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message

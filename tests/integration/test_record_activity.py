@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Contact, Conversation
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.domain.activity import ChannelKind, ConversationStatus, EventType
 from reengage.domain.inactivity import inactivity_key
 from reengage.runtime import Runtime
 from reengage.services.errors import InvalidInput
+from reengage.timers.redis_store import RedisTimerStore
 from tests.conftest import REDIS_URL, fresh_database, settle
 from tests.factories import make_bot, make_org, message
 

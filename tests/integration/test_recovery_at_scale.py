@@ -17,15 +17,15 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from reengage.adapters.channels.fakes.telegram import FakeTelegram
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Delivery, Episode
-from reengage.adapters.redis.timer_store import RedisTimerStore
-from reengage.entrypoints.scheduler.executors import CeleryExecutor
 from reengage.entrypoints.worker.celery_app import make_celery
 from reengage.runtime import Runtime
 from reengage.services import recovery
-from reengage.services.scheduler import Scheduler
+from reengage.testing.telegram import FakeTelegram
+from reengage.timers.executors import CeleryExecutor
+from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.scheduler import Scheduler
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn

@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation, ConversationEvent
-from reengage.adapters.memory_timer_store import InMemoryTimerStore
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.domain.inactivity import inactivity_key
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
-from reengage.services.scheduler import Scheduler
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.memory_store import InMemoryTimerStore
+from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.scheduler import Scheduler
 from tests.conftest import REDIS_URL
 from tests.factories import make_bot, make_org, message
 

@@ -13,10 +13,10 @@ from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Bot, Conversation
 from reengage.domain.activity import ChannelKind, Inbound
 from reengage.domain.policy import Level
-from reengage.entrypoints.scheduler.executors import InlineExecutor
 from reengage.runtime import Runtime
 from reengage.services.flows import put_flow
 from reengage.services.policies import Scope, put_policy
+from reengage.timers.executors import InlineExecutor
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
 

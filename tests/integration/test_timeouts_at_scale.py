@@ -14,14 +14,14 @@ from sqlalchemy import select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import ConversationEvent, Delivery, SimulatorMessage
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.domain.activity import ChannelKind, EventType
 from reengage.domain.policy import Level
-from reengage.entrypoints.scheduler.executors import CeleryExecutor
 from reengage.entrypoints.worker.celery_app import make_celery
 from reengage.runtime import Runtime
 from reengage.services.policies import Scope, put_policy
-from reengage.services.scheduler import Scheduler
+from reengage.timers.executors import CeleryExecutor
+from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.scheduler import Scheduler
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn

@@ -272,6 +272,48 @@ def valid_until(campaign: Campaign, at: datetime, contact_zone: str | None = Non
     return sch.window_close(at, campaign.window, tz) or at + timedelta(days=1)
 
 
+@dataclass(frozen=True, slots=True)
+class EndEpisode:
+    """A running episode ends: `status` for `reason`, at `at` (None: now)."""
+
+    status: str
+    reason: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactNow:
+    """What an episode's end depends on: the contact's latest activity and state."""
+
+    seq: int | None
+    last_activity_at: datetime | None = None
+    paid_at: datetime | None = None
+    blocked: bool = False
+    opted_out: bool = False
+    excluded: bool = False
+    campaign_enabled: bool = True
+
+
+def decide_end(episode_seq: int, started_at: datetime, contact: ContactNow) -> EndEpisode | None:
+    """Whether a running episode ends, and how — the one rule, applied where each event lands
+    (a return or a payment at the write-behind, a block, an opt-out, an exclusion, the switch)
+    and again before every step: `converted` when they paid after it started, `cancelled`
+    when they came back (at the moment they did), `stopped` when they may not be written to."""
+    if contact.paid_at is not None and contact.paid_at >= started_at:
+        return EndEpisode("converted", "paid", contact.paid_at)
+    if contact.seq is not None and contact.seq != episode_seq:
+        return EndEpisode("cancelled", "user_active", contact.last_activity_at)
+    for stopped, reason in (
+        (contact.blocked, "blocked"),
+        (contact.opted_out, "opted_out"),
+        (not contact.campaign_enabled, "campaign_disabled"),
+        (contact.excluded, "excluded"),
+    ):
+        if stopped:
+            return EndEpisode("stopped", reason)
+    return None
+
+
 def step_due(
     campaign: Campaign, index: int, anchor: datetime, contact_zone: str | None = None
 ) -> datetime:

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Contact, Conversation
+from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.runtime import Runtime
-from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
 from reengage.services.errors import InvalidInput, NotFound
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,18 +11,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Bot, Contact, Conversation, FlowRow
+from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import flow as fl
-from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType, RecordResult
+from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore, TimerStore
-from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.event_log import append_event
 from reengage.services.policies import refresh_wake
+from reengage.services.record_activity import Record
 from reengage.services.tenancy import get_bot
 
-Record = Callable[[int, Sequence[ActivityEvent]], RecordResult]
 # A flow's answer that could not get through for this long is no longer worth sending.
 REPLY_VALID = timedelta(hours=1)
 

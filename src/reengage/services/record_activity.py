@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -12,11 +13,30 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ActivityEvent, BotPolicy, ChannelKind, RecordResult
 from reengage.domain.bounds import event_problem
+from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore
 from reengage.services.conversation_rows import inactivity_threshold
 from reengage.services.errors import InvalidInput
 
 log = structlog.get_logger(__name__)
+
+# How use cases record activity without holding the runtime (`Runtime.record`).
+Record = Callable[[int, Sequence[ActivityEvent]], RecordResult]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordActivity:
+    """An effect: the activity a committed decision produced (the bot spoke, the
+    conversation was handed off), recorded by its event ids, so at most once."""
+
+    record: Record
+    org_id: int
+    events: Sequence[ActivityEvent]
+
+    def __call__(self) -> Sequence[Timer]:
+        if self.events:
+            self.record(self.org_id, self.events)
+        return ()
 
 
 def bot_policies(

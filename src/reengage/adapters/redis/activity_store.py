@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.adapters.db.activity_store import write_subject_clocks
 from reengage.adapters.db.inbound import insert_inbound
 from reengage.adapters.db.models import Contact, Conversation
-from reengage.adapters.redis.timer_store import RedisTimerStore
 from reengage.domain.activity import (
     MESSAGE_TYPES,
     ActivityEvent,
@@ -35,6 +34,7 @@ from reengage.domain.activity import (
 )
 from reengage.domain.inactivity import next_wake
 from reengage.domain.timer import Timer
+from reengage.timers.redis_store import RedisTimerStore
 
 # Hash field of each clock attribute (short: a million subjects are held in memory).
 FIELDS = {

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery, Episode
+from reengage.delivery.outbox import resend_delivery
 from reengage.domain.duration import format_duration
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id, JsonObject, Text
 from reengage.services import recovery
-from reengage.services.deliver import resend_delivery
 from reengage.services.recovery_preview import preview_campaign
 
 recovery_router = APIRouter(

@@ -31,9 +31,9 @@ from reengage.domain.bounds import text_problem
 from reengage.domain.contact import language_tag
 from reengage.entrypoints.api.deps import RuntimeDep
 from reengage.entrypoints.api.schemas import Id, Text, UserId
+from reengage.inbound.platform import StatusUpdate, apply_statuses, set_blocked
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
-from reengage.services.inbound import StatusUpdate, apply_statuses, set_blocked
 from reengage.services.record_activity import check_events
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])

@@ -6,10 +6,10 @@ import signal
 import threading
 
 from reengage.config import Settings
-from reengage.entrypoints.scheduler.executors import CeleryExecutor, InlineExecutor
 from reengage.ports import TimerExecutor
 from reengage.runtime import Runtime
-from reengage.services.scheduler import Scheduler
+from reengage.timers.executors import CeleryExecutor, InlineExecutor
+from reengage.timers.scheduler import Scheduler
 
 
 def build_scheduler(settings: Settings, runtime: Runtime | None = None) -> Scheduler:

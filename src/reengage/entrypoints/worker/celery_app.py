@@ -11,13 +11,12 @@ from celery.signals import worker_process_init
 
 from reengage.config import Settings
 from reengage.entrypoints.logging import configure_logging
-from reengage.entrypoints.scheduler.executors import (
+from reengage.runtime import Runtime
+from reengage.timers.executors import (
     FIRE_TIMERS_TASK,
     claimed_from_wire,
     observe,
 )
-from reengage.runtime import Runtime
-from reengage.services.fire_timers import fire_timers
 
 QUEUES = ("timers", "recovery")
 
@@ -69,8 +68,6 @@ def fire_timers_task(chunk: list[dict[str, Any]], now_iso: str) -> int:
     """Execute a chunk of claimed timers; `now` is the scheduler's claim time."""
     rt = runtime()
     claimed = [claimed_from_wire(item) for item in chunk]
-    report = fire_timers(
-        rt.sessions, rt.timers, rt.registry, claimed, datetime.fromisoformat(now_iso)
-    )
+    report = rt.timer_engine.fire(claimed, datetime.fromisoformat(now_iso))
     observe(report.executed, rt.clock.now())
     return len(report.executed)

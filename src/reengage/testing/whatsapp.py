@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reengage.adapters.channels.fakes import whatsapp_wire as wire
-from reengage.adapters.channels.fakes.whatsapp_wire import GraphError, invalid, required, wa_id_of
+from reengage.testing import whatsapp_wire as wire
+from reengage.testing.whatsapp_wire import GraphError, invalid, required, wa_id_of
 
 __all__ = ["FakeWhatsApp", "GraphError", "StoredMedia", "WhatsAppCall", "WhatsAppMessage"]
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Bot, Contact, Conversation, Delivery, Episode, MediaUpload
+from reengage.delivery.outbox import delivery_timer
 from reengage.domain import delivery as dl
 from reengage.domain import voice as vc
 from reengage.domain.outbound import (
@@ -25,7 +26,7 @@ from reengage.domain.outbound import (
     Sent,
     Skipped,
 )
-from reengage.domain.timer import Payload, Purpose, Timer, timer_key
+from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore, Clock
 from reengage.services.contacts import mark_blocked
 from reengage.services.event_log import append_event
@@ -34,25 +35,6 @@ from reengage.services.voice import voice_for
 log = structlog.get_logger(__name__)
 
 FINAL = {"sent", "failed", "skipped"}
-
-
-def delivery_timer(
-    delivery_id: int,
-    due_at: datetime,
-    *,
-    slot_at: float | None = None,
-    queue: str | None = None,
-) -> Timer:
-    """The timer that sends a delivery; `slot_at` when its pacing slot is already reserved;
-    `queue` to run it on another worker queue than its purpose's."""
-    payload: Payload = {"delivery_id": delivery_id}
-    if slot_at is not None:
-        payload["slot_at"] = slot_at
-    if queue:
-        payload["queue"] = queue
-    return Timer(
-        timer_key(Purpose.DELIVERY, str(delivery_id)), Purpose.DELIVERY, due_at, 0, payload
-    )
 
 
 @dataclass(frozen=True, slots=True)

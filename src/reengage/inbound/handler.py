@@ -12,90 +12,119 @@ once) and never decides twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.inbound import inbound_timer
 from reengage.adapters.db.models import Bot, Contact, InboundMessage, Organization
+from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import contact as ct
 from reengage.domain import voice as vc
 from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationStatus, EventType
 from reengage.domain.outbound import MessageKind, OutboundMessage
-from reengage.domain.timer import Timer
+from reengage.domain.timer import Purpose, Timer
 from reengage.ports import ActivityStore
 from reengage.services import flows
-from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
-from reengage.services.flows import REPLY_VALID, Record
+from reengage.services.flows import REPLY_VALID
+from reengage.services.record_activity import Record, RecordActivity
 from reengage.services.recovery import live_campaign
-from reengage.services.recovery_episode import stop_for_optout
-from reengage.services.silence import latest_conversation
 from reengage.services.voice import voice_for
+from reengage.silence.episodes import stop_for_optout
+from reengage.silence.handler import latest_conversation
+from reengage.timers.handler import NOTHING, Outcome
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class InboundDeps:
+class InboundHandler:
+    """The `inbound` timer of a subject: process its oldest unprocessed message, then come
+    back for the next one."""
+
     sessions: sessionmaker[Session]
     activity: ActivityStore
     record: Record
     language: str = "pt-BR"
+    purpose: str = Purpose.INBOUND
+    queue: str = "timers"
 
-
-def handle_inbound(
-    session: Session, timer: Timer, now: datetime, *, deps: InboundDeps
-) -> list[Timer]:
-    """Process the subject's oldest unprocessed message; come back for the next one."""
-    bot_id, user_id = int(timer.payload["bot_id"] or 0), str(timer.payload["user_id"])
-    deps.activity.flush_subject(bot_id, user_id, now)  # its activity is in the database
-    row = session.scalars(
-        select(InboundMessage)
-        .where(
-            InboundMessage.bot_id == bot_id,
-            InboundMessage.user_id == user_id,
-            InboundMessage.status != "done",
-        )
-        .order_by(InboundMessage.occurred_at, InboundMessage.id)
-        .limit(1)
-        .with_for_update()
-    ).first()
-    if row is None:
-        return []
-    timers: list[Timer] = []
-    if row.status == "pending":
-        timers = _decide(session, row, now, deps)
-    effects = [_event_from_json(e) for e in row.effects or ()]
-    row_id, org_id, next_run = row.id, row.org_id, inbound_timer(bot_id, user_id, now)
-    sessions, record = deps.sessions, deps.record
-
-    def after_commit() -> list[Timer]:
-        if effects:
-            record(org_id, effects)
-        with sessions.begin() as writing:
-            writing.execute(
-                update(InboundMessage).where(InboundMessage.id == row_id).values(status="done")
-            )
-            more = writing.scalar(
-                select(InboundMessage.id)
-                .where(
-                    InboundMessage.bot_id == bot_id,
-                    InboundMessage.user_id == user_id,
-                    InboundMessage.status != "done",
-                )
+    def handle(self, timer: Timer, now: datetime) -> Outcome:
+        bot_id, user_id = int(timer.payload["bot_id"] or 0), str(timer.payload["user_id"])
+        self.activity.flush_subject(bot_id, user_id, now)  # its activity is in the database
+        with self.sessions.begin() as session:
+            row = session.scalars(
+                _open(bot_id, user_id)
+                .order_by(InboundMessage.occurred_at, InboundMessage.id)
                 .limit(1)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return NOTHING
+            timers = _decide(session, row, now, self) if row.status == "pending" else []
+            effects = [_event_from_json(e) for e in row.effects or ()]
+            row_id, org_id = row.id, row.org_id
+        done = MessageDone(self.sessions, row_id, inbound_timer(bot_id, user_id, now))
+        return Outcome(timers, [RecordActivity(self.record, org_id, effects), done])
+
+    def pending(
+        self, session: Session, due_before: datetime | None, after_id: int, limit: int
+    ) -> list[tuple[int, Timer]]:
+        """Subjects with unprocessed messages (rebuild and sweep), by their oldest message."""
+        stmt = (
+            select(
+                InboundMessage.id,
+                InboundMessage.bot_id,
+                InboundMessage.user_id,
+                InboundMessage.received_at,
             )
-        return [next_run] if more is not None else []  # the subject's next message
+            .where(InboundMessage.status != "done", InboundMessage.id > after_id)
+            .order_by(InboundMessage.id)
+            .limit(limit)
+        )
+        if due_before is not None:
+            stmt = stmt.where(InboundMessage.received_at <= due_before)
+        return [
+            (i, inbound_timer(bot_id, user_id, at))
+            for i, bot_id, user_id, at in session.execute(stmt)
+        ]
 
-    session.info.setdefault("after_commit", []).append(after_commit)
-    return timers
+
+def _open(bot_id: int, user_id: str) -> Select[tuple[InboundMessage]]:
+    return select(InboundMessage).where(
+        InboundMessage.bot_id == bot_id,
+        InboundMessage.user_id == user_id,
+        InboundMessage.status != "done",
+    )
 
 
-def _decide(session: Session, row: InboundMessage, now: datetime, deps: InboundDeps) -> list[Timer]:
+@dataclass(frozen=True, slots=True)
+class MessageDone:
+    """An effect: the message's activity is recorded, so it is done; the subject's timer
+    comes back at once if another message waits."""
+
+    sessions: sessionmaker[Session]
+    row_id: int
+    next_run: Timer
+
+    def __call__(self) -> Sequence[Timer]:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(InboundMessage).where(InboundMessage.id == self.row_id).values(status="done")
+            )
+            bot_id, user_id = self.next_run.payload["bot_id"], self.next_run.payload["user_id"]
+            more = session.scalar(_open(int(bot_id or 0), str(user_id)).limit(1))
+        return [self.next_run] if more is not None else []
+
+
+def _decide(
+    session: Session, row: InboundMessage, now: datetime, deps: InboundHandler
+) -> list[Timer]:
     """The message's decisions, in this transaction; its follow-up activity goes on the row."""
     bot = session.get_one(Bot, row.bot_id)
     contact = _contact(session, row, bot)
@@ -149,7 +178,7 @@ def _contact(session: Session, row: InboundMessage, bot: Bot) -> Contact:
     return contact
 
 
-def _language(session: Session, contact: Contact, bot: Bot, deps: InboundDeps) -> str:
+def _language(session: Session, contact: Contact, bot: Bot, deps: InboundHandler) -> str:
     if contact.language:
         return contact.language
     if bot.language:
@@ -203,25 +232,3 @@ def _event_from_json(data: dict[str, Any]) -> ActivityEvent:
         datetime.fromisoformat(str(data["at"])),
         ConversationStatus(status) if status else None,
     )
-
-
-def pending_inbound_timers(
-    session: Session, due_before: datetime | None, after_id: int, limit: int
-) -> list[tuple[int, Timer]]:
-    """Subjects with unprocessed messages (rebuild and sweep), by their oldest message."""
-    stmt = (
-        select(
-            InboundMessage.id,
-            InboundMessage.bot_id,
-            InboundMessage.user_id,
-            InboundMessage.received_at,
-        )
-        .where(InboundMessage.status != "done", InboundMessage.id > after_id)
-        .order_by(InboundMessage.id)
-        .limit(limit)
-    )
-    if due_before is not None:
-        stmt = stmt.where(InboundMessage.received_at <= due_before)
-    return [
-        (i, inbound_timer(bot_id, user_id, at)) for i, bot_id, user_id, at in session.execute(stmt)
-    ]

@@ -8,7 +8,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.ports import TimerStore
-from reengage.services.timer_registry import Registry
+from reengage.timers.handler import Handlers
 
 log = structlog.get_logger(__name__)
 
@@ -18,7 +18,7 @@ PAGE = 5000
 def rebuild_timers(
     sessions: sessionmaker[Session],
     store: TimerStore,
-    registry: Registry,
+    handlers: Handlers,
     due_before: datetime | None = None,
 ) -> int:
     """Add every missing timer (only those due before `due_before`, if given); never replaces.
@@ -27,11 +27,11 @@ def rebuild_timers(
     cut-off it is the sweep that repairs a timer lost between a commit and its publication.
     """
     added = 0
-    for purpose, spec in registry.items():
+    for purpose, handler in handlers.items():
         after = 0
         while True:
             with sessions() as session:
-                page = spec.pending(session, due_before, after, PAGE)
+                page = handler.pending(session, due_before, after, PAGE)
             if not page:
                 break
             added += store.schedule_missing([timer for _, timer in page])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reengage.adapters.channels.fakes.telegram_updates import bot_user, chat
+from reengage.testing.telegram_updates import bot_user, chat
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024

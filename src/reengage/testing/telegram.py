@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reengage.adapters.channels.fakes import telegram_updates as updates
-from reengage.adapters.channels.fakes.telegram_api import (
+from reengage.testing import telegram_updates as updates
+from reengage.testing.telegram_api import (
     BLOCKED,
     TOKEN,
     BotApi,

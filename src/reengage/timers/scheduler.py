@@ -10,8 +10,8 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore
-from reengage.services.rebuild_timers import rebuild_timers
-from reengage.services.timer_registry import Registry
+from reengage.timers.handler import Handlers
+from reengage.timers.rebuild import rebuild_timers
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ class Scheduler:
         sessions: sessionmaker[Session],
         store: TimerStore,
         executor: TimerExecutor,
-        registry: Registry,
+        registry: Handlers,
         clock: Clock,
         batch: int = 500,
         lease: timedelta = timedelta(seconds=30),

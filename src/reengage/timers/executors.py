@@ -4,20 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from celery import Celery
 
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.metrics import TIMER_LATENESS, TIMERS_FIRED
 from reengage.ports import Clock
-from reengage.runtime import Runtime
-from reengage.services.fire_timers import fire_timers
+from reengage.timers.engine import TimerEngine
 
 FIRE_TIMERS_TASK = "engine.fire_timers"
 # Timers per task message: small enough that a killed worker strands little work,
 # large enough that 1,000 timers/s is a few dozen messages.
 TASK_CHUNK = 50
+
+
+class Engined(Protocol):
+    """What an executor runs timers with (the runtime)."""
+
+    @property
+    def timer_engine(self) -> TimerEngine:
+        """The store and the handlers."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The time lateness is measured in."""
+        ...
 
 
 def claimed_to_wire(item: ClaimedTimer) -> dict[str, Any]:
@@ -53,13 +66,12 @@ def observe(claimed: Sequence[ClaimedTimer], executed_at: datetime) -> None:
 class InlineExecutor:
     """Embedded mode: run timers right here, in the scheduler's thread."""
 
-    def __init__(self, runtime: Runtime, clock: Clock | None = None) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: Engined, clock: Clock | None = None) -> None:
+        self.engine = runtime.timer_engine
         self.clock = clock or runtime.clock
 
     def submit(self, claimed: Sequence[ClaimedTimer], now: datetime) -> None:
-        rt = self.runtime
-        report = fire_timers(rt.sessions, rt.timers, rt.registry, claimed, now)
+        report = self.engine.fire(claimed, now)
         observe(report.executed, self.clock.now())
 
 
@@ -67,15 +79,15 @@ class CeleryExecutor:
     """Distributed mode: each chunk of timers becomes one task on its queue: the one its
     payload names (a recovery campaign's deliveries), else its purpose's."""
 
-    def __init__(self, app: Celery, runtime: Runtime) -> None:
+    def __init__(self, app: Celery, runtime: Engined) -> None:
         self.app = app
-        self.runtime = runtime
+        self.handlers = runtime.timer_engine.handlers
 
     def submit(self, claimed: Sequence[ClaimedTimer], now: datetime) -> None:
         by_queue: dict[str, list[ClaimedTimer]] = {}
         for item in claimed:
-            spec = self.runtime.registry.get(item.timer.purpose)
-            queue = item.timer.payload.get("queue") or (spec.queue if spec else "timers")
+            handler = self.handlers.get(item.timer.purpose)
+            queue = item.timer.payload.get("queue") or (handler.queue if handler else "timers")
             by_queue.setdefault(str(queue), []).append(item)
         for queue, items in by_queue.items():
             for start in range(0, len(items), TASK_CHUNK):

@@ -9,20 +9,22 @@ excluded, campaign off) or `completed`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
+from reengage.delivery.chat_action import chat_action_timer
+from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
-from reengage.services.chat_action import chat_action_timer
-from reengage.services.deliver import DeliveryRequest, delivery_timer, enqueue
 from reengage.services.event_log import append_event
 from reengage.services.recovery import live_campaign, version_of
+from reengage.timers.handler import FollowUps, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +44,8 @@ def step_timer(episode_id: int, due: datetime) -> Timer:
     )
 
 
-def on_silence(
-    session: Session, conv: Conversation, silent_since: datetime, now: datetime
+def start_episode(
+    session: Session, conv: Conversation, silent_since: datetime, now: datetime, follow: FollowUps
 ) -> datetime | None:
     """The subject timer fired and nothing else speaks to this contact: start an episode if
     the campaign says so; return when to look again if its threshold has not passed."""
@@ -98,8 +100,7 @@ def on_silence(
     )
     session.add(episode)
     session.flush()
-    timer = step_timer(episode.id, due)
-    session.info.setdefault("after_commit", []).append(lambda: [timer])
+    follow.timers.append(step_timer(episode.id, due))
     append_event(
         session,
         conv,
@@ -112,77 +113,81 @@ def on_silence(
     return None
 
 
-def end_reason(
-    episode: Episode, contact: Contact, campaign_row: Campaign, seq: int | None
-) -> tuple[str, str] | None:
-    """Whether a running episode must end before its next step, as (status, reason): the
-    one rule, also applied at once where the event happens (a return or a payment at the
-    write-behind, a block, an opt-out, an exclusion, the campaign switched off)."""
-    if contact.paid_at is not None and contact.paid_at >= episode.started_at:
-        return "converted", "paid"
-    if seq is not None and seq != episode.seq:
-        return "cancelled", "user_active"
-    if contact.blocked_at is not None:
-        return "stopped", "blocked"
-    if contact.opted_out_at is not None:
-        return "stopped", "opted_out"
-    if not campaign_row.enabled:
-        return "stopped", "campaign_disabled"
-    if contact.external_id in (campaign_row.exclusions or ()):
-        return "stopped", "excluded"
-    return None
+def _end(episode: Episode, end: rec.EndEpisode, now: datetime) -> None:
+    episode.status, episode.end_reason = end.status, end.reason
+    episode.ended_at, episode.next_due_at = end.at or now, None
+    log.info("recovery.step.skipped", episode_id=episode.id, reason=end.reason, status=end.status)
 
 
-def _end(episode: Episode, status: str, reason: str, now: datetime) -> list[Timer]:
-    episode.status, episode.end_reason, episode.ended_at = status, reason, now
-    episode.next_due_at = None
-    log.info("recovery.step.skipped", episode_id=episode.id, reason=reason, status=status)
-    return []
+@dataclass(frozen=True, slots=True)
+class StepHandler:
+    """The `recovery_step` timer of an episode: send its next step, unless the user came back,
+    paid, or was stopped (`recovery.decide_end`)."""
 
+    sessions: sessionmaker[Session]
+    activity: ActivityStore
+    purpose: str = Purpose.RECOVERY_STEP
+    queue: str = QUEUE
 
-def handle_step(
-    session: Session, timer: Timer, now: datetime, *, activity: ActivityStore
-) -> list[Timer]:
-    """Send the episode's next step, unless the user came back, paid, or was stopped."""
-    episode = session.get(Episode, int(timer.payload["episode_id"] or 0), with_for_update=True)
-    if episode is None:
-        return []
-    if episode.status != "running":
-        # Ended meanwhile (the user came back, paid, opted out, the campaign was disabled):
-        # the step that was due is reported skipped for that reason.
-        log.info(
-            "recovery.step.skipped",
-            episode_id=episode.id,
-            step=episode.next_step,
-            reason=episode.end_reason,
-            status=episode.status,
+    def handle(self, timer: Timer, now: datetime) -> Outcome:
+        follow = FollowUps()
+        with self.sessions.begin() as session:
+            episode = session.get(
+                Episode, int(timer.payload["episode_id"] or 0), with_for_update=True
+            )
+            if episode is not None:
+                self._step(session, episode, now, follow)
+        return follow.outcome()
+
+    def _step(self, session: Session, episode: Episode, now: datetime, follow: FollowUps) -> None:
+        if episode.status != "running":
+            # Ended meanwhile (the user came back, paid, opted out, the campaign was
+            # disabled): the step that was due is reported skipped for that reason.
+            log.info(
+                "recovery.step.skipped",
+                episode_id=episode.id,
+                step=episode.next_step,
+                reason=episode.end_reason,
+                status=episode.status,
+            )
+            return
+        contact = session.get_one(Contact, episode.contact_id)
+        campaign_row = session.get_one(Campaign, episode.campaign_id)
+        state = rec.ContactNow(
+            _latest_seq(session, contact, self.activity),
+            paid_at=contact.paid_at,
+            blocked=contact.blocked_at is not None,
+            opted_out=contact.opted_out_at is not None,
+            excluded=contact.external_id in (campaign_row.exclusions or ()),
+            campaign_enabled=campaign_row.enabled,
         )
-        return []
-    contact = session.get_one(Contact, episode.contact_id)
-    campaign_row = session.get_one(Campaign, episode.campaign_id)
-    ended = end_reason(episode, contact, campaign_row, _latest_seq(session, contact, activity))
-    if ended is not None:
-        return _end(episode, *ended, now)
-    campaign = version_of(session, campaign_row.id, episode.version)
-    index = episode.next_step
-    # Chained from the step's due time, as the preview computes it: a late run (a busy
-    # worker, a held send) does not push the rest of the campaign.
-    anchor = episode.next_due_at or now
-    timers = _send_step(session, episode, contact, index, campaign, now)
-    session.info.setdefault("after_commit", []).append(lambda: timers)
-    episode.last_sent_at = now
-    log.info("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
-    following = campaign.next_step(index)
-    if following is None:
-        episode.next_step = index + 1
-        return _end(episode, "completed", "completed", now)
-    episode.next_step = following
-    due = rec.step_due(campaign, following, anchor, contact.time_zone)
-    episode.next_due_at = due
-    log.info(
-        "recovery.step.scheduled", episode_id=episode.id, step=following, due_at=due.isoformat()
-    )
-    return [step_timer(episode.id, due)]
+        ended = rec.decide_end(episode.seq, episode.started_at, state)
+        if ended is not None:
+            _end(episode, replace(ended, at=ended.at if ended.status == "converted" else now), now)
+            return
+        campaign = version_of(session, campaign_row.id, episode.version)
+        index = episode.next_step
+        # Chained from the step's due time, as the preview computes it: a late run (a busy
+        # worker, a held send) does not push the rest of the campaign.
+        anchor = episode.next_due_at or now
+        follow.timers += _send_step(session, episode, contact, index, campaign, now)
+        episode.last_sent_at = now
+        log.info("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
+        following = campaign.next_step(index)
+        if following is None:
+            episode.next_step = index + 1
+            _end(episode, rec.EndEpisode("completed", "completed"), now)
+            return
+        episode.next_step = following
+        due = rec.step_due(campaign, following, anchor, contact.time_zone)
+        episode.next_due_at = due
+        log.info("recovery.step.scheduled", episode_id=episode.id, step=following, due_at=due)
+        follow.timers.append(step_timer(episode.id, due))
+
+    def pending(
+        self, session: Session, due_before: datetime | None, after_id: int, limit: int
+    ) -> list[tuple[int, Timer]]:
+        return pending_step_timers(session, due_before, after_id, limit)
 
 
 def _latest_seq(session: Session, contact: Contact, activity: ActivityStore) -> int | None:

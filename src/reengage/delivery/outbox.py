@@ -1,0 +1,127 @@
+"""The outbox: a use case decides to send a message by writing a delivery row in its own
+transaction (once per key), and publishes the `delivery` timer that sends it after its
+commit. Nothing is ever sent inside a decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reengage.adapters.db.models import Delivery
+from reengage.adapters.db.session import insert_for
+from reengage.domain.outbound import OutboundMessage, message_from_json, message_to_json
+from reengage.domain.timer import Payload, Purpose, Timer, timer_key
+from reengage.services.errors import InvalidInput, NotFound
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRequest:
+    org_id: int
+    bot_id: int
+    contact_id: int
+    dedup_key: str
+    purpose: str
+    message: OutboundMessage
+    conversation_id: int | None = None
+    guard_seq: int | None = None
+    delete_after: timedelta | None = None
+    # Set when reengage speaks first (see `domain.voice`): one group per decision.
+    proactive_group: str | None = None
+    episode_id: int | None = None
+    after_id: int | None = None  # the delivery that must be settled first (the block before)
+    # Retries stop here (the step's send window closed, a reminder became stale).
+    valid_until: datetime | None = None
+    # An unknown outcome is sent once more (at least once) instead of skipped (at most once).
+    retry_ambiguous: bool = False
+
+
+def delivery_timer(
+    delivery_id: int,
+    due_at: datetime,
+    *,
+    slot_at: float | None = None,
+    queue: str | None = None,
+) -> Timer:
+    """The timer that sends a delivery; `slot_at` when its pacing slot is already reserved;
+    `queue` to run it on another worker queue than its purpose's."""
+    payload: Payload = {"delivery_id": delivery_id}
+    if slot_at is not None:
+        payload["slot_at"] = slot_at
+    if queue:
+        payload["queue"] = queue
+    return Timer(
+        timer_key(Purpose.DELIVERY, str(delivery_id)), Purpose.DELIVERY, due_at, 0, payload
+    )
+
+
+def enqueue(session: Session, request: DeliveryRequest, now: datetime) -> int:
+    """Create the delivery row (once per key) in the caller's transaction; return its id.
+    Publish `delivery_timer(id, now)` after the commit to have it sent."""
+    session.execute(
+        insert_for(session, Delivery)
+        .values(
+            org_id=request.org_id,
+            bot_id=request.bot_id,
+            contact_id=request.contact_id,
+            conversation_id=request.conversation_id,
+            episode_id=request.episode_id,
+            after_id=request.after_id,
+            dedup_key=request.dedup_key,
+            purpose=request.purpose,
+            proactive_group=request.proactive_group,
+            guard_seq=request.guard_seq,
+            valid_until=request.valid_until,
+            retry_ambiguous=request.retry_ambiguous,
+            delete_after_s=int(request.delete_after.total_seconds())
+            if request.delete_after
+            else None,
+            status="scheduled",
+            message=message_to_json(request.message),
+            attempts=0,
+            scheduled_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    delivery_id: int = session.scalars(
+        select(Delivery.id).where(
+            Delivery.org_id == request.org_id, Delivery.dedup_key == request.dedup_key
+        )
+    ).one()
+    return delivery_id
+
+
+def resend_delivery(
+    session: Session, org_id: int, delivery_id: int, now: datetime
+) -> tuple[int, Timer | None]:
+    """A new delivery of a failed one's message, under its rules; once per failed delivery
+    (its key is `resend:<id>`). Returns its id and the timer to publish after the commit."""
+    row = session.scalar(
+        select(Delivery).where(Delivery.org_id == org_id, Delivery.id == delivery_id)
+    )
+    if row is None:
+        raise NotFound(f"delivery {delivery_id} not found", "delivery_id")
+    if row.status != "failed":
+        raise InvalidInput(f"only a failed delivery can be sent again (this one is {row.status})")
+    request = DeliveryRequest(
+        row.org_id,
+        row.bot_id,
+        row.contact_id,
+        f"resend:{row.id}",
+        row.purpose,
+        message_from_json(row.message),
+        row.conversation_id,
+        row.guard_seq,
+        timedelta(seconds=row.delete_after_s) if row.delete_after_s else None,
+        proactive_group=row.proactive_group,
+        episode_id=row.episode_id,
+    )
+    new_id = enqueue(session, request, now)
+    fresh = session.get_one(Delivery, new_id).status == "scheduled"
+    log.info("delivery.resend", delivery_id=row.id, new_delivery_id=new_id)
+    return new_id, delivery_timer(new_id, now) if fresh else None
