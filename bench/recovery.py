@@ -30,7 +30,7 @@ from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
 from reengage.entrypoints.logging import configure_logging
 from reengage.runtime import Runtime
-from reengage.services import recovery
+from reengage.services import campaigns
 from reengage.services.tenancy import create_bot, create_organization
 from reengage.testing.server import serve
 from reengage.testing.telegram import FakeTelegram
@@ -100,9 +100,9 @@ def run(
             ]
             with runtime.sessions.begin() as session:
                 for bot in bot_ids:
-                    recovery.put_draft(session, org.org_id, bot, campaign(blocks), clock.now())
-                    recovery.publish(session, org.org_id, bot, clock.now())
-                    recovery.set_enabled(session, org.org_id, bot, True, clock.now())
+                    campaigns.put_draft(session, org.org_id, bot, campaign(blocks), clock.now())
+                    campaigns.publish(session, org.org_id, bot, clock.now())
+                    campaigns.set_enabled(session, org.org_id, bot, True, clock.now())
             events = [
                 ActivityEvent(
                     f"e{u}",

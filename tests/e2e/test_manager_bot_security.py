@@ -14,13 +14,13 @@ import structlog
 from reengage.adapters.clock import ManualClock
 from reengage.domain import button as btn
 from reengage.domain import policy as pol
-from reengage.entrypoints.manager_bot import recovery_screens as scr
+from reengage.entrypoints.manager_bot import campaign_screens as scr
 from reengage.entrypoints.manager_bot.actions import RECOVERY, Rec
 from reengage.entrypoints.manager_bot.context import Admin, Manager
 from reengage.entrypoints.manager_bot.start import main_menu
 from reengage.entrypoints.manager_bot.timeouts import timeouts_screen
 from reengage.runtime import Runtime
-from reengage.services.recovery_preview import Preview
+from reengage.services.campaign_preview import Preview
 from tests.e2e.shop import START, Shop
 from tests.factories import make_bot, make_org
 from tests.manager_console import Console

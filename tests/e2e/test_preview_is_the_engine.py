@@ -18,8 +18,8 @@ from reengage.adapters.db.models import Delivery
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbound
 from reengage.runtime import Runtime
-from reengage.services import recovery
-from reengage.services.recovery_preview import preview_campaign
+from reengage.services import campaigns as campaign_service
+from reengage.services.campaign_preview import preview_campaign
 from reengage.timers.executors import InlineExecutor
 from reengage.timers.scheduler import Scheduler
 from tests.factories import make_bot, make_org
@@ -97,9 +97,9 @@ def test_each_step_goes_out_at_the_instant_the_preview_shows(
         org = make_org(runtime).org_id
         bot = make_bot(runtime, org, channel=ChannelKind.SIMULATOR)
         with runtime.sessions.begin() as s:
-            recovery.put_draft(s, org, bot, campaign, anchor)
-            recovery.publish(s, org, bot, anchor)
-            recovery.set_enabled(s, org, bot, True, anchor)
+            campaign_service.put_draft(s, org, bot, campaign, anchor)
+            campaign_service.publish(s, org, bot, anchor)
+            campaign_service.set_enabled(s, org, bot, True, anchor)
         with runtime.sessions() as s:
             preview = preview_campaign(s, org, bot, anchor, time_zone=contact_zone, published=True)
         expected = {p.index: p.due_at for p in preview.steps}

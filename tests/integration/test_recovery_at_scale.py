@@ -21,7 +21,7 @@ from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Delivery, Episode
 from reengage.entrypoints.worker.celery_app import make_celery
 from reengage.runtime import Runtime
-from reengage.services import recovery
+from reengage.services import campaigns
 from reengage.testing.telegram import FakeTelegram
 from reengage.timers.executors import CeleryExecutor
 from reengage.timers.redis_store import RedisTimerStore
@@ -54,9 +54,9 @@ class Fleet:
         ]
         with runtime.sessions.begin() as session:
             for bot in self.bots:
-                recovery.put_draft(session, org, bot, CAMPAIGN, clock.now())
-                recovery.publish(session, org, bot, clock.now())
-                recovery.set_enabled(session, org, bot, True, clock.now())
+                campaigns.put_draft(session, org, bot, CAMPAIGN, clock.now())
+                campaigns.publish(session, org, bot, clock.now())
+                campaigns.set_enabled(session, org, bot, True, clock.now())
         self.org = org
         self.users = {str(500_000 + i): self.bots[i % bots] for i in range(users)}
         self.say(list(self.users))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Campaign
 from reengage.domain.campaign_draft import Draft
-from reengage.services import recovery
+from reengage.services import campaigns
 from reengage.services.errors import NotFound
 from reengage.services.tenancy import get_bot
 
@@ -19,7 +19,7 @@ def current_draft(session: Session, org_id: int, bot_id: int) -> dict[str, Any]:
     """The bot's draft; an empty one (every default) when it has no campaign yet."""
     get_bot(session, org_id, bot_id)
     try:
-        return recovery.draft_of(recovery.get_campaign(session, org_id, bot_id))
+        return campaigns.draft_of(campaigns.get_campaign(session, org_id, bot_id))
     except NotFound:
         return {}
 
@@ -33,6 +33,6 @@ def edit_draft(
 ) -> Campaign:
     """Apply a `campaign_draft` edit and store the result with `put_draft`'s checks (media
     of this organization only); an edit that raises stores nothing."""
-    return recovery.put_draft(
+    return campaigns.put_draft(
         session, org_id, bot_id, edit(current_draft(session, org_id, bot_id)), now
     )

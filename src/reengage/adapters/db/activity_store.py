@@ -15,6 +15,7 @@ from reengage.adapters.db.inbound import insert_inbound
 from reengage.adapters.db.models import ActivityRecord, Contact, Conversation, Episode
 from reengage.adapters.db.session import insert_for
 from reengage.domain import inactivity
+from reengage.domain import recovery as rec
 from reengage.domain.activity import (
     ActivityEvent,
     BotPolicy,
@@ -319,49 +320,36 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
 
 def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> None:
     """A running recovery episode ends as soon as its contact's activity moves past the
-    silence it was started for: `converted` when they paid, otherwise `cancelled` at the time
-    they came back (what "returned within 24 h" counts). The step handler checks the same
-    thing again before each send, so an episode ended here never sends another step."""
+    silence it was started for — by the domain's one rule (`recovery.decide_end`):
+    `converted` when they paid, otherwise `cancelled` at the time they came back (what
+    "returned within 24 h" counts). The step handler applies the same rule again before
+    each send, so an episode ended here never sends another step."""
     episode = _EPISODE
-    candidates = [c for c, _, at, _ in answered if at is not None]
-    if not candidates:
+    latest = {c: (seq, at, paid) for c, seq, at, paid in answered if at is not None}
+    if not latest:
         return
-    with_episode = set(  # most contacts have no running episode: one indexed lookup finds those
-        session.scalars(
-            select(episode.c.contact_id)
-            .where(episode.c.contact_id.in_(candidates), episode.c.status == "running")
-            .distinct()
+    running = session.execute(  # most contacts have no running episode: one indexed lookup
+        select(episode.c.id, episode.c.contact_id, episode.c.seq, episode.c.started_at).where(
+            episode.c.contact_id.in_(list(latest)), episode.c.status == "running"
         )
-    )
-    rows = [(c, s, at, paid) for c, s, at, paid in answered if at is not None and c in with_episode]
-    if not rows:
-        return
-    still_running = (
-        (episode.c.contact_id == bindparam("b_contact"))
-        & (episode.c.status == "running")
-        & (episode.c.seq < bindparam("b_seq"))
-    )
-    paid = [{"b_contact": c, "b_seq": s, "b_paid": p} for c, s, _, p in rows if p is not None]
-    if paid:
+    ).all()
+    ends = []
+    for episode_id, contact_id, seq, started_at in running:
+        now_seq, last_at, paid_at = latest[contact_id]
+        end = rec.decide_end(seq, started_at, rec.ContactNow(now_seq, last_at, paid_at))
+        if end is not None:
+            ends.append(
+                {"b_id": episode_id, "b_status": end.status, "b_reason": end.reason, "b_at": end.at}
+            )
+    if ends:
         session.execute(
             update(episode)
-            .where(still_running & (episode.c.started_at <= bindparam("b_paid")))
+            .where(episode.c.id == bindparam("b_id"), episode.c.status == "running")
             .values(
-                status="converted",
-                end_reason="paid",
-                ended_at=bindparam("b_paid"),
+                status=bindparam("b_status"),
+                end_reason=bindparam("b_reason"),
+                ended_at=bindparam("b_at"),
                 next_due_at=None,
             ),
-            paid,
+            ends,
         )
-    session.execute(
-        update(episode)
-        .where(still_running)
-        .values(
-            status="cancelled",
-            end_reason="user_active",
-            ended_at=bindparam("b_at"),
-            next_due_at=None,
-        ),
-        [{"b_contact": c, "b_seq": s, "b_at": at} for c, s, at, _ in rows],
-    )

@@ -10,15 +10,17 @@ from sqlalchemy import text
 from reengage import __version__
 from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
+from reengage.entrypoints.api.audit import audit_router
 from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.campaign_edits import campaign_edits_router
+from reengage.entrypoints.api.campaigns import campaigns_router
 from reengage.entrypoints.api.contacts import contacts_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.errors import install_error_handlers
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
 from reengage.entrypoints.api.media import media_router
-from reengage.entrypoints.api.recovery import recovery_router
+from reengage.entrypoints.api.policies import policies_router
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
 from reengage.runtime import Runtime
@@ -38,8 +40,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(simulator_router)
     app.include_router(flows_router)
+    app.include_router(policies_router)
     app.include_router(agents_router)
-    app.include_router(recovery_router)
+    app.include_router(campaigns_router)
+    app.include_router(audit_router)
     app.include_router(media_router)
     app.include_router(admins_router)
     app.include_router(campaign_edits_router)

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from reengage.domain import campaign_draft as cd
 from reengage.domain.schedule import ScheduleError
+from reengage.entrypoints.api.campaigns import CampaignOut, campaign_out
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.recovery import CampaignOut, campaign_out
 from reengage.entrypoints.api.schemas import ErrorOut, Id, Index, Text, UserId
 from reengage.runtime import Runtime
 from reengage.services.campaign_edit import edit_draft

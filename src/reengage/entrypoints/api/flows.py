@@ -1,4 +1,4 @@
-"""Flows, inactivity policies at each level, and a bot's entry flow."""
+"""Flows (message, question, handoff, close, goto_flow nodes) and a bot's entry flow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from reengage.adapters.db.models import FlowRow
-from reengage.domain import policy as pol
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import (
     ErrorOut,
@@ -19,12 +18,12 @@ from reengage.entrypoints.api.schemas import (
     JsonObject,
     NodeId,
 )
-from reengage.services import flows, policies
+from reengage.services import flows
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot
 
 flows_router = APIRouter(
-    tags=["flows and policies"],
+    tags=["flows"],
     responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 
@@ -40,13 +39,6 @@ class FlowOut(BaseModel):
     key: FlowKey
     definition: dict[str, Any]
     updated_at: datetime
-
-
-class PolicyOut(BaseModel):
-    scope: str
-    level: str
-    settings: dict[str, Any]
-    warnings: list[str] = []
 
 
 class EntryFlowIn(BaseModel):
@@ -102,132 +94,3 @@ def set_entry_flow(
                 ) from exc
         bot.entry_flow = body.entry_flow
     return body
-
-
-def _put(
-    runtime: RuntimeDep, org_id: int, scope: policies.Scope, settings: dict[str, Any]
-) -> PolicyOut:
-    with runtime.sessions.begin() as session:
-        layer, warnings = policies.put_policy(session, org_id, scope, settings, runtime.clock.now())
-    return PolicyOut(
-        scope=scope.key,
-        level=scope.level.value,
-        settings=pol.layer_to_json(layer),
-        warnings=warnings,
-    )
-
-
-def _get(runtime: RuntimeDep, org_id: int, scope: policies.Scope) -> PolicyOut:
-    with runtime.sessions() as session:
-        layer = policies.get_policy(session, org_id, scope)
-    return PolicyOut(scope=scope.key, level=scope.level.value, settings=pol.layer_to_json(layer))
-
-
-def _delete(runtime: RuntimeDep, org_id: int, scope: policies.Scope) -> dict[str, str]:
-    with runtime.sessions.begin() as session:
-        policies.delete_policy(session, org_id, scope)
-    return {"deleted": scope.key}
-
-
-ORG = policies.Scope(pol.Level.ORGANIZATION)
-POLICY_DOC = (
-    " Fields: enabled, timeout (1m..30d, e.g. `30m`), reminders "
-    "[{after, text | template}], action (close | handoff | fallback_flow | none), "
-    "queue, fallback_flow, final_text, final_template, applies_to (question, "
-    "bot_wait, handoff), skip_if_waiting_for_agent. Unset fields come from the next "
-    "level: node > flow > bot > organization > shipped default."
-)
-
-
-@flows_router.put(
-    "/v1/policies/organization",
-    response_model=PolicyOut,
-    description="The organization's default inactivity policy." + POLICY_DOC,
-)
-def put_org_policy(runtime: RuntimeDep, org_id: OrgId, body: JsonObject) -> PolicyOut:
-    return _put(runtime, org_id, ORG, body)
-
-
-@flows_router.get("/v1/policies/organization", response_model=PolicyOut)
-def get_org_policy(runtime: RuntimeDep, org_id: OrgId) -> PolicyOut:
-    """The organization's default inactivity policy."""
-    return _get(runtime, org_id, ORG)
-
-
-@flows_router.delete("/v1/policies/organization")
-def delete_org_policy(runtime: RuntimeDep, org_id: OrgId) -> dict[str, str]:
-    """Remove the organization's default (the shipped defaults apply again)."""
-    return _delete(runtime, org_id, ORG)
-
-
-@flows_router.put(
-    "/v1/bots/{bot_id}/policy",
-    response_model=PolicyOut,
-    description="The bot's (channel's) inactivity policy." + POLICY_DOC,
-)
-def put_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: JsonObject) -> PolicyOut:
-    return _put(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id), body)
-
-
-@flows_router.get("/v1/bots/{bot_id}/policy", response_model=PolicyOut)
-def get_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> PolicyOut:
-    """The bot's inactivity policy."""
-    return _get(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id))
-
-
-@flows_router.delete("/v1/bots/{bot_id}/policy")
-def delete_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, str]:
-    """Remove the bot's policy."""
-    return _delete(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id))
-
-
-@flows_router.put(
-    "/v1/bots/{bot_id}/flows/{key}/policy",
-    response_model=PolicyOut,
-    description="A flow's inactivity policy." + POLICY_DOC,
-)
-def put_flow_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, body: JsonObject
-) -> PolicyOut:
-    return _put(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key), body)
-
-
-@flows_router.get("/v1/bots/{bot_id}/flows/{key}/policy", response_model=PolicyOut)
-def get_flow_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey) -> PolicyOut:
-    """A flow's inactivity policy."""
-    return _get(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key))
-
-
-@flows_router.delete("/v1/bots/{bot_id}/flows/{key}/policy")
-def delete_flow_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey
-) -> dict[str, str]:
-    """Remove a flow's policy."""
-    return _delete(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key))
-
-
-@flows_router.put(
-    "/v1/bots/{bot_id}/flows/{key}/nodes/{node}/policy",
-    response_model=PolicyOut,
-    description="A question node's inactivity policy." + POLICY_DOC,
-)
-def put_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId, body: JsonObject
-) -> PolicyOut:
-    return _put(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node), body)
-
-
-@flows_router.get("/v1/bots/{bot_id}/flows/{key}/nodes/{node}/policy", response_model=PolicyOut)
-def get_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId
-) -> PolicyOut:
-    """A question node's inactivity policy."""
-    return _get(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node))
-
-
-@flows_router.delete("/v1/bots/{bot_id}/flows/{key}/nodes/{node}/policy")
-def delete_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId
-) -> dict[str, str]:
-    """Remove a node's policy."""
-    return _delete(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node))

@@ -14,8 +14,8 @@ from aiogram.fsm.storage.redis import RedisStorage
 
 from reengage.config import Settings
 from reengage.entrypoints.manager_bot.access import CallbackAccess, MessageAccess
+from reengage.entrypoints.manager_bot.campaign_menus import recovery_router
 from reengage.entrypoints.manager_bot.context import Manager
-from reengage.entrypoints.manager_bot.recovery import recovery_router
 from reengage.entrypoints.manager_bot.start import start_router
 from reengage.entrypoints.manager_bot.timeouts import timeouts_router
 from reengage.runtime import Runtime

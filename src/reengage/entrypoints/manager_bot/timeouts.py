@@ -14,6 +14,7 @@ from reengage.domain import policy as pol
 from reengage.domain.campaign_draft import DraftError
 from reengage.domain.duration import format_duration, parse_duration
 from reengage.entrypoints.manager_bot.actions import TIMEOUTS, Tmo
+from reengage.entrypoints.manager_bot.campaign_screens import bots_screen
 from reengage.entrypoints.manager_bot.context import (
     INPUT_ERRORS,
     Admin,
@@ -26,7 +27,6 @@ from reengage.entrypoints.manager_bot.context import (
     error_text,
     show,
 )
-from reengage.entrypoints.manager_bot.recovery_screens import bots_screen
 from reengage.entrypoints.manager_bot.texts import t
 from reengage.services.bot_timeout import update_bot_layer
 from reengage.services.policies import layers_for

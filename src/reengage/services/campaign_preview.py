@@ -11,7 +11,7 @@ from reengage.adapters.db.models import Bot
 from reengage.domain import recovery as rec
 from reengage.domain import schedule as sch
 from reengage.domain.activity import ChannelKind
-from reengage.services import recovery
+from reengage.services import campaigns
 from reengage.services.errors import InvalidInput
 
 
@@ -33,11 +33,11 @@ def preview_campaign(
 ) -> Preview:
     """Each step's due time for the draft (or the published version), as the engine runs it,
     and on WhatsApp the steps that can fall outside the 24-hour window without a template."""
-    row = recovery.get_campaign(session, org_id, bot_id)
+    row = campaigns.get_campaign(session, org_id, bot_id)
     if published:
         if row.version == 0:
             raise InvalidInput("nothing published yet", "published")
-        campaign = recovery.version_of(session, row.id, row.version)
+        campaign = campaigns.version_of(session, row.id, row.version)
     else:
         try:
             campaign = rec.parse_campaign(row.draft)

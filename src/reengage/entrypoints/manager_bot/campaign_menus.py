@@ -14,7 +14,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.orm import Session
 
 from reengage.domain import campaign_draft as cd
-from reengage.entrypoints.manager_bot import recovery_screens as scr
+from reengage.entrypoints.manager_bot import campaign_screens as scr
 from reengage.entrypoints.manager_bot.actions import RECOVERY, Rec
 from reengage.entrypoints.manager_bot.context import (
     INPUT_ERRORS,
@@ -28,10 +28,10 @@ from reengage.entrypoints.manager_bot.context import (
     show,
 )
 from reengage.entrypoints.manager_bot.texts import t
-from reengage.services import recovery
+from reengage.services import campaigns
 from reengage.services.campaign_edit import edit_draft
+from reengage.services.campaign_preview import preview_campaign
 from reengage.services.media import store_media
-from reengage.services.recovery_preview import preview_campaign
 from reengage.services.tenancy import list_bots
 
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API's getFile limit
@@ -136,7 +136,7 @@ async def _toggle_enabled(p: Press) -> Screen:
     else:
         now = p.manager.runtime.clock.now()
         await p.manager.db(
-            lambda s: recovery.set_enabled(s, p.admin.org_id, p.bot, not view.enabled, now)
+            lambda s: campaigns.set_enabled(s, p.admin.org_id, p.bot, not view.enabled, now)
         )
     return await render(p.manager, p.admin, Rec.CAMPAIGN, p.bot)
 
@@ -186,7 +186,7 @@ async def _preview(p: Press) -> Screen:
 
 async def _publish(p: Press) -> Screen:
     now = p.manager.runtime.clock.now()
-    version = await p.manager.db(lambda s: recovery.publish(s, p.admin.org_id, p.bot, now))
+    version = await p.manager.db(lambda s: campaigns.publish(s, p.admin.org_id, p.bot, now))
     p.reply.text = t(p.lang, "published", v=version)
     return await render(p.manager, p.admin, Rec.CAMPAIGN, p.bot)
 

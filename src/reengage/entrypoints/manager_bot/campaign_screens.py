@@ -11,9 +11,9 @@ from reengage.domain import schedule as sch
 from reengage.entrypoints.manager_bot.actions import MENU, RECOVERY, Menu, Rec
 from reengage.entrypoints.manager_bot.context import Keys, Screen, lines
 from reengage.entrypoints.manager_bot.texts import t
-from reengage.services import recovery
+from reengage.services import campaigns
+from reengage.services.campaign_preview import Preview
 from reengage.services.errors import NotFound
-from reengage.services.recovery_preview import Preview
 from reengage.services.tenancy import get_bot
 
 
@@ -37,10 +37,10 @@ class CampaignView:
 def load_view(session: Session, org_id: int, bot_id: int) -> CampaignView:
     bot = get_bot(session, org_id, bot_id)
     try:
-        row = recovery.get_campaign(session, org_id, bot_id)
+        row = campaigns.get_campaign(session, org_id, bot_id)
     except NotFound:
         return CampaignView(bot.id, bot.name, False, 0, {})
-    return CampaignView(bot.id, bot.name, row.enabled, row.version, recovery.draft_of(row))
+    return CampaignView(bot.id, bot.name, row.enabled, row.version, campaigns.draft_of(row))
 
 
 def _yes(lang: str, value: bool) -> str:
