@@ -427,7 +427,7 @@ def make_bots(rt: Runtime, org_id: int, prefix: str, threshold: timedelta) -> li
     return [
         create_bot(
             rt.sessions,
-            rt.settings.secret_key.get_secret_value(),
+            rt.credentials,
             org_id,
             name=f"{prefix}{i}",
             channel=ChannelKind.WHATSAPP if i % 2 else ChannelKind.TELEGRAM,

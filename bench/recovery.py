@@ -89,7 +89,7 @@ def run(
             bot_ids = [
                 create_bot(
                     runtime.sessions,
-                    settings.secret_key.get_secret_value(),
+                    runtime.credentials,
                     org.org_id,
                     name=f"b{i}",
                     channel=ChannelKind.TELEGRAM,

@@ -22,9 +22,7 @@ def make_bot(runtime: Runtime, org_id: int, **overrides: Any) -> int:
         "inactivity_threshold": timedelta(minutes=10),
     }
     values.update(overrides)
-    bot = create_bot(
-        runtime.sessions, runtime.settings.secret_key.get_secret_value(), org_id, **values
-    )
+    bot = create_bot(runtime.sessions, runtime.credentials, org_id, **values)
     return bot.id
 
 

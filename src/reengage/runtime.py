@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.channels.factory import build_channel, close_connections
 from reengage.adapters.clock import AcceleratedClock, ManualClock, SystemClock
-from reengage.adapters.crypto import decrypt_json
+from reengage.adapters.crypto import Credentials
 from reengage.adapters.db.activity_store import SqlActivityStore
 from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
@@ -44,6 +44,7 @@ class Runtime:
     activity: ActivityStore
     clock: Clock
     pacer: Pacer
+    credentials: Credentials
     registry: Handlers = field(default_factory=dict)
 
     @classmethod
@@ -78,7 +79,8 @@ class Runtime:
             pacer = InMemoryPacer(clock.real_time)
         else:
             pacer = RedisPacer(client, clock.real_time if isinstance(clock, ManualClock) else None)
-        runtime = cls(settings, engine, sessions, timers, activity, clock, pacer)
+        credentials = Credentials(settings.secret_key.get_secret_value())
+        runtime = cls(settings, engine, sessions, timers, activity, clock, pacer, credentials)
         runtime.registry.update({h.purpose: h for h in runtime.handlers()})
         return runtime
 
@@ -115,11 +117,7 @@ class Runtime:
             bot = session.scalar(select(Bot).where(Bot.org_id == org_id, Bot.id == bot_id))
             if bot is None:
                 raise LookupError(f"bot {bot_id} not found")
-            credentials = (
-                decrypt_json(self.settings.secret_key.get_secret_value(), bot.credentials)
-                if bot.credentials
-                else {}
-            )
+            credentials = self.credentials.of(bot.id, bot.credentials)
         return build_channel(
             kind=ChannelKind(bot.channel),
             org_id=org_id,

@@ -3,24 +3,17 @@ fake, and a scheduler on a manual clock."""
 
 from __future__ import annotations
 
-import itertools
 import json
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-import pytest
 from fastapi.testclient import TestClient
 
 from reengage.adapters.clock import ManualClock
 from reengage.runtime import Runtime
-from reengage.testing.telegram import FakeTelegram
 from reengage.testing.whatsapp import FakeWhatsApp
-from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
-from tests.conftest import REDIS_URL, fresh_database
-from tests.factories import make_org
+from tests.e2e.harness import Owner
 
 WA_APP_SECRET = "app-secret-for-tests"
 
@@ -49,28 +42,12 @@ CAMPAIGN = {
 }
 
 
-class Shop:
+class Shop(Owner):
     CHANNEL: ClassVar[dict[str, Any]] = {"channel": "telegram", "credentials": {"token": TG_TOKEN}}
 
     def __init__(self, runtime: Runtime, client: TestClient, fake: Any, clock: ManualClock) -> None:
-        self.runtime, self.client, self.fake, self.clock = runtime, client, fake, clock
-        org = make_org(runtime)
-        self.headers = {"Authorization": f"Bearer {org.api_key}"}
+        super().__init__(runtime, client, fake, clock)
         self.bot = self.call("post", "/v1/bots", {"name": "Loja", **self.CHANNEL})["id"]
-        self.events = itertools.count(1)
-        self.scheduler = Scheduler(
-            sessions=runtime.sessions,
-            store=runtime.timers,
-            executor=InlineExecutor(runtime),
-            registry=runtime.registry,
-            clock=clock,
-            activity=runtime.activity,
-        )
-
-    def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        r = self.client.request(method, path, json=body, headers=self.headers)
-        assert r.status_code < 300 if status == 200 else r.status_code == status, r.text
-        return r.json()
 
     def launch(self, campaign: dict[str, Any] = CAMPAIGN) -> None:
         self.call("put", f"/v1/bots/{self.bot}/campaign", campaign)
@@ -78,36 +55,14 @@ class Shop:
         self.call("put", f"/v1/bots/{self.bot}/campaign/enabled", {"enabled": True})
 
     def says(self, user: str, text: str) -> None:
-        """The user writes through Telegram (the webhook reengage registered)."""
-        if not self.fake.calls_to("setWebhook"):
-            self.call("post", f"/v1/bots/{self.bot}/webhook")
-        secret = str(self.fake.calls_to("setWebhook")[-1].params["secret_token"])
-        update = FakeTelegram.text_update(next(self.events), int(user), text)
-        r = self.client.post(
-            f"/webhooks/telegram/{self.bot}",
-            json=update,
-            headers={"X-Telegram-Bot-Api-Secret-Token": secret},
-        )
-        assert r.status_code == 200, r.text
+        self.telegram_says(self.bot, int(user), text)
 
     def event(self, user: str, kind: str = "message.user") -> None:
         self.call(
             "post",
             "/v1/events",
-            {"id": f"e{next(self.events)}", "type": kind, "bot_id": self.bot, "user_id": user},
+            {"id": f"e{next(self.updates)}", "type": kind, "bot_id": self.bot, "user_id": user},
         )
-
-    def wait(self, delta: timedelta) -> None:
-        """Let `delta` pass, jumping from one due timer to the next."""
-        end = self.clock.now() + delta
-        while True:
-            while self.scheduler.run_once():
-                pass
-            due = self.runtime.timers.next_due()
-            now = self.clock.now()
-            if now >= end:
-                return
-            self.clock.set(min(end, max(due or end, now + timedelta(seconds=1))))
 
     def heard(self, user: str) -> list[str]:
         return [m.text or m.caption or "" for m in self.fake.sent_messages(int(user))]
@@ -121,14 +76,9 @@ class Shop:
             self.call("put", f"/v1/bots/{self.bot}/entry-flow", {"entry_flow": key})
 
     def log(self, user: str) -> list[str]:
-        """The kinds of the user's conversation log (all their conversations, in order),
-        without the flow's own steps."""
-        conversations = [c for c in self.call("get", "/v1/conversations") if c["user_id"] == user]
-        kinds: list[str] = []
-        for conv in sorted(conversations, key=lambda c: c["id"]):
-            events = self.call("get", f"/v1/conversations/{conv['id']}/events")
-            kinds += [e["kind"] for e in events if not e["kind"].startswith("flow_")]
-        return kinds
+        """The kinds of the user's conversation log (all their conversations, in order)."""
+        conversations = self.call("get", "/v1/conversations")
+        return self.conversation_log(*[c["id"] for c in conversations if c["user_id"] == user])
 
 
 class WhatsAppShop(Shop):
@@ -147,7 +97,7 @@ class WhatsAppShop(Shop):
 
     def post(self, user: str, message: dict[str, Any], name: str = "Maria Silva") -> None:
         """One user message as Meta delivers it (`message`: its type and content)."""
-        n = next(self.events)
+        n = next(self.updates)
         full = {"id": f"wamid.in{n}", "timestamp": str(int(self.clock.now().timestamp()))}
         payload = FakeWhatsApp.inbound_payload(
             WA_PHONE, "15550001234", user, full | message, profile_name=name
@@ -182,29 +132,3 @@ class WhatsAppShop(Shop):
             else:
                 out.append(m.text or "")
         return out
-
-
-# Embedded (SQLite), PostgreSQL alone, and production mode: PostgreSQL with activity, timers,
-# pacing (and the manager bot's conversation state) in Redis.
-MODES = ["sqlite", "postgresql", "postgresql+redis"]
-
-
-def shop_runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
-    """The runtime of a `MODES`-parametrized test, on the fake Telegram."""
-    kind = str(request.param)
-    url = fresh_database(kind.split("+")[0], request, tmp_path)
-    extra = {}
-    if kind.endswith("+redis"):
-        request.getfixturevalue("redis_client")  # an empty test database, flushed after
-        extra["redis_url"] = REDIS_URL
-    build = request.getfixturevalue("make_runtime")
-    telegram_url = request.getfixturevalue("telegram_url")
-    whatsapp_url = request.getfixturevalue("whatsapp_url")
-    runtime: Runtime = build(
-        url,
-        telegram_api_base=telegram_url,
-        whatsapp_api_base=whatsapp_url,
-        public_url="https://reengage.example.com",
-        **extra,
-    )
-    return runtime

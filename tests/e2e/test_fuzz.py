@@ -85,6 +85,7 @@ BODIES: dict[str, Any] = {
     "PATCH /v1/bots/{bot_id}/contacts/{user_id}": {"name": "Ana"},
     "PUT /v1/voice": {"min_gap": "1h"},
     "PUT /v1/bots/{bot_id}/voice": {"min_gap": "1h"},
+    "PUT /v1/bots/{bot_id}/credentials": {"credentials": {"token": "1:x"}},
     "POST /v1/simulator/{bot_id}/messages": {"chat_id": "42", "text": "oi"},
     "POST /v1/media": None,  # multipart: the file is left out (422)
 }

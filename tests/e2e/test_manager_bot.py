@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from reengage.runtime import Runtime
-from tests.e2e.shop import MODES, Shop, shop_runtime
+from tests.e2e.harness import MODES, runtime_in_mode
+from tests.e2e.shop import Shop
 from tests.manager_console import Console
 
 ADMIN = 5_550_001
@@ -18,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x03" * 512
 
 @pytest.fixture(params=MODES)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
-    return shop_runtime(request, tmp_path)
+    return runtime_in_mode(request, tmp_path)
 
 
 def invite(shop: Shop) -> str:

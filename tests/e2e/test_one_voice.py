@@ -13,7 +13,8 @@ from structlog.testing import capture_logs
 
 from reengage.domain.policy import LEGACY_MESSAGE
 from reengage.runtime import Runtime
-from tests.e2e.shop import MODES, START, Shop, shop_runtime
+from tests.e2e.harness import MODES, runtime_in_mode
+from tests.e2e.shop import START, Shop
 
 SALES = {
     "nodes": [
@@ -47,7 +48,7 @@ QUICK_CAMPAIGN = {
 
 @pytest.fixture(params=MODES)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
-    return shop_runtime(request, tmp_path)
+    return runtime_in_mode(request, tmp_path)
 
 
 def sent_at(shop: Shop, purpose: str, user: str | None = None) -> list[timedelta]:

@@ -20,8 +20,7 @@ from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbo
 from reengage.runtime import Runtime
 from reengage.services import campaigns as campaign_service
 from reengage.services.campaign_preview import preview_campaign
-from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
+from reengage.testing.time_travel import TimeTravel
 from tests.factories import make_bot, make_org
 
 ZONES = ["America/Sao_Paulo", "America/New_York", "Europe/Lisbon", "Asia/Kolkata"]
@@ -107,29 +106,11 @@ def test_each_step_goes_out_at_the_instant_the_preview_shows(
         runtime.record(
             org, [ActivityEvent("e1", EventType.USER_MESSAGE, bot, "u", anchor, None, said)]
         )
-        run_until_quiet(runtime, clock, anchor + timedelta(days=40))
+        travel = TimeTravel(runtime, clock, step=timedelta(milliseconds=1))
+        travel.until(anchor + timedelta(days=40), stop_when_quiet=True)
         assert sent_steps(runtime) == expected
     finally:
         runtime.close()
-
-
-def run_until_quiet(runtime: Runtime, clock: ManualClock, end: datetime) -> None:
-    """Fire every timer at its due instant, jumping from one to the next."""
-    scheduler = Scheduler(
-        sessions=runtime.sessions,
-        store=runtime.timers,
-        executor=InlineExecutor(runtime),
-        registry=runtime.registry,
-        clock=clock,
-        activity=runtime.activity,
-    )
-    while clock.now() < end:
-        while scheduler.run_once():
-            pass
-        due = runtime.timers.next_due()
-        if due is None:
-            return
-        clock.set(min(end, max(due, clock.now() + timedelta(milliseconds=1))))
 
 
 def sent_steps(runtime: Runtime) -> dict[int, datetime]:

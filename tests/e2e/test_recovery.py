@@ -10,13 +10,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from reengage.runtime import Runtime
-from tests.e2e.shop import CAMPAIGN, MODES, Shop, shop_runtime
+from tests.e2e.harness import MODES, runtime_in_mode
+from tests.e2e.shop import CAMPAIGN, Shop
 from tests.factories import make_org
 
 
 @pytest.fixture(params=MODES)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
-    return shop_runtime(request, tmp_path)
+    return runtime_in_mode(request, tmp_path)
 
 
 def test_silence_starts_an_episode_whose_steps_arrive_on_schedule(shop: Shop) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +18,8 @@ from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN
-from tests.factories import make_org
+from tests.e2e.harness import MODES, Owner, runtime_in_mode
 
 CHAT = 5550001
 SALES = {
@@ -52,64 +51,35 @@ RESCUE = {
 }
 
 
-class Bot:
+class Bot(Owner):
+    """A Telegram bot with the sales and rescue flows; its owner sets policies."""
+
     def __init__(
         self, runtime: Runtime, client: TestClient, fake: FakeTelegram, clock: ManualClock
     ) -> None:
-        self.runtime, self.client, self.fake, self.clock = runtime, client, fake, clock
-        org = make_org(runtime)
-        self.headers = {"Authorization": f"Bearer {org.api_key}"}
-        self.id = self.api(
+        super().__init__(runtime, client, fake, clock)
+        self.id = self.call(
             "post",
             "/v1/bots",
             {"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
         )["id"]
-        self.api("post", f"/v1/bots/{self.id}/webhook")
-        self.secret = str(fake.calls_to("setWebhook")[-1].params["secret_token"])
         self.api("put", f"/v1/bots/{self.id}/flows/sales", SALES)
         self.api("put", f"/v1/bots/{self.id}/flows/rescue", RESCUE)
         self.api("put", f"/v1/bots/{self.id}/entry-flow", {"entry_flow": "sales"})
-        self.updates = itertools.count(1)
-        self.scheduler = Scheduler(
-            sessions=runtime.sessions,
-            store=runtime.timers,
-            executor=InlineExecutor(runtime),
-            registry=runtime.registry,
-            clock=clock,
-            activity=runtime.activity,
-        )
 
-    def api(self, method: str, path: str, body: Any = None, status: int | None = None) -> Any:
-        r = self.client.request(method, path, json=body, headers=self.headers)
-        assert (r.status_code == (status or r.status_code) and r.status_code < 300) or status, (
-            r.text
-        )
-        return r.json()
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        return self.call(method, path, body)
 
     def drain(self) -> None:
-        while self.scheduler.run_once():
-            pass
+        self.travel.drain()
 
     def says(self, text: str, chat: int = CHAT) -> None:
-        update = FakeTelegram.text_update(next(self.updates), chat, text)
-        r = self.client.post(
-            f"/webhooks/telegram/{self.id}",
-            json=update,
-            headers={"X-Telegram-Bot-Api-Secret-Token": self.secret},
-        )
-        assert r.status_code == 200
+        self.telegram_says(self.id, chat, text)
         self.wait(2 / 60)  # the bot's answers go out paced, one a second in a chat
 
     def wait(self, minutes: float) -> None:
         """Let time pass, jumping from one due timer to the next (each fires on its time)."""
-        end = self.clock.now() + timedelta(minutes=minutes)
-        while True:
-            self.drain()
-            due = self.runtime.timers.next_due()
-            now = self.clock.now()
-            if now >= end:
-                return
-            self.clock.set(min(end, max(due or end, now + timedelta(seconds=1))))
+        self.travel.wait(timedelta(minutes=minutes))
 
     def heard(self, chat: int = CHAT) -> list[str]:
         return [m.text or "" for m in self.fake.sent_messages(chat)]
@@ -123,18 +93,12 @@ class Bot:
         return dict(conv)
 
     def log(self, conversation_id: int) -> list[str]:
-        events = self.api("get", f"/v1/conversations/{conversation_id}/events")
-        return [e["kind"] for e in events if not e["kind"].startswith("flow_")]
+        return self.conversation_log(conversation_id)
 
 
-@pytest.fixture
-def runtime(db_url: str, make_runtime: Callable[..., Runtime], telegram_url: str) -> Runtime:
-    return make_runtime(
-        db_url,
-        telegram_api_base=telegram_url,
-        public_url="https://reengage.example.com",
-        default_inactivity_threshold=timedelta(days=2),
-    )
+@pytest.fixture(params=MODES)
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
+    return runtime_in_mode(request, tmp_path, default_inactivity_threshold=timedelta(days=2))
 
 
 @pytest.fixture
@@ -203,6 +167,10 @@ def test_the_most_specific_level_wins(bot: Bot) -> None:
     assert explained["sources"]["final_text"] == "bot"
     assert explained["sources"]["action"] == "organization"
     assert explained["sources"]["reminders"] == "default"
+    assert explained["stages_done"] == 0
+    assert explained["next_stage"]["final"] is True
+    due = datetime.fromisoformat(explained["next_stage"]["at"])
+    assert due == datetime.fromisoformat(conv["last_activity_at"]) + timedelta(minutes=20)
     bot.wait(19.5)
     assert bot.api("get", "/v1/conversations")[0]["status"] == "bot"
     bot.wait(1)

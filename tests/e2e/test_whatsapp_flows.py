@@ -11,7 +11,8 @@ import pytest
 
 from reengage.runtime import Runtime
 from tests.conftest import settle
-from tests.e2e.shop import MODES, WhatsAppShop, shop_runtime
+from tests.e2e.harness import MODES, runtime_in_mode
+from tests.e2e.shop import WhatsAppShop
 
 SALES = {
     "nodes": [
@@ -40,7 +41,7 @@ MANAUS_USER = "5592981234567"  # +55 92: Amazonas, one hour behind São Paulo
 
 @pytest.fixture(params=MODES)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
-    return shop_runtime(request, tmp_path)
+    return runtime_in_mode(request, tmp_path)
 
 
 def test_a_question_answered_over_whatsapp_advances_the_flow(wa_shop: WhatsAppShop) -> None:

@@ -486,3 +486,37 @@ def test_retries_stop_when_the_message_is_no_longer_valid(
         result = send(runtime, org, bot, "777", "late", valid_until=until)
     assert (result.status, result.reason) == ("skipped", "expired")
     assert len(fake_telegram.calls_to("sendMessage")) == 3  # at 0 s, 5 s and 15 s
+
+
+def test_a_rotated_token_is_used_from_the_next_send_and_decrypted_once(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from reengage.entrypoints.api.app import create_app
+
+    org = make_org(runtime)
+    bot = telegram_bot(runtime, org.org_id)
+    users = ["1", "2", "3", "4"]  # one per send: a chat takes one message a second
+    runtime.record(org.org_id, [message(bot, u, clock.now()) for u in users])
+    assert send(runtime, org.org_id, bot, "1", "a").status == "sent"
+    assert send(runtime, org.org_id, bot, "2", "b").status == "sent"
+    assert runtime.credentials.decryptions == 1  # kept per bot, not decrypted per send
+    fake_telegram.revoke_token(TG_TOKEN)  # the operator revoked it with @BotFather
+    assert send(runtime, org.org_id, bot, "3", "c").reason == "unauthorized"
+    new_token = "123456:ROTATED-token"
+    headers = {"Authorization": f"Bearer {org.api_key}"}
+    with TestClient(create_app(runtime)) as client:
+        path = f"/v1/bots/{bot}/credentials"
+        missing = client.put(path, json={"credentials": {"tok": "x"}}, headers=headers)
+        assert (missing.status_code, missing.json()["field"]) == (422, "credentials.token")
+        stranger = make_org(runtime, "Other").api_key
+        other = {"Authorization": f"Bearer {stranger}"}
+        put = {"credentials": {"token": new_token}}
+        assert client.put(path, json=put, headers=other).status_code == 404
+        done = client.put(path, json=put, headers=headers)
+        assert done.status_code == 200, done.text
+        assert "ROTATED" not in done.text
+    assert send(runtime, org.org_id, bot, "4", "d").status == "sent"
+    assert [c.token for c in fake_telegram.calls_to("sendMessage")][-1] == new_token
+    assert runtime.credentials.decryptions == 2

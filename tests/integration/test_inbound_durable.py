@@ -15,8 +15,7 @@ from reengage.domain.activity import ChannelKind, Inbound
 from reengage.domain.timer import Purpose
 from reengage.runtime import Runtime
 from reengage.services.flows import put_flow
-from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
+from reengage.testing.time_travel import TimeTravel
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
 
@@ -48,16 +47,7 @@ def with_flow(runtime: Runtime, clock: ManualClock) -> tuple[int, int]:
 
 
 def drain(runtime: Runtime, clock: ManualClock) -> None:
-    scheduler = Scheduler(
-        sessions=runtime.sessions,
-        store=runtime.timers,
-        executor=InlineExecutor(runtime),
-        registry=runtime.registry,
-        clock=clock,
-        activity=runtime.activity,
-    )
-    while scheduler.run_once():
-        pass
+    TimeTravel(runtime, clock).drain()
 
 
 def answers(runtime: Runtime) -> list[str]:

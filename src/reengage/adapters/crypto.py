@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -16,16 +18,42 @@ def _fernet(secret_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def encrypt_json(secret_key: str, value: dict[str, Any]) -> bytes:
-    return _fernet(secret_key).encrypt(json.dumps(value, sort_keys=True).encode())
+class Credentials:
+    """Bots' credentials, decrypted in this one place and kept per bot. The cache is keyed by
+    the stored ciphertext, so a changed token (any new encryption) is decrypted afresh, in
+    every process, the first time it is read."""
 
+    def __init__(self, secret_key: str, size: int = 10_000) -> None:
+        self._fernet = _fernet(secret_key)
+        self._size = size
+        self._kept: OrderedDict[int, tuple[bytes, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.decryptions = 0
 
-def decrypt_json(secret_key: str, blob: bytes) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(_fernet(secret_key).decrypt(blob))
-    except InvalidToken as exc:
-        raise ValueError("credentials cannot be decrypted with this secret key") from exc
-    return data
+    def encrypt(self, value: dict[str, Any]) -> bytes:
+        return self._fernet.encrypt(json.dumps(value, sort_keys=True).encode())
+
+    def of(self, bot_id: int, blob: bytes | None) -> dict[str, Any]:
+        """The bot's credentials (a copy: callers may change it freely)."""
+        if not blob:
+            return {}
+        blob = bytes(blob)
+        with self._lock:
+            kept = self._kept.get(bot_id)
+            if kept is not None and kept[0] == blob:
+                self._kept.move_to_end(bot_id)
+                return dict(kept[1])
+        try:
+            data: dict[str, Any] = json.loads(self._fernet.decrypt(blob))
+        except InvalidToken as exc:
+            raise ValueError("credentials cannot be decrypted with this secret key") from exc
+        with self._lock:
+            self.decryptions += 1
+            self._kept[bot_id] = (blob, data)
+            self._kept.move_to_end(bot_id)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return dict(data)
 
 
 def new_api_key() -> tuple[str, str, str]:

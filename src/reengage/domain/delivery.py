@@ -77,3 +77,13 @@ def still_valid(valid_until: datetime | None, at: datetime) -> bool:
     """Whether a send may still go out at `at` (after the step's send window closed, or a
     reminder an hour late, it may not)."""
     return valid_until is None or at <= valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A platform's word on a message it took: sent, delivered, read, or failed."""
+
+    channel_message_id: str
+    status: str
+    error_code: int | None = None
+    error_title: str | None = None

@@ -204,10 +204,15 @@ class Skip:
 StageDecision = RunStage | Wait | Skip
 
 
-def decide_stage(
-    policy: Policy, situation: Situation, silent_since: datetime, done: int, now: datetime
-) -> StageDecision:
-    """What the policy wants now, given how many stages already ran in this silence."""
+def stages_done(timeout_stage: int, timeout_seq: int, activity_seq: int) -> int:
+    """How many stages already ran in the current silence (each new message starts over)."""
+    return timeout_stage if timeout_seq == activity_seq else 0
+
+
+def upcoming(
+    policy: Policy, situation: Situation, silent_since: datetime, done: int
+) -> tuple[Stage, datetime] | Skip:
+    """The next stage this silence will run and when it is due; or why none will."""
     if not policy.enabled:
         return Skip("disabled")
     if situation is Situation.WAITING_FOR_AGENT:
@@ -218,11 +223,25 @@ def decide_stage(
     todo = [s for s in stages(policy) if s.index >= done]
     if not todo:
         return Skip("completed")
-    stage = todo[0]
-    due = silent_since + stage.after
+    return todo[0], silent_since + todo[0].after
+
+
+def decide_stage(
+    policy: Policy, situation: Situation, silent_since: datetime, done: int, now: datetime
+) -> StageDecision:
+    """What the policy wants now, given how many stages already ran in this silence."""
+    next_one = upcoming(policy, situation, silent_since, done)
+    if isinstance(next_one, Skip):
+        return next_one
+    stage, due = next_one
     if now < due:
         return Wait(due)
     return RunStage(stage, policy.action if stage.final else None)
+
+
+def as_layer(policy: Policy) -> PolicyLayer:
+    """A resolved policy as one level's settings (every field set)."""
+    return PolicyLayer(**{f.name: getattr(policy, f.name) for f in fields(PolicyLayer)})
 
 
 def parse_layer(data: Mapping[str, Any], prefix: str = "") -> PolicyLayer:

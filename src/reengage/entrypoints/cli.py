@@ -177,7 +177,7 @@ def bots_set_webhook(org_id: int, bot_id: int) -> None:
     try:
         url = register_telegram_webhook(
             runtime.sessions,
-            settings.secret_key.get_secret_value(),
+            runtime.credentials,
             org_id,
             bot_id,
             settings.public_url,
@@ -202,7 +202,7 @@ def bots_create(
     runtime = Runtime.build(settings)
     bot = create_bot(
         runtime.sessions,
-        settings.secret_key.get_secret_value(),
+        runtime.credentials,
         org_id,
         name=name,
         channel=channel,

@@ -168,7 +168,7 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
     org = create_organization(runtime.sessions, "Demo", now)
     bot = create_bot(
         runtime.sessions,
-        settings.secret_key.get_secret_value(),
+        runtime.credentials,
         org.org_id,
         name="Demo bot",
         channel=ChannelKind.SIMULATOR,

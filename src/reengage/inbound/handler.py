@@ -31,12 +31,12 @@ from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import Purpose, Timer
 from reengage.ports import ActivityStore
 from reengage.services import flows
-from reengage.services.campaigns import live_campaign
 from reengage.services.flows import REPLY_VALID
 from reengage.services.record_activity import Record, RecordActivity
 from reengage.services.voice import voice_for
 from reengage.silence.episodes import stop_for_optout
 from reengage.silence.handler import latest_conversation
+from reengage.silence.live_campaign import live_campaign
 from reengage.timers.handler import NOTHING, Outcome
 
 log = structlog.get_logger(__name__)

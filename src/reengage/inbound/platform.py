@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Contact, Delivery
+from reengage.domain.delivery import StatusUpdate
 from reengage.ports import TimerStore
 from reengage.services.contacts import mark_blocked, mark_unblocked
 
@@ -19,14 +19,6 @@ log = structlog.get_logger(__name__)
 # A delivery's platform status only moves up this ladder. Evidence that a message reached a
 # device (delivered, read) outranks a failure reported by another device.
 STATUS_RANK = {"sent": 1, "failed": 2, "delivered": 3, "read": 4}
-
-
-@dataclass(frozen=True, slots=True)
-class StatusUpdate:
-    channel_message_id: str
-    status: str
-    error_code: int | None = None
-    error_title: str | None = None
 
 
 def set_blocked(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Contact, Conversation
@@ -13,13 +12,14 @@ from reengage.domain.activity import ActivityEvent, ConversationStatus, EventTyp
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.runtime import Runtime
 from reengage.services.errors import InvalidInput, NotFound
+from reengage.services.tenancy import scoped, scoped_columns
 
 
 def load(session: Session, org_id: int, conversation_id: int) -> tuple[Conversation, str]:
     row = session.execute(
-        select(Conversation, Contact.external_id)
+        scoped_columns(Conversation, org_id, Conversation, Contact.external_id)
         .join(Contact, Contact.id == Conversation.contact_id)
-        .where(Conversation.org_id == org_id, Conversation.id == conversation_id)
+        .where(Conversation.id == conversation_id)
     ).first()
     if row is None:
         raise NotFound(f"conversation {conversation_id} not found", "conversation_id")
@@ -30,13 +30,12 @@ def waiting(session: Session, org_id: int, queue: str) -> list[Conversation]:
     """Conversations in a queue, oldest handoff first."""
     return list(
         session.scalars(
-            select(Conversation)
-            .where(
-                Conversation.org_id == org_id,
+            scoped(
+                Conversation,
+                org_id,
                 Conversation.status == "handoff",
                 Conversation.handoff_queue == queue,
-            )
-            .order_by(Conversation.last_activity_at)
+            ).order_by(Conversation.last_activity_at)
         )
     )
 

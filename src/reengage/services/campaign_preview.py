@@ -7,12 +7,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Bot
 from reengage.domain import recovery as rec
 from reengage.domain import schedule as sch
 from reengage.domain.activity import ChannelKind
 from reengage.services import campaigns
 from reengage.services.errors import InvalidInput
+from reengage.services.tenancy import get_bot
+from reengage.silence.live_campaign import version_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ def preview_campaign(
     if published:
         if row.version == 0:
             raise InvalidInput("nothing published yet", "published")
-        campaign = campaigns.version_of(session, row.id, row.version)
+        campaign = version_of(session, row.id, row.version)
     else:
         try:
             campaign = rec.parse_campaign(row.draft)
@@ -48,6 +49,6 @@ def preview_campaign(
     except sch.ScheduleError as exc:
         raise InvalidInput(exc.message("en"), "time_zone") from exc
     warnings: dict[int, str] = {}
-    if session.get_one(Bot, bot_id).channel == ChannelKind.WHATSAPP.value:
+    if get_bot(session, org_id, bot_id).channel == ChannelKind.WHATSAPP.value:
         warnings = rec.late_steps(campaign, language)
     return Preview(steps, warnings)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import (
-    Bot,
     Campaign,
     CampaignVersion,
     Contact,
@@ -23,8 +19,8 @@ from reengage.adapters.db.models import (
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ChannelKind
 from reengage.services.errors import InvalidInput, NotFound, parsing
-from reengage.services.policies import refresh_wake
-from reengage.services.tenancy import get_bot
+from reengage.services.tenancy import get_bot, scoped, scoped_columns, scoped_update
+from reengage.services.wake import refresh_wake
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +29,7 @@ def _campaign(
     session: Session, org_id: int, bot_id: int, create: bool = False, now: datetime | None = None
 ) -> Campaign:
     get_bot(session, org_id, bot_id)
-    row = session.scalar(select(Campaign).where(Campaign.bot_id == bot_id))
+    row = session.scalar(scoped(Campaign, org_id, Campaign.bot_id == bot_id))
     if row is None:
         if not create or now is None:
             raise NotFound(f"bot {bot_id} has no campaign", "bot_id")
@@ -71,11 +67,7 @@ def put_draft(
                 )
             if (
                 block.asset_id is not None
-                and session.scalar(
-                    select(MediaAsset.id).where(
-                        MediaAsset.id == block.asset_id, MediaAsset.org_id == org_id
-                    )
-                )
+                and session.scalar(scoped(MediaAsset, org_id, MediaAsset.id == block.asset_id))
                 is None
             ):
                 raise InvalidInput(
@@ -94,7 +86,7 @@ def put_draft(
 def warnings(session: Session, row: Campaign, language: str = "pt-BR") -> list[str]:
     """What an operator should know about the draft before publishing it: on WhatsApp, steps
     that can fall outside the 24-hour window without a template."""
-    bot = session.get_one(Bot, row.bot_id)
+    bot = get_bot(session, row.org_id, row.bot_id)
     if bot.channel != ChannelKind.WHATSAPP.value:
         return []
     try:
@@ -112,17 +104,17 @@ def set_exclusions(
     added = set(users) - set(row.exclusions or ())
     row.exclusions, row.updated_at = list(dict.fromkeys(users)), now
     if added:
-        contacts = select(Contact.id).where(
+        contacts = scoped_columns(Contact, org_id, Contact.id).where(
             Contact.bot_id == bot_id, Contact.external_id.in_(sorted(added))
         )
         session.execute(
-            update(Episode)
-            .where(
+            scoped_update(
+                Episode,
+                org_id,
                 Episode.campaign_id == row.id,
                 Episode.status == "running",
                 Episode.contact_id.in_(contacts),
-            )
-            .values(status="stopped", end_reason="excluded", ended_at=now, next_due_at=None)
+            ).values(status="stopped", end_reason="excluded", ended_at=now, next_due_at=None)
         )
     return row
 
@@ -179,9 +171,9 @@ def set_enabled(
     row.enabled, row.updated_at = enabled, now
     if not enabled:
         session.execute(
-            update(Episode)
-            .where(Episode.campaign_id == row.id, Episode.status == "running")
-            .values(status="stopped", end_reason="campaign_disabled", ended_at=now)
+            scoped_update(
+                Episode, org_id, Episode.campaign_id == row.id, Episode.status == "running"
+            ).values(status="stopped", end_reason="campaign_disabled", ended_at=now)
         )
     _refresh(session, org_id)
     return row
@@ -191,53 +183,17 @@ def _refresh(session: Session, org_id: int) -> None:
     refresh_wake(session, org_id)
 
 
-@lru_cache(maxsize=512)
-def _parsed(campaign_id: int, version: int, frozen: str) -> rec.Campaign:
-    return rec.parse_campaign(json.loads(frozen))
-
-
-def version_of(session: Session, campaign_id: int, version: int) -> rec.Campaign:
-    definition = session.scalars(
-        select(CampaignVersion.definition).where(
-            CampaignVersion.campaign_id == campaign_id, CampaignVersion.version == version
-        )
-    ).one()
-    return _parsed(campaign_id, version, json.dumps(definition, sort_keys=True))
-
-
-def live_campaign(session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
-    """The bot's enabled campaign with its current version (one query)."""
-    found = session.execute(
-        select(Campaign, CampaignVersion.definition)
-        .join(
-            CampaignVersion,
-            (CampaignVersion.campaign_id == Campaign.id)
-            & (CampaignVersion.version == Campaign.version),
-        )
-        .where(Campaign.bot_id == bot_id, Campaign.enabled.is_(True))
-    ).first()
-    if found is None:
-        return None
-    row, definition = found
-    return row, _parsed(row.id, row.version, json.dumps(definition, sort_keys=True))
-
-
-def campaign_threshold(session: Session, bot_id: int) -> timedelta | None:
-    live = live_campaign(session, bot_id)
-    return live[1].threshold if live else None
-
-
 def step_stats(session: Session, org_id: int, bot_id: int) -> list[dict[str, int]]:
     """Per step: episodes it was sent in, users who came back within 24 h of it, and payments
     after it (holdout episodes are counted apart, for lift)."""
     row = _campaign(session, org_id, bot_id)
     stats: dict[tuple[int, bool], dict[str, int]] = {}
-    episodes = session.scalars(select(Episode).where(Episode.campaign_id == row.id))
+    episodes = session.scalars(scoped(Episode, org_id, Episode.campaign_id == row.id))
     for episode in episodes:
         sent_steps = {
             int(key.split(":")[2])
             for key in session.scalars(
-                select(Delivery.dedup_key).where(
+                scoped_columns(Delivery, org_id, Delivery.dedup_key).where(
                     Delivery.dedup_key.like(f"recovery:{episode.id}:%"),
                     Delivery.status.in_(["sent", "skipped"]),
                 )

@@ -6,14 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Contact, Conversation, Episode
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.timer import Purpose, timer_key
 from reengage.services.errors import NotFound
-from reengage.services.tenancy import get_bot
+from reengage.services.tenancy import get_bot, scoped, scoped_update
 
 log = structlog.get_logger(__name__)
 
@@ -23,24 +22,28 @@ def mark_blocked(session: Session, contact: Contact, now: datetime) -> list[str]
     episodes at once (`stopped/blocked`); return the timer keys to cancel."""
     contact.blocked_at = contact.blocked_at or now
     conversations = session.scalars(
-        select(Conversation)
-        .where(Conversation.contact_id == contact.id, Conversation.status != "closed")
-        .with_for_update()
+        scoped(
+            Conversation,
+            contact.org_id,
+            Conversation.contact_id == contact.id,
+            Conversation.status != "closed",
+        ).with_for_update()
     ).all()
     for conv in conversations:
         conv.inactivity_due_at = None
     keys = [inactivity_key(contact.bot_id, contact.external_id)]
-    keys += stop_episodes(session, contact.id, "blocked", now)
+    keys += stop_episodes(session, contact, "blocked", now)
     log.info("contact.blocked", contact_id=contact.id, bot_id=contact.bot_id)
     return keys
 
 
-def stop_episodes(session: Session, contact_id: int, reason: str, now: datetime) -> list[str]:
+def stop_episodes(session: Session, contact: Contact, reason: str, now: datetime) -> list[str]:
     """End the contact's running recovery episodes as `stopped` for `reason`; return the keys
     of their step timers (to cancel: nothing more is due)."""
     ended = session.scalars(
-        update(Episode)
-        .where(Episode.contact_id == contact_id, Episode.status == "running")
+        scoped_update(
+            Episode, contact.org_id, Episode.contact_id == contact.id, Episode.status == "running"
+        )
         .values(status="stopped", end_reason=reason, ended_at=now, next_due_at=None)
         .returning(Episode.id)
     ).all()
@@ -67,7 +70,7 @@ class ContactChange:
 def find_contact(session: Session, org_id: int, bot_id: int, user_id: str) -> Contact:
     get_bot(session, org_id, bot_id)
     contact = session.scalar(
-        select(Contact).where(Contact.bot_id == bot_id, Contact.external_id == user_id)
+        scoped(Contact, org_id, Contact.bot_id == bot_id, Contact.external_id == user_id)
     )
     if contact is None:
         raise NotFound(f"contact {user_id!r} not found", "user_id")
@@ -81,7 +84,7 @@ def change_contact(
     yet: a zone can be known before the first message)."""
     get_bot(session, org_id, bot_id)
     contact = session.scalar(
-        select(Contact).where(Contact.bot_id == bot_id, Contact.external_id == user_id)
+        scoped(Contact, org_id, Contact.bot_id == bot_id, Contact.external_id == user_id)
     )
     if contact is None:
         contact = Contact(org_id=org_id, bot_id=bot_id, external_id=user_id, created_at=now)
@@ -95,7 +98,7 @@ def change_contact(
         contact.language = change.language
     if change.opted_out is True and contact.opted_out_at is None:
         contact.opted_out_at = now
-        stop_episodes(session, contact.id, "opted_out", now)
+        stop_episodes(session, contact, "opted_out", now)
     elif change.opted_out is False:
         contact.opted_out_at = None
     return contact

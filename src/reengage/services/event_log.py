@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Conversation, ConversationEvent
+from reengage.services.tenancy import scoped_columns
 
 
 def append_event(
@@ -27,7 +27,7 @@ def append_event(
     with another executor of the same timer.
     """
     exists = session.scalar(
-        select(ConversationEvent.id).where(
+        scoped_columns(ConversationEvent, conversation.org_id, ConversationEvent.id).where(
             ConversationEvent.conversation_id == conversation.id,
             ConversationEvent.dedup_key == dedup_key,
         )

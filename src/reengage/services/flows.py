@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import Bot, Contact, Conversation, FlowRow
+from reengage.adapters.db.models import Contact, Conversation, FlowRow
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import flow as fl
 from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType
@@ -19,9 +18,9 @@ from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore, TimerStore
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.event_log import append_event
-from reengage.services.policies import refresh_wake
 from reengage.services.record_activity import Record
-from reengage.services.tenancy import get_bot
+from reengage.services.tenancy import get_bot, owned, scoped, scoped_columns
+from reengage.services.wake import refresh_wake
 
 # A flow's answer that could not get through for this long is no longer worth sending.
 REPLY_VALID = timedelta(hours=1)
@@ -32,7 +31,11 @@ def put_flow(
 ) -> FlowRow:
     """Validate and store a flow; errors name the node."""
     get_bot(session, org_id, bot_id)
-    known = set(session.scalars(select(FlowRow.key).where(FlowRow.bot_id == bot_id)))
+    known = set(
+        session.scalars(
+            scoped_columns(FlowRow, org_id, FlowRow.key).where(FlowRow.bot_id == bot_id)
+        )
+    )
     with parsing("the flow"):
         try:
             flow = fl.parse_flow(key, definition)
@@ -40,7 +43,7 @@ def put_flow(
         except fl.FlowError as exc:
             field = f"nodes.{exc.node}" if exc.node else "definition"
             raise InvalidInput(exc.message, field) from exc
-    row = session.scalar(select(FlowRow).where(FlowRow.bot_id == bot_id, FlowRow.key == key))
+    row = session.scalar(scoped(FlowRow, org_id, FlowRow.bot_id == bot_id, FlowRow.key == key))
     if row is None:
         row = FlowRow(org_id=org_id, bot_id=bot_id, key=key, created_at=now, updated_at=now)
         session.add(row)
@@ -51,18 +54,14 @@ def put_flow(
 
 
 def get_flow(session: Session, org_id: int, bot_id: int, key: str) -> FlowRow:
-    row = session.scalar(
-        select(FlowRow).where(
-            FlowRow.org_id == org_id, FlowRow.bot_id == bot_id, FlowRow.key == key
-        )
-    )
+    row = session.scalar(scoped(FlowRow, org_id, FlowRow.bot_id == bot_id, FlowRow.key == key))
     if row is None:
         raise NotFound(f"flow {key!r} not found", "flow")
     return row
 
 
-def load_flows(session: Session, bot_id: int) -> dict[str, fl.Flow]:
-    rows = session.scalars(select(FlowRow).where(FlowRow.bot_id == bot_id))
+def load_flows(session: Session, org_id: int, bot_id: int) -> dict[str, fl.Flow]:
+    rows = session.scalars(scoped(FlowRow, org_id, FlowRow.bot_id == bot_id))
     return {r.key: fl.parse_flow(r.key, r.definition) for r in rows}
 
 
@@ -167,7 +166,7 @@ def run_flow(
     """Run a flow from its start node in a conversation the caller holds locked (entry,
     fallback, or by API). A `proactive` start (a timeout's fallback) speaks first: its
     messages obey opt-outs and the minimum gap."""
-    flows = load_flows(session, conv.bot_id)
+    flows = load_flows(session, conv.org_id, conv.bot_id)
     if flow_key not in flows:
         raise NotFound(f"flow {flow_key!r} not found", "flow")
     step = fl.run(flows, flow_key, None, conv.context_variables or {})
@@ -182,8 +181,8 @@ def answer_text(
     so a retry applies nothing twice."""
     if conv.status != ConversationStatus.BOT.value:
         return None  # a human has it, or it is over
-    flows = load_flows(session, conv.bot_id)
-    bot = session.get_one(Bot, conv.bot_id)
+    flows = load_flows(session, conv.org_id, conv.bot_id)
+    bot = get_bot(session, conv.org_id, conv.bot_id)
     if conv.active_flow is None or conv.active_flow not in flows:
         if not bot.entry_flow or bot.entry_flow not in flows:
             return None
@@ -203,13 +202,17 @@ def answer_text(
 
 
 def start_flow(
-    deps: FlowDeps, conversation_id: int, flow_key: str, now: datetime, reason: str = "start"
+    deps: FlowDeps,
+    org_id: int,
+    conversation_id: int,
+    flow_key: str,
+    now: datetime,
+    reason: str = "start",
 ) -> fl.Step:
     """Run a flow from its start node for a conversation, now (the API's "start a flow")."""
     with deps.sessions.begin() as session:
-        conv = session.get_one(Conversation, conversation_id, with_for_update=True)
+        conv = owned(session, Conversation, org_id, conversation_id, for_update=True)
         move = run_flow(session, conv, flow_key, now, reason)
-        org_id = conv.org_id
     deps.timers.schedule(move.timers)
     if move.events:
         deps.record(org_id, move.events)
@@ -217,4 +220,4 @@ def start_flow(
 
 
 def _user_of(session: Session, conv: Conversation) -> str:
-    return session.get_one(Contact, conv.contact_id).external_id
+    return owned(session, Contact, conv.org_id, conv.contact_id).external_id

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from reengage.adapters.db.models import AdminInvite, ManagerAdmin, Organization, UsedButton
 from reengage.adapters.db.session import insert_for
 from reengage.services.errors import InvalidInput, NotFound
+from reengage.services.tenancy import scoped
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +45,14 @@ def redeem_invite(
     session: Session, code: str, telegram_user_id: int, language: str, now: datetime
 ) -> ManagerAdmin:
     """Bind a Telegram user to the invite's organization; a code works once, until it expires."""
-    invite = session.scalar(
+    invite = session.scalar(  # unscoped: the code itself names the organization
         select(AdminInvite).where(AdminInvite.code_hash == _hash(code)).with_for_update()
     )
     if invite is None or invite.used_at is not None or invite.expires_at <= now:
         log.warning("manager.invite.refused", telegram_user_id=telegram_user_id)
         raise InvalidInput("invalid, used or expired invite code", "code")
     invite.used_at, invite.used_by = now, telegram_user_id
+    # unscoped: a Telegram user is an admin of at most one organization; redeeming moves them
     admin = session.get(ManagerAdmin, telegram_user_id)
     if admin is None:
         admin = ManagerAdmin(
@@ -67,13 +69,14 @@ def redeem_invite(
 
 
 def admin_of(session: Session, telegram_user_id: int) -> ManagerAdmin | None:
-    return session.get(ManagerAdmin, telegram_user_id)
+    """Whose organization a Telegram user manages (the manager bot's authentication)."""
+    return session.get(ManagerAdmin, telegram_user_id)  # unscoped: this finds the organization
 
 
 def set_language(session: Session, telegram_user_id: int, language: str) -> None:
     if language not in LANGUAGES:
         raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}", "language")
-    admin = session.get(ManagerAdmin, telegram_user_id)
+    admin = session.get(ManagerAdmin, telegram_user_id)  # unscoped: the admin's own setting
     if admin is None:
         raise NotFound("not an admin", "telegram_user_id")
     admin.language = language
@@ -82,21 +85,17 @@ def set_language(session: Session, telegram_user_id: int, language: str) -> None
 def remove_admin(session: Session, org_id: int, telegram_user_id: int) -> None:
     """An admin of this organization loses the manager bot at once (their next press or
     message is refused, even with buttons still inside their 15 minutes)."""
-    admin = session.get(ManagerAdmin, telegram_user_id)
-    if admin is None or admin.org_id != org_id:
+    admin = session.scalar(
+        scoped(ManagerAdmin, org_id, ManagerAdmin.telegram_user_id == telegram_user_id)
+    )
+    if admin is None:
         raise NotFound(f"admin {telegram_user_id} not found", "telegram_user_id")
     session.delete(admin)
     log.info("manager.admin.removed", org_id=org_id, telegram_user_id=telegram_user_id)
 
 
 def list_admins(session: Session, org_id: int) -> list[ManagerAdmin]:
-    return list(
-        session.scalars(
-            select(ManagerAdmin)
-            .where(ManagerAdmin.org_id == org_id)
-            .order_by(ManagerAdmin.created_at)
-        )
-    )
+    return list(session.scalars(scoped(ManagerAdmin, org_id).order_by(ManagerAdmin.created_at)))
 
 
 def use_button(session: Session, data: str, now: datetime, ttl: timedelta) -> bool:

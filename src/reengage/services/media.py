@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import MediaAsset
 from reengage.domain.bounds import text_problem
 from reengage.services.errors import InvalidInput
+from reengage.services.tenancy import scoped
 
 # Telegram bots may upload up to 50 MB; larger files belong behind a URL.
 MAX_BYTES = 50 * 1024 * 1024
@@ -37,9 +37,7 @@ def store_media(
         if problem:
             raise InvalidInput(f"{field}: {problem}", f"file.{field}")
     digest = hashlib.sha256(content).hexdigest()
-    asset = session.scalar(
-        select(MediaAsset).where(MediaAsset.org_id == org_id, MediaAsset.sha256 == digest)
-    )
+    asset = session.scalar(scoped(MediaAsset, org_id, MediaAsset.sha256 == digest))
     if asset is None:
         asset = MediaAsset(
             org_id=org_id,

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import (
-    Bot,
-    Campaign,
-    CampaignVersion,
-    Conversation,
-    FlowRow,
-    PolicyRow,
-)
+from reengage.adapters.db.models import Conversation, FlowRow, PolicyRow
 from reengage.domain import policy as pol
 from reengage.domain.activity import ChannelKind, ConversationStatus
-from reengage.domain.duration import parse_duration
 from reengage.domain.flow import NodeType
 from reengage.services.errors import InvalidInput, NotFound, parsing
-from reengage.services.tenancy import get_bot
+from reengage.services.flows import get_flow
+from reengage.services.tenancy import get_bot, scoped, scoped_delete
+from reengage.services.wake import refresh_wake
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +43,11 @@ def _check_scope(session: Session, org_id: int, scope: Scope) -> None:
     assert scope.bot_id is not None
     get_bot(session, org_id, scope.bot_id)
     if scope.level in (pol.Level.FLOW, pol.Level.NODE):
-        flow = _flow(session, scope.bot_id, str(scope.flow))
+        flow = get_flow(session, org_id, scope.bot_id, str(scope.flow))
         if scope.level is pol.Level.NODE:
             nodes = {n.get("id"): n for n in flow.definition.get("nodes", [])}
             if scope.node not in nodes:
                 raise NotFound(f"node {scope.node!r} not found in flow {scope.flow!r}", "node")
-
-
-def _flow(session: Session, bot_id: int, key: str) -> FlowRow:
-    row = session.scalar(select(FlowRow).where(FlowRow.bot_id == bot_id, FlowRow.key == key))
-    if row is None:
-        raise NotFound(f"flow {key!r} not found", "flow")
-    return row
 
 
 def put_policy(
@@ -82,15 +68,13 @@ def put_policy(
                 "fallback_flow",
             )
         try:
-            _flow(session, scope.bot_id, layer.fallback_flow)
+            get_flow(session, org_id, scope.bot_id, layer.fallback_flow)
         except NotFound as exc:
             raise InvalidInput(
                 f"fallback flow {layer.fallback_flow!r} does not exist in bot {scope.bot_id}",
                 "fallback_flow",
             ) from exc
-    row = session.scalar(
-        select(PolicyRow).where(PolicyRow.org_id == org_id, PolicyRow.scope == scope.key)
-    )
+    row = session.scalar(scoped(PolicyRow, org_id, PolicyRow.scope == scope.key))
     if row is None:
         row = PolicyRow(
             org_id=org_id,
@@ -114,9 +98,7 @@ def put_policy(
 
 def get_policy(session: Session, org_id: int, scope: Scope) -> pol.PolicyLayer:
     _check_scope(session, org_id, scope)
-    row = session.scalar(
-        select(PolicyRow).where(PolicyRow.org_id == org_id, PolicyRow.scope == scope.key)
-    )
+    row = session.scalar(scoped(PolicyRow, org_id, PolicyRow.scope == scope.key))
     if row is None:
         raise NotFound(f"no policy at {scope.key}", "scope")
     return pol.parse_layer(row.settings)
@@ -124,9 +106,7 @@ def get_policy(session: Session, org_id: int, scope: Scope) -> pol.PolicyLayer:
 
 def delete_policy(session: Session, org_id: int, scope: Scope) -> None:
     _check_scope(session, org_id, scope)
-    deleted = session.execute(
-        delete(PolicyRow).where(PolicyRow.org_id == org_id, PolicyRow.scope == scope.key)
-    )
+    deleted = session.execute(scoped_delete(PolicyRow, org_id, PolicyRow.scope == scope.key))
     if not deleted.rowcount:  # type: ignore[attr-defined]
         raise NotFound(f"no policy at {scope.key}", "scope")
     refresh_wake(session, org_id)
@@ -149,18 +129,20 @@ def layers_for(
     rows = {
         r.scope: r
         for r in session.scalars(
-            select(PolicyRow).where(
-                PolicyRow.org_id == org_id, PolicyRow.scope.in_([s.key for s in scopes])
-            )
+            scoped(PolicyRow, org_id, PolicyRow.scope.in_([s.key for s in scopes]))
         )
     }
     return [(s.level, pol.parse_layer(rows[s.key].settings)) for s in scopes if s.key in rows]
 
 
-def node_type(session: Session, bot_id: int, flow: str | None, node: str | None) -> str | None:
+def node_type(session: Session, conv: Conversation) -> str | None:
+    """The type of the node the conversation is at (None outside a flow)."""
+    flow, node = conv.active_flow, conv.active_node
     if flow is None or node is None:
         return None
-    row = session.scalar(select(FlowRow).where(FlowRow.bot_id == bot_id, FlowRow.key == flow))
+    row = session.scalar(
+        scoped(FlowRow, conv.org_id, FlowRow.bot_id == conv.bot_id, FlowRow.key == flow)
+    )
     for raw in row.definition.get("nodes", []) if row else []:
         if raw.get("id") == node:
             return str(raw.get("type"))
@@ -191,9 +173,7 @@ def policy_for(
         # With a human, the flow's position no longer speaks: bot and organization levels do.
         layers = layers_for(session, conv.org_id, conv.bot_id, None, None)
         return pol.resolve(layers, False, language), situation_of(conv, False)
-    at_question = node_type(session, conv.bot_id, conv.active_flow, conv.active_node) == (
-        NodeType.QUESTION.value
-    )
+    at_question = node_type(session, conv) == NodeType.QUESTION.value
     layers = layers_for(
         session,
         conv.org_id,
@@ -202,49 +182,3 @@ def policy_for(
         conv.active_node if at_question else None,
     )
     return pol.resolve(layers, at_question, language), situation_of(conv, at_question)
-
-
-QUESTION_DEFAULT_TIMEOUT = timedelta(hours=1)
-
-
-def refresh_wake(session: Session, org_id: int) -> None:
-    """Each bot's subject timer must fire no later than the first stage any policy could run:
-    the shortest of its inactivity threshold and every first stage among its policies."""
-    rows = session.scalars(select(PolicyRow).where(PolicyRow.org_id == org_id)).all()
-    shortest: dict[int | None, timedelta] = {}
-    for row in rows:
-        layer = pol.parse_layer(row.settings)
-        if layer.enabled is False:
-            continue
-        first = min(
-            [r.after for r in layer.reminders or ()] + ([layer.timeout] if layer.timeout else []),
-            default=None,
-        )
-        if first is not None:
-            current = shortest.get(row.bot_id)
-            shortest[row.bot_id] = first if current is None else min(current, first)
-    with_flows = set(session.scalars(select(FlowRow.bot_id).where(FlowRow.org_id == org_id)))
-    recovery: dict[int, timedelta] = {}
-    # A live recovery campaign acts after its own threshold of silence (also after a close).
-    for campaign in session.scalars(
-        select(Campaign).where(Campaign.org_id == org_id, Campaign.enabled.is_(True))
-    ):
-        versions = session.scalars(
-            select(CampaignVersion.definition).where(
-                CampaignVersion.campaign_id == campaign.id,
-                CampaignVersion.version == campaign.version,
-            )
-        ).all()
-        for definition in versions:
-            threshold = parse_duration(str(definition.get("threshold", "10m")))
-            recovery[campaign.bot_id] = threshold
-            current = shortest.get(campaign.bot_id)
-            shortest[campaign.bot_id] = threshold if current is None else min(current, threshold)
-    for bot in session.scalars(select(Bot).where(Bot.org_id == org_id)):
-        # A bot with flows has question nodes under the shipped 1-hour default.
-        question_default = QUESTION_DEFAULT_TIMEOUT if bot.id in with_flows else None
-        candidates = [shortest.get(bot.id), shortest.get(None), question_default]
-        known = [c for c in candidates if c is not None]
-        bot.wake_after_s = int(min(known).total_seconds()) if known else None
-        after_close = recovery.get(bot.id)
-        bot.recovery_threshold_s = int(after_close.total_seconds()) if after_close else None

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Bot
@@ -17,6 +16,7 @@ from reengage.domain.timer import Timer
 from reengage.ports import ActivityStore
 from reengage.services.conversation_rows import inactivity_threshold
 from reengage.services.errors import InvalidInput
+from reengage.services.tenancy import scoped
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +43,7 @@ def bot_policies(
     session: Session, org_id: int, bot_ids: set[int], default_threshold: timedelta
 ) -> dict[int, BotPolicy]:
     """The organization's bots among `bot_ids` (another organization's bots are not found)."""
-    rows = session.scalars(select(Bot).where(Bot.org_id == org_id, Bot.id.in_(bot_ids)))
+    rows = session.scalars(scoped(Bot, org_id, Bot.id.in_(bot_ids)))
     return {
         b.id: BotPolicy(
             b.id,

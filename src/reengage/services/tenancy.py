@@ -1,15 +1,17 @@
-"""Organizations, API keys and bots: who owns what."""
+"""Organizations, API keys and bots: who owns what; and the one way tenants' queries are
+scoped to their organization (`scoped`, `owned`; a test keeps every query on a tenant table
+going through them where tenants can reach it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Delete, Select, Update, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.crypto import encrypt_json, hash_api_key, new_api_key
+from reengage.adapters.crypto import Credentials, hash_api_key, new_api_key
 from reengage.adapters.db.models import ApiKey, Bot, Organization
 from reengage.domain.activity import ChannelKind
 from reengage.services.errors import NotFound, Unauthorized
@@ -60,7 +62,7 @@ def authenticate(session: Session, plaintext: str) -> int:
 
 def create_bot(
     sessions: sessionmaker[Session],
-    secret_key: str,
+    credentials_of: Credentials,
     org_id: int,
     *,
     name: str,
@@ -75,7 +77,7 @@ def create_bot(
             org_id=org_id,
             name=name,
             channel=channel.value,
-            credentials=encrypt_json(secret_key, credentials) if credentials else None,
+            credentials=credentials_of.encrypt(credentials) if credentials else None,
             inactivity_threshold_s=(
                 None if inactivity_threshold is None else int(inactivity_threshold.total_seconds())
             ),
@@ -86,13 +88,55 @@ def create_bot(
         return bot
 
 
+M = TypeVar("M")
+
+
+def scoped(model: type[M], org_id: int, *criteria: Any) -> Select[tuple[M]]:
+    """The organization's rows of a tenant table (meeting `criteria`)."""
+    return select(model).where(_org(model) == org_id, *criteria)
+
+
+def scoped_columns(model: type[Any], org_id: int, *columns: Any) -> Select[Any]:
+    """Some columns of the organization's rows of a tenant table."""
+    return select(*columns).where(_org(model) == org_id)
+
+
+def scoped_update(model: type[Any], org_id: int, *criteria: Any) -> Update:
+    """Change the organization's rows of a tenant table (meeting `criteria`)."""
+    return update(model).where(_org(model) == org_id, *criteria)
+
+
+def scoped_delete(model: type[Any], org_id: int, *criteria: Any) -> Delete:
+    """Delete the organization's rows of a tenant table (meeting `criteria`)."""
+    return delete(model).where(_org(model) == org_id, *criteria)
+
+
+def owned(
+    session: Session,
+    model: type[M],
+    org_id: int,
+    row_id: int,
+    *,
+    field: str = "id",
+    for_update: bool = False,
+) -> M:
+    """One of the organization's rows by id; NotFound (naming `field`) for anyone else's."""
+    stmt = scoped(model, org_id, model.id == row_id)  # type: ignore[attr-defined]
+    row = session.scalar(stmt.with_for_update() if for_update else stmt)
+    if row is None:
+        noun = model.__tablename__.replace("_", " ")  # type: ignore[attr-defined]
+        raise NotFound(f"{noun} {row_id} not found", field)
+    return row
+
+
+def _org(model: type[Any]) -> Any:
+    return model.org_id
+
+
 def get_bot(session: Session, org_id: int, bot_id: int) -> Bot:
-    bot = session.scalar(select(Bot).where(Bot.org_id == org_id, Bot.id == bot_id))
-    if bot is None:
-        raise NotFound(f"bot {bot_id} not found", "bot_id")
-    return bot
+    return owned(session, Bot, org_id, bot_id, field="bot_id")
 
 
 def list_bots(session: Session, org_id: int) -> list[Bot]:
     """The organization's bots, oldest first."""
-    return list(session.scalars(select(Bot).where(Bot.org_id == org_id).order_by(Bot.id)))
+    return list(session.scalars(scoped(Bot, org_id).order_by(Bot.id)))

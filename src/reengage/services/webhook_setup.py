@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.channels.telegram import WebhookRefused, set_webhook
-from reengage.adapters.crypto import decrypt_json, encrypt_json
+from reengage.adapters.crypto import Credentials
 from reengage.domain.activity import ChannelKind
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot
@@ -15,7 +15,7 @@ from reengage.services.tenancy import get_bot
 
 def register_telegram_webhook(
     sessions: sessionmaker[Session],
-    secret_key: str,
+    credentials_of: Credentials,
     org_id: int,
     bot_id: int,
     public_url: str,
@@ -26,7 +26,7 @@ def register_telegram_webhook(
         bot = get_bot(session, org_id, bot_id)
         if bot.channel != ChannelKind.TELEGRAM.value:
             raise InvalidInput("only Telegram bots register a webhook this way", "bot_id")
-        credentials = decrypt_json(secret_key, bot.credentials) if bot.credentials else {}
+        credentials = credentials_of.of(bot.id, bot.credentials)
     token = credentials.get("token")
     if not token:
         raise InvalidInput("the bot has no token", "credentials.token")
@@ -39,5 +39,5 @@ def register_telegram_webhook(
         raise InvalidInput(f"Telegram refused the webhook: {exc}", "webhook") from exc
     with sessions.begin() as session:
         bot = get_bot(session, org_id, bot_id)
-        bot.credentials = encrypt_json(secret_key, credentials | {"webhook_secret": secret})
+        bot.credentials = credentials_of.encrypt(credentials | {"webhook_secret": secret})
     return url

@@ -22,8 +22,8 @@ from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
-from reengage.services.campaigns import live_campaign, version_of
 from reengage.services.event_log import append_event
+from reengage.silence.live_campaign import live_campaign, version_of
 from reengage.timers.handler import FollowUps, Outcome
 
 log = structlog.get_logger(__name__)

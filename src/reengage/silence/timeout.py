@@ -51,7 +51,7 @@ def run_timeout(
     silent_since = conv.last_activity_at
     if silent_since is None:
         return TimeoutState()
-    done = conv.timeout_stage if conv.timeout_seq == conv.activity_seq else 0
+    done = pol.stages_done(conv.timeout_stage, conv.timeout_seq, conv.activity_seq)
     decision = pol.decide_stage(policy, situation, silent_since, done, now)
     if isinstance(decision, pol.Wait):
         return TimeoutState(decision.until, pending=True)

@@ -16,6 +16,7 @@ from reengage.entrypoints.api.schemas import ErrorOut, FlowKey, Id, QueueName, T
 from reengage.services import agents
 from reengage.services.flows import start_flow
 from reengage.services.policies import policy_for
+from reengage.services.tenancy import get_bot
 
 agents_router = APIRouter(
     tags=["conversations"],
@@ -95,9 +96,9 @@ def start(
     runtime: RuntimeDep, org_id: OrgId, conversation_id: Id, body: FlowStartIn
 ) -> dict[str, Any]:
     """Start a flow in the conversation, from its first node."""
-    with runtime.sessions() as session:
-        agents.load(session, org_id, conversation_id)
-    step = start_flow(runtime.flow_deps, conversation_id, body.flow, runtime.clock.now(), "api")
+    step = start_flow(
+        runtime.flow_deps, org_id, conversation_id, body.flow, runtime.clock.now(), "api"
+    )
     return {"said": list(step.say), "node": step.position.node, "outcome": step.outcome}
 
 
@@ -107,40 +108,19 @@ def explain(runtime: RuntimeDep, org_id: OrgId, conversation_id: Id) -> Inactivi
     how many ran in the current silence, and when the next one fires."""
     with runtime.sessions() as session:
         conv, user_id = agents.load(session, org_id, conversation_id)
-        policy, situation = policy_for(session, conv, runtime.settings.default_language)
-    done = conv.timeout_stage if conv.timeout_seq == conv.activity_seq else 0
-    all_stages = pol.stages(policy)
-    upcoming = next((s for s in all_stages if s.index >= done), None)
+        language = get_bot(session, org_id, conv.bot_id).language
+        policy, situation = policy_for(session, conv, language or runtime.settings.default_language)
+    done = pol.stages_done(conv.timeout_stage, conv.timeout_seq, conv.activity_seq)
     next_stage = None
-    if (
-        upcoming is not None
-        and conv.last_activity_at is not None
-        and policy.enabled
-        and (situation in policy.applies_to)
-    ):
-        next_stage = {
-            "index": upcoming.index,
-            "final": upcoming.final,
-            "at": (conv.last_activity_at + upcoming.after).isoformat(),
-        }
+    if conv.last_activity_at is not None:
+        next_one = pol.upcoming(policy, situation, conv.last_activity_at, done)
+        if not isinstance(next_one, pol.Skip):
+            stage, due = next_one
+            next_stage = {"index": stage.index, "final": stage.final, "at": due.isoformat()}
     timer = runtime.timers.get(inactivity_key(conv.bot_id, user_id))
-    layer = pol.layer_to_json(
-        pol.PolicyLayer(
-            policy.enabled,
-            policy.timeout,
-            policy.reminders,
-            policy.action,
-            policy.queue,
-            policy.fallback_flow,
-            policy.final_text,
-            policy.final_template,
-            policy.applies_to,
-            policy.skip_if_waiting_for_agent,
-        )
-    )
     return InactivityOut(
         situation=situation.value,
-        policy=layer,
+        policy=pol.layer_to_json(pol.as_layer(policy)),
         sources={k: v.value for k, v in policy.sources.items()},
         stages=[
             {
@@ -150,7 +130,7 @@ def explain(runtime: RuntimeDep, org_id: OrgId, conversation_id: Id) -> Inactivi
                 "text": s.text,
                 "template": s.template,
             }
-            for s in all_stages
+            for s in pol.stages(policy)
         ],
         stages_done=done,
         next_stage=next_stage,

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import select
 
 from reengage.adapters.db.models import Delivery, Episode
 from reengage.delivery.outbox import resend_delivery
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id, Text
+from reengage.services.tenancy import owned, scoped
 
 audit_router = APIRouter(
     tags=["audit"],
@@ -45,7 +45,7 @@ def list_episodes(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EpisodeOut]:
     """Recovery episodes, newest first."""
-    stmt = select(Episode).where(Episode.org_id == org_id).order_by(Episode.id.desc()).limit(limit)
+    stmt = scoped(Episode, org_id).order_by(Episode.id.desc()).limit(limit)
     for column, value in (
         (Episode.bot_id, bot_id),
         (Episode.contact_id, contact_id),
@@ -91,7 +91,7 @@ def list_deliveries(
     """The delivery audit trail: every message reengage sent, skipped or failed.
     `status=failed&reason=ambiguous` lists the sends whose outcome is unknown (the request
     left and no answer came): review them, and send again with `POST .../resend`."""
-    stmt = select(Delivery).where(Delivery.org_id == org_id).order_by(Delivery.id.desc())
+    stmt = scoped(Delivery, org_id).order_by(Delivery.id.desc())
     for column, value in (
         (Delivery.bot_id, bot_id),
         (Delivery.contact_id, contact_id),
@@ -121,4 +121,5 @@ def resend(runtime: RuntimeDep, org_id: OrgId, delivery_id: Id) -> DeliveryOut:
     if timer is not None:
         runtime.timers.schedule([timer])
     with runtime.sessions() as session:
-        return DeliveryOut.model_validate(session.get_one(Delivery, new_id), from_attributes=True)
+        created = owned(session, Delivery, org_id, new_id)
+        return DeliveryOut.model_validate(created, from_attributes=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
 from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ChannelKind
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import BotIn, BotOut, ErrorOut, Id
+from reengage.entrypoints.api.schemas import BotIn, BotOut, CredentialsIn, ErrorOut, Id
 from reengage.services import tenancy
 from reengage.services.errors import InvalidInput
 from reengage.services.webhook_setup import register_telegram_webhook
@@ -41,7 +40,7 @@ def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
     seconds = body.inactivity_threshold_seconds
     bot = tenancy.create_bot(
         runtime.sessions,
-        runtime.settings.secret_key.get_secret_value(),
+        runtime.credentials,
         org_id,
         name=body.name,
         channel=body.channel,
@@ -56,8 +55,7 @@ def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
 def list_bots(runtime: RuntimeDep, org_id: OrgId) -> list[BotOut]:
     """The organization's bots."""
     with runtime.sessions() as session:
-        bots = session.scalars(select(Bot).where(Bot.org_id == org_id).order_by(Bot.id))
-        return [bot_out(b) for b in bots]
+        return [bot_out(b) for b in tenancy.list_bots(session, org_id)]
 
 
 @bots_router.get("/{bot_id}", response_model=BotOut, responses={404: {"model": ErrorOut}})
@@ -65,6 +63,29 @@ def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> BotOut:
     """One bot of the organization."""
     with runtime.sessions() as session:
         return bot_out(tenancy.get_bot(session, org_id, bot_id))
+
+
+@bots_router.put(
+    "/{bot_id}/credentials",
+    response_model=BotOut,
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def replace_credentials(
+    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: CredentialsIn
+) -> BotOut:
+    """Replace a bot's credentials, whole (after revoking a token, say). Every send from the
+    next one on uses them; a Telegram bot then needs its webhook registered again."""
+    with runtime.sessions.begin() as session:
+        bot = tenancy.get_bot(session, org_id, bot_id)
+        missing = missing_credentials(ChannelKind(bot.channel), body.credentials)
+        if missing:
+            raise InvalidInput(
+                f"{bot.channel} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
+            )
+        bot.credentials = (
+            runtime.credentials.encrypt(body.credentials) if body.credentials else None
+        )
+        return bot_out(bot)
 
 
 @bots_router.post(
@@ -76,7 +97,7 @@ def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str
     settings = runtime.settings
     url = register_telegram_webhook(
         runtime.sessions,
-        settings.secret_key.get_secret_value(),
+        runtime.credentials,
         org_id,
         bot_id,
         settings.public_url,

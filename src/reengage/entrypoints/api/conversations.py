@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from reengage.adapters.db.models import Contact, Conversation, ConversationEvent
 from reengage.domain.activity import ConversationStatus
@@ -21,6 +20,7 @@ from reengage.entrypoints.api.schemas import (
 )
 from reengage.ports import TimerStore
 from reengage.services.agents import load
+from reengage.services.tenancy import scoped, scoped_columns
 
 conversations_router = APIRouter(
     prefix="/v1/conversations", tags=["conversations"], responses={401: {"model": ErrorOut}}
@@ -64,9 +64,8 @@ def list_conversations(
 ) -> list[ConversationOut]:
     """Conversations of the organization, newest first, filtered by bot, user or status."""
     stmt = (
-        select(Conversation, Contact.external_id)
+        scoped_columns(Conversation, org_id, Conversation, Contact.external_id)
         .join(Contact, Contact.id == Conversation.contact_id)
-        .where(Conversation.org_id == org_id)
         .order_by(Conversation.id.desc())
         .limit(limit)
     )
@@ -102,12 +101,9 @@ def get_conversation_events(
     with runtime.sessions() as session:
         load(session, org_id, conversation_id)
         rows = session.scalars(
-            select(ConversationEvent)
-            .where(
-                ConversationEvent.org_id == org_id,
-                ConversationEvent.conversation_id == conversation_id,
-            )
-            .order_by(ConversationEvent.id)
+            scoped(
+                ConversationEvent, org_id, ConversationEvent.conversation_id == conversation_id
+            ).order_by(ConversationEvent.id)
         )
         return [
             ConversationEventOut(

@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from reengage.adapters.db.models import FlowRow
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
@@ -20,7 +19,7 @@ from reengage.entrypoints.api.schemas import (
 )
 from reengage.services import flows
 from reengage.services.errors import InvalidInput
-from reengage.services.tenancy import get_bot
+from reengage.services.tenancy import get_bot, scoped
 
 flows_router = APIRouter(
     tags=["flows"],
@@ -66,7 +65,7 @@ def list_flows(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> list[FlowOut]:
     with runtime.sessions() as session:
         get_bot(session, org_id, bot_id)
         rows = session.scalars(
-            select(FlowRow).where(FlowRow.bot_id == bot_id).order_by(FlowRow.key)
+            scoped(FlowRow, org_id, FlowRow.bot_id == bot_id).order_by(FlowRow.key)
         )
         return [_flow_out(r) for r in rows]
 

@@ -149,6 +149,15 @@ class BotIn(BaseModel):
         return self
 
 
+class CredentialsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    credentials: dict[str, Text] = Field(
+        description="The bot's credentials, whole (a rotated token, a new app secret); "
+        "stored encrypted, never returned"
+    )
+
+
 class BotOut(BaseModel):
     id: int
     name: str

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from reengage.adapters.db.models import SimulatorMessage
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbound
@@ -17,7 +16,7 @@ from reengage.domain.bounds import MAX_BIGINT
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id, Text, UserId
 from reengage.services.errors import InvalidInput
-from reengage.services.tenancy import get_bot
+from reengage.services.tenancy import get_bot, scoped
 
 simulator_router = APIRouter(tags=["simulator"])
 _PAGE = Path(__file__).with_name("simulator.html")
@@ -80,14 +79,13 @@ def list_messages(
     _simulator_bot(runtime, org_id, bot_id)
     with runtime.sessions() as session:
         rows = session.scalars(
-            select(SimulatorMessage)
-            .where(
-                SimulatorMessage.org_id == org_id,
+            scoped(
+                SimulatorMessage,
+                org_id,
                 SimulatorMessage.bot_id == bot_id,
                 SimulatorMessage.chat_id == chat_id,
                 SimulatorMessage.id > after,
-            )
-            .order_by(SimulatorMessage.id)
+            ).order_by(SimulatorMessage.id)
         )
         return [_out(m) for m in rows]
 
