@@ -70,10 +70,10 @@ def run(
     upgrade(DB_URL)
     fake = FakeTelegram()
     clock = ManualClock()
-    original = telegram.pace
+    original = telegram.take_slot
     if sleep_through_pacing:
         # The baseline: the worker sleeps through every wait for a send slot.
-        telegram.pace = lambda *a, **kw: original(  # type: ignore[assignment]
+        telegram.take_slot = lambda *a, **kw: original(  # type: ignore[assignment]
             *a, **{**kw, "defer_over": None, "sleep": time.sleep}
         )
     try:
@@ -143,7 +143,7 @@ def run(
             total_s = time.monotonic() - started
             runtime.close()
     finally:
-        telegram.pace = original
+        telegram.take_slot = original
     sent = len(fake.calls_to("sendMessage"))
     assert sent == users * blocks, f"{sent} messages for {users} users"
     return users / episodes_s, sent / total_s, sent

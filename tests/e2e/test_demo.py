@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs the demo command as a process
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -143,6 +143,7 @@ def test_every_route_answers_hostile_path_and_query_values_with_a_4xx(world: Wor
 # --- property tests over the hostile shapes ------------------------------------------------
 
 
+@pytest.mark.slow
 @FUZZ
 @given(event=st.data(), key=st.booleans(), batch=st.booleans())
 def test_events_never_answer_5xx(
@@ -170,6 +171,7 @@ FREE_FORM = [
 ]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(which=st.sampled_from(FREE_FORM), data=st.data())
 def test_bodies_with_one_hostile_value_never_answer_5xx(
@@ -185,6 +187,7 @@ def test_bodies_with_one_hostile_value_never_answer_5xx(
 HOSTILE_BOT_IDS = st.sampled_from([str(BIG), "-1", "0", "99999", "a%00"]) | HOSTILE_INTS.map(str)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(bot=st.none() | HOSTILE_BOT_IDS, secret=st.booleans(), data=st.data())
 def test_telegram_updates_never_answer_5xx(
@@ -196,6 +199,7 @@ def test_telegram_updates_never_answer_5xx(
     no_5xx(world.client.post(url, content=encode(body), headers=headers))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(bot=st.none() | HOSTILE_BOT_IDS, signed=st.booleans(), data=st.data())
 def test_whatsapp_notifications_never_answer_5xx(
@@ -212,6 +216,7 @@ MSG_IDS = st.sampled_from(["m-1", "x" * 300]) | st.text(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(bot=st.none() | HOSTILE_BOT_IDS, msg_id=MSG_IDS, data=st.data())
 def test_generic_webhooks_never_answer_5xx(
@@ -227,6 +232,7 @@ def test_generic_webhooks_never_answer_5xx(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["deep", "huge"])
 def test_deeply_nested_and_huge_json_never_answer_5xx(world: World, size: str) -> None:
     body = nested(100_000) if size == "deep" else encode({"a": ["x" * 1000] * 2000})

@@ -14,6 +14,8 @@ from schemathesis.checks import not_a_server_error
 from reengage.runtime import Runtime
 from tests.e2e.hostile import EXAMPLES, FUZZ, World, open_world
 
+pytestmark = pytest.mark.slow  # Schemathesis over every operation
+
 
 @pytest.fixture
 def world(

@@ -28,6 +28,8 @@ from reengage.timers.scheduler import Scheduler
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn
 
+pytestmark = pytest.mark.slow  # real worker processes, one killed
+
 LEASE = timedelta(seconds=30)
 
 

@@ -10,6 +10,7 @@ from collections import defaultdict
 from datetime import timedelta
 from itertools import pairwise
 
+import pytest
 import redis
 from sqlalchemy import select
 
@@ -25,6 +26,8 @@ from reengage.timers.scheduler import Scheduler
 from tests.channel_harness import TG_TOKEN
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
+
+pytestmark = pytest.mark.slow  # paces in real time
 
 CHATS, BLOCKS = 100, 2
 

@@ -30,6 +30,8 @@ from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn
 
+pytestmark = pytest.mark.slow  # 10,000 users through real workers
+
 LEASE = timedelta(hours=1)  # claims of one round all carry `now + LEASE`: easy to wait for
 TEXT = "Seu carrinho espera!"
 CAMPAIGN = {

@@ -64,3 +64,35 @@ def test_the_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import os\nfrom sqlalchemy.orm import Session\n")
     assert imported_roots(bad) & FORBIDDEN == {"sqlalchemy"}
+
+
+def test_only_tests_and_benches_use_the_fakes() -> None:
+    """`reengage.testing` (fake platforms, time travel) is for tests, benches and
+    playgrounds; the product never imports it."""
+    src = DOMAIN.parent
+    offenders = [
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if src / "testing" not in path.parents
+        and any(
+            name == "reengage.testing" or name.startswith("reengage.testing.")
+            for name in imported_modules(path)
+        )
+    ]
+    assert offenders == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_fakes_checker_sees_both_import_forms(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import reengage.testing.telegram\nfrom reengage.testing import time_travel\n")
+    assert imported_modules(bad) == {"reengage.testing.telegram", "reengage.testing"}

@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Conversation, FlowRow, PolicyRow
+from reengage.adapters.db.models import PolicyRow
 from reengage.domain import policy as pol
-from reengage.domain.activity import ChannelKind, ConversationStatus
-from reengage.domain.flow import NodeType
+from reengage.domain.activity import ChannelKind
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.flows import get_flow
 from reengage.services.tenancy import get_bot, scoped, scoped_delete
@@ -110,75 +109,3 @@ def delete_policy(session: Session, org_id: int, scope: Scope) -> None:
     if not deleted.rowcount:  # type: ignore[attr-defined]
         raise NotFound(f"no policy at {scope.key}", "scope")
     refresh_wake(session, org_id)
-
-
-def layers_for(
-    session: Session, org_id: int, bot_id: int, flow: str | None, node: str | None
-) -> list[tuple[pol.Level, pol.PolicyLayer]]:
-    """The levels that apply at a position, most specific first."""
-    scopes = [
-        Scope(pol.Level.NODE, bot_id, flow, node),
-        Scope(pol.Level.FLOW, bot_id, flow),
-        Scope(pol.Level.BOT, bot_id),
-        Scope(pol.Level.ORGANIZATION),
-    ]
-    if flow is None:
-        scopes = scopes[2:]
-    elif node is None:
-        scopes = scopes[1:]
-    rows = {
-        r.scope: r
-        for r in session.scalars(
-            scoped(PolicyRow, org_id, PolicyRow.scope.in_([s.key for s in scopes]))
-        )
-    }
-    return [(s.level, pol.parse_layer(rows[s.key].settings)) for s in scopes if s.key in rows]
-
-
-def node_type(session: Session, conv: Conversation) -> str | None:
-    """The type of the node the conversation is at (None outside a flow)."""
-    flow, node = conv.active_flow, conv.active_node
-    if flow is None or node is None:
-        return None
-    row = session.scalar(
-        scoped(FlowRow, conv.org_id, FlowRow.bot_id == conv.bot_id, FlowRow.key == flow)
-    )
-    for raw in row.definition.get("nodes", []) if row else []:
-        if raw.get("id") == node:
-            return str(raw.get("type"))
-    return None
-
-
-def situation_of(conv: Conversation, at_question: bool) -> pol.Situation:
-    """Who the conversation is waiting on, from its status and who spoke last."""
-    if conv.status == ConversationStatus.CLOSED.value:
-        return pol.Situation.NONE
-    contact_last = conv.last_message_from_contact_at
-    if conv.status == ConversationStatus.HANDOFF.value:
-        agent_last = conv.last_message_from_agent_at
-        if agent_last is not None and (contact_last is None or agent_last >= contact_last):
-            return pol.Situation.HANDOFF
-        return pol.Situation.WAITING_FOR_AGENT
-    bot_last = conv.last_message_at
-    # Equal times: the bot answered within the same instant, so it spoke last.
-    if bot_last is None or (contact_last is not None and contact_last > bot_last):
-        return pol.Situation.NONE  # the user spoke last: the bot owes the answer
-    return pol.Situation.QUESTION if at_question else pol.Situation.BOT_WAIT
-
-
-def policy_for(
-    session: Session, conv: Conversation, language: str = "pt-BR"
-) -> tuple[pol.Policy, pol.Situation]:
-    if conv.status == ConversationStatus.HANDOFF.value:
-        # With a human, the flow's position no longer speaks: bot and organization levels do.
-        layers = layers_for(session, conv.org_id, conv.bot_id, None, None)
-        return pol.resolve(layers, False, language), situation_of(conv, False)
-    at_question = node_type(session, conv) == NodeType.QUESTION.value
-    layers = layers_for(
-        session,
-        conv.org_id,
-        conv.bot_id,
-        conv.active_flow,
-        conv.active_node if at_question else None,
-    )
-    return pol.resolve(layers, at_question, language), situation_of(conv, at_question)

@@ -1,5 +1,6 @@
-"""A conversation's timeout: its policy's stages (reminders, then the final action), each run
-once per silence, in the silence handler's transaction."""
+"""A conversation's timeout: the policy in force where the conversation stands (its levels
+resolved), and its stages (reminders, then the final action), each run once per silence, in
+the silence handler's transaction."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Bot, Contact, Conversation
+from reengage.adapters.db.models import Bot, Contact, Conversation, FlowRow, PolicyRow
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import policy as pol
 from reengage.domain.activity import ConversationStatus
+from reengage.domain.flow import NodeType
 from reengage.domain.outbound import MessageKind, OutboundMessage, Template
 from reengage.ports import ActivityStore
 from reengage.services import flows
 from reengage.services.event_log import append_event
-from reengage.services.policies import policy_for
+from reengage.services.policies import Scope
 from reengage.services.record_activity import Record, RecordActivity
+from reengage.services.tenancy import scoped
 from reengage.timers.handler import FollowUps
 
 # A stage's message that could not get through for this long is no longer worth sending.
@@ -36,6 +39,78 @@ class TimeoutState:
     wake: datetime | None = None  # when the next stage is due
     pending: bool = False  # stages are still to come in this silence
     ended_at: datetime | None = None  # when its final stage ran, if it did
+
+
+def layers_for(
+    session: Session, org_id: int, bot_id: int, flow: str | None, node: str | None
+) -> list[tuple[pol.Level, pol.PolicyLayer]]:
+    """The levels that apply at a position, most specific first."""
+    scopes = [
+        Scope(pol.Level.NODE, bot_id, flow, node),
+        Scope(pol.Level.FLOW, bot_id, flow),
+        Scope(pol.Level.BOT, bot_id),
+        Scope(pol.Level.ORGANIZATION),
+    ]
+    if flow is None:
+        scopes = scopes[2:]
+    elif node is None:
+        scopes = scopes[1:]
+    rows = {
+        r.scope: r
+        for r in session.scalars(
+            scoped(PolicyRow, org_id, PolicyRow.scope.in_([s.key for s in scopes]))
+        )
+    }
+    return [(s.level, pol.parse_layer(rows[s.key].settings)) for s in scopes if s.key in rows]
+
+
+def node_type(session: Session, conv: Conversation) -> str | None:
+    """The type of the node the conversation is at (None outside a flow)."""
+    flow, node = conv.active_flow, conv.active_node
+    if flow is None or node is None:
+        return None
+    row = session.scalar(
+        scoped(FlowRow, conv.org_id, FlowRow.bot_id == conv.bot_id, FlowRow.key == flow)
+    )
+    for raw in row.definition.get("nodes", []) if row else []:
+        if raw.get("id") == node:
+            return str(raw.get("type"))
+    return None
+
+
+def situation_of(conv: Conversation, at_question: bool) -> pol.Situation:
+    """Who the conversation is waiting on, from its status and who spoke last."""
+    if conv.status == ConversationStatus.CLOSED.value:
+        return pol.Situation.NONE
+    contact_last = conv.last_message_from_contact_at
+    if conv.status == ConversationStatus.HANDOFF.value:
+        agent_last = conv.last_message_from_agent_at
+        if agent_last is not None and (contact_last is None or agent_last >= contact_last):
+            return pol.Situation.HANDOFF
+        return pol.Situation.WAITING_FOR_AGENT
+    bot_last = conv.last_message_at
+    # Equal times: the bot answered within the same instant, so it spoke last.
+    if bot_last is None or (contact_last is not None and contact_last > bot_last):
+        return pol.Situation.NONE  # the user spoke last: the bot owes the answer
+    return pol.Situation.QUESTION if at_question else pol.Situation.BOT_WAIT
+
+
+def policy_for(
+    session: Session, conv: Conversation, language: str = "pt-BR"
+) -> tuple[pol.Policy, pol.Situation]:
+    if conv.status == ConversationStatus.HANDOFF.value:
+        # With a human, the flow's position no longer speaks: bot and organization levels do.
+        layers = layers_for(session, conv.org_id, conv.bot_id, None, None)
+        return pol.resolve(layers, False, language), situation_of(conv, False)
+    at_question = node_type(session, conv) == NodeType.QUESTION.value
+    layers = layers_for(
+        session,
+        conv.org_id,
+        conv.bot_id,
+        conv.active_flow,
+        conv.active_node if at_question else None,
+    )
+    return pol.resolve(layers, at_question, language), situation_of(conv, at_question)
 
 
 def run_timeout(

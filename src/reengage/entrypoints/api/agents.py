@@ -15,8 +15,8 @@ from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, FlowKey, Id, QueueName, Text
 from reengage.services import agents
 from reengage.services.flows import start_flow
-from reengage.services.policies import policy_for
 from reengage.services.tenancy import get_bot
+from reengage.silence.timeout import policy_for
 
 agents_router = APIRouter(
     tags=["conversations"],

@@ -29,8 +29,8 @@ from reengage.entrypoints.manager_bot.context import (
 )
 from reengage.entrypoints.manager_bot.texts import t
 from reengage.services.bot_timeout import update_bot_layer
-from reengage.services.policies import layers_for
 from reengage.services.tenancy import get_bot, list_bots
+from reengage.silence.timeout import layers_for
 
 ACTIONS = (pol.Action.CLOSE, pol.Action.HANDOFF, pol.Action.NONE)
 

@@ -1,0 +1,51 @@
+"""The relational model: the source of truth."""
+
+from reengage.adapters.db.models.base import NAMING, Base
+from reengage.adapters.db.models.conversations import (
+    ActivityRecord,
+    Contact,
+    Conversation,
+    ConversationEvent,
+    FlowRow,
+    InboundMessage,
+    PolicyRow,
+    SimulatorMessage,
+)
+from reengage.adapters.db.models.delivery import Delivery, TimerRow
+from reengage.adapters.db.models.recovery import Campaign, CampaignVersion, Episode
+from reengage.adapters.db.models.tenancy import (
+    AdminInvite,
+    ApiKey,
+    Bot,
+    ManagerAdmin,
+    MediaAsset,
+    MediaUpload,
+    Organization,
+    UsedButton,
+)
+
+__all__ = [
+    "NAMING",
+    "ActivityRecord",
+    "AdminInvite",
+    "ApiKey",
+    "Base",
+    "Bot",
+    "Campaign",
+    "CampaignVersion",
+    "Contact",
+    "Conversation",
+    "ConversationEvent",
+    "Delivery",
+    "Episode",
+    "FlowRow",
+    "InboundMessage",
+    "ManagerAdmin",
+    "MediaAsset",
+    "MediaUpload",
+    "Organization",
+    "PolicyRow",
+    "SimulatorMessage",
+    "TimerRow",
+    "UsedButton",
+]
