@@ -146,14 +146,3 @@ class ChannelProvider(Protocol):
     def channel_for(self, org_id: int, bot_id: int) -> Channel:
         """The channel of a bot, built from its decrypted credentials."""
         ...
-
-
-class Pacer(Protocol):
-    """Paces sends so platform rate limits hold across every worker."""
-
-    def reserve(
-        self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
-    ) -> float:
-        """Reserve the earliest instant that keeps each gap key 1/rate apart and each rate key
-        at one send per 1/rate slot; return the seconds to wait for it."""
-        ...

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 import redis
 
-from reengage.adapters.pacing import InMemoryPacer, RedisPacer
+from reengage.adapters.pacing import InMemoryPacer, RedisPacer, take_slot
 
 Pacer = InMemoryPacer | RedisPacer
 Limits = Sequence[tuple[str, float]]
@@ -61,3 +61,49 @@ def test_a_hold_keeps_every_worker_off_a_chat(pacer: Pacer) -> None:
     pacer.hold(["{p}:chat:held"], until)
     assert instant(pacer, [("{p}:chat:held", 1.0)]) >= until
     assert instant(pacer, [("{p}:chat:other", 1.0)]) < until
+
+
+def test_a_late_return_counts_the_gap_from_its_own_missed_slot(pacer: Pacer) -> None:
+    """A send handed back for its slot comes back late (a busy scheduler): where nobody has
+    reserved the chat after it, it may go at once, not a whole gap later."""
+    chat = [("{p}:chat:1", 1.0)]
+    missed = pacer.reserve(chat).at
+    again = pacer.reserve(chat, late_for=missed)
+    assert again.at - missed < 0.05
+    assert pacer.reserve(chat).at - again.at == pytest.approx(1.0, abs=0.05)  # counted on
+
+
+def test_a_late_return_waits_behind_whoever_reserved_after_it(pacer: Pacer) -> None:
+    chat = [("{p}:chat:1", 1.0)]
+    missed = pacer.reserve(chat).at
+    other = pacer.reserve(chat).at
+    again = pacer.reserve(chat, late_for=missed)
+    assert again.at - other == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def timed_pacer(request: pytest.FixtureRequest) -> tuple[Pacer, list[float]]:
+    """A pacer on a clock the test moves: `now[0]` seconds."""
+    now = [1_000.0]
+    if request.param == "memory":
+        return InMemoryPacer(lambda: now[0]), now
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    return RedisPacer(client, lambda: now[0]), now
+
+
+def test_take_slot_sends_a_late_return_instead_of_handing_it_back_again(
+    timed_pacer: tuple[Pacer, list[float]],
+) -> None:
+    pacer, now = timed_pacer
+    chat = [("{p}:chat:1", 1 / 1.05)]
+    pacer.reserve(chat)  # the chat's last send
+    held = take_slot(pacer, chat, defer_over=0.25)  # the next one is handed back for its slot
+    assert held is not None
+    now[0] = held.at + 0.1  # and comes back 100 ms late
+    slept: list[float] = []
+    assert take_slot(pacer, chat, held=held.at, defer_over=0.25, sleep=slept.append) is None
+    assert slept == []  # it goes at once
+    now[0] += 0.5
+    following = take_slot(pacer, chat, defer_over=0.25)  # the chat's gap counts from it
+    assert following is not None
+    assert following.at == pytest.approx(held.at + 0.1 + 1.05, abs=0.001)

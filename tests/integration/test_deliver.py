@@ -25,6 +25,7 @@ from reengage.domain.outbound import Media, MessageKind, OutboundMessage, Skippe
 from reengage.domain.timer import Purpose, Timer
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
+from reengage.testing.time_travel import TimeTravel
 from reengage.testing.whatsapp import FakeWhatsApp
 from reengage.timers.executors import InlineExecutor
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
@@ -520,3 +521,20 @@ def test_a_rotated_token_is_used_from_the_next_send_and_decrypted_once(
     assert send(runtime, org.org_id, bot, "4", "d").status == "sent"
     assert [c.token for c in fake_telegram.calls_to("sendMessage")][-1] == new_token
     assert runtime.credentials.decryptions == 2
+
+
+def test_a_taken_delivery_whose_timer_was_lost_comes_back_with_the_rebuild(
+    runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock
+) -> None:
+    """The worker took the row (`sending`) and died before its request, and the timer store
+    lost its timer (Redis restarted empty): the rebuild puts it back and it is sent, once."""
+    from reengage.timers.rebuild import rebuild_timers
+
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    runtime.record(org, [message(bot, "777", clock.now())])
+    interrupted(runtime, org, bot, "taken", requested_at=None)  # no timer of its own
+    assert rebuild_timers(runtime.sessions, runtime.timers, runtime.registry) == 1
+    TimeTravel(runtime, clock).drain()
+    assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["taken"]
+    assert rebuild_timers(runtime.sessions, runtime.timers, runtime.registry) == 0

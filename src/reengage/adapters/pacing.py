@@ -18,14 +18,19 @@ from typing import cast
 
 import redis
 
-# KEYS: gap pointers..., then rate-slot prefixes...; ARGV: n_gaps, then each key's rate.
+# KEYS: gap pointers..., then rate-slot prefixes...; ARGV: n_gaps, then each key's rate,
+# then the instant of a slot the caller held and is late for (-1: none).
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n_gaps = tonumber(ARGV[1])
+local held = tonumber(ARGV[#KEYS + 2])
 local at = now
 for i = 1, n_gaps do
   local free = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if held >= 0 and math.abs(free - (held + 1 / tonumber(ARGV[i + 1]))) < 0.00001 then
+    free = held  -- the last reservation here is the caller's own: nobody waits behind it
+  end
   if free > at then at = free end
 end
 local slots = {}
@@ -90,11 +95,16 @@ class InMemoryPacer:
         self._lock = threading.Lock()
 
     def reserve(
-        self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
+        self,
+        gaps: Sequence[tuple[str, float]],
+        rates: Sequence[tuple[str, float]] = (),
+        late_for: float | None = None,
     ) -> Slot:
         with self._lock:
             now = self._now()
-            at = max([now, *(self._free.get(key, 0.0) for key, _ in gaps)])
+            at = max(
+                [now, *(_free(self._free.get(key, 0.0), rate, late_for) for key, rate in gaps)]
+            )
             moved = True
             while moved:
                 moved = False
@@ -133,11 +143,18 @@ class RedisPacer:
         return [] if self._now is None else [self._now()]
 
     def reserve(
-        self, gaps: Sequence[tuple[str, float]], rates: Sequence[tuple[str, float]] = ()
+        self,
+        gaps: Sequence[tuple[str, float]],
+        rates: Sequence[tuple[str, float]] = (),
+        late_for: float | None = None,
     ) -> Slot:
+        """The earliest instant that keeps every gap and finds a free slot of every rate.
+        `late_for`: the caller's own earlier reservation, which it missed; where nobody has
+        reserved after it, the gap counts from it, not from behind it."""
         keys = [key for key, _ in gaps] + [key for key, _ in rates]
         args = [len(gaps), *(rate for _, rate in gaps), *(rate for _, rate in rates)]
-        at, wait = self._script(keys=keys, args=[*args, *self._time()])
+        held = -1.0 if late_for is None else late_for
+        at, wait = self._script(keys=keys, args=[*args, held, *self._time()])
         return Slot(float(at), float(wait))
 
     def hold(self, keys: Sequence[str], until: float) -> None:
@@ -161,8 +178,18 @@ def _with_now(script: str) -> str:
 Pacer = InMemoryPacer | RedisPacer
 
 
+def _free(free: float, rate: float, late_for: float | None) -> float:
+    """When a gap lets the next send go: its pointer, unless the pointer is the caller's own
+    missed reservation (nobody reserved after it), which frees the gap from that instant."""
+    if late_for is not None and abs(free - (late_for + 1.0 / rate)) < 1e-5:
+        return late_for
+    return free
+
+
 # A send this late for its reserved slot has lost it: arriving late, it would crowd the
-# slots after it (late sends bunch up), so it takes a new one instead.
+# slots after it (late sends bunch up), so it reserves again — from its own missed slot where
+# nobody reserved after it, so a late return is not pushed a whole chat gap back (and handed
+# back again, and again, while a busy scheduler keeps it late).
 LATE_FOR_SLOT = 0.02
 
 
@@ -187,7 +214,7 @@ def take_slot(
             if wait > 0:
                 sleep(wait)
             return None
-    slot = pacer.reserve(gaps, rates)
+    slot = pacer.reserve(gaps, rates, late_for=held)
     if defer_over is not None and slot.wait > defer_over:
         return slot
     if slot.wait > 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery
@@ -39,13 +39,23 @@ class DeliveryHandler:
     def pending(
         self, session: Session, due_before: datetime | None, after_id: int, limit: int
     ) -> list[tuple[int, Timer]]:
-        """Deliveries still to send, as the timers that send them (rebuild and sweep)."""
+        """Deliveries still to send, as the timers that send them (rebuild and sweep): those
+        scheduled, and those an attempt took (`sending`) and never finished — its process
+        died, or lost its timer with Redis. Such a row's next attempt knows what to do: send
+        what surely did not leave, wait for what is in flight, settle what is ambiguous."""
+        due = case(
+            (
+                Delivery.status == "sending",
+                func.coalesce(Delivery.sending_at, Delivery.scheduled_at),
+            ),
+            else_=Delivery.scheduled_at,
+        )
         stmt = (
-            select(Delivery.id, Delivery.scheduled_at)
-            .where(Delivery.status == "scheduled", Delivery.id > after_id)
+            select(Delivery.id, due)
+            .where(Delivery.status.in_(("scheduled", "sending")), Delivery.id > after_id)
             .order_by(Delivery.id)
             .limit(limit)
         )
         if due_before is not None:
-            stmt = stmt.where(Delivery.scheduled_at <= due_before)
+            stmt = stmt.where(due <= due_before)
         return [(i, delivery_timer(i, at)) for i, at in session.execute(stmt)]

@@ -48,6 +48,13 @@ class Delivery(Base):
         UniqueConstraint("org_id", "dedup_key"),
         Index("ix_delivery_bot_id_channel_message_id", "bot_id", "channel_message_id"),
         Index("ix_delivery_contact_id", "contact_id"),
+        # What the sweep and the rebuild page through: the few rows not yet settled.
+        Index(
+            "ix_delivery_pending",
+            "id",
+            postgresql_where=text("status IN ('scheduled', 'sending')"),
+            sqlite_where=text("status IN ('scheduled', 'sending')"),
+        ),
         Index(
             "ix_delivery_after_id",
             "after_id",
