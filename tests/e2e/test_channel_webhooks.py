@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from reengage.adapters.channels import standard_webhooks
 from reengage.adapters.clock import ManualClock
-from reengage.adapters.db.models import ActivityRecord, Contact, Conversation, Delivery
+from reengage.adapters.db.models import ActivityRecord, Bot, Contact, Conversation, Delivery
 from reengage.delivery.attempt import deliver
 from reengage.delivery.outbox import DeliveryRequest
 from reengage.domain.activity import ChannelKind
@@ -336,3 +336,22 @@ def test_cli_registers_the_telegram_webhook(
     assert f"https://bots.example.org/webhooks/telegram/{bot}" in result.output
     [call] = fake_telegram.calls_to("setWebhook")
     assert len(str(call.params["secret_token"])) >= 32
+
+
+def test_a_webhook_telegram_refuses_is_a_precise_422_and_stores_nothing(
+    runtime: Runtime, client: TestClient, fake_telegram: FakeTelegram
+) -> None:
+    org = make_org(runtime)
+    headers = {"Authorization": f"Bearer {org.api_key}"}
+    bot = client.post(
+        "/v1/bots",
+        headers=headers,
+        json={"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
+    ).json()["id"]
+    fake_telegram.revoke_token(TG_TOKEN)
+    r = client.post(f"/v1/bots/{bot}/webhook", headers=headers)
+    assert (r.status_code, r.json()["field"]) == (422, "webhook")
+    assert "Unauthorized" in r.json()["message"]
+    with runtime.sessions() as s:
+        stored = runtime.credentials.of(bot, s.get_one(Bot, bot).credentials)
+    assert "webhook_secret" not in stored

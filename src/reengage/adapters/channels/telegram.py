@@ -1,5 +1,4 @@
-"""The Telegram Bot API channel: sends through a small aiohttp client (`bot_api`), webhook
-registration through aiogram.
+"""The Telegram Bot API channel, over a small aiohttp client (`bot_api`).
 
 Platform rules live here: flood control (429 `retry_after`, pacing just under 30 messages/s
 per bot and 1/s per chat), "blocked by the user" (403), the 48-hour delete window, text and
@@ -10,16 +9,10 @@ without an answer is `ambiguous`. Only the API base URL differs between producti
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError
 
 from reengage.adapters.channels.aio import LoopThread, shared_loop
 from reengage.adapters.channels.bot_api import BotApi, NoAnswer, NotSent, Reply, Upload
@@ -87,34 +80,17 @@ def _client(loop: LoopThread, base: str | None) -> BotApi:
         return client
 
 
-# aiogram's Bot objects, for the calls outside the send path (webhook registration).
-_bots: dict[tuple[int, str, str], Bot] = {}
-_bots_lock = threading.Lock()
-
-
-def _bot_for(loop: LoopThread, token: str, api: TelegramAPIServer) -> Bot:
-    key = (id(loop), token, api.base)
-    with _bots_lock:
-        bot = _bots.get(key)
-        if bot is None:
-            bot = _bots[key] = Bot(token, session=AiohttpSession(api=api))
-        return bot
-
-
 async def _close_all() -> None:
-    with _bots_lock, _clients_lock:
-        bots, clients = list(_bots.values()), list(_clients.values())
-        _bots.clear()
+    with _clients_lock:
+        clients = list(_clients.values())
         _clients.clear()
-    for bot in bots:
-        await bot.session.close()
     for client in clients:
         await client.close()
 
 
 def close_bots() -> None:
     """Close every cached Telegram session (at shutdown, and between tests)."""
-    if _bots or _clients:
+    if _clients:
         shared_loop().run(_close_all())
 
 
@@ -269,24 +245,27 @@ class WebhookRefused(Exception):
 
 def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) -> None:
     """Point Telegram at `url`; Telegram then sends `secret` in every update's header."""
-    api = TelegramAPIServer.from_base(api_base) if api_base else PRODUCTION
-    loop = shared_loop()
-    try:
-        loop.run(
-            _bot_for(loop, token, api).set_webhook(
-                url,
-                secret_token=secret,
-                allowed_updates=["message", "edited_message", "callback_query", "my_chat_member"],
-            )
-        )
-    except TelegramAPIError as exc:
-        raise WebhookRefused(exc.message) from exc
+    params = {
+        "url": url,
+        "secret_token": secret,
+        "allowed_updates": ["message", "edited_message", "callback_query", "my_chat_member"],
+    }
+    reply = _once(token, "setWebhook", params, api_base)
+    if not (isinstance(reply, Reply) and reply.ok):
+        detail = reply.description or reply.body if isinstance(reply, Reply) else reply
+        raise WebhookRefused(str(detail)[:300])
 
 
 def answer_callback_query(token: str, callback_query_id: str, api_base: str | None = None) -> None:
-    """Stop the button's spinner on the user's side (Telegram expects every callback answered)."""
-    api = TelegramAPIServer.from_base(api_base) if api_base else PRODUCTION
+    """Stop the button's spinner on the user's side (Telegram expects every callback answered).
+    Too late (queries expire) or already answered: nothing left to do."""
+    _once(token, "answerCallbackQuery", {"callback_query_id": callback_query_id}, api_base)
+
+
+def _once(token: str, method: str, params: dict[str, Any], api_base: str | None) -> Reply | str:
+    """A call outside the send path: its answer, or why there was none."""
     loop = shared_loop()
-    # Too late (queries expire) or already answered: nothing left to do.
-    with contextlib.suppress(TelegramAPIError):
-        loop.run(_bot_for(loop, token, api).answer_callback_query(callback_query_id))
+    try:
+        return loop.run(_client(loop, api_base).call(token, method, params))
+    except (NotSent, NoAnswer) as exc:
+        return str(exc)
