@@ -4,7 +4,7 @@ private Redis (never the shared ones) — with users going quiet and a fault str
 their recovery messages go out. No message reaches a user twice, and none is lost that was
 surely not sent (what may or may not have gone out is recorded as ambiguous).
 
-The long version, with every fault and the figures: `python -m bench.chaos` (bench/README.md).
+The long version, with every fault and the figures: `python bench/chaos.py` (bench/README.md).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos.run import Options, run
-from bench.chaos.services import PrivatePostgres, PrivateRedis, free_port
+from bench.chaos_kit.run import Options, run
+from bench.chaos_kit.services import PrivatePostgres, PrivateRedis, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -32,11 +32,12 @@ def services() -> Iterator[tuple[PrivatePostgres, PrivateRedis]]:
 
 
 @pytest.mark.timeout(480)
-def test_workers_killed_and_postgres_restarted_send_nothing_twice_and_lose_nothing_unsent(
+def test_killed_workers_and_restarted_stores_send_nothing_twice_and_lose_nothing_unsent(
     services: tuple[PrivatePostgres, PrivateRedis], tmp_path: Path
 ) -> None:
-    """4 workers SIGKILLed at random moments (each restarted), and PostgreSQL stopped at once
-    and back 3 s later, while 50 users on 5 bots get their two steps."""
+    """4 workers SIGKILLed at random moments (each restarted), PostgreSQL stopped at once and
+    back 3 s later, and Redis killed and back empty, while 50 users on 5 bots get their two
+    steps."""
     postgres, redis = services
     options = Options(
         users=50,
@@ -47,7 +48,7 @@ def test_workers_killed_and_postgres_restarted_send_nothing_twice_and_lose_nothi
         platform_port=free_port(),
         api_port=free_port(),
     )
-    result = run("worker_kills+postgres_restart", options, postgres, redis, tmp_path)
+    result = run("worker_kills+postgres_restart+redis_restart", options, postgres, redis, tmp_path)
 
     figures = result.figures
     assert figures.expected == 100

@@ -12,7 +12,8 @@ them up with its own events) and its outcome.
 control app under `/_control`:
 
 - `POST /_control/fault {"mode": "html_502" | "hang" | "none", "seconds": 10}`
-- `GET /_control/sent`: every message the fake accepted (bot id, chat id, text)
+- `GET /_control/sent`: every message the fake accepted (bot id, chat id, text);
+  `GET /_control/count`: how many, and how many requests flood control refused
 - `GET /_control/refused`: 429s from flood control, and requests answered by a fault
 - `GET /_control/requests?since=<unix time>`: the request log; `GET /_control/open`: how
   many requests are in flight
@@ -137,6 +138,10 @@ def control_app(fake: FakeTelegram, faults: FaultyPlatform) -> Starlette:
             ]
         )
 
+    async def count(_: Request) -> Response:
+        refused = len(fake.flood.refused) if fake.flood else 0
+        return JSONResponse({"sent": fake.message_count(), "rate_limited": refused})
+
     async def refused(_: Request) -> Response:
         rate_limited = [
             {"token": c.token, "method": c.method, "chat_id": c.params.get("chat_id")}
@@ -158,6 +163,7 @@ def control_app(fake: FakeTelegram, faults: FaultyPlatform) -> Starlette:
         routes=[
             Route("/fault", fault, methods=["POST"]),
             Route("/sent", sent),
+            Route("/count", count),
             Route("/refused", refused),
             Route("/requests", requests),
             Route("/open", open_requests),

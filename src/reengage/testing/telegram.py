@@ -190,6 +190,11 @@ class FakeTelegram:
         with self._lock:
             return [copy.deepcopy(m) for m in self._api.messages if key in (None, m.chat_id)]
 
+    def message_count(self) -> int:
+        """How many messages the bots sent (cheap: no copies)."""
+        with self._lock:
+            return len(self._api.messages)
+
     def file(self, file_id: str) -> StoredFile | None:
         with self._lock:
             return self._api.files.get(file_id)

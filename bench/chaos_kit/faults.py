@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.chaos.services import PrivatePostgres, PrivateRedis
-from bench.chaos.topology import Topology
+from bench.chaos_kit.services import PrivatePostgres, PrivateRedis
+from bench.chaos_kit.topology import Topology
 
 
 @dataclass

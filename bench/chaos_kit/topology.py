@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.chaos.services import wait_for
+from bench.chaos_kit.services import wait_for
 
 CLI = ["-m", "reengage.entrypoints.cli"]
-ROOT = Path(__file__).resolve().parents[2]  # `python -m bench.chaos.platform` runs from here
+ROOT = Path(__file__).resolve().parents[2]  # `python -m bench.chaos_kit.platform` runs from here
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Topology:
     def start(self, schedulers: int = 2, workers: int = 2) -> None:
         """Every process at once, then wait until each is ready."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        platform = ["-m", "bench.chaos.platform", "--port", str(self.platform_port)]
+        platform = ["-m", "bench.chaos_kit.platform", "--port", str(self.platform_port)]
         self._add("platform", platform, _http_ready(f"{self.platform_url}/_control/sent"))
         self._add("api", [*CLI, "serve", "--port", str(self.api_port)], _http_ready(self.api_url))
         for i in range(1, schedulers + 1):

@@ -1,6 +1,6 @@
 """Chaos bench: the production topology under faults. Run from the repository root:
 
-    .venv/bin/python -m bench.chaos [--quick] [--faults worker_kills,redis_restart,...]
+    .venv/bin/python bench/chaos.py [--quick] [--faults worker_kills,redis_restart,...]
 
 Each run: a freshly migrated database on a private PostgreSQL cluster (port 55432), an empty
 private Redis (16379), the API, 2 schedulers, 2 Celery workers and the fake Telegram Bot API
@@ -17,9 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.chaos.faults import FAULTS
-from bench.chaos.run import Options, Result, run
-from bench.chaos.services import PrivatePostgres, PrivateRedis
+if __package__ in (None, ""):  # run as a script: its parts are the `bench.chaos_kit` package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.chaos_kit.faults import FAULTS
+from bench.chaos_kit.run import Options, Result, run
+from bench.chaos_kit.services import PrivatePostgres, PrivateRedis
 
 DEFAULT_FAULTS = [f for f in FAULTS if f != "none"]
 

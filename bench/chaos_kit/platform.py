@@ -1,7 +1,7 @@
 """The fake Telegram Bot API in a process of its own, with Telegram's flood control enforced in
 real time and the fault switch beside it (`reengage.testing.faults`):
 
-    python -m bench.chaos.platform --port 18081
+    python -m bench.chaos_kit.platform --port 18081
 """
 
 from __future__ import annotations

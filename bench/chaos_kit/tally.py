@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.chaos.topology import Kill
-from bench.chaos.workload import Workload, step_text
+from bench.chaos_kit.topology import Kill
+from bench.chaos_kit.workload import Workload, step_text
 
 Message = tuple[int, int, str]  # fake bot id, chat id, text
 FINAL = ("sent", "failed", "skipped")

@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 from celery import Celery
 
-from bench.chaos import tally
-from bench.chaos.faults import Stage, strike
-from bench.chaos.services import PrivatePostgres, PrivateRedis
-from bench.chaos.topology import Crash, Topology
-from bench.chaos.workload import Workload, create_org, sending_period, set_up, write_once
+from bench.chaos_kit import tally
+from bench.chaos_kit.faults import Stage, strike
+from bench.chaos_kit.services import PrivatePostgres, PrivateRedis
+from bench.chaos_kit.topology import Crash, Topology
+from bench.chaos_kit.workload import Workload, create_org, sending_period, set_up, write_once
 from reengage.adapters.db.migrate import upgrade
 
 SETTLED = "settled"

@@ -1,0 +1,321 @@
+"""The "09:00 herd": N recovery episodes on B Telegram bots all due at one instant, drained
+through the production processes, side by side with a baseline commit of the code.
+
+Each run starts from an empty database and Redis: the fake Bot API in its own process (Telegram's
+flood control enforced in real time: 30 messages/s per bot, one per second per chat), the API
+(`reengage serve`, which runs no timers), bots with a one-step campaign (threshold 1 minute,
+step 1 minute, one text block) created over the API, and N users who each wrote once, 3 minutes
+ago (`POST /v1/events` with `occurred_at`): every silence, episode start and step is overdue at
+once. Then the work starts — in one scheduler process that runs it in-process (`inline`), or one
+scheduler handing it to Celery worker processes (`celeryx1`, `celeryx2`, each `--concurrency
+1`) — and the run ends when the fake has accepted all N messages.
+
+Per run: drain seconds (from the scheduler's start to the N-th message accepted),
+deliveries/s, re-claims (delivery rows taken for sending more than once: pacing hand-backs and
+expired leases), the fake's flood-control refusals, and CPU milliseconds per delivery of the
+scheduler and workers (all their processes) and of PostgreSQL and Redis.
+
+The baseline is another commit's `src/` and `migrations/` (`git archive`), run by the same
+processes with `PYTHONPATH` pointing at it; the fake platform is always this checkout's. The
+last line is `deliveries_per_s=<ours, celeryx2> ratio=<ours / baseline>`. Run from the
+repository root:
+
+    .venv/bin/python bench/herd.py [--quick] [--baseline REF]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.chaos_kit.services import free_port, wait_for  # noqa: E402
+from bench.chaos_kit.topology import _group  # noqa: E402
+
+BASELINE = "897fa4c"  # the code before the work behind each timer was made set-based
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB_NAME = "reengage_bench_herd"
+DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+REDIS_URL = "redis://127.0.0.1:6379/8"
+BROKER_URL = "redis://127.0.0.1:6379/7"
+TOKEN_BASE = 91_000
+USER_BASE = 500_000
+CAMPAIGN = {
+    "threshold": "1m",
+    "steps": [{"schedule": "1m", "blocks": [{"kind": "text", "text": "Ainda por aí? 🛒"}]}],
+}
+
+
+@dataclass(frozen=True)
+class Figures:
+    drain_s: float
+    sent: int
+    reclaims: int
+    rate_limited: int
+    cpu_ms: float  # scheduler + workers, per delivery
+    store_cpu_ms: float  # PostgreSQL + Redis, per delivery
+
+    @property
+    def per_s(self) -> float:
+        return self.sent / self.drain_s
+
+
+def checkout(ref: str, into: Path) -> Path:
+    """`src/`, `migrations/` and `alembic.ini` of a commit, in a directory of their own."""
+    tree = into / ref
+    tree.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", ref, "src", "migrations", "alembic.ini"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def reset() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    for url in (REDIS_URL, BROKER_URL):
+        redis.Redis.from_url(url).flushdb()
+
+
+class Processes:
+    """Processes started in sessions of their own, logging to files; all stopped at the end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.popens: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Path:
+        log = self.logs / f"{name}.log"
+        with log.open("wb") as out:
+            self.popens[name] = subprocess.Popen(
+                [sys.executable, *argv],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return log
+
+    def cpu_s(self, names: list[str]) -> float:
+        """User + system CPU of the named processes and their children, so far."""
+        return sum(_cpu_s(pid) for name in names for pid in _group(self.popens[name].pid))
+
+    def stop(self) -> None:
+        for popen in self.popens.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGTERM)
+        for popen in self.popens.values():
+            try:
+                popen.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, signal.SIGKILL)
+                popen.wait()
+        self.popens.clear()
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def store_cpu_s() -> float:
+    """CPU of every PostgreSQL and Redis process on the machine, so far."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith(("postgres", "redis-server")):
+                total += _cpu_s(int(entry))
+    return total
+
+
+def _log_has(log: Path, marker: str) -> bool:
+    return marker in log.read_text(errors="replace")
+
+
+def run(tree: Path, mode: str, users: int, bots: int, logs: Path) -> Figures:
+    """One herd on a fresh database: set up through the API, then drain it."""
+    reset()
+    logs.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{ROOT}",
+        "REENGAGE_DATABASE_URL": DB_URL,
+        "REENGAGE_REDIS_URL": REDIS_URL,
+        "REENGAGE_BROKER_URL": BROKER_URL,
+        "REENGAGE_LOG_JSON": "true",
+    }
+    cli = ["-m", "reengage.entrypoints.cli"]
+    subprocess.run(
+        [sys.executable, *cli, "migrate"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
+    created = subprocess.run(
+        [sys.executable, *cli, "orgs", "create", "herd"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    api_key = created.split("api key ")[1].split()[0]
+    procs = Processes(logs)
+    platform_port, api_port = free_port(), free_port()
+    platform_url, api_url = f"http://127.0.0.1:{platform_port}", f"http://127.0.0.1:{api_port}"
+    env["REENGAGE_TELEGRAM_API_BASE"] = platform_url
+    head_env = {**env, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    try:
+        procs.start(
+            "platform", ["-m", "bench.chaos_kit.platform", "--port", str(platform_port)], head_env
+        )
+        procs.start("api", [*cli, "serve", "--port", str(api_port)], env)
+        with (
+            httpx.Client(base_url=api_url, timeout=60) as api,
+            httpx.Client(base_url=platform_url, timeout=10) as platform,
+        ):
+            wait_for(lambda: platform.get("/_control/count").status_code == 200, "platform", 60)
+            wait_for(lambda: api.get("/healthz").status_code < 500, "api", 60)
+            set_up(api, api_key, users, bots)
+            work = []
+            if mode.startswith("celery"):
+                for i in range(int(mode.split("x")[1])):
+                    name = f"worker-{i + 1}"
+                    argv = [*cli, "worker", "--queues", "timers,recovery", "--concurrency", "1"]
+                    log = procs.start(name, argv, env)
+                    wait_for(lambda log=log: _log_has(log, " ready."), name, 90)  # type: ignore[misc]
+                    work.append(name)
+            scheduler_env = env if mode.startswith("celery") else {**env, "REENGAGE_BROKER_URL": ""}
+            cpu0, store0 = procs.cpu_s(work), store_cpu_s()
+            log = procs.start("scheduler", [*cli, "scheduler"], scheduler_env)
+            wait_for(lambda: _log_has(log, "scheduler.started"), "scheduler", 90)
+            started = time.monotonic()
+            cpu0 += procs.cpu_s(["scheduler"])  # its start-up is not the herd's work
+            work.append("scheduler")
+            count = {"sent": 0, "rate_limited": 0}
+            deadline = started + max(120.0, users / 10)
+            while count["sent"] < users and time.monotonic() < deadline:
+                time.sleep(0.1)
+                count = platform.get("/_control/count").json()
+            drained = time.monotonic() - started
+            cpu, store = procs.cpu_s(work) - cpu0, store_cpu_s() - store0
+            if count["sent"] < users:
+                raise RuntimeError(f"{mode}: {count['sent']} of {users} sent by the deadline")
+    finally:
+        procs.stop()
+    with psycopg.connect(DB_URL) as conn:
+        row = conn.execute(
+            "SELECT count(*), coalesce(sum(attempts), 0) FROM delivery WHERE status = 'sent'"
+        ).fetchone()
+    assert row is not None
+    sent, attempts = int(row[0]), int(row[1])
+    return Figures(
+        drained,
+        sent,
+        attempts - sent,
+        int(count["rate_limited"]),
+        cpu * 1000 / sent,
+        store * 1000 / sent,
+    )
+
+
+def set_up(api: httpx.Client, api_key: str, users: int, bots: int) -> None:
+    """Bots with a live campaign, and users who wrote once, 3 minutes ago."""
+    api.headers["Authorization"] = f"Bearer {api_key}"
+    ids = []
+    for i in range(1, bots + 1):
+        body = {
+            "name": f"herd-{i}",
+            "channel": "telegram",
+            "credentials": {"token": f"{TOKEN_BASE + i}:HERD"},
+        }
+        bot = _ok(api.post("/v1/bots", json=body))["id"]
+        _ok(api.put(f"/v1/bots/{bot}/campaign", json=CAMPAIGN))
+        _ok(api.post(f"/v1/bots/{bot}/campaign/publish"))
+        _ok(api.put(f"/v1/bots/{bot}/campaign/enabled", json={"enabled": True}))
+        ids.append(bot)
+    at = (datetime.now(UTC) - timedelta(minutes=3)).isoformat()
+    events = [
+        {
+            "id": f"herd-{u}",
+            "type": "message.user",
+            "bot_id": ids[u % bots],
+            "user_id": str(USER_BASE + u),
+            "occurred_at": at,
+        }
+        for u in range(users)
+    ]
+    for start in range(0, users, 1_000):
+        _ok(api.post("/v1/events", json={"events": events[start : start + 1_000]}))
+
+
+def _ok(response: httpx.Response) -> dict[str, object]:
+    if response.status_code >= 400:
+        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+    body: dict[str, object] = response.json() if response.content else {}
+    return body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1,000 episodes, 2 modes")
+    parser.add_argument("--baseline", default=BASELINE, help="the commit to compare with")
+    args = parser.parse_args()
+    users, bots = (1_000, 10) if args.quick else (10_000, 50)
+    modes = ["inline", "celeryx2"] if args.quick else ["inline", "celeryx1", "celeryx2"]
+    work = Path(tempfile.mkdtemp(prefix="reengage-herd-"))
+    trees = {"baseline": checkout(args.baseline, work), "reengage": ROOT}
+    print(f"{users:,} episodes on {bots} bots due at one instant; baseline {args.baseline}")
+    print(f"process logs: {work}")
+    print(
+        f"{'mode':10} {'code':9} {'drain s':>8} {'deliv/s':>8} {'re-claims':>9} "
+        f"{'429s':>5} {'cpu ms/deliv':>12} {'pg+redis ms':>11}"
+    )
+    results: dict[tuple[str, str], Figures] = {}
+    for mode in modes:
+        for name, tree in trees.items():
+            f = run(tree, mode, users, bots, work / f"{mode}-{name}")
+            results[mode, name] = f
+            print(
+                f"{mode:10} {name:9} {f.drain_s:>8.1f} {f.per_s:>8.0f} {f.reclaims:>9} "
+                f"{f.rate_limited:>5} {f.cpu_ms:>12.2f} {f.store_cpu_ms:>11.2f}",
+                flush=True,
+            )
+    for name in trees:
+        if ("celeryx1", name) in results:
+            gain = results["celeryx2", name].per_s / results["celeryx1", name].per_s
+            print(f"horizontal_{name}={gain:.2f}")
+    ours, base = results["celeryx2", "reengage"], results["celeryx2", "baseline"]
+    print(f"drain_s={ours.drain_s:.1f} cpu_ms_per_delivery={ours.cpu_ms:.2f}")
+    print(f"deliveries_per_s={ours.per_s:.0f} ratio={ours.per_s / base.per_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()
