@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.chaos_kit.services import free_port, wait_for  # noqa: E402
 from bench.chaos_kit.topology import _group  # noqa: E402
+from bench.cpu import process_cpu_s, store_cpu_s  # noqa: E402
 
 BASELINE = "897fa4c"  # the code before the work behind each timer was made set-based
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -119,7 +120,7 @@ class Processes:
 
     def cpu_s(self, names: list[str]) -> float:
         """User + system CPU of the named processes and their children, so far."""
-        return sum(_cpu_s(pid) for name in names for pid in _group(self.popens[name].pid))
+        return sum(process_cpu_s(pid) for name in names for pid in _group(self.popens[name].pid))
 
     def stop(self) -> None:
         for popen in self.popens.values():
@@ -133,29 +134,6 @@ class Processes:
                     os.killpg(popen.pid, signal.SIGKILL)
                 popen.wait()
         self.popens.clear()
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def store_cpu_s() -> float:
-    """CPU of every PostgreSQL and Redis process on the machine, so far."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                comm = Path(f"/proc/{entry}/comm").read_text().strip()
-            except OSError:
-                continue
-            if comm.startswith(("postgres", "redis-server")):
-                total += _cpu_s(int(entry))
-    return total
 
 
 def _log_has(log: Path, marker: str) -> bool:

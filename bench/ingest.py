@@ -11,7 +11,9 @@ Run:
 
     .venv/bin/python bench/ingest.py [--quick]
 
-The last line printed is `ratio=<ours ingest events/s / naive ingest events/s>`.
+It ends with `events_per_s=<ours, ingest>`, `flush_new_per_s=<subjects written behind the
+first time> flush_existing_per_s=<subjects already in PostgreSQL>` and, last,
+`ratio=<ours ingest events/s / naive ingest events/s>`.
 """
 
 from __future__ import annotations
@@ -492,6 +494,11 @@ def bench(rt: Runtime, began: float, n: int, people_n: int, n_chat: int, chat_pe
     )
     table([p_ours, p_naive, p_chat])
     print(f"(run time so far {time.perf_counter() - began:.0f} s)")
+    print(f"events_per_s={p_ours.rate:.0f}")
+    print(
+        f"flush_new_per_s={p_ours.flushed / p_ours.flush_seconds:.0f} "
+        f"flush_existing_per_s={p_chat.flushed / p_chat.flush_seconds:.0f}"
+    )
     print(f"ratio={p_ours.rate / p_naive.rate:.1f}")
 
 

@@ -6,7 +6,9 @@ bot, 1 per chat). N users across B bots go quiet; the clock jumps past the thres
 first step is due at once. Two scenarios, each side by side with a baseline whose worker
 sleeps through every wait for a send slot: A, many bots and one block per step (measures the
 pipeline); B, one bot and two blocks per step (the 1 s gap per chat binds). The last line is
-`episodes_per_s=<A> deliveries_per_s=<A> paced_ratio=<B: ours / baseline>`. Run:
+`episodes_per_s=<A> deliveries_per_s=<A> paced_ratio=<B: ours / baseline>`, after
+`cpu_ms_per_user=<A: this process (the fake's thread left out) + PostgreSQL + Redis>
+sql_statements_per_user=<A>`. Run:
 
     .venv/bin/python bench/recovery.py [--quick]
 """
@@ -15,13 +17,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.cpu import store_cpu_s, thread_cpu_s
 from reengage.adapters.channels import telegram
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
@@ -64,8 +71,10 @@ def campaign(blocks: int) -> dict[str, object]:
 
 def run(
     users: int, bots: int, *, blocks: int = 1, sleep_through_pacing: bool
-) -> tuple[float, float, int]:
-    """One pass on a fresh database; returns (episodes/s, deliveries/s, messages sent)."""
+) -> tuple[float, float, int, float, float]:
+    """One pass on a fresh database; returns (episodes/s, deliveries/s, messages sent, CPU
+    milliseconds per user of this process — the fake platform's thread left out — and of
+    PostgreSQL and Redis, SQL statements per user)."""
     reset()
     upgrade(DB_URL)
     fake = FakeTelegram()
@@ -128,6 +137,13 @@ def run(
             clock.advance(timedelta(minutes=11, seconds=1))  # past threshold + first step
             due = clock.now()
             started = time.monotonic()
+            assert server.native_id is not None
+            cpu0 = time.process_time() - thread_cpu_s(server.native_id) + store_cpu_s()
+            statements = [0]
+
+            @event.listens_for(runtime.engine, "before_cursor_execute")
+            def _count(*_: object) -> None:
+                statements[0] += 1
 
             def tick() -> None:  # from the due time on, the clock follows real time
                 clock.set(due + timedelta(seconds=time.monotonic() - started))
@@ -141,12 +157,18 @@ def run(
                 if not scheduler.run_once():
                     time.sleep(0.01)
             total_s = time.monotonic() - started
+            cpu = time.process_time() - thread_cpu_s(server.native_id) + store_cpu_s() - cpu0
+            event.remove(runtime.engine, "before_cursor_execute", _count)
             runtime.close()
     finally:
         telegram.take_slot = original
     sent = len(fake.calls_to("sendMessage"))
     assert sent == users * blocks, f"{sent} messages for {users} users"
-    return users / episodes_s, sent / total_s, sent
+    return users / episodes_s, sent / total_s, sent, cpu * 1000 / users, statements[0] / users
+
+
+def line(name: str, r: tuple[float, float, int, float, float], digits: int = 0) -> str:
+    return f"{name:36} {r[0]:>11,.0f} {r[1]:>13,.{digits}f} {r[3]:>12.1f} {r[4]:>9.1f}"
 
 
 def main() -> None:
@@ -154,24 +176,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer users")
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
-    header = f"{'':36} {'episodes/s':>11} {'deliveries/s':>13}"
+    header = f"{'':36} {'episodes/s':>11} {'deliveries/s':>13} {'cpu ms/user':>12} {'SQL/user':>9}"
     base_name, ours_name = "baseline (worker sleeps for slots)", "reengage (slot waits handed back)"
 
     users, bots = (1_000, 10) if args.quick else (5_000, 20)
     print(f"A. {users} users on {bots} bots, 1 block per step (pacing rarely binds)")
     print(header)
-    base = run(users, bots, sleep_through_pacing=True)
-    print(f"{base_name:36} {base[0]:>11,.0f} {base[1]:>13,.0f}")
+    print(line(base_name, run(users, bots, sleep_through_pacing=True)))
     ours = run(users, bots, sleep_through_pacing=False)
-    print(f"{ours_name:36} {ours[0]:>11,.0f} {ours[1]:>13,.0f}")
+    print(line(ours_name, ours))
 
     paced_users = 60 if args.quick else 200
     print(f"B. {paced_users} users on 1 bot, 2 blocks per step (1 message/s per chat binds)")
     print(header)
     base_b = run(paced_users, 1, blocks=2, sleep_through_pacing=True)
-    print(f"{base_name:36} {base_b[0]:>11,.0f} {base_b[1]:>13,.1f}")
+    print(line(base_name, base_b, 1))
     ours_b = run(paced_users, 1, blocks=2, sleep_through_pacing=False)
-    print(f"{ours_name:36} {ours_b[0]:>11,.0f} {ours_b[1]:>13,.1f}")
+    print(line(ours_name, ours_b, 1))
+    print(f"cpu_ms_per_user={ours[3]:.1f} sql_statements_per_user={ours[4]:.1f}")
     print(
         f"episodes_per_s={ours[0]:.0f} deliveries_per_s={ours[1]:.0f} "
         f"paced_ratio={ours_b[1] / base_b[1]:.2f}"

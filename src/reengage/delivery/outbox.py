@@ -63,7 +63,7 @@ def delivery_timer(
 def enqueue(session: Session, request: DeliveryRequest, now: datetime) -> int:
     """Create the delivery row (once per key) in the caller's transaction; return its id.
     Publish `delivery_timer(id, now)` after the commit to have it sent."""
-    session.execute(
+    created: int | None = session.scalar(
         insert_for(session, Delivery)
         .values(
             org_id=request.org_id,
@@ -87,8 +87,11 @@ def enqueue(session: Session, request: DeliveryRequest, now: datetime) -> int:
             scheduled_at=now,
         )
         .on_conflict_do_nothing()
+        .returning(Delivery.id)
     )
-    delivery_id: int = session.scalars(
+    if created is not None:
+        return created
+    delivery_id: int = session.scalars(  # made before, under the same key
         select(Delivery.id).where(
             Delivery.org_id == request.org_id, Delivery.dedup_key == request.dedup_key
         )

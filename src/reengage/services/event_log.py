@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Conversation, ConversationEvent
-from reengage.services.tenancy import scoped_columns
+from reengage.adapters.db.session import insert_for
 
 
 def append_event(
@@ -23,19 +23,14 @@ def append_event(
 ) -> bool:
     """Append an event unless one with the same `dedup_key` exists; True when appended.
 
-    Callers hold the conversation row lock, so the check and the insert cannot interleave
-    with another executor of the same timer.
+    One statement: the unique key (conversation, dedup key) decides, so two executors of
+    the same timer cannot both append.
     """
-    exists = session.scalar(
-        scoped_columns(ConversationEvent, conversation.org_id, ConversationEvent.id).where(
-            ConversationEvent.conversation_id == conversation.id,
-            ConversationEvent.dedup_key == dedup_key,
-        )
-    )
-    if exists is not None:
-        return False
-    session.add(
-        ConversationEvent(
+    if conversation.id is None:
+        session.flush()  # a conversation made in this transaction gets its id
+    appended = session.scalar(
+        insert_for(session, ConversationEvent)
+        .values(
             org_id=conversation.org_id,
             conversation_id=conversation.id,
             kind=kind,
@@ -44,5 +39,7 @@ def append_event(
             detail=detail or {},
             created_at=now,
         )
+        .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
+        .returning(ConversationEvent.id)
     )
-    return True
+    return appended is not None

@@ -67,6 +67,11 @@ class RunningServer:
         with socket.create_connection((HOST, self.port), timeout=timeout):
             pass  # accepts connections
 
+    @property
+    def native_id(self) -> int | None:
+        """The serving thread's id in the operating system (for its CPU time)."""
+        return self._thread.native_id
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and join the thread; idempotent."""
         if self._stopped:
