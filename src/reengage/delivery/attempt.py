@@ -8,15 +8,26 @@ next run, once. Only a request that left without an answer is ambiguous.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import Contact, Conversation, Delivery, MediaAsset, MediaUpload
+from reengage.adapters.db.models import (
+    Bot,
+    Contact,
+    Conversation,
+    Delivery,
+    Episode,
+    MediaAsset,
+    MediaUpload,
+    Organization,
+)
 from reengage.delivery.auto_delete import delete_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.delivery.outcome import FINAL, Retry, claim, log_outcome, record, release_next
@@ -26,6 +37,7 @@ from reengage.domain.outbound import (
     OutboundMessage,
     SendContext,
     SendOutcome,
+    Sent,
     Superseded,
     message_from_json,
 )
@@ -93,6 +105,14 @@ def deliver(
     return attempt.result
 
 
+@dataclass(frozen=True, slots=True)
+class Want:
+    """A delivery to attempt, and its reserved send slot if a hand-back holds one."""
+
+    delivery_id: int
+    slot_at: float | None = None
+
+
 def send(
     deps: SendDeps,
     delivery_id: int,
@@ -105,35 +125,116 @@ def send(
     as a result with `retry_at`: a pacing hand-back (reason `paced`, with `may_defer`), a
     platform's retryable refusal (`rate_limited`, `server_error`, ...), a hold for the minimum
     gap between proactive messages (`held_min_gap`), a request still in flight."""
-    context = SendContext(now, None, may_defer, slot_at, idempotency_key=f"delivery_{delivery_id}")
+    return send_many(deps, [Want(delivery_id, slot_at)], now, may_defer=may_defer)[0]
+
+
+def send_many(
+    deps: SendDeps, wants: Sequence[Want], now: datetime, *, may_defer: bool = False
+) -> list[Attempt]:
+    """`send` for many deliveries: claimed together (one transaction), then each asked of its
+    platform in turn, its in-flight mark committed right before its request and its answer
+    right after. One attempt per want, in order."""
     with deps.sessions.begin() as session:
-        prepared = _prepare(session, delivery_id, now, deps.activity, context)
-    if isinstance(prepared, Settled):
-        settled = prepared.result
-        if settled.status in FINAL:
-            DELIVERIES.labels(prepared.purpose, settled.status, settled.reason or "").inc()
-        return Attempt(settled, prepared.released)
-    outcome = _request(deps, prepared, now)
-    if isinstance(outcome, Superseded):
+        claimed = _prepare_many(session, wants, now, deps.activity, may_defer)
+    recorded: dict[int, Attempt] = {}
+    uploaded: dict[tuple[int, int], str] = {}  # (bot, asset) -> the platform's file id
+    for item in claimed.values():
+        if isinstance(item, Prepared):
+            _reuse_upload(item, uploaded)
+            outcome = _request(deps, item, now)
+            # Each answer is committed as soon as it comes: a crash loses at most the one
+            # request in flight (ambiguous), never the record of one already answered.
+            recorded |= _record(deps, {item.delivery_id: item}, {item.delivery_id: outcome}, now)
+            media = item.message.media
+            if isinstance(outcome, Sent) and outcome.file_id and media and media.asset_id:
+                uploaded.setdefault((item.bot_id, media.asset_id), outcome.file_id)
+    attempts = []
+    for want in wants:
+        item = claimed[want.delivery_id]
+        if isinstance(item, Settled):
+            settled = item.result
+            if settled.status in FINAL:
+                DELIVERIES.labels(item.purpose, settled.status, settled.reason or "").inc()
+            attempts.append(Attempt(settled, item.released))
+        else:
+            attempts.append(recorded[want.delivery_id])
+    return attempts
+
+
+def _reuse_upload(item: Prepared, uploaded: dict[tuple[int, int], str]) -> None:
+    """A file this batch already uploaded for the bot goes by its file id, not uploaded again."""
+    media = item.message.media
+    if media is None or media.asset_id is None or media.file_id is not None:
+        return
+    file_id = uploaded.get((item.bot_id, media.asset_id))
+    if file_id is not None:
+        reused = Media(media.asset_id, file_id, None, None, media.filename, media.content_type)
+        item.message = OutboundMessage(
+            item.message.kind, item.message.text, reused, item.message.template
+        )
+
+
+def _record(
+    deps: SendDeps,
+    claimed: dict[int, Settled | Prepared],
+    asked: dict[int, SendOutcome],
+    now: datetime,
+) -> dict[int, Attempt]:
+    """The answers on their rows, in one transaction."""
+    attempts: dict[int, Attempt] = {}
+    superseded = [i for i, outcome in asked.items() if isinstance(outcome, Superseded)]
+    for delivery_id in superseded:
         log.warning("delivery.superseded", delivery_id=delivery_id)
-        return Attempt(DeliveryResult(delivery_id, "sending"))
+        attempts[delivery_id] = Attempt(DeliveryResult(delivery_id, "sending"))
+    answered = sorted(set(asked) - set(superseded))
+    if not answered:
+        return attempts
+    overtaken: set[int] = set()
     with deps.sessions.begin() as session:
-        row = session.get_one(Delivery, delivery_id, with_for_update=True)
-        retry = record(session, row, prepared.message, outcome, now, deps.clock)
-        log_outcome(session, row, now)
-        after = release_next(session, row, now)
-        result = _result(row, retry if isinstance(retry, Retry) else None)
-        if result.status == "sent" and row.delete_after_s:
-            after.append(delete_timer(row.id, now + timedelta(seconds=row.delete_after_s)))
-    DELIVERIES.labels(row.purpose, result.status, result.reason or "").inc()
-    log.info(
-        f"delivery.{result.status}",
-        delivery_id=delivery_id,
-        reason=result.reason,
-        purpose=row.purpose,
-        bot_id=prepared.bot_id,
+        rows = _locked(session, answered)
+        for delivery_id in answered:
+            item, row = claimed[delivery_id], rows[delivery_id]
+            assert isinstance(item, Prepared)
+            outcome = asked[delivery_id]
+            if not isinstance(outcome, Sent) and (
+                row.status != "sending" or row.attempts != item.attempt
+            ):
+                # Another attempt took the row over while this one waited its turn in the
+                # batch (ours never left: its in-flight mark would have kept the row ours).
+                log.info("delivery.superseded", delivery_id=delivery_id, status=row.status)
+                attempts[delivery_id] = Attempt(DeliveryResult(delivery_id, row.status))
+                overtaken.add(delivery_id)
+                continue
+            retry = record(session, row, item.message, outcome, now, deps.clock)
+            log_outcome(session, row, now)
+            after = release_next(session, row, now)
+            result = _result(row, retry if isinstance(retry, Retry) else None)
+            if result.status == "sent" and row.delete_after_s:
+                after.append(delete_timer(row.id, now + timedelta(seconds=row.delete_after_s)))
+            cancel = retry if isinstance(retry, list) else []
+            attempts[delivery_id] = Attempt(result, after, cancel)
+    for delivery_id in answered:
+        result, row = attempts[delivery_id].result, rows[delivery_id]
+        if delivery_id in overtaken:
+            continue
+        DELIVERIES.labels(row.purpose, result.status, result.reason or "").inc()
+        log.info(
+            f"delivery.{result.status}",
+            delivery_id=delivery_id,
+            reason=result.reason,
+            purpose=row.purpose,
+            bot_id=row.bot_id,
+        )
+    return attempts
+
+
+def _locked(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
+    """The delivery rows, locked in id order (two batches never wait on each other
+    crosswise)."""
+    rows = session.scalars(
+        select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id).with_for_update()
     )
-    return Attempt(result, after, retry if isinstance(retry, list) else [])
+    return {row.id: row for row in rows}
 
 
 def _request(deps: SendDeps, prepared: Prepared, now: datetime) -> SendOutcome:
@@ -190,33 +291,80 @@ class Prepared:
     requested: bool = False  # the in-flight mark was made
 
 
-def _prepare(
+def _prepare_many(
     session: Session,
-    delivery_id: int,
+    wants: Sequence[Want],
     now: datetime,
     activity: ActivityStore | None,
-    context: SendContext,
-) -> Settled | Prepared:
-    row = session.get_one(Delivery, delivery_id, with_for_update=True)
-    contact = session.get_one(
-        Contact, row.contact_id, with_for_update=row.proactive_group is not None
-    )
-    hold = claim(session, row, contact, now, activity)
-    if row.status != "sending" or hold is not None:  # settled, held, or still in flight
-        log_outcome(session, row, now)
-        return Settled(_result(row, hold), release_next(session, row, now), row.purpose)
-    conversation = _conversation(session, row)
-    return Prepared(
-        row.id,
-        row.attempts,
-        row.org_id,
-        row.bot_id,
-        contact.external_id,
-        _with_media(session, row, message_from_json(row.message)),
-        replace(
-            context, window_expires_at=conversation.window_expires_at if conversation else None
-        ),
-    )
+    may_defer: bool,
+) -> dict[int, Settled | Prepared]:
+    """Claim each row or settle it without a request. The rows, their contacts (locked when
+    the message is proactive: the minimum gap is decided under that lock), conversations,
+    episodes, bots and organizations are read in a few statements; each row is decided
+    alone, in id order."""
+    rows = _locked(session, sorted({w.delivery_id for w in wants}))
+    missing = {w.delivery_id for w in wants} - set(rows)
+    if missing:
+        raise NoResultFound(f"no delivery {sorted(missing)}")
+    held = _load_around(session, list(rows.values()))  # alive until every row is decided
+    slots = {w.delivery_id: w.slot_at for w in wants}
+    out: dict[int, Settled | Prepared] = {}
+    for delivery_id, row in sorted(rows.items()):
+        context = SendContext(
+            now, None, may_defer, slots[delivery_id], idempotency_key=f"delivery_{delivery_id}"
+        )
+        contact = session.get_one(Contact, row.contact_id)
+        hold = claim(session, row, contact, now, activity)
+        if row.status != "sending" or hold is not None:  # settled, held, or still in flight
+            log_outcome(session, row, now)
+            out[delivery_id] = Settled(
+                _result(row, hold), release_next(session, row, now), row.purpose
+            )
+            continue
+        conversation = _conversation(session, row)
+        out[delivery_id] = Prepared(
+            row.id,
+            row.attempts,
+            row.org_id,
+            row.bot_id,
+            contact.external_id,
+            _with_media(session, row, message_from_json(row.message)),
+            replace(
+                context,
+                window_expires_at=conversation.window_expires_at if conversation else None,
+            ),
+        )
+    del held
+    return out
+
+
+def _load_around(session: Session, rows: list[Delivery]) -> list[object]:
+    """What deciding the rows reads, in a few statements; returned to be held (the session's
+    identity map holds its objects weakly), so `session.get` answers from memory."""
+    proactive = {r.contact_id for r in rows if r.proactive_group is not None}
+    plain = {r.contact_id for r in rows} - proactive
+    held: list[object] = []
+    if proactive:
+        held += session.scalars(
+            select(Contact).where(Contact.id.in_(proactive)).order_by(Contact.id).with_for_update()
+        ).all()
+    if plain:
+        held += session.scalars(select(Contact).where(Contact.id.in_(plain))).all()
+    conversations = {r.conversation_id for r in rows if r.conversation_id is not None}
+    if conversations:
+        held += session.scalars(
+            select(Conversation).where(Conversation.id.in_(conversations))
+        ).all()
+    episodes = {r.episode_id for r in rows if r.episode_id is not None}
+    if episodes:
+        held += session.scalars(select(Episode).where(Episode.id.in_(episodes))).all()
+    if proactive:
+        bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
+        held += bots
+        held += session.scalars(
+            select(Organization).where(Organization.id.in_({b.org_id for b in bots}))
+        ).all()
+    return held
 
 
 def _result(row: Delivery, retry: Retry | None = None) -> DeliveryResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -9,7 +10,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery
-from reengage.delivery.attempt import SendDeps, retry_timer, send
+from reengage.delivery.attempt import SendDeps, Want, retry_timer, send_many
 from reengage.delivery.outbox import delivery_timer
 from reengage.domain.timer import Purpose, Timer
 from reengage.timers.handler import Outcome
@@ -24,17 +25,23 @@ class DeliveryHandler:
     queue: str = "timers"
 
     def handle(self, timer: Timer, now: datetime) -> Outcome:
-        slot = timer.payload.get("slot_at")
-        attempt = send(
-            self.deps,
-            int(timer.payload["delivery_id"] or 0),
-            now,
-            may_defer=True,
-            slot_at=float(slot) if isinstance(slot, int | float) else None,
-        )
-        queue = timer.payload.get("queue")
-        retry = retry_timer(attempt.result, str(queue) if queue else None)
-        return Outcome(attempt.timers + ([retry] if retry else []), cancel=attempt.cancel)
+        return self.handle_batch([timer], now)[0]
+
+    def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
+        wants = []
+        for timer in timers:
+            slot = timer.payload.get("slot_at")
+            slot_at = float(slot) if isinstance(slot, int | float) else None
+            wants.append(Want(int(timer.payload["delivery_id"] or 0), slot_at))
+        attempts = send_many(self.deps, wants, now, may_defer=True)
+        outcomes = []
+        for timer, attempt in zip(timers, attempts, strict=True):
+            queue = timer.payload.get("queue")
+            retry = retry_timer(attempt.result, str(queue) if queue else None)
+            outcomes.append(
+                Outcome(attempt.timers + ([retry] if retry else []), cancel=attempt.cancel)
+            )
+        return outcomes
 
     def pending(
         self, session: Session, due_before: datetime | None, after_id: int, limit: int

@@ -9,14 +9,15 @@ excluded, campaign off) or `completed`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
+from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Delivery, Episode
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import recovery as rec
@@ -44,24 +45,59 @@ def step_timer(episode_id: int, due: datetime) -> Timer:
     )
 
 
+@dataclass(slots=True)
+class SilencesSeen:
+    """What a batch of silences reads once: bots and contacts (held here, so that the
+    session's identity map, which holds its objects weakly, answers `session.get` for them),
+    each bot's live campaign, each contact's latest episode (seq, started_at)."""
+
+    latest: dict[int, tuple[int, datetime]]
+    held: list[object]
+    campaigns: dict[int, tuple[Campaign, rec.Campaign] | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session, found: Sequence[tuple[Conversation, Contact]]) -> SilencesSeen:
+        bots = session.scalars(  # unscoped: the bots of conversations a timer names
+            select(Bot).where(Bot.id.in_({conv.bot_id for conv, _ in found}))
+        ).all()
+        contacts = {contact.id for _, contact in found}
+        newest = (
+            select(func.max(Episode.id))
+            .where(Episode.contact_id.in_(contacts))
+            .group_by(Episode.contact_id)
+        )
+        latest = session.execute(  # unscoped: the contacts of conversations a timer names
+            select(Episode.contact_id, Episode.seq, Episode.started_at).where(
+                Episode.id.in_(newest)
+            )
+        ).tuples()
+        held: list[object] = [*bots, *(contact for _, contact in found)]
+        return cls({contact: (seq, at) for contact, seq, at in latest}, held)
+
+    def live_campaign(self, session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
+        if bot_id not in self.campaigns:
+            self.campaigns[bot_id] = live_campaign(session, bot_id)
+        return self.campaigns[bot_id]
+
+
 def start_episode(
-    session: Session, conv: Conversation, silent_since: datetime, now: datetime, follow: FollowUps
+    session: Session,
+    conv: Conversation,
+    silent_since: datetime,
+    now: datetime,
+    follow: FollowUps,
+    seen: SilencesSeen,
 ) -> datetime | None:
     """The subject timer fired and nothing else speaks to this contact: start an episode if
     the campaign says so; return when to look again if its threshold has not passed."""
-    live = live_campaign(session, conv.bot_id)
+    live = seen.live_campaign(session, conv.bot_id)
     if live is None:
         return None
     row, campaign = live
     contact = session.get_one(Contact, conv.contact_id)
     # The contact's latest episode: already started for this silence? When did it start?
-    latest = session.execute(
-        select(Episode.seq, Episode.started_at)
-        .where(Episode.contact_id == contact.id)
-        .order_by(Episode.id.desc())
-        .limit(1)
-    ).first()
-    if latest is not None and latest.seq == conv.activity_seq:
+    latest = seen.latest.get(contact.id)
+    if latest is not None and latest[0] == conv.activity_seq:
         return None
     decision = rec.decide_start(
         campaign,
@@ -72,7 +108,7 @@ def start_episode(
         now=now,
         paid=contact.paid_at is not None,
         blocked=contact.blocked_at is not None,
-        last_episode_start=latest.started_at if latest is not None else None,
+        last_episode_start=latest[1] if latest is not None else None,
         opted_out=contact.opted_out_at is not None,
         excluded=contact.external_id in (row.exclusions or ()),
     )
@@ -100,6 +136,7 @@ def start_episode(
     )
     session.add(episode)
     session.flush()
+    seen.latest[contact.id] = (episode.seq, episode.started_at)
     follow.timers.append(step_timer(episode.id, due))
     append_event(
         session,
@@ -130,16 +167,40 @@ class StepHandler:
     queue: str = QUEUE
 
     def handle(self, timer: Timer, now: datetime) -> Outcome:
-        follow = FollowUps()
-        with self.sessions.begin() as session:
-            episode = session.get(
-                Episode, int(timer.payload["episode_id"] or 0), with_for_update=True
-            )
-            if episode is not None:
-                self._step(session, episode, now, follow)
-        return follow.outcome()
+        return self.handle_batch([timer], now)[0]
 
-    def _step(self, session: Session, episode: Episode, now: datetime, follow: FollowUps) -> None:
+    def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
+        """Episodes locked together (in id order), their contacts, campaigns and the users'
+        latest activity read in a few statements; each step decided alone."""
+        ids = [int(t.payload["episode_id"] or 0) for t in timers]
+        outcomes = []
+        with self.sessions.begin() as session:
+            episodes = {
+                e.id: e
+                for e in session.scalars(
+                    select(Episode)
+                    .where(Episode.id.in_(ids))
+                    .order_by(Episode.id)
+                    .with_for_update()
+                )
+            }
+            seen = StepsSeen.load(session, self.activity, list(episodes.values()))
+            for episode_id in ids:
+                follow = FollowUps()
+                episode = episodes.get(episode_id)
+                if episode is not None:
+                    self._step(session, episode, now, follow, seen)
+                outcomes.append(follow.outcome())
+        return outcomes
+
+    def _step(
+        self,
+        session: Session,
+        episode: Episode,
+        now: datetime,
+        follow: FollowUps,
+        seen: StepsSeen,
+    ) -> None:
         if episode.status != "running":
             # Ended meanwhile (the user came back, paid, opted out, the campaign was
             # disabled): the step that was due is reported skipped for that reason.
@@ -154,7 +215,7 @@ class StepHandler:
         contact = session.get_one(Contact, episode.contact_id)
         campaign_row = session.get_one(Campaign, episode.campaign_id)
         state = rec.ContactNow(
-            _latest_seq(session, contact, self.activity),
+            seen.seqs.get(contact.id),
             paid_at=contact.paid_at,
             blocked=contact.blocked_at is not None,
             opted_out=contact.opted_out_at is not None,
@@ -165,7 +226,7 @@ class StepHandler:
         if ended is not None:
             _end(episode, replace(ended, at=ended.at if ended.status == "converted" else now), now)
             return
-        campaign = version_of(session, campaign_row.id, episode.version)
+        campaign = seen.version(session, campaign_row.id, episode.version)
         index = episode.next_step
         # Chained from the step's due time, as the preview computes it: a late run (a busy
         # worker, a held send) does not push the rest of the campaign.
@@ -190,14 +251,50 @@ class StepHandler:
         return pending_step_timers(session, due_before, after_id, limit)
 
 
-def _latest_seq(session: Session, contact: Contact, activity: ActivityStore) -> int | None:
-    hot = activity.hot_seq(contact.bot_id, contact.external_id)
-    if hot is not None:
-        return hot
-    seq: int | None = session.scalar(
-        select(func.max(Conversation.activity_seq)).where(Conversation.contact_id == contact.id)
-    )
-    return seq
+@dataclass(slots=True)
+class StepsSeen:
+    """What a batch of steps reads once: their contacts and campaigns (held here, so that the
+    session's identity map answers `session.get` for them), each user's latest activity
+    version, the campaign versions."""
+
+    seqs: dict[int, int | None]
+    held: list[object]
+    versions: dict[tuple[int, int], rec.Campaign] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session, activity: ActivityStore, episodes: list[Episode]) -> StepsSeen:
+        running = [e for e in episodes if e.status == "running"]
+        contacts = session.scalars(  # unscoped: the contacts of episodes a timer names
+            select(Contact).where(Contact.id.in_({e.contact_id for e in running}))
+        ).all()
+        campaigns = session.scalars(  # unscoped: the campaigns of episodes a timer names
+            select(Campaign).where(Campaign.id.in_({e.campaign_id for e in running}))
+        ).all()
+        return cls(latest_seqs(session, activity, contacts), [*contacts, *campaigns])
+
+    def version(self, session: Session, campaign_id: int, version: int) -> rec.Campaign:
+        key = (campaign_id, version)
+        if key not in self.versions:
+            self.versions[key] = version_of(session, campaign_id, version)
+        return self.versions[key]
+
+
+def latest_seqs(
+    session: Session, activity: ActivityStore, contacts: Sequence[Contact]
+) -> dict[int, int | None]:
+    """Each contact's latest activity version: hot in Redis, or its newest conversation's."""
+    seqs: dict[int, int | None] = {
+        c.id: activity.hot_seq(c.bot_id, c.external_id) for c in contacts
+    }
+    cold = [contact_id for contact_id, seq in seqs.items() if seq is None]
+    if cold:
+        found = session.execute(  # unscoped: contacts of episodes a timer names
+            select(Conversation.contact_id, func.max(Conversation.activity_seq))
+            .where(Conversation.contact_id.in_(cold))
+            .group_by(Conversation.contact_id)
+        ).tuples()
+        seqs.update({contact_id: seq for contact_id, seq in found})
+    return seqs
 
 
 def _send_step(

@@ -10,11 +10,12 @@ its threshold counts from the later of the last activity, the timeout's end and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Bot, Contact, Conversation
@@ -44,6 +45,26 @@ def latest_conversation(session: Session, bot_id: int, user_id: str) -> Conversa
     )
 
 
+def latest_conversations(
+    session: Session, subjects: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], tuple[Conversation, Contact]]:
+    """Each subject's newest conversation and its contact, the conversations locked (in id
+    order, so that two batches never wait on each other crosswise)."""
+    if not subjects:
+        return {}
+    rows = session.execute(
+        select(Conversation, Contact)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(tuple_(Contact.bot_id, Contact.external_id).in_(list(subjects)))
+        .order_by(Conversation.id)
+        .with_for_update(of=Conversation)
+    ).tuples()
+    latest: dict[tuple[int, str], tuple[Conversation, Contact]] = {}
+    for conv, contact in rows:  # ascending ids: the newest comes last
+        latest[contact.bot_id, contact.external_id] = (conv, contact)
+    return latest
+
+
 @dataclass(frozen=True, slots=True)
 class SilenceHandler:
     """The `inactivity` timer of a subject (bot + user)."""
@@ -57,27 +78,53 @@ class SilenceHandler:
     queue: str = "timers"
 
     def handle(self, timer: Timer, now: datetime) -> Outcome:
-        bot_id, user_id = int(timer.payload["bot_id"] or 0), str(timer.payload["user_id"])
-        seq = int(timer.payload["seq"] or 0)
-        hot = self.activity.hot_seq(bot_id, user_id)
-        if hot is not None and hot != seq:
-            log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="newer_activity")
-            return Outcome()
-        self.activity.flush_subject(bot_id, user_id, now)  # before this transaction begins
-        follow = FollowUps()
+        return self.handle_batch([timer], now)[0]
+
+    def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
+        """The silences of many subjects in one transaction: their conversations locked and
+        read together, with what the features look up (bots, campaigns, the latest episodes,
+        policy levels); each silence decided alone."""
+        subjects = [
+            (int(t.payload["bot_id"] or 0), str(t.payload["user_id"]), int(t.payload["seq"] or 0))
+            for t in timers
+        ]
+        current = []
+        for bot_id, user_id, seq in subjects:
+            hot = self.activity.hot_seq(bot_id, user_id)
+            if hot is not None and hot != seq:
+                log.debug(
+                    "silence.skipped", bot_id=bot_id, user_id=user_id, reason="newer_activity"
+                )
+                continue
+            self.activity.flush_subject(bot_id, user_id, now)  # before the transaction begins
+            current.append((bot_id, user_id))
+        outcomes = []
         with self.sessions.begin() as session:
-            conv = latest_conversation(session, bot_id, user_id)
-            if conv is None or conv.activity_seq != seq or conv.last_activity_at is None:
-                log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version")
-                return Outcome()
-            wake = self._features(session, conv, now, follow)
-            conv.inactivity_due_at = wake
-        if wake is not None:
-            follow.timers.append(inactivity.inactivity_timer(bot_id, user_id, seq, wake))
-        return follow.outcome()
+            found = latest_conversations(session, current)
+            seen = episodes.SilencesSeen.load(session, list(found.values()))
+            deps = TimeoutDeps(self.activity, self.language, self.record)
+            for bot_id, user_id, seq in subjects:
+                follow = FollowUps()
+                conv = found[bot_id, user_id][0] if (bot_id, user_id) in found else None
+                if conv is None or conv.activity_seq != seq or conv.last_activity_at is None:
+                    log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version")
+                    outcomes.append(follow.outcome())
+                    continue
+                wake = self._features(session, conv, now, follow, deps, seen)
+                conv.inactivity_due_at = wake
+                if wake is not None:
+                    follow.timers.append(inactivity.inactivity_timer(bot_id, user_id, seq, wake))
+                outcomes.append(follow.outcome())
+        return outcomes
 
     def _features(
-        self, session: Session, conv: Conversation, now: datetime, follow: FollowUps
+        self,
+        session: Session,
+        conv: Conversation,
+        now: datetime,
+        follow: FollowUps,
+        deps: TimeoutDeps,
+        seen: episodes.SilencesSeen,
     ) -> datetime | None:
         """Run what is due; the earliest time any feature wants to look again."""
         assert conv.last_activity_at is not None
@@ -86,7 +133,6 @@ class SilenceHandler:
         if conv.status != ConversationStatus.CLOSED.value:
             bot = session.get_one(Bot, conv.bot_id)
             wakes.append(detect_inactivity(session, conv, bot, now, self.default_threshold))
-            deps = TimeoutDeps(self.activity, self.language, self.record)
             timeout = run_timeout(session, conv, bot, now, deps, follow)
             wakes.append(timeout.wake)
             if timeout.pending or conv.status == ConversationStatus.HANDOFF.value:
@@ -96,7 +142,7 @@ class SilenceHandler:
         if conv.status == ConversationStatus.CLOSED.value and conv.closed_at is not None:
             since = max(since, conv.closed_at)
         if recovery_may_start:
-            wakes.append(episodes.start_episode(session, conv, since, now, follow))
+            wakes.append(episodes.start_episode(session, conv, since, now, follow, seen))
         due = [w for w in wakes if w is not None]
         return min(due) if due else None
 

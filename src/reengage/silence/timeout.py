@@ -4,7 +4,7 @@ the silence handler's transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -27,11 +27,23 @@ from reengage.timers.handler import FollowUps
 STALE_AFTER = timedelta(hours=1)
 
 
+@dataclass(slots=True)
+class PolicyReads:
+    """Policy levels and flow node types read once per batch of silences (the batch's
+    transaction sees one state of them)."""
+
+    layers: dict[
+        tuple[int, int, str | None, str | None], list[tuple[pol.Level, pol.PolicyLayer]]
+    ] = field(default_factory=dict)
+    nodes: dict[tuple[int, int, str, str], str | None] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class TimeoutDeps:
     activity: ActivityStore
     language: str
     record: Record
+    reads: PolicyReads = field(default_factory=PolicyReads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +76,21 @@ def layers_for(
     return [(s.level, pol.parse_layer(rows[s.key].settings)) for s in scopes if s.key in rows]
 
 
-def node_type(session: Session, conv: Conversation) -> str | None:
+def node_type(session: Session, conv: Conversation, reads: PolicyReads | None = None) -> str | None:
     """The type of the node the conversation is at (None outside a flow)."""
     flow, node = conv.active_flow, conv.active_node
     if flow is None or node is None:
         return None
+    key = (conv.org_id, conv.bot_id, flow, node)
+    if reads is not None and key in reads.nodes:
+        return reads.nodes[key]
+    found = _node_type(session, conv, flow, node)
+    if reads is not None:
+        reads.nodes[key] = found
+    return found
+
+
+def _node_type(session: Session, conv: Conversation, flow: str, node: str) -> str | None:
     row = session.scalar(
         scoped(FlowRow, conv.org_id, FlowRow.bot_id == conv.bot_id, FlowRow.key == flow)
     )
@@ -96,21 +118,22 @@ def situation_of(conv: Conversation, at_question: bool) -> pol.Situation:
 
 
 def policy_for(
-    session: Session, conv: Conversation, language: str = "pt-BR"
+    session: Session, conv: Conversation, language: str = "pt-BR", reads: PolicyReads | None = None
 ) -> tuple[pol.Policy, pol.Situation]:
+    reads = reads or PolicyReads()
+
+    def layers(flow: str | None, node: str | None) -> list[tuple[pol.Level, pol.PolicyLayer]]:
+        key = (conv.org_id, conv.bot_id, flow, node)
+        if key not in reads.layers:
+            reads.layers[key] = layers_for(session, conv.org_id, conv.bot_id, flow, node)
+        return reads.layers[key]
+
     if conv.status == ConversationStatus.HANDOFF.value:
         # With a human, the flow's position no longer speaks: bot and organization levels do.
-        layers = layers_for(session, conv.org_id, conv.bot_id, None, None)
-        return pol.resolve(layers, False, language), situation_of(conv, False)
-    at_question = node_type(session, conv) == NodeType.QUESTION.value
-    layers = layers_for(
-        session,
-        conv.org_id,
-        conv.bot_id,
-        conv.active_flow,
-        conv.active_node if at_question else None,
-    )
-    return pol.resolve(layers, at_question, language), situation_of(conv, at_question)
+        return pol.resolve(layers(None, None), False, language), situation_of(conv, False)
+    at_question = node_type(session, conv, reads) == NodeType.QUESTION.value
+    found = layers(conv.active_flow, conv.active_node if at_question else None)
+    return pol.resolve(found, at_question, language), situation_of(conv, at_question)
 
 
 def run_timeout(
@@ -122,7 +145,7 @@ def run_timeout(
     follow: FollowUps,
 ) -> TimeoutState:
     """Run the stage that is due, once per silence; say what is still to come."""
-    policy, situation = policy_for(session, conv, bot.language or deps.language)
+    policy, situation = policy_for(session, conv, bot.language or deps.language, deps.reads)
     silent_since = conv.last_activity_at
     if silent_since is None:
         return TimeoutState()

@@ -12,7 +12,7 @@ import structlog
 
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.ports import TimerStore
-from reengage.timers.handler import Handlers
+from reengage.timers.handler import BatchHandler, Handlers, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -35,36 +35,71 @@ class TimerEngine:
     handlers: Handlers
 
     def fire(self, claimed: Sequence[ClaimedTimer], now: datetime) -> FireReport:
-        """Run each timer's handler and what follows it; acknowledge those that ran."""
+        """Run each timer's handler and what follows it; acknowledge those that ran. Timers
+        of a purpose whose handler takes batches go to it together (one transaction); if the
+        batch fails, each of its timers runs alone, so one bad timer fails only itself."""
         report = FireReport()
         follow_ups: list[Timer] = []
-        for item in claimed:
-            try:
-                follow_ups += self._run(item.timer, now)
-            except Exception:
-                log.exception("timer.failed", key=item.timer.key, attempts=item.attempts)
-                if item.attempts >= MAX_ATTEMPTS:
-                    log.error("timer.abandoned", key=item.timer.key, attempts=item.attempts)
-                    report.executed.append(item)
-                else:
-                    report.failed.append(item)
-                continue
-            report.executed.append(item)
+        for purpose, items in _by_purpose(claimed).items():
+            handler = self.handlers.get(purpose)
+            if isinstance(handler, BatchHandler) and len(items) > 1:
+                outcomes = self._batch(handler, items, now)
+                if outcomes is not None:
+                    for item, outcome in zip(items, outcomes, strict=True):
+                        follow_ups += self._after(outcome)
+                        report.executed.append(item)
+                    continue
+            for item in items:
+                try:
+                    follow_ups += self._run(item.timer, now)
+                except Exception:
+                    log.exception("timer.failed", key=item.timer.key, attempts=item.attempts)
+                    if item.attempts >= MAX_ATTEMPTS:
+                        log.error("timer.abandoned", key=item.timer.key, attempts=item.attempts)
+                        report.executed.append(item)
+                    else:
+                        report.failed.append(item)
+                    continue
+                report.executed.append(item)
         # Follow-ups first: a crash before the acknowledgement re-runs an idempotent handler,
         # never loses what it asked for (a follow-up under the fired key replaces it).
         self.store.schedule(follow_ups)
         self.store.ack(report.executed)
         return report
 
+    @staticmethod
+    def _batch(
+        handler: BatchHandler, items: list[ClaimedTimer], now: datetime
+    ) -> list[Outcome] | None:
+        timers = [item.timer for item in items]
+        try:
+            return handler.handle_batch(timers, now)
+        except Exception as exc:
+            log.warning(
+                "timer.batch_failed", purpose=handler.purpose, timers=len(timers), error=repr(exc)
+            )
+            return None
+
     def _run(self, timer: Timer, now: datetime) -> list[Timer]:
         handler = self.handlers.get(timer.purpose)
         if handler is None:
             log.error("timer.unknown_purpose", key=timer.key, purpose=timer.purpose)
             return []
-        outcome = handler.handle(timer, now)
+        return self._after(handler.handle(timer, now))
+
+    def _after(self, outcome: Outcome) -> list[Timer]:
+        """What an outcome asks once its handler committed: effects, cancellations; the
+        timers to schedule."""
         timers = list(outcome.timers)
         for effect in outcome.effects:  # what must follow the handler's commit
             timers += effect()
         if outcome.cancel:
             self.store.cancel(outcome.cancel)
         return timers
+
+
+def _by_purpose(claimed: Sequence[ClaimedTimer]) -> dict[str, list[ClaimedTimer]]:
+    groups: dict[str, list[ClaimedTimer]] = {}
+    for item in claimed:
+        groups.setdefault(item.timer.purpose, []).append(item)
+    return groups

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -75,6 +75,20 @@ class TimerHandler(Protocol):
         self, session: Session, due_before: datetime | None, after_id: int, limit: int
     ) -> list[tuple[int, Timer]]:
         """Page, from the database, the timers that should exist, as (row id, timer)."""
+        ...
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that also takes many timers of its purpose at once: it loads what they need
+    together, decides for each as it would alone, and writes them in one transaction. One
+    outcome per timer, in order. `handle(t)` is `handle_batch([t])[0]`."""
+
+    @property
+    def purpose(self) -> str: ...
+
+    def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
+        """Run the timers' work together (idempotent); say what follows each."""
         ...
 
 
