@@ -63,32 +63,33 @@ def delivery_timer(
 def enqueue(session: Session, request: DeliveryRequest, now: datetime) -> int:
     """Create the delivery row (once per key) in the caller's transaction; return its id.
     Publish `delivery_timer(id, now)` after the commit to have it sent."""
-    created: int | None = session.scalar(
-        insert_for(session, Delivery)
-        .values(
-            org_id=request.org_id,
-            bot_id=request.bot_id,
-            contact_id=request.contact_id,
-            conversation_id=request.conversation_id,
-            episode_id=request.episode_id,
-            after_id=request.after_id,
-            dedup_key=request.dedup_key,
-            purpose=request.purpose,
-            proactive_group=request.proactive_group,
-            guard_seq=request.guard_seq,
-            valid_until=request.valid_until,
-            retry_ambiguous=request.retry_ambiguous,
-            delete_after_s=int(request.delete_after.total_seconds())
-            if request.delete_after
-            else None,
-            status="scheduled",
-            message=message_to_json(request.message),
-            attempts=0,
-            scheduled_at=now,
+    with session.no_autoflush:  # the row refers to rows that exist; pending work stays batched
+        created: int | None = session.scalar(
+            insert_for(session, Delivery)
+            .values(
+                org_id=request.org_id,
+                bot_id=request.bot_id,
+                contact_id=request.contact_id,
+                conversation_id=request.conversation_id,
+                episode_id=request.episode_id,
+                after_id=request.after_id,
+                dedup_key=request.dedup_key,
+                purpose=request.purpose,
+                proactive_group=request.proactive_group,
+                guard_seq=request.guard_seq,
+                valid_until=request.valid_until,
+                retry_ambiguous=request.retry_ambiguous,
+                delete_after_s=int(request.delete_after.total_seconds())
+                if request.delete_after
+                else None,
+                status="scheduled",
+                message=message_to_json(request.message),
+                attempts=0,
+                scheduled_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(Delivery.id)
         )
-        .on_conflict_do_nothing()
-        .returning(Delivery.id)
-    )
     if created is not None:
         return created
     delivery_id: int = session.scalars(  # made before, under the same key

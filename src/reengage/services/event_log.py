@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,18 +29,53 @@ def append_event(
     """
     if conversation.id is None:
         session.flush()  # a conversation made in this transaction gets its id
-    appended = session.scalar(
+    with session.no_autoflush:  # the row needs nothing pending; pending work stays batched
+        appended = session.scalar(
+            insert_for(session, ConversationEvent)
+            .values(
+                org_id=conversation.org_id,
+                conversation_id=conversation.id,
+                kind=kind,
+                reason=reason,
+                dedup_key=dedup_key,
+                detail=detail or {},
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
+            .returning(ConversationEvent.id)
+        )
+    return appended is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    conversation: Conversation
+    kind: str
+    dedup_key: str
+    now: datetime
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def append_events(session: Session, events: list[NewEvent]) -> None:
+    """`append_event` for many, in one statement (each once per `dedup_key`)."""
+    if not events:
+        return
+    session.execute(
         insert_for(session, ConversationEvent)
         .values(
-            org_id=conversation.org_id,
-            conversation_id=conversation.id,
-            kind=kind,
-            reason=reason,
-            dedup_key=dedup_key,
-            detail=detail or {},
-            created_at=now,
+            [
+                {
+                    "org_id": e.conversation.org_id,
+                    "conversation_id": e.conversation.id,
+                    "kind": e.kind,
+                    "reason": e.reason,
+                    "dedup_key": e.dedup_key,
+                    "detail": e.detail,
+                    "created_at": e.now,
+                }
+                for e in events
+            ]
         )
         .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
-        .returning(ConversationEvent.id)
     )
-    return appended is not None

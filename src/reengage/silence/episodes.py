@@ -23,7 +23,7 @@ from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
-from reengage.services.event_log import append_event
+from reengage.services.event_log import NewEvent, append_events
 from reengage.silence.live_campaign import live_campaign, version_of
 from reengage.timers.handler import FollowUps, Outcome
 
@@ -54,6 +54,7 @@ class SilencesSeen:
     latest: dict[int, tuple[int, datetime]]
     held: list[object]
     campaigns: dict[int, tuple[Campaign, rec.Campaign] | None] = field(default_factory=dict)
+    started: list[Started] = field(default_factory=list)
 
     @classmethod
     def load(cls, session: Session, found: Sequence[tuple[Conversation, Contact]]) -> SilencesSeen:
@@ -73,6 +74,27 @@ class SilencesSeen:
         ).tuples()
         held: list[object] = [*bots, *(contact for _, contact in found)]
         return cls({contact: (seq, at) for contact, seq, at in latest}, held)
+
+    def write(self, session: Session, now: datetime) -> None:
+        """Insert the episodes this batch started (one statement) and give each its first
+        step's timer and its `recovery_episode_started` event (one statement)."""
+        session.flush()
+        for s in self.started:
+            assert s.episode.next_due_at is not None
+            s.follow.timers.append(step_timer(s.episode.id, s.episode.next_due_at))
+            log.info("recovery.episode.started", episode_id=s.episode.id, holdout=s.episode.holdout)
+        events = [
+            NewEvent(
+                s.conv,
+                "recovery_episode_started",
+                f"recovery:{s.episode.id}",
+                now,
+                detail={"episode": s.episode.id},
+            )
+            for s in self.started
+        ]
+        append_events(session, events)
+        self.started.clear()
 
     def live_campaign(self, session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
         if bot_id not in self.campaigns:
@@ -134,20 +156,19 @@ def start_episode(
         next_due_at=due,
         started_at=decision.started_at,
     )
-    session.add(episode)
-    session.flush()
+    session.add(episode)  # inserted with the batch's others, by `SilencesSeen.write`
     seen.latest[contact.id] = (episode.seq, episode.started_at)
-    follow.timers.append(step_timer(episode.id, due))
-    append_event(
-        session,
-        conv,
-        kind="recovery_episode_started",
-        now=now,
-        dedup_key=f"recovery:{episode.id}",
-        detail={"episode": episode.id},
-    )
-    log.info("recovery.episode.started", episode_id=episode.id, holdout=decision.holdout)
+    seen.started.append(Started(episode, conv, follow))
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An episode a silence started: its first step's timer and its event follow its insert."""
+
+    episode: Episode
+    conv: Conversation
+    follow: FollowUps
 
 
 def _end(episode: Episode, end: rec.EndEpisode, now: datetime) -> None:

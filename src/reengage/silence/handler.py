@@ -98,24 +98,23 @@ class SilenceHandler:
                 continue
             self.activity.flush_subject(bot_id, user_id, now)  # before the transaction begins
             current.append((bot_id, user_id))
-        outcomes = []
+        follows = []
         with self.sessions.begin() as session:
             found = latest_conversations(session, current)
             seen = episodes.SilencesSeen.load(session, list(found.values()))
             deps = TimeoutDeps(self.activity, self.language, self.record)
             for bot_id, user_id, seq in subjects:
-                follow = FollowUps()
+                follows.append(follow := FollowUps())
                 conv = found[bot_id, user_id][0] if (bot_id, user_id) in found else None
                 if conv is None or conv.activity_seq != seq or conv.last_activity_at is None:
                     log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version")
-                    outcomes.append(follow.outcome())
                     continue
                 wake = self._features(session, conv, now, follow, deps, seen)
                 conv.inactivity_due_at = wake
                 if wake is not None:
                     follow.timers.append(inactivity.inactivity_timer(bot_id, user_id, seq, wake))
-                outcomes.append(follow.outcome())
-        return outcomes
+            seen.write(session, now)
+        return [follow.outcome() for follow in follows]
 
     def _features(
         self,
