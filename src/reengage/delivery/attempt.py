@@ -43,7 +43,7 @@ from reengage.domain.outbound import (
 )
 from reengage.domain.timer import Timer
 from reengage.metrics import DELIVERIES
-from reengage.ports import ActivityStore, ChannelProvider, Clock, TimerStore
+from reengage.ports import ActivityStore, Channel, ChannelProvider, Clock, TimerStore
 
 log = structlog.get_logger(__name__)
 
@@ -138,9 +138,12 @@ def send_many(
         claimed = _prepare_many(session, wants, now, deps.activity, may_defer)
     recorded: dict[int, Attempt] = {}
     uploaded: dict[tuple[int, int], str] = {}  # (bot, asset) -> the platform's file id
+    channels: dict[int, Channel] = {}  # by bot, for this batch
     for item in _interleaved([i for i in claimed.values() if isinstance(i, Prepared)]):
         _reuse_upload(item, uploaded)
-        outcome = _request(deps, item, now)
+        if item.bot_id not in channels:
+            channels[item.bot_id] = deps.channels.channel_for(item.org_id, item.bot_id)
+        outcome = _request(deps, item, now, channels[item.bot_id])
         # Each answer is committed as soon as it comes: a crash loses at most the one
         # request in flight (ambiguous), never the record of one already answered.
         recorded |= _record(deps, {item.delivery_id: item}, {item.delivery_id: outcome}, now)
@@ -246,12 +249,11 @@ def _locked(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
     return {row.id: row for row in rows}
 
 
-def _request(deps: SendDeps, prepared: Prepared, now: datetime) -> SendOutcome:
+def _request(deps: SendDeps, prepared: Prepared, now: datetime, channel: Channel) -> SendOutcome:
     """Ask the platform; the adapter marks the request in flight right before it leaves."""
     context = replace(
         prepared.context, on_request=partial(_mark_requested, deps.sessions, prepared, now)
     )
-    channel = deps.channels.channel_for(prepared.org_id, prepared.bot_id)
     try:
         return channel.send(prepared.chat_id, prepared.message, context)
     except Exception as exc:  # a bug, not a platform answer: what it means depends on the mark

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery
@@ -63,41 +63,56 @@ def delivery_timer(
 def enqueue(session: Session, request: DeliveryRequest, now: datetime) -> int:
     """Create the delivery row (once per key) in the caller's transaction; return its id.
     Publish `delivery_timer(id, now)` after the commit to have it sent."""
-    with session.no_autoflush:  # the row refers to rows that exist; pending work stays batched
-        created: int | None = session.scalar(
+    return enqueue_many(session, [request], now)[0]
+
+
+def enqueue_many(session: Session, requests: list[DeliveryRequest], now: datetime) -> list[int]:
+    """`enqueue` for many, in one statement (and one more for keys written before); the ids
+    in the requests' order."""
+    if not requests:
+        return []
+    rows = [_row(request, now) for request in requests]
+    with session.no_autoflush:  # the rows refer to rows that exist; pending work stays batched
+        made = session.execute(
             insert_for(session, Delivery)
-            .values(
-                org_id=request.org_id,
-                bot_id=request.bot_id,
-                contact_id=request.contact_id,
-                conversation_id=request.conversation_id,
-                episode_id=request.episode_id,
-                after_id=request.after_id,
-                dedup_key=request.dedup_key,
-                purpose=request.purpose,
-                proactive_group=request.proactive_group,
-                guard_seq=request.guard_seq,
-                valid_until=request.valid_until,
-                retry_ambiguous=request.retry_ambiguous,
-                delete_after_s=int(request.delete_after.total_seconds())
-                if request.delete_after
-                else None,
-                status="scheduled",
-                message=message_to_json(request.message),
-                attempts=0,
-                scheduled_at=now,
-            )
+            .values(rows)
             .on_conflict_do_nothing()
-            .returning(Delivery.id)
-        )
-    if created is not None:
-        return created
-    delivery_id: int = session.scalars(  # made before, under the same key
-        select(Delivery.id).where(
-            Delivery.org_id == request.org_id, Delivery.dedup_key == request.dedup_key
-        )
-    ).one()
-    return delivery_id
+            .returning(Delivery.org_id, Delivery.dedup_key, Delivery.id)
+        ).tuples()
+        ids = {(org, key): delivery_id for org, key, delivery_id in made}
+    earlier = {(r.org_id, r.dedup_key) for r in requests} - set(ids)
+    if earlier:  # made before, under the same keys
+        found = session.execute(
+            select(Delivery.org_id, Delivery.dedup_key, Delivery.id).where(
+                tuple_(Delivery.org_id, Delivery.dedup_key).in_(list(earlier))
+            )
+        ).tuples()
+        ids |= {(org, key): delivery_id for org, key, delivery_id in found}
+    return [ids[r.org_id, r.dedup_key] for r in requests]
+
+
+def _row(request: DeliveryRequest, now: datetime) -> dict[str, object]:
+    return {
+        "org_id": request.org_id,
+        "bot_id": request.bot_id,
+        "contact_id": request.contact_id,
+        "conversation_id": request.conversation_id,
+        "episode_id": request.episode_id,
+        "after_id": request.after_id,
+        "dedup_key": request.dedup_key,
+        "purpose": request.purpose,
+        "proactive_group": request.proactive_group,
+        "guard_seq": request.guard_seq,
+        "valid_until": request.valid_until,
+        "retry_ambiguous": request.retry_ambiguous,
+        "delete_after_s": int(request.delete_after.total_seconds())
+        if request.delete_after
+        else None,
+        "status": "scheduled",
+        "message": message_to_json(request.message),
+        "attempts": 0,
+        "scheduled_at": now,
+    }
 
 
 def resend_delivery(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Delivery, Episode
 from reengage.delivery.chat_action import chat_action_timer
-from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
+from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
@@ -194,7 +194,7 @@ class StepHandler:
         """Episodes locked together (in id order), their contacts, campaigns and the users'
         latest activity read in a few statements; each step decided alone."""
         ids = [int(t.payload["episode_id"] or 0) for t in timers]
-        outcomes = []
+        follows = []
         with self.sessions.begin() as session:
             episodes = {
                 e.id: e
@@ -206,13 +206,14 @@ class StepHandler:
                 )
             }
             seen = StepsSeen.load(session, self.activity, list(episodes.values()))
+            sends = StepSends()
             for episode_id in ids:
-                follow = FollowUps()
+                follows.append(follow := FollowUps())
                 episode = episodes.get(episode_id)
                 if episode is not None:
-                    self._step(session, episode, now, follow, seen)
-                outcomes.append(follow.outcome())
-        return outcomes
+                    self._step(session, episode, now, follow, seen, sends)
+            sends.write(session, now)
+        return [follow.outcome() for follow in follows]
 
     def _step(
         self,
@@ -221,6 +222,7 @@ class StepHandler:
         now: datetime,
         follow: FollowUps,
         seen: StepsSeen,
+        sends: StepSends,
     ) -> None:
         if episode.status != "running":
             # Ended meanwhile (the user came back, paid, opted out, the campaign was
@@ -252,7 +254,7 @@ class StepHandler:
         # Chained from the step's due time, as the preview computes it: a late run (a busy
         # worker, a held send) does not push the rest of the campaign.
         anchor = episode.next_due_at or now
-        follow.timers += _send_step(session, episode, contact, index, campaign, now)
+        sends.plan(episode, contact, index, campaign, now, follow)
         episode.last_sent_at = now
         log.info("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
         following = campaign.next_step(index)
@@ -318,49 +320,92 @@ def latest_seqs(
     return seqs
 
 
-def _send_step(
-    session: Session,
-    episode: Episode,
-    contact: Contact,
-    index: int,
-    campaign: rec.Campaign,
-    now: datetime,
-) -> list[Timer]:
-    timers: list[Timer] = []
-    at, previous = now, None
-    for j, block in enumerate(campaign.steps[index].blocks):
-        if not block.active:
-            continue
-        start, at = at, at + block.delay
-        request = DeliveryRequest(
-            episode.org_id,
-            episode.bot_id,
-            episode.contact_id,
-            f"recovery:{episode.id}:{index}:{j}",
-            "recovery",
-            block.message(contact.name),
-            episode.conversation_id,
-            episode.seq,
-            block.auto_delete_after,
-            proactive_group=f"recovery:{episode.id}:{index}",
-            episode_id=episode.id,
-            after_id=previous,
-            valid_until=rec.valid_until(campaign, at, contact.time_zone),
-            retry_ambiguous=campaign.retry_ambiguous,
-        )
-        delivery_id = enqueue(session, request, now)
-        if episode.holdout:
-            row = session.get_one(Delivery, delivery_id)
-            if row.status == "scheduled":
-                row.status, row.reason, row.finished_at = "skipped", "holdout", now
-            continue
-        timers.append(delivery_timer(delivery_id, at, queue=QUEUE))
-        if block.delay:
-            # After the block before it went out (its message would clear the action).
-            begin = start + ACTION_AFTER_PREVIOUS if previous else start
-            timers.append(chat_action_timer(delivery_id, begin, at, previous))
-        previous = delivery_id
-    return timers
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One block of a step to enqueue: its request (without the block before it, known once
+    that one is written), when it is due and when the one before it was."""
+
+    request: DeliveryRequest
+    start: datetime
+    at: datetime
+    delayed: bool
+
+
+@dataclass(slots=True)
+class Planned:
+    episode: Episode
+    follow: FollowUps
+    blocks: list[Block]
+
+
+@dataclass(slots=True)
+class StepSends:
+    """The blocks a batch of steps sends, written together: each step's first blocks in one
+    statement, then its second blocks (each after its first), and so on."""
+
+    planned: list[Planned] = field(default_factory=list)
+
+    def plan(
+        self,
+        episode: Episode,
+        contact: Contact,
+        index: int,
+        campaign: rec.Campaign,
+        now: datetime,
+        follow: FollowUps,
+    ) -> None:
+        blocks, at = [], now
+        for j, block in enumerate(campaign.steps[index].blocks):
+            if not block.active:
+                continue
+            start, at = at, at + block.delay
+            request = DeliveryRequest(
+                episode.org_id,
+                episode.bot_id,
+                episode.contact_id,
+                f"recovery:{episode.id}:{index}:{j}",
+                "recovery",
+                block.message(contact.name),
+                episode.conversation_id,
+                episode.seq,
+                block.auto_delete_after,
+                proactive_group=f"recovery:{episode.id}:{index}",
+                episode_id=episode.id,
+                valid_until=rec.valid_until(campaign, at, contact.time_zone),
+                retry_ambiguous=campaign.retry_ambiguous,
+            )
+            blocks.append(Block(request, start, at, bool(block.delay)))
+        self.planned.append(Planned(episode, follow, blocks))
+
+    def write(self, session: Session, now: datetime) -> None:
+        previous: dict[int, int] = {}  # planned step -> its last block's delivery
+        held_out: list[int] = []
+        rounds = max((len(p.blocks) for p in self.planned), default=0)
+        for j in range(rounds):
+            steps = [k for k, p in enumerate(self.planned) if j < len(p.blocks)]
+            requests = [
+                replace(self.planned[k].blocks[j].request, after_id=previous.get(k)) for k in steps
+            ]
+            for k, delivery_id in zip(steps, enqueue_many(session, requests, now), strict=True):
+                planned, block = self.planned[k], self.planned[k].blocks[j]
+                if planned.episode.holdout:
+                    held_out.append(delivery_id)  # counted, never sent
+                    continue
+                timers = planned.follow.timers
+                timers.append(delivery_timer(delivery_id, block.at, queue=QUEUE))
+                if block.delayed:
+                    # After the block before it went out (its message would clear the action).
+                    before = previous.get(k)
+                    begin = block.start + ACTION_AFTER_PREVIOUS if before else block.start
+                    timers.append(chat_action_timer(delivery_id, begin, block.at, before))
+                previous[k] = delivery_id
+        if held_out:
+            session.execute(  # unscoped: rows this batch just wrote
+                update(Delivery)
+                .where(Delivery.id.in_(held_out), Delivery.status == "scheduled")
+                .values(status="skipped", reason="holdout", finished_at=now)
+            )
+        self.planned.clear()
 
 
 def pending_step_timers(
