@@ -19,18 +19,23 @@ from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import (
-    Bot,
     Contact,
     Conversation,
     Delivery,
-    Episode,
     MediaAsset,
     MediaUpload,
-    Organization,
 )
 from reengage.delivery.auto_delete import delete_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
-from reengage.delivery.outcome import FINAL, Retry, claim, log_outcome, record, release_next
+from reengage.delivery.outcome import (
+    FINAL,
+    Retry,
+    claim,
+    load_for_claim,
+    log_outcome,
+    record,
+    release_next,
+)
 from reengage.domain.outbound import (
     Failed,
     Media,
@@ -317,7 +322,7 @@ def _prepare_many(
     missing = {w.delivery_id for w in wants} - set(rows)
     if missing:
         raise NoResultFound(f"no delivery {sorted(missing)}")
-    held = _load_around(session, list(rows.values()))  # alive until every row is decided
+    held = load_for_claim(session, list(rows.values()))  # alive until every row is decided
     slots = {w.delivery_id: w.slot_at for w in wants}
     out: dict[int, Settled | Prepared] = {}
     for delivery_id, row in sorted(rows.items()):
@@ -347,35 +352,6 @@ def _prepare_many(
         )
     del held
     return out
-
-
-def _load_around(session: Session, rows: list[Delivery]) -> list[object]:
-    """What deciding the rows reads, in a few statements; returned to be held (the session's
-    identity map holds its objects weakly), so `session.get` answers from memory."""
-    proactive = {r.contact_id for r in rows if r.proactive_group is not None}
-    plain = {r.contact_id for r in rows} - proactive
-    held: list[object] = []
-    if proactive:
-        held += session.scalars(
-            select(Contact).where(Contact.id.in_(proactive)).order_by(Contact.id).with_for_update()
-        ).all()
-    if plain:
-        held += session.scalars(select(Contact).where(Contact.id.in_(plain))).all()
-    conversations = {r.conversation_id for r in rows if r.conversation_id is not None}
-    if conversations:
-        held += session.scalars(
-            select(Conversation).where(Conversation.id.in_(conversations))
-        ).all()
-    episodes = {r.episode_id for r in rows if r.episode_id is not None}
-    if episodes:
-        held += session.scalars(select(Episode).where(Episode.id.in_(episodes))).all()
-    if proactive:
-        bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
-        held += bots
-        held += session.scalars(
-            select(Organization).where(Organization.id.in_({b.org_id for b in bots}))
-        ).all()
-    return held
 
 
 def _result(row: Delivery, retry: Retry | None = None) -> DeliveryResult:

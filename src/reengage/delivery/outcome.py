@@ -14,7 +14,15 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Bot, Contact, Conversation, Delivery, Episode, MediaUpload
+from reengage.adapters.db.models import (
+    Bot,
+    Contact,
+    Conversation,
+    Delivery,
+    Episode,
+    MediaUpload,
+    Organization,
+)
 from reengage.delivery.outbox import delivery_timer
 from reengage.domain import delivery as dl
 from reengage.domain import voice as vc
@@ -245,3 +253,32 @@ def _again(row: Delivery, outcome: Failed, now: datetime, clock: Clock | None) -
     row.status, row.reason, row.error = "scheduled", outcome.reason, outcome.detail[:500]
     row.requested_at = None
     return retry
+
+
+def load_for_claim(session: Session, rows: list[Delivery]) -> list[object]:
+    """What deciding the rows reads, in a few statements; returned to be held (the session's
+    identity map holds its objects weakly), so `session.get` answers from memory."""
+    proactive = {r.contact_id for r in rows if r.proactive_group is not None}
+    plain = {r.contact_id for r in rows} - proactive
+    held: list[object] = []
+    if proactive:
+        held += session.scalars(
+            select(Contact).where(Contact.id.in_(proactive)).order_by(Contact.id).with_for_update()
+        ).all()
+    if plain:
+        held += session.scalars(select(Contact).where(Contact.id.in_(plain))).all()
+    conversations = {r.conversation_id for r in rows if r.conversation_id is not None}
+    if conversations:
+        held += session.scalars(
+            select(Conversation).where(Conversation.id.in_(conversations))
+        ).all()
+    episodes = {r.episode_id for r in rows if r.episode_id is not None}
+    if episodes:
+        held += session.scalars(select(Episode).where(Episode.id.in_(episodes))).all()
+    if proactive:
+        bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
+        held += bots
+        held += session.scalars(
+            select(Organization).where(Organization.id.in_({b.org_id for b in bots}))
+        ).all()
+    return held

@@ -12,20 +12,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Delivery, Episode
+from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
-from reengage.services.event_log import NewEvent, append_events
-from reengage.silence.live_campaign import live_campaign, version_of
+from reengage.silence.live_campaign import version_of
 from reengage.timers.handler import FollowUps, Outcome
+
+if TYPE_CHECKING:
+    from reengage.silence.handler import SilencesSeen
 
 log = structlog.get_logger(__name__)
 
@@ -43,63 +46,6 @@ def step_timer(episode_id: int, due: datetime) -> Timer:
         0,
         {"episode_id": episode_id},
     )
-
-
-@dataclass(slots=True)
-class SilencesSeen:
-    """What a batch of silences reads once: bots and contacts (held here, so that the
-    session's identity map, which holds its objects weakly, answers `session.get` for them),
-    each bot's live campaign, each contact's latest episode (seq, started_at)."""
-
-    latest: dict[int, tuple[int, datetime]]
-    held: list[object]
-    campaigns: dict[int, tuple[Campaign, rec.Campaign] | None] = field(default_factory=dict)
-    started: list[Started] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, session: Session, found: Sequence[tuple[Conversation, Contact]]) -> SilencesSeen:
-        bots = session.scalars(  # unscoped: the bots of conversations a timer names
-            select(Bot).where(Bot.id.in_({conv.bot_id for conv, _ in found}))
-        ).all()
-        contacts = {contact.id for _, contact in found}
-        newest = (
-            select(func.max(Episode.id))
-            .where(Episode.contact_id.in_(contacts))
-            .group_by(Episode.contact_id)
-        )
-        latest = session.execute(  # unscoped: the contacts of conversations a timer names
-            select(Episode.contact_id, Episode.seq, Episode.started_at).where(
-                Episode.id.in_(newest)
-            )
-        ).tuples()
-        held: list[object] = [*bots, *(contact for _, contact in found)]
-        return cls({contact: (seq, at) for contact, seq, at in latest}, held)
-
-    def write(self, session: Session, now: datetime) -> None:
-        """Insert the episodes this batch started (one statement) and give each its first
-        step's timer and its `recovery_episode_started` event (one statement)."""
-        session.flush()
-        for s in self.started:
-            assert s.episode.next_due_at is not None
-            s.follow.timers.append(step_timer(s.episode.id, s.episode.next_due_at))
-            log.info("recovery.episode.started", episode_id=s.episode.id, holdout=s.episode.holdout)
-        events = [
-            NewEvent(
-                s.conv,
-                "recovery_episode_started",
-                f"recovery:{s.episode.id}",
-                now,
-                detail={"episode": s.episode.id},
-            )
-            for s in self.started
-        ]
-        append_events(session, events)
-        self.started.clear()
-
-    def live_campaign(self, session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
-        if bot_id not in self.campaigns:
-            self.campaigns[bot_id] = live_campaign(session, bot_id)
-        return self.campaigns[bot_id]
 
 
 def start_episode(
@@ -171,7 +117,7 @@ class Started:
     follow: FollowUps
 
 
-def _end(episode: Episode, end: rec.EndEpisode, now: datetime) -> None:
+def end_episode(episode: Episode, end: rec.EndEpisode, now: datetime) -> None:
     episode.status, episode.end_reason = end.status, end.reason
     episode.ended_at, episode.next_due_at = end.at or now, None
     log.info("recovery.step.skipped", episode_id=episode.id, reason=end.reason, status=end.status)
@@ -247,7 +193,9 @@ class StepHandler:
         )
         ended = rec.decide_end(episode.seq, episode.started_at, state)
         if ended is not None:
-            _end(episode, replace(ended, at=ended.at if ended.status == "converted" else now), now)
+            end_episode(
+                episode, replace(ended, at=ended.at if ended.status == "converted" else now), now
+            )
             return
         campaign = seen.version(session, campaign_row.id, episode.version)
         index = episode.next_step
@@ -260,7 +208,7 @@ class StepHandler:
         following = campaign.next_step(index)
         if following is None:
             episode.next_step = index + 1
-            _end(episode, rec.EndEpisode("completed", "completed"), now)
+            end_episode(episode, rec.EndEpisode("completed", "completed"), now)
             return
         episode.next_step = following
         due = rec.step_due(campaign, following, anchor, contact.time_zone)

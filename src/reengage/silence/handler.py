@@ -11,21 +11,25 @@ its threshold counts from the later of the last activity, the timeout's end and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import Bot, Contact, Conversation
+from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Episode
 from reengage.domain import inactivity
+from reengage.domain import recovery as rec
 from reengage.domain.activity import ConversationStatus
 from reengage.domain.timer import Purpose, Timer
 from reengage.ports import ActivityStore
+from reengage.services.event_log import NewEvent, append_events
 from reengage.services.record_activity import Record
 from reengage.silence import episodes
+from reengage.silence.episodes import Started, step_timer
 from reengage.silence.inactivity import detect_inactivity, pending_inactivity_timers
+from reengage.silence.live_campaign import live_campaign
 from reengage.silence.timeout import TimeoutDeps, run_timeout
 from reengage.timers.handler import FollowUps, Outcome
 
@@ -65,6 +69,63 @@ def latest_conversations(
     return latest
 
 
+@dataclass(slots=True)
+class SilencesSeen:
+    """What a batch of silences reads once: bots and contacts (held here, so that the
+    session's identity map, which holds its objects weakly, answers `session.get` for them),
+    each bot's live campaign, each contact's latest episode (seq, started_at)."""
+
+    latest: dict[int, tuple[int, datetime]]
+    held: list[object]
+    campaigns: dict[int, tuple[Campaign, rec.Campaign] | None] = field(default_factory=dict)
+    started: list[Started] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, session: Session, found: Sequence[tuple[Conversation, Contact]]) -> SilencesSeen:
+        bots = session.scalars(  # unscoped: the bots of conversations a timer names
+            select(Bot).where(Bot.id.in_({conv.bot_id for conv, _ in found}))
+        ).all()
+        contacts = {contact.id for _, contact in found}
+        newest = (
+            select(func.max(Episode.id))
+            .where(Episode.contact_id.in_(contacts))
+            .group_by(Episode.contact_id)
+        )
+        latest = session.execute(  # unscoped: the contacts of conversations a timer names
+            select(Episode.contact_id, Episode.seq, Episode.started_at).where(
+                Episode.id.in_(newest)
+            )
+        ).tuples()
+        held: list[object] = [*bots, *(contact for _, contact in found)]
+        return cls({contact: (seq, at) for contact, seq, at in latest}, held)
+
+    def write(self, session: Session, now: datetime) -> None:
+        """Insert the episodes this batch started (one statement) and give each its first
+        step's timer and its `recovery_episode_started` event (one statement)."""
+        session.flush()
+        for s in self.started:
+            assert s.episode.next_due_at is not None
+            s.follow.timers.append(step_timer(s.episode.id, s.episode.next_due_at))
+            log.info("recovery.episode.started", episode_id=s.episode.id, holdout=s.episode.holdout)
+        events = [
+            NewEvent(
+                s.conv,
+                "recovery_episode_started",
+                f"recovery:{s.episode.id}",
+                now,
+                detail={"episode": s.episode.id},
+            )
+            for s in self.started
+        ]
+        append_events(session, events)
+        self.started.clear()
+
+    def live_campaign(self, session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
+        if bot_id not in self.campaigns:
+            self.campaigns[bot_id] = live_campaign(session, bot_id)
+        return self.campaigns[bot_id]
+
+
 @dataclass(frozen=True, slots=True)
 class SilenceHandler:
     """The `inactivity` timer of a subject (bot + user)."""
@@ -101,7 +162,7 @@ class SilenceHandler:
         follows = []
         with self.sessions.begin() as session:
             found = latest_conversations(session, current)
-            seen = episodes.SilencesSeen.load(session, list(found.values()))
+            seen = SilencesSeen.load(session, list(found.values()))
             deps = TimeoutDeps(self.activity, self.language, self.record)
             for bot_id, user_id, seq in subjects:
                 follows.append(follow := FollowUps())
@@ -123,7 +184,7 @@ class SilenceHandler:
         now: datetime,
         follow: FollowUps,
         deps: TimeoutDeps,
-        seen: episodes.SilencesSeen,
+        seen: SilencesSeen,
     ) -> datetime | None:
         """Run what is due; the earliest time any feature wants to look again."""
         assert conv.last_activity_at is not None
