@@ -90,6 +90,10 @@ class CeleryExecutor:
             queue = item.timer.payload.get("queue") or (handler.queue if handler else "timers")
             by_queue.setdefault(str(queue), []).append(item)
         for queue, items in by_queue.items():
-            for start in range(0, len(items), TASK_CHUNK):
-                chunk = [claimed_to_wire(i) for i in items[start : start + TASK_CHUNK]]
+            # Dealt like cards, not cut in slices: timers come sorted by key, and a slice
+            # would give one task one bot's deliveries, which its rate limit then spaces
+            # while the other workers wait on their own single bot.
+            tasks = -(-len(items) // TASK_CHUNK)
+            for i in range(tasks):
+                chunk = [claimed_to_wire(item) for item in items[i::tasks]]
                 self.app.send_task(FIRE_TIMERS_TASK, args=[chunk, now.isoformat()], queue=queue)
