@@ -19,6 +19,8 @@ log = structlog.get_logger(__name__)
 # A timer that keeps failing is given up after this many claims (and logged), so one poisoned
 # row cannot occupy a scheduler forever.
 MAX_ATTEMPTS = 10
+# The most timers one handler batch (one transaction) takes.
+MAX_BATCH = 100
 
 
 @dataclass(slots=True)
@@ -40,7 +42,7 @@ class TimerEngine:
         batch fails, each of its timers runs alone, so one bad timer fails only itself."""
         report = FireReport()
         follow_ups: list[Timer] = []
-        for purpose, items in _by_purpose(claimed).items():
+        for purpose, items in _by_purpose(claimed):
             handler = self.handlers.get(purpose)
             if isinstance(handler, BatchHandler) and len(items) > 1:
                 outcomes = self._batch(handler, items, now)
@@ -98,8 +100,15 @@ class TimerEngine:
         return timers
 
 
-def _by_purpose(claimed: Sequence[ClaimedTimer]) -> dict[str, list[ClaimedTimer]]:
+def _by_purpose(claimed: Sequence[ClaimedTimer]) -> list[tuple[str, list[ClaimedTimer]]]:
+    """The timers of each purpose, in batches of at most `MAX_BATCH` (a batch's transaction
+    holds its rows' locks until it ends), dealt like cards: timers come sorted by key, and a
+    slice of them would be one bot's."""
     groups: dict[str, list[ClaimedTimer]] = {}
     for item in claimed:
         groups.setdefault(item.timer.purpose, []).append(item)
-    return groups
+    batches = []
+    for purpose, items in groups.items():
+        count = -(-len(items) // MAX_BATCH)
+        batches += [(purpose, items[i::count]) for i in range(count)]
+    return batches
