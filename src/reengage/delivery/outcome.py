@@ -7,6 +7,7 @@ them to the row, in the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -161,13 +162,25 @@ def _refusal(
 
 def current_seq(session: Session, contact: Contact, activity: ActivityStore | None) -> int | None:
     """The contact's latest activity version: hot in Redis, or its newest conversation's."""
-    hot = activity.hot_seq(contact.bot_id, contact.external_id) if activity else None
-    if hot is not None:
-        return hot
-    seq: int | None = session.scalar(
-        select(func.max(Conversation.activity_seq)).where(Conversation.contact_id == contact.id)
-    )
-    return seq
+    return latest_seqs(session, activity, [contact]).get(contact.id)
+
+
+def latest_seqs(
+    session: Session, activity: ActivityStore | None, contacts: Sequence[Contact]
+) -> dict[int, int | None]:
+    """`current_seq` for many contacts: the cold ones read in one statement."""
+    seqs: dict[int, int | None] = {
+        c.id: activity.hot_seq(c.bot_id, c.external_id) if activity else None for c in contacts
+    }
+    cold = [contact_id for contact_id, seq in seqs.items() if seq is None]
+    if cold:
+        found = session.execute(
+            select(Conversation.contact_id, func.max(Conversation.activity_seq))
+            .where(Conversation.contact_id.in_(cold))
+            .group_by(Conversation.contact_id)
+        ).tuples()
+        seqs.update({contact_id: seq for contact_id, seq in found})
+    return seqs
 
 
 def log_outcome(session: Session, row: Delivery, now: datetime) -> None:

@@ -15,12 +15,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
+from reengage.delivery.outcome import latest_seqs
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
@@ -248,24 +249,6 @@ class StepsSeen:
         if key not in self.versions:
             self.versions[key] = version_of(session, campaign_id, version)
         return self.versions[key]
-
-
-def latest_seqs(
-    session: Session, activity: ActivityStore, contacts: Sequence[Contact]
-) -> dict[int, int | None]:
-    """Each contact's latest activity version: hot in Redis, or its newest conversation's."""
-    seqs: dict[int, int | None] = {
-        c.id: activity.hot_seq(c.bot_id, c.external_id) for c in contacts
-    }
-    cold = [contact_id for contact_id, seq in seqs.items() if seq is None]
-    if cold:
-        found = session.execute(  # unscoped: contacts of episodes a timer names
-            select(Conversation.contact_id, func.max(Conversation.activity_seq))
-            .where(Conversation.contact_id.in_(cold))
-            .group_by(Conversation.contact_id)
-        ).tuples()
-        seqs.update({contact_id: seq for contact_id, seq in found})
-    return seqs
 
 
 @dataclass(frozen=True, slots=True)
