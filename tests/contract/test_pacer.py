@@ -107,3 +107,22 @@ def test_take_slot_sends_a_late_return_instead_of_handing_it_back_again(
     following = take_slot(pacer, chat, defer_over=0.25)  # the chat's gap counts from it
     assert following is not None
     assert following.at == pytest.approx(held.at + 0.1 + 1.05, abs=0.001)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.timeout(10)
+def test_the_next_free_slot_is_found_where_floating_point_rounds_it_down(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """1003 / 30 * 30 is 1002.99…: a taken slot 1002 must lead to slot 1003, not to 1002 for
+    ever."""
+    instant_ = 1002.5 / 30
+    pacer: Pacer = (
+        InMemoryPacer(lambda: instant_)
+        if kind == "memory"
+        else RedisPacer(request.getfixturevalue("redis_client"), lambda: instant_)
+    )
+    first = pacer.reserve([], [("{p}:bot", 30.0)]).at
+    second = pacer.reserve([], [("{p}:bot", 30.0)]).at
+    assert first == pytest.approx(1002.5 / 30, abs=1e-5)  # the Redis pacer answers in µs
+    assert second == pytest.approx(1003 / 30, abs=1e-5)  # the next slot, found

@@ -41,6 +41,8 @@ for guard = 1, 100000 do
     local slot = math.floor(at * rate)
     if redis.call('EXISTS', KEYS[i] .. ':' .. slot) == 1 then
       at = (slot + 1) / rate
+      -- (slot + 1) / rate * rate can round back below slot + 1: step past it
+      while math.floor(at * rate) <= slot do at = at + at * 4.5e-16 + 1e-300 end
       moved = true
     else
       slots[i] = slot
@@ -84,6 +86,15 @@ class Slot:
     wait: float
 
 
+def _slot_start(slot: int, rate: float) -> float:
+    """The first instant of a slot: `slot / rate`, stepped up where floating point rounds
+    it into the slot before (which would find the same taken slot again, for ever)."""
+    at = slot / rate
+    while math.floor(at * rate) < slot:
+        at = math.nextafter(at, math.inf)
+    return at
+
+
 class InMemoryPacer:
     """Embedded mode: one process, one lock, the same algorithm as the Redis pacer, on the
     process' real time (`now`: seconds; a test's manual clock in tests)."""
@@ -111,7 +122,7 @@ class InMemoryPacer:
                 for key, rate in rates:
                     slot = math.floor(at * rate)
                     if (key, slot) in self._taken:
-                        at, moved = (slot + 1) / rate, True
+                        at, moved = _slot_start(slot + 1, rate), True
             for key, rate in gaps:
                 self._free[key] = at + 1.0 / rate
             for key, rate in rates:
