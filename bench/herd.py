@@ -44,6 +44,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.baseline import checkout  # noqa: E402
 from bench.chaos_kit.services import free_port, wait_for  # noqa: E402
 from bench.chaos_kit.topology import _group  # noqa: E402
 from bench.cpu import process_cpu_s, store_cpu_s  # noqa: E402
@@ -87,20 +88,6 @@ class Figures:
     @property
     def per_s(self) -> float:
         return self.sent / self.drain_s
-
-
-def checkout(ref: str, into: Path) -> Path:
-    """`src/`, `migrations/` and `alembic.ini` of a commit, in a directory of their own."""
-    tree = into / ref
-    tree.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", ref, "src", "migrations", "alembic.ini"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
 
 
 def reset() -> None:

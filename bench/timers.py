@@ -2,22 +2,29 @@
 
 Loads the pending timers through `RedisTimerStore.schedule()`, then runs `Scheduler.run()` in
 a thread with the system clock and an executor that records lateness (real execution time
-minus `due_at`) and acks. Run:
+minus `due_at`) and acks. The same run is made on another commit's code (`--baseline`, the
+scheduler that polled every 50 ms) and on this one, each in a process of its own, and the two
+are printed side by side. Run:
 
-    .venv/bin/python bench/timers.py [--quick]
+    .venv/bin/python bench/timers.py [--quick] [--pending 10000000]
 
-The last line printed is `p99_lateness_ms=<x>`.
+The last lines printed are `before_p99_lateness_ms=<x>` and `p99_lateness_ms=<x>`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import statistics
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import redis
@@ -30,6 +37,8 @@ from reengage.entrypoints.logging import configure_logging
 from reengage.timers.redis_store import RedisTimerStore
 from reengage.timers.scheduler import Scheduler
 
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "3389840"  # the scheduler that polled every 50 ms
 REDIS_URL = "redis://127.0.0.1:6379/10"  # tests use 13 and 14 (and flush them)
 NAMESPACE = "bench-timers"
 RATE = 1_000  # timers becoming due per second
@@ -78,24 +87,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="200,000 timers, 10 s (< 60 s)")
-    args = parser.parse_args()
-    total, run_s = (200_000, 10) if args.quick else (1_000_000, 30)
+def measure(total: int, run_s: int) -> dict[str, float]:
+    """Load `total` pending timers, fire RATE/s of them for `run_s` seconds; the figures."""
     due_now = RATE * run_s  # the timers that become due during the run
-    configure_logging(level=logging.WARNING)
-
     raw = redis.Redis.from_url(REDIS_URL)
     store = RedisTimerStore(redis.Redis.from_url(REDIS_URL, decode_responses=True), NAMESPACE)
-    sentinel = f"{{{NAMESPACE}:timers}}:built"
-    raw.delete(*store.keys, sentinel)
+    clear(raw)
     try:
         mem_before = used_memory(raw)
         began = time.perf_counter()
         # The bulk is far in the future (spread over the next 1..24 hours) ...
         far = total - due_now
-        horizon = time.time() + 3600
+        horizon = time.time() + 3600 + LEAD * total / 1_000_000
         load(store, due_now, [horizon + i * (23 * 3600 / far) for i in range(far)])
         # ... and, loaded last so their deadlines start just after loading, RATE per second.
         t0 = time.time() + LEAD
@@ -105,16 +108,13 @@ def main() -> None:
         pending = store.count()
         lead_left = t0 - time.time()
         print(
-            f"loaded {pending:,} pending timers in {load_s:.1f} s "
+            f"  loaded {pending:,} pending timers in {load_s:.1f} s "
             f"({pending / load_s:,.0f}/s via RedisTimerStore.schedule); "
-            f"{due_now:,} due at {RATE:,}/s from {lead_left:+.2f} s"
+            f"{due_now:,} due at {RATE:,}/s from {lead_left:+.2f} s",
+            flush=True,
         )
         if lead_left < 0:
-            print("warning: loading the due window overran its lead; expect inflated lateness")
-        print(
-            f"redis used_memory {mem_before:,} -> {mem_after:,} B: "
-            f"{(mem_after - mem_before) / pending:,.0f} B per pending timer"
-        )
+            print("  warning: loading the due window overran its lead; lateness is inflated")
 
         store.mark_rebuilt()  # empty registry: maintain() must not try a rebuild
         executor = LatenessExecutor(store)
@@ -130,34 +130,93 @@ def main() -> None:
         )
         stop = threading.Event()
         thread = threading.Thread(target=scheduler.run, args=(stop,), name="scheduler")
+        cpu_before = time.process_time()
         thread.start()
         time.sleep(max(0.0, t0 + run_s + 1.0 - time.time()))  # one second's grace
         stop.set()
         thread.join()
-
-        lateness = executor.lateness_ms
-        fired = len(lateness)
+        cpu_s = time.process_time() - cpu_before
+        lateness = executor.lateness_ms or [float("nan")]
         span = (executor.last - executor.first) if executor.first else 0.0
-        print(
-            f"scheduler: batch={scheduler.batch} poll={scheduler.poll.total_seconds() * 1000:.0f}"
-            f" ms; ran {LEAD + run_s + 1:.0f} s; claims with work={executor.batches:,} "
-            f"(mean {fired / max(1, executor.batches):.0f} timers)"
-        )
-        print(f"timers fired: {fired:,} of {due_now:,} due; acked {executor.acked:,}")
-        print(f"fired/s: {fired / span if span else 0:,.0f} (first to last execution)")
-        print(f"pending after run: {store.count():,} (expected {total - due_now:,})")
-        if not lateness:
-            print("no timers fired")
-            print("p99_lateness_ms=nan")
-            return
-        print(
-            f"lateness ms: min {min(lateness):.1f}  mean {statistics.fmean(lateness):.1f}  "
-            f"p50 {percentile(lateness, 0.50):.1f}  p99 {percentile(lateness, 0.99):.1f}  "
-            f"max {max(lateness):.1f}"
-        )
-        print(f"p99_lateness_ms={percentile(lateness, 0.99):.1f}")
+        return {
+            "pending": pending,
+            "load_s": load_s,
+            "bytes_per_timer": (mem_after - mem_before) / pending,
+            "fired": len(executor.lateness_ms),
+            "due": due_now,
+            "claims": executor.batches,
+            "fired_per_s": len(executor.lateness_ms) / span if span else 0.0,
+            "left": store.count() - (total - due_now),
+            "p50": percentile(lateness, 0.50),
+            "p99": percentile(lateness, 0.99),
+            "max": max(lateness),
+            "cpu_pct": 100 * cpu_s / (LEAD + run_s + 1),
+        }
     finally:
-        raw.delete(*store.keys, sentinel)
+        clear(raw)
+
+
+def clear(raw: redis.Redis) -> None:
+    keys = list(raw.scan_iter(f"{{{NAMESPACE}:timers}}*"))
+    if keys:
+        raw.delete(*keys)
+
+
+def run_code(label: str, src: Path, total: int, run_s: int) -> dict[str, float]:
+    """This script again, in a process of its own, on the code under `src`."""
+    print(f"{label}: {src}", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(src)}  # ahead of the installed package
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", str(total), str(run_s)],
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
+    lines = out.splitlines()
+    for line in lines[:-1]:
+        print(line)
+    return dict(json.loads(lines[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="200,000 timers, 10 s (< 2 min)")
+    parser.add_argument("--pending", type=int, help="pending timers (default 1,000,000)")
+    parser.add_argument("--baseline", default=BASELINE, help="the commit to compare with")
+    parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    configure_logging(level=logging.WARNING)
+    if args.one:
+        print(json.dumps(measure(*args.one)))
+        return
+    sys.path.insert(0, str(ROOT))
+    from bench.baseline import checkout
+
+    total, run_s = (200_000, 10) if args.quick else (args.pending or 1_000_000, 30)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = run_code(
+            f"before ({args.baseline})", checkout(args.baseline, Path(tmp)) / "src", total, run_s
+        )
+        now = run_code("now", ROOT / "src", total, run_s)
+    rows = [
+        ("pending timers", "{:,.0f}", "pending"),
+        ("load s", "{:.1f}", "load_s"),
+        ("Redis B per pending timer", "{:,.0f}", "bytes_per_timer"),
+        ("fired (of due)", "{:,.0f}", "fired"),
+        ("left unfired", "{:,.0f}", "left"),
+        ("claims with work", "{:,.0f}", "claims"),
+        ("fired/s", "{:,.0f}", "fired_per_s"),
+        ("lateness p50 ms", "{:.1f}", "p50"),
+        ("lateness p99 ms", "{:.1f}", "p99"),
+        ("lateness max ms", "{:.1f}", "max"),
+        ("bench process CPU %", "{:.0f}", "cpu_pct"),
+    ]
+    print(f"\n{'':28}{'before':>12}{'now':>12}")
+    for name, fmt, key in rows:
+        print(f"{name:28}{fmt.format(before[key]):>12}{fmt.format(now[key]):>12}")
+    print(f"before_p99_lateness_ms={before['p99']:.1f}")
+    print(f"p99_lateness_ms={now['p99']:.1f}")
 
 
 if __name__ == "__main__":

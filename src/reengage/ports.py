@@ -27,12 +27,39 @@ class Clock(Protocol):
         clock is its own)."""
         ...
 
+    def real_seconds(self, delta: timedelta) -> float:
+        """How long `delta` of this clock's time lasts in real time."""
+        ...
+
     def sleep_real(self, seconds: float) -> None:
         """Wait `seconds` of real time, however fast this clock runs."""
         ...
 
     def at_real(self, moment: float) -> datetime:
         """This clock's instant when `real_time()` reaches `moment`."""
+        ...
+
+
+class Wakeups(Protocol):
+    """Wakes a sleeping scheduler when a timer due sooner than it planned for is scheduled."""
+
+    @property
+    def complete(self) -> bool:
+        """True when every process's schedules reach this listener (Redis); False when only
+        this process's do (the SQL store), so a scheduler must still look now and then."""
+        ...
+
+    def arm(self) -> None:
+        """Forget earlier news: call before reading `next_due`, then `wait`."""
+        ...
+
+    def wait(self, until: datetime, seconds: float) -> bool:
+        """Wait up to `seconds` (real time); True as soon as a timer due before `until` was
+        scheduled since `arm`."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening."""
         ...
 
 
@@ -69,6 +96,14 @@ class TimerStore(Protocol):
 
     def next_due(self) -> datetime | None:
         """When the earliest pending timer becomes claimable."""
+        ...
+
+    def in_flight(self, now: datetime) -> int:
+        """How many claimed timers are neither acknowledged nor past their lease."""
+        ...
+
+    def wakeups(self) -> Wakeups:
+        """A listener told when a timer earlier than the known next one is scheduled."""
         ...
 
     def needs_rebuild(self) -> bool:

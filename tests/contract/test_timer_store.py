@@ -175,3 +175,46 @@ def test_redis_store_notices_it_was_emptied(redis_client: redis.Redis) -> None:
 
 
 _: Callable[..., object] = timer
+
+
+def test_in_flight_counts_the_claims_not_yet_acked_nor_expired(store: TimerStore) -> None:
+    store.schedule([timer(k, 0) for k in "abcd"] + [timer("later", 60)])
+    claimed = store.claim_due(T0, 10, LEASE)
+    assert (len(claimed), store.in_flight(T0)) == (4, 4)
+    store.ack(claimed[:1])
+    store.schedule([timer(claimed[1].timer.key, 30, version=2)])  # rescheduled: settled
+    store.cancel([claimed[2].timer.key])
+    assert store.in_flight(T0) == 1
+    assert store.in_flight(T0 + LEASE) == 0  # its lease ran out: it is due again, not in flight
+    again = store.claim_due(T0 + LEASE, 10, LEASE)
+    assert [c.timer.key for c in again] == [claimed[3].timer.key]
+    assert store.in_flight(T0 + LEASE) == 1
+
+
+def test_a_sleeping_scheduler_hears_of_an_earlier_timer_only(store: TimerStore) -> None:
+    store.schedule([timer("head", 10)])
+    wakeups = store.wakeups()
+    try:
+        wakeups.arm()
+        store.schedule([timer("after", 20)])
+        assert not wakeups.wait(T0 + timedelta(minutes=10), 0.05)
+        store.schedule([timer("sooner", 5)])
+        assert wakeups.wait(T0 + timedelta(minutes=10), 2.0)
+        wakeups.arm()  # what came before arming is forgotten
+        assert not wakeups.wait(T0 + timedelta(minutes=10), 0.05)
+    finally:
+        wakeups.close()
+
+
+def test_a_wakeup_comes_while_the_scheduler_waits(store: TimerStore) -> None:
+    wakeups = store.wakeups()
+    try:
+        wakeups.arm()
+        writer = threading.Timer(0.1, lambda: store.schedule([timer("now", 0)]))
+        writer.start()
+        started = datetime.now(UTC)
+        assert wakeups.wait(T0 + timedelta(minutes=1), 5.0)
+        assert datetime.now(UTC) - started < timedelta(seconds=2)
+        writer.join()
+    finally:
+        wakeups.close()

@@ -25,6 +25,9 @@ class SystemClock:
     def real_time(self) -> float:
         return time.time()
 
+    def real_seconds(self, delta: timedelta) -> float:
+        return delta.total_seconds()
+
     def sleep_real(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
 
@@ -50,6 +53,9 @@ class AcceleratedClock:
 
     def real_time(self) -> float:
         return time.time()
+
+    def real_seconds(self, delta: timedelta) -> float:
+        return delta.total_seconds() / self.speed
 
     def sleep_real(self, seconds: float) -> None:
         time.sleep(max(0.0, seconds))
@@ -83,6 +89,9 @@ class ManualClock:
 
     def real_time(self) -> float:
         return self.now().timestamp()
+
+    def real_seconds(self, delta: timedelta) -> float:
+        return delta.total_seconds()  # it only moves when told: any wait is the caller's
 
     def sleep_real(self, seconds: float) -> None:
         self.sleep(seconds)

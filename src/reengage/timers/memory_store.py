@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from reengage.domain.timer import ClaimedTimer, Timer
+from reengage.timers.wakeups import Listeners, LocalWakeups
 
 
 @dataclass(slots=True)
@@ -26,6 +27,7 @@ class InMemoryTimerStore:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._built = False
+        self._listeners = Listeners(complete=True)
 
     def schedule(self, timers: Sequence[Timer]) -> None:
         with self._lock:
@@ -33,15 +35,17 @@ class InMemoryTimerStore:
                 current = self._entries.get(timer.key)
                 if current is None or current.timer.version <= timer.version:
                     self._entries[timer.key] = _Entry(timer, uuid.uuid4().hex, timer.due_at)
+        self._listeners.notify(min((t.due_at for t in timers), default=None))
 
     def schedule_missing(self, timers: Sequence[Timer]) -> int:
         with self._lock:
-            added = 0
+            added = []
             for timer in timers:
                 if timer.key not in self._entries:
                     self._entries[timer.key] = _Entry(timer, uuid.uuid4().hex, timer.due_at)
-                    added += 1
-            return added
+                    added.append(timer.due_at)
+        self._listeners.notify(min(added, default=None))
+        return len(added)
 
     def cancel(self, keys: Sequence[str]) -> None:
         with self._lock:
@@ -81,6 +85,13 @@ class InMemoryTimerStore:
     def next_due(self) -> datetime | None:
         with self._lock:
             return min((e.run_at for e in self._entries.values()), default=None)
+
+    def in_flight(self, now: datetime) -> int:
+        with self._lock:
+            return sum(1 for e in self._entries.values() if e.attempts and e.run_at > now)
+
+    def wakeups(self) -> LocalWakeups:
+        return self._listeners.listen()
 
     def needs_rebuild(self) -> bool:
         return not self._built

@@ -7,6 +7,7 @@ schedulers can claim concurrently. A hash value is `version|token|attempts|due_m
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,11 @@ from reengage.domain.timer import ClaimedTimer, Payload, Timer
 
 _SCHEDULE = """
 local only_missing = ARGV[1] == '1'
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+head = head and tonumber(head) or math.huge
+local earliest = math.huge
 local n = 0
-for i = 2, #ARGV, 4 do
+for i = 3, #ARGV, 4 do
   local k, score, ver, val = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local cur = redis.call('HGET', KEYS[2], k)
   local ok
@@ -28,9 +32,13 @@ for i = 2, #ARGV, 4 do
   if ok then
     redis.call('ZADD', KEYS[1], score, k)
     redis.call('HSET', KEYS[2], k, val)
+    redis.call('ZREM', KEYS[3], k)
     n = n + 1
+    earliest = math.min(earliest, tonumber(score))
   end
 end
+-- Sleeping schedulers hear of a timer due before the one they wait for.
+if earliest < head then redis.call('PUBLISH', ARGV[2], string.format('%d', earliest)) end
 return n
 """
 
@@ -45,6 +53,7 @@ for _, k in ipairs(ks) do
     local nv = ver .. '|' .. tok .. '|' .. (tonumber(att) + 1) .. '|' .. rest
     redis.call('HSET', KEYS[2], k, nv)
     redis.call('ZADD', KEYS[1], lease_until, k)
+    redis.call('ZADD', KEYS[3], lease_until, k)
     out[#out + 1] = k
     out[#out + 1] = nv
   else
@@ -57,6 +66,7 @@ return out
 _ACK = """
 local n = 0
 for i = 1, #ARGV, 2 do
+  redis.call('ZREM', KEYS[3], ARGV[i])
   local v = redis.call('HGET', KEYS[2], ARGV[i])
   if v and string.match(v, '^[^|]*|([^|]*)|') == ARGV[i + 1] then
     redis.call('ZREM', KEYS[1], ARGV[i])
@@ -99,6 +109,9 @@ class RedisTimerStore:
         self._zset = f"{{{namespace}:timers}}:due"
         self._hash = f"{{{namespace}:timers}}:data"
         self._sentinel = f"{{{namespace}:timers}}:built"
+        # Claimed timers by the end of their lease: what is in flight.
+        self._leased = f"{{{namespace}:timers}}:leased"
+        self._channel = f"{{{namespace}:timers}}:wake"
         self._schedule = client.register_script(_SCHEDULE)
         self._claim = client.register_script(_CLAIM)
         self._ack = client.register_script(_ACK)
@@ -111,13 +124,22 @@ class RedisTimerStore:
     def keys(self) -> tuple[str, str]:
         return self._zset, self._hash
 
+    @property
+    def wake_channel(self) -> str:
+        """Where a schedule earlier than every pending timer is announced (its due, in ms)."""
+        return self._channel
+
+    @property
+    def _all_keys(self) -> list[str]:
+        return [self._zset, self._hash, self._leased]
+
     def _write(self, timers: Sequence[Timer], only_missing: bool) -> int:
         added = 0
         for start in range(0, len(timers), _CHUNK):
-            args: list[str | int] = ["1" if only_missing else "0"]
+            args: list[str | int] = ["1" if only_missing else "0", self._channel]
             for t in timers[start : start + _CHUNK]:
                 args += [t.key, _ms(t.due_at), t.version, _encode(t, uuid.uuid4().hex)]
-            added += int(self._schedule(keys=self.keys, args=args))
+            added += int(self._schedule(keys=self._all_keys, args=args))
         return added
 
     def schedule(self, timers: Sequence[Timer]) -> None:
@@ -131,11 +153,12 @@ class RedisTimerStore:
             pipe = self._r.pipeline(transaction=True)
             pipe.zrem(self._zset, *keys)
             pipe.hdel(self._hash, *keys)
+            pipe.zrem(self._leased, *keys)
             pipe.execute()  # type: ignore[no-untyped-call]
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedTimer]:
         lease_ms = int(lease.total_seconds() * 1000)
-        flat = self._claim(keys=self.keys, args=[_ms(now), limit, lease_ms])
+        flat = self._claim(keys=self._all_keys, args=[_ms(now), limit, lease_ms])
         claimed = [_decode(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return sorted(claimed, key=lambda c: c.timer.due_at)
 
@@ -145,7 +168,7 @@ class RedisTimerStore:
         args: list[str] = []
         for item in claimed:
             args += [item.timer.key, item.token]
-        return int(self._ack(keys=self.keys, args=args))
+        return int(self._ack(keys=self._all_keys, args=args))
 
     def get(self, key: str) -> Timer | None:
         value = self._r.hget(self._hash, key)
@@ -158,8 +181,49 @@ class RedisTimerStore:
         first = cast(list[tuple[str, float]], self._r.zrange(self._zset, 0, 0, withscores=True))
         return _from_ms(int(first[0][1])) if first else None
 
+    def in_flight(self, now: datetime) -> int:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.zremrangebyscore(self._leased, "-inf", _ms(now))
+        pipe.zcard(self._leased)
+        return int(pipe.execute()[1])  # type: ignore[no-untyped-call]
+
+    def wakeups(self) -> RedisWakeups:
+        return RedisWakeups(self._r, self._channel)
+
     def needs_rebuild(self) -> bool:
         return not self._r.exists(self._sentinel)
 
     def mark_rebuilt(self) -> None:
         self._r.set(self._sentinel, datetime.now(UTC).isoformat())
+
+
+class RedisWakeups:
+    """A subscription to the store's wake channel: every process's schedules reach it."""
+
+    # The longest one socket wait lasts, so `wait` returns on time for a caller that checks
+    # something else (a stop) between waits.
+    _SLICE = 0.25
+
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(channel)
+
+    @property
+    def complete(self) -> bool:
+        return True
+
+    def arm(self) -> None:
+        while self._pubsub.get_message(timeout=0.0) is not None:
+            pass
+
+    def wait(self, until: datetime, seconds: float) -> bool:
+        end = time.monotonic() + max(0.0, seconds)
+        limit = _ms(until)
+        while (left := end - time.monotonic()) > 0:
+            message = self._pubsub.get_message(timeout=min(left, self._SLICE))
+            if message is not None and int(message["data"]) < limit:
+                return True
+        return False
+
+    def close(self) -> None:
+        self._pubsub.close()

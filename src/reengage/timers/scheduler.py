@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore
+from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore, Wakeups
 from reengage.timers.handler import Handlers
 from reengage.timers.rebuild import rebuild_timers
 
@@ -20,6 +21,17 @@ log = structlog.get_logger(__name__)
 SWEEP_GRACE = timedelta(seconds=5)
 # Seconds of flushing per round at most; the rest waits for the next round.
 FLUSH_BUDGET = 0.25
+# The longest a scheduler sleeps (real seconds), whatever it expects next.
+MAX_IDLE = 1.0
+# Slept past a due instant, so the claim finds the timer due (scores are milliseconds).
+WAKE_MARGIN = 0.001
+# The shortest sleep after a round that claimed something (real seconds): timers due a
+# millisecond apart are claimed together, not one round each.
+NAP = 0.005
+# How often a sleeping scheduler looks at its stop signal (real seconds).
+STOP_CHECK = 0.25
+# Seconds over which the executors' pace is measured.
+RATE_WINDOW = 1.0
 
 
 class Scheduler:
@@ -53,6 +65,8 @@ class Scheduler:
         self.flush_interval = flush_interval
         self._last_sweep: datetime | None = None
         self._last_flush: datetime | None = None
+        self.bound = ClaimBound(lease.total_seconds(), batch)
+        self._held = False
 
     def maintain(self, now: datetime) -> None:
         """Flush hot activity to the database; rebuild an emptied timer store; sweep in timers
@@ -77,23 +91,95 @@ class Scheduler:
             self._last_sweep = now
 
     def run_once(self) -> int:
-        """One round: maintenance, one claim, one hand-over. Returns how many were claimed."""
+        """One round: maintenance, one claim (bounded by what is still in flight), one
+        hand-over. Returns how many were claimed."""
         now = self.clock.now()
         self.maintain(now)
-        claimed = self.store.claim_due(now, self.batch, self.lease)
+        in_flight = self.store.in_flight(now)
+        room = min(self.batch, self.bound.room(in_flight, time.monotonic()))
+        claimed = self.store.claim_due(now, room, self.lease) if room else []
+        self.bound.claimed(in_flight, len(claimed))
+        self._held = room < self.batch and len(claimed) == room
         if claimed:
             self.executor.submit(claimed, now)
         return len(claimed)
 
     def run(self, stop: threading.Event) -> None:
-        """Loop until `stop` is set; a full batch goes round again at once."""
+        """Loop until `stop` is set: a full batch goes round again at once; otherwise sleep
+        until the next due timer or maintenance, woken early by an earlier schedule."""
         log.info("scheduler.started", batch=self.batch, lease=self.lease.total_seconds())
-        while not stop.is_set():
-            try:
-                claimed = self.run_once()
-            except Exception:
-                log.exception("scheduler.round_failed")
-                claimed = 0
-            if claimed < self.batch:
-                stop.wait(self.poll.total_seconds())
+        wakeups = self.store.wakeups()
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = self.run_once()
+                except Exception:
+                    log.exception("scheduler.round_failed")
+                    stop.wait(self.poll.total_seconds())
+                    continue
+                if self._held:  # the executors are behind: look again shortly
+                    stop.wait(self.poll.total_seconds())
+                elif claimed < self.batch:
+                    self._sleep(stop, wakeups, claimed > 0)
+        finally:
+            wakeups.close()
         log.info("scheduler.stopped")
+
+    def _sleep(self, stop: threading.Event, wakeups: Wakeups, worked: bool) -> None:
+        wakeups.arm()  # before reading the next due instant: no schedule slips in between
+        now = self.clock.now()
+        until = self.next_round(now)
+        seconds = min(MAX_IDLE, self.clock.real_seconds(until - now) + WAKE_MARGIN)
+        if worked:  # a steady trickle is claimed a few milliseconds' worth at a time
+            seconds = max(seconds, NAP)
+        if not wakeups.complete:
+            seconds = min(seconds, self.poll.total_seconds())
+        end = time.monotonic() + seconds
+        while not stop.is_set() and (left := end - time.monotonic()) > 0:
+            if wakeups.wait(until, min(left, STOP_CHECK)):
+                return
+
+    def next_round(self, now: datetime) -> datetime:
+        """When this scheduler has something to do: the next due timer, flush or sweep."""
+        times = [self._last_sweep + self.sweep_interval if self._last_sweep else now]
+        if self.activity is not None:
+            times.append(self._last_flush + self.flush_interval if self._last_flush else now)
+        if (due := self.store.next_due()) is not None:
+            times.append(due)
+        return min(times)
+
+
+@dataclass(slots=True)
+class ClaimBound:
+    """How many claimed timers may be in flight at once: what the executors finish in half a
+    lease at the rate they have been finishing them, and never less than one batch. A claim
+    beyond that would wait in a queue until its lease ran out, and be claimed again."""
+
+    lease: float  # seconds
+    floor: int
+    rate: float = 0.0  # timers finished per second, smoothed
+    _after: int | None = None  # in flight right after the last claim
+    _since: float | None = None
+    _done: int = 0
+    _busy: bool = False
+
+    @property
+    def limit(self) -> int:
+        return max(self.floor, int(self.rate * self.lease / 2))
+
+    def room(self, in_flight: int, at: float) -> int:
+        """How many more may be claimed now, with `in_flight` outstanding (`at`: seconds)."""
+        if self._after is not None:
+            self._done += max(0, self._after - in_flight)
+        self._busy = self._busy or in_flight > 0
+        if self._since is None:
+            self._since = at
+        elif at - self._since >= RATE_WINDOW:
+            if self._done or self._busy:  # an idle window says nothing about the rate
+                measured = self._done / (at - self._since)
+                self.rate = (self.rate + measured) / 2 if self.rate else measured
+            self._since, self._done, self._busy = at, 0, in_flight > 0
+        return max(0, self.limit - in_flight)
+
+    def claimed(self, in_flight: int, count: int) -> None:
+        self._after = in_flight + count

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import TimerRow
 from reengage.domain.timer import ClaimedTimer, Timer
+from reengage.timers.wakeups import Listeners, LocalWakeups
 
 
 def _latest_per_key(timers: Sequence[Timer]) -> list[Timer]:
@@ -43,6 +44,8 @@ class SqlTimerStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self._dialect = sessions.kw["bind"].dialect.name
+        # Other processes' schedules do not pass through here: schedulers still look.
+        self._listeners = Listeners(complete=False)
 
     def _insert(self) -> Any:
         module = postgresql if self._dialect == "postgresql" else sqlite
@@ -64,6 +67,7 @@ class SqlTimerStore:
         )
         with self._sessions.begin() as session:
             session.execute(stmt)
+        self._listeners.notify(min(r["due_at"] for r in rows))
 
     def schedule_missing(self, timers: Sequence[Timer]) -> int:
         rows = [_row(t) for t in _latest_per_key(timers)]
@@ -76,7 +80,9 @@ class SqlTimerStore:
             .returning(TimerRow.key)
         )
         with self._sessions.begin() as session:
-            return len(session.execute(stmt).all())
+            added = len(session.execute(stmt).all())
+        self._listeners.notify(min(r["due_at"] for r in rows))
+        return added
 
     def cancel(self, keys: Sequence[str]) -> None:
         if keys:
@@ -133,6 +139,16 @@ class SqlTimerStore:
     def next_due(self) -> datetime | None:
         with self._sessions() as session:
             return session.scalar(select(func.min(TimerRow.run_at)))
+
+    def in_flight(self, now: datetime) -> int:
+        # A claim counts its attempt and moves `run_at` to the lease's end; a schedule resets
+        # both, an ack deletes the row (a partial index holds the claimed rows only).
+        stmt = select(func.count()).where(TimerRow.attempts > 0, TimerRow.run_at > now)
+        with self._sessions() as session:
+            return session.scalar(stmt) or 0
+
+    def wakeups(self) -> LocalWakeups:
+        return self._listeners.listen()
 
     def needs_rebuild(self) -> bool:
         # The table lives in the source of truth itself: it cannot come back empty alone.

@@ -49,10 +49,13 @@ FIELDS = {
 }
 
 _RECORD = """
-local ns, ttl, zkey, dkey = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local ns, ttl, zkey, dkey, chan = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local F = {'la', 'lm', 'li', 'lc', 'lg', 'we', 'pa', 'cl'}
+local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')[2]
+head = head and tonumber(head) or math.huge
+local earliest = math.huge
 local accepted = 0
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local e = cjson.decode(ARGV[i])
   if redis.call('SET', ns .. ':ev:' .. e.o .. ':' .. e.e, '1', 'NX', 'EX', ttl) then
     accepted = accepted + 1
@@ -103,6 +106,7 @@ for i = 5, #ARGV do
       local due = string.format('%d', wake)
       local payload = cjson.encode({bot_id = e.b, user_id = e.u, seq = seq})
       redis.call('ZADD', zkey, due, tk)
+      earliest = math.min(earliest, wake)
       redis.call('HSET', dkey, tk, string.format('%d', seq) .. '|h' .. string.format('%d', seq) ..
         '|0|' .. due .. '|inactivity|' .. payload)
     else
@@ -111,6 +115,7 @@ for i = 5, #ARGV do
     end
   end
 end
+if earliest < head then redis.call('PUBLISH', chan, string.format('%d', earliest)) end
 return accepted
 """
 
@@ -217,7 +222,7 @@ class RedisActivityStore:
         now: datetime,
     ) -> int:
         zkey, dkey = self._timers.keys
-        args: list[str | int] = [self._ns, self._ttl, zkey, dkey]
+        args: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
         for e in events:
             policy = policies[e.bot_id]
             threshold, after_close = policy.inactivity_threshold, policy.after_close

@@ -24,7 +24,16 @@ class TimerRow(Base):
     """The SQL timer store: one row per pending timer key."""
 
     __tablename__ = "timer"
-    __table_args__ = (Index("ix_timer_run_at", "run_at"),)
+    __table_args__ = (
+        Index("ix_timer_run_at", "run_at"),
+        # The claims in flight (what a scheduler may add to is bounded by them).
+        Index(
+            "ix_timer_claimed",
+            "run_at",
+            postgresql_where=text("attempts > 0"),
+            sqlite_where=text("attempts > 0"),
+        ),
+    )
 
     key: Mapped[str] = mapped_column(String(160), primary_key=True)
     purpose: Mapped[str] = mapped_column(String(32))
