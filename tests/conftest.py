@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from reengage.adapters.db.models import Base
 from reengage.config import Settings
 from reengage.ports import TimerStore
 from reengage.runtime import Runtime
+from reengage.timers.scheduler import Scheduler
 
 PG_ADMIN_URL = os.environ.get(
     "REENGAGE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -132,6 +134,16 @@ def make_runtime(clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
     yield build
     for runtime in built:
         runtime.close()
+
+
+def claim_all(scheduler: Scheduler, timeout: float = 600) -> None:
+    """Claim every due timer, as a running scheduler does: while its executors are behind
+    (claims are bounded by what they finish within a lease), it waits for them."""
+    deadline = time.monotonic() + timeout
+    while scheduler.run_once() or scheduler.held:
+        assert time.monotonic() < deadline, "the executors did not keep up"
+        if scheduler.held:
+            time.sleep(0.02)
 
 
 def settle(runtime: Runtime) -> None:

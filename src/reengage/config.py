@@ -47,7 +47,18 @@ class Settings(BaseSettings):
         description="How long a claimed timer stays invisible before another scheduler retries it.",
     )
     scheduler_batch: int = Field(default=500, ge=1, le=10_000)
-    scheduler_poll: Duration = Field(default=timedelta(milliseconds=50))
+    scheduler_poll: Duration = Field(
+        default=timedelta(milliseconds=50),
+        description="How often a scheduler looks for timers no one can wake it for (the SQL "
+        "store's other processes) and while its executors are behind.",
+    )
+    send_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Requests one worker process has in flight at once (PostgreSQL; SQLite "
+        "sends one at a time).",
+    )
     sweep_interval: Duration = Field(
         default=timedelta(seconds=30),
         description="How often the database is checked for timers missing from the timer index.",

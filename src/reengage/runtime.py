@@ -18,7 +18,7 @@ from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.pacing import InMemoryPacer, Pacer, RedisPacer
 from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.config import Settings
-from reengage.delivery.attempt import SendDeps
+from reengage.delivery.attempt import SendDeps, SendPool
 from reengage.delivery.auto_delete import AutoDeleteHandler
 from reengage.delivery.chat_action import ChatActionHandler
 from reengage.delivery.handler import DeliveryHandler
@@ -46,6 +46,7 @@ class Runtime:
     pacer: Pacer
     credentials: Credentials
     registry: Handlers = field(default_factory=dict)
+    send_pool: SendPool = field(default_factory=SendPool)
 
     @classmethod
     def build(
@@ -81,6 +82,8 @@ class Runtime:
             pacer = RedisPacer(client, clock.real_time if isinstance(clock, ManualClock) else None)
         credentials = Credentials(settings.secret_key.get_secret_value())
         runtime = cls(settings, engine, sessions, timers, activity, clock, pacer, credentials)
+        if engine.dialect.name != "sqlite":  # SQLite has one writer: its sends go one by one
+            runtime.send_pool = SendPool(settings.send_concurrency)
         runtime.registry.update({h.purpose: h for h in runtime.handlers()})
         return runtime
 
@@ -91,7 +94,7 @@ class Runtime:
         (`delivery`, with its `chat_action` and `auto_delete`)."""
         sessions, activity, settings = self.sessions, self.activity, self.settings
         language = settings.default_language
-        sending = SendDeps(sessions, self, activity, self.clock)
+        sending = SendDeps(sessions, self, activity, self.clock, self.send_pool)
         return [
             InboundHandler(sessions, activity, self.record, language),
             SilenceHandler(
@@ -141,5 +144,6 @@ class Runtime:
         )
 
     def close(self) -> None:
+        self.send_pool.close()
         close_connections()
         self.engine.dispose()

@@ -25,6 +25,7 @@ from reengage.silence import episodes
 from reengage.timers.executors import CeleryExecutor
 from reengage.timers.redis_store import RedisTimerStore
 from reengage.timers.scheduler import Scheduler
+from tests.conftest import claim_all
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn
 
@@ -95,8 +96,7 @@ def test_two_workers_execute_due_timers_once(
     spawn_worker("a")
     spawn_worker("b")
     clock.advance(timedelta(minutes=10))
-    while scheduler.run_once():
-        pass
+    claim_all(scheduler)
     wait_until(lambda: runtime.timers.count() == 0)
     assert fired(runtime) == {cid: 1 for cid in conversations}
 
@@ -108,8 +108,7 @@ def test_a_worker_killed_mid_execution_leaves_exactly_one_effect(
     conversations = seed(runtime, clock, 1500)
     worker = spawn_worker("doomed")
     clock.advance(timedelta(minutes=10))
-    while scheduler.run_once():
-        pass
+    claim_all(scheduler)
     wait_until(lambda: len(fired(runtime)) >= 100)
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
@@ -118,8 +117,7 @@ def test_a_worker_killed_mid_execution_leaves_exactly_one_effect(
     spawn_worker("survivor")
     time.sleep(1)
     clock.advance(LEASE)  # leases of what the dead worker held run out
-    while scheduler.run_once():
-        pass
+    claim_all(scheduler)
     wait_until(lambda: len(fired(runtime)) == len(conversations) and runtime.timers.count() == 0)
     assert fired(runtime) == {cid: 1 for cid in conversations}
 

@@ -26,7 +26,7 @@ from reengage.testing.telegram import FakeTelegram
 from reengage.timers.executors import CeleryExecutor
 from reengage.timers.redis_store import RedisTimerStore
 from reengage.timers.scheduler import Scheduler
-from tests.conftest import REDIS_URL, settle
+from tests.conftest import REDIS_URL, claim_all, settle
 from tests.factories import make_bot, make_org, message
 from tests.integration.conftest import Spawn
 
@@ -97,8 +97,7 @@ class Fleet:
             self.round()
 
     def round(self, deadline_s: float = 600) -> None:
-        while self.scheduler.run_once():
-            pass
+        claim_all(self.scheduler)
         zset, _ = self.store.keys
         mark = int((self.clock.now() + LEASE).timestamp() * 1000)
         deadline = time.monotonic() + deadline_s
@@ -177,8 +176,7 @@ def test_a_worker_killed_during_a_step_sends_nothing_twice_and_loses_no_step(
     fleet = Fleet(runtime, clock, broker, bots=3, users=300)
     doomed = spawn_worker("doomed", queues="timers,recovery", telegram_api_base=telegram_url)
     clock.advance(timedelta(minutes=40, seconds=1))
-    while fleet.scheduler.run_once():
-        pass
+    claim_all(fleet.scheduler)
     deadline = time.monotonic() + 120
     while len(fake_telegram.calls_to("sendMessage")) < 100:
         assert time.monotonic() < deadline, "the worker sent nothing"
@@ -197,9 +195,10 @@ def test_a_worker_killed_during_a_step_sends_nothing_twice_and_loses_no_step(
     with runtime.sessions() as s:
         rows = s.execute(select(Delivery.status, Delivery.reason)).all()
     outcomes = Counter(rows)
-    # At most one send was in flight when the worker died: recorded as ambiguous, not resent.
-    assert outcomes[("failed", "ambiguous")] <= 1
+    # At most one send per bot was in flight when the worker died (it sends its bots side by
+    # side, each bot's in turn): recorded as ambiguous, not resent.
+    assert outcomes[("failed", "ambiguous")] <= len(set(fleet.users.values()))
     assert outcomes[("sent", None)] + outcomes[("failed", "ambiguous")] == 300
-    # Every user got the step once, except perhaps the one whose send was cut: their message
+    # Every user got the step once, except perhaps those whose send was cut: their message
     # may or may not have reached Telegram, and it was not sent again.
     assert outcomes[("sent", None)] <= len(sent) <= 300

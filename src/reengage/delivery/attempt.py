@@ -8,7 +8,10 @@ next run, once. Only a request that left without an answer is ambiguous.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -72,12 +75,59 @@ def retry_timer(result: DeliveryResult, queue: str | None = None) -> Timer | Non
     return delivery_timer(result.delivery_id, result.retry_at, slot_at=result.slot_at, queue=queue)
 
 
+class SendPool:
+    """Threads that send a batch's bots side by side: requests wait on the network and the
+    database, not on the processor. Made in the process that uses them (a forked worker gets
+    threads of its own); `size` 1 sends one after another (SQLite's single writer)."""
+
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def each_bot(self, work: Callable[[Prepared], None], items: Sequence[Prepared]) -> None:
+        """`work` on every item: one bot's in order (its platform's rate limit counts them
+        as they arrive, so they never overtake each other), the bots side by side. The first
+        error is raised once every bot's work has ended (none keeps running behind the
+        caller's back)."""
+        by_bot: dict[int, list[Prepared]] = {}
+        for item in items:
+            by_bot.setdefault(item.bot_id, []).append(item)
+        if self.size <= 1 or len(by_bot) <= 1:
+            for item in _interleaved(list(by_bot.values())):
+                work(item)
+            return
+
+        def in_turn(queue: list[Prepared]) -> None:
+            for item in queue:
+                work(item)
+
+        done, _ = wait([self._executor().submit(in_turn, q) for q in by_bot.values()])
+        for future in done:
+            future.result()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(self.size, thread_name_prefix="send")
+                self._pid = os.getpid()
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=True)
+            self._pool = None
+
+
 @dataclass(frozen=True, slots=True)
 class SendDeps:
     sessions: sessionmaker[Session]
     channels: ChannelProvider
     activity: ActivityStore | None = None
     clock: Clock | None = None
+    pool: SendPool = field(default_factory=SendPool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,25 +186,28 @@ def send(
 def send_many(
     deps: SendDeps, wants: Sequence[Want], now: datetime, *, may_defer: bool = False
 ) -> list[Attempt]:
-    """`send` for many deliveries: claimed together (one transaction), then each asked of its
-    platform in turn, its in-flight mark committed right before its request and its answer
-    right after. One attempt per want, in order."""
+    """`send` for many deliveries: claimed together (one transaction), then asked of their
+    platforms side by side (`deps.pool`), each with its in-flight mark committed right before
+    its request and its answer right after. One attempt per want, in order."""
     with deps.sessions.begin() as session:
         claimed = _prepare_many(session, wants, now, deps.activity, may_defer)
+    prepared = [i for i in claimed.values() if isinstance(i, Prepared)]
+    bots = {item.bot_id: item.org_id for item in prepared}
+    channels = {bot: deps.channels.channel_for(org, bot) for bot, org in bots.items()}
     recorded: dict[int, Attempt] = {}
     uploaded: dict[tuple[int, int], str] = {}  # (bot, asset) -> the platform's file id
-    channels: dict[int, Channel] = {}  # by bot, for this batch
-    for item in _interleaved([i for i in claimed.values() if isinstance(i, Prepared)]):
+
+    def one(item: Prepared) -> None:
         _reuse_upload(item, uploaded)
-        if item.bot_id not in channels:
-            channels[item.bot_id] = deps.channels.channel_for(item.org_id, item.bot_id)
         outcome = _request(deps, item, now, channels[item.bot_id])
-        # Each answer is committed as soon as it comes: a crash loses at most the one
-        # request in flight (ambiguous), never the record of one already answered.
-        recorded |= _record(deps, {item.delivery_id: item}, {item.delivery_id: outcome}, now)
+        # Each answer is committed as soon as it comes: a crash loses at most the requests
+        # in flight (ambiguous), never the record of one already answered.
+        recorded.update(_record(deps, {item.delivery_id: item}, {item.delivery_id: outcome}, now))
         media = item.message.media
         if isinstance(outcome, Sent) and outcome.file_id and media and media.asset_id:
             uploaded.setdefault((item.bot_id, media.asset_id), outcome.file_id)
+
+    deps.pool.each_bot(one, prepared)
     attempts = []
     for want in wants:
         decided = claimed[want.delivery_id]
@@ -168,13 +221,9 @@ def send_many(
     return attempts
 
 
-def _interleaved(items: list[Prepared]) -> list[Prepared]:
+def _interleaved(queues: list[list[Prepared]]) -> list[Prepared]:
     """The bots in turn (one of each, then again), so that each bot's platform rate limit
     spaces its own sends while the others' go out, instead of the batch waiting on one bot."""
-    by_bot: dict[int, list[Prepared]] = {}
-    for item in items:
-        by_bot.setdefault(item.bot_id, []).append(item)
-    queues = list(by_bot.values())
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 

@@ -66,7 +66,8 @@ class Scheduler:
         self._last_sweep: datetime | None = None
         self._last_flush: datetime | None = None
         self.bound = ClaimBound(lease.total_seconds(), batch)
-        self._held = False
+        # The last round claimed less than was due: its executors are behind.
+        self.held = False
 
     def maintain(self, now: datetime) -> None:
         """Flush hot activity to the database; rebuild an emptied timer store; sweep in timers
@@ -99,7 +100,7 @@ class Scheduler:
         room = min(self.batch, self.bound.room(in_flight, time.monotonic()))
         claimed = self.store.claim_due(now, room, self.lease) if room else []
         self.bound.claimed(in_flight, len(claimed))
-        self._held = room < self.batch and len(claimed) == room
+        self.held = room < self.batch and len(claimed) == room
         if claimed:
             self.executor.submit(claimed, now)
         return len(claimed)
@@ -117,7 +118,7 @@ class Scheduler:
                     log.exception("scheduler.round_failed")
                     stop.wait(self.poll.total_seconds())
                     continue
-                if self._held:  # the executors are behind: look again shortly
+                if self.held:  # the executors are behind: look again shortly
                     stop.wait(self.poll.total_seconds())
                 elif claimed < self.batch:
                     self._sleep(stop, wakeups, claimed > 0)
