@@ -1,0 +1,127 @@
+"""API keys and bots from memory: a revoked key or a changed bot takes effect at the next
+request in every API process; a change made behind reengage's back within `max_age`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import event, select, update
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.models import ApiKey, Bot
+from reengage.domain.inactivity import inactivity_key
+from reengage.entrypoints.api.app import create_app
+from reengage.runtime import Runtime
+from reengage.services.tenancy import revoke_api_key
+from reengage.services.tenant_cache import TenantCache
+from tests.conftest import REDIS_URL
+from tests.factories import make_bot, make_org
+
+Post = Callable[[str, str], int]
+
+
+def _poster(runtime: Runtime, key: str, bot: int) -> Callable[[str], int]:
+    client = TestClient(create_app(runtime))
+
+    def post(event_id: str) -> int:
+        body = {"id": event_id, "type": "message.user", "bot_id": bot, "user_id": "u"}
+        r = client.post("/v1/events", json=body, headers={"Authorization": f"Bearer {key}"})
+        return r.status_code
+
+    return post
+
+
+def _statements(runtime: Runtime) -> list[str]:
+    seen: list[str] = []
+    event.listen(runtime.engine, "before_cursor_execute", lambda *a: seen.append(str(a[2])))
+    return seen
+
+
+def test_a_known_key_and_bot_cost_no_database_round_trip(
+    pg_db: str, make_runtime: Callable[..., Runtime], redis_client: redis.Redis
+) -> None:
+    api = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(api)
+    bot = make_bot(api, org.org_id)
+    assert api.activity.restore(api.clock.now())
+    post = _poster(api, org.api_key, bot)
+    assert post("e1") == 200
+    seen = _statements(api)
+    assert [post(f"e{i}") for i in range(2, 6)] == [200] * 4
+    assert seen == []
+
+
+def test_a_key_revoked_in_another_process_is_refused_at_the_next_request(
+    pg_db: str, make_runtime: Callable[..., Runtime], redis_client: redis.Redis
+) -> None:
+    api = make_runtime(pg_db, redis_url=REDIS_URL)
+    admin = make_runtime(pg_db, redis_url=REDIS_URL)  # another process: the CLI, say
+    org = make_org(api)
+    bot = make_bot(api, org.org_id)
+    post = _poster(api, org.api_key, bot)
+    assert post("e1") == 200
+    assert post("e2") == 200  # from memory now
+    with admin.sessions() as s:
+        key_id = s.scalars(select(ApiKey.id).where(ApiKey.org_id == org.org_id)).one()
+    revoke_api_key(admin.sessions, org.org_id, key_id, admin.clock.now())
+    assert post("e3") == 401
+    assert api.activity.hot_seq(bot, "u") == 2  # nothing of the refused request applied
+
+
+def test_a_bot_changed_in_another_process_applies_at_the_next_request(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+) -> None:
+    api = make_runtime(pg_db, redis_url=REDIS_URL)
+    admin = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(api)
+    bot = make_bot(api, org.org_id)
+    post = _poster(api, org.api_key, bot)
+    assert post("e1") == 200
+    with admin.sessions.begin() as s:
+        s.get_one(Bot, bot).inactivity_threshold_s = 3600
+    assert post("e2") == 200
+    timer = api.timers.get(inactivity_key(bot, "u"))
+    assert timer is not None
+    assert timer.due_at == clock.now() + timedelta(hours=1)
+
+
+def test_a_key_revoked_by_hand_is_refused_within_max_age(
+    pg_db: str, make_runtime: Callable[..., Runtime], redis_client: redis.Redis
+) -> None:
+    api = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(api)
+    bot = make_bot(api, org.org_id)
+    now = [0.0]
+    assert isinstance(api.tenants, TenantCache)
+    api.tenants = TenantCache(
+        api.sessions,
+        api.tenants._stamps,
+        timedelta(minutes=10),
+        max_age=timedelta(seconds=60),
+        tick=lambda: now[0],
+    )
+    post = _poster(api, org.api_key, bot)
+    assert post("e1") == 200
+    with api.engine.begin() as conn:  # SQL by hand: no stamp is bumped
+        conn.execute(update(ApiKey).values(revoked_at=api.clock.now()))
+    now[0] = 59.0
+    assert post("e2") == 200
+    now[0] = 60.0
+    assert post("e3") == 401
+
+
+def test_without_redis_nothing_is_cached(pg_db: str, make_runtime: Callable[..., Runtime]) -> None:
+    api = make_runtime(pg_db)
+    org = make_org(api)
+    bot = make_bot(api, org.org_id)
+    post = _poster(api, org.api_key, bot)
+    assert post("e1") == 200
+    with api.engine.begin() as conn:
+        conn.execute(update(ApiKey).values(revoked_at=api.clock.now()))
+    assert post("e2") == 401
