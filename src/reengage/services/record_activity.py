@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import redis.asyncio
 import structlog
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Bot
+from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.domain.activity import ActivityEvent, BotPolicy, ChannelKind, RecordResult
 from reengage.domain.bounds import event_problem
 from reengage.domain.timer import Timer
@@ -119,6 +121,22 @@ def _record(
     result = store.record(org_id, policies, events, now, stamp)
     log.debug("activity.recorded", org_id=org_id, accepted=result.accepted)
     return result
+
+
+async def record_on_loop(
+    tenants: TenantView,
+    store: RedisActivityStore,
+    client: redis.asyncio.Redis,
+    org_id: int,
+    events: Sequence[ActivityEvent],
+) -> RecordResult | None:
+    """`record_activity` without leaving the event loop, for a batch whose bots are cached
+    and that needs no database: None, with nothing applied, when it needs more."""
+    check_events(events)
+    policies, stamp = tenants.bots(org_id, {e.bot_id for e in events})
+    if len(policies) < len({e.bot_id for e in events}):
+        return None  # `record_activity` names the unknown bot
+    return await store.record_on_loop(client, org_id, policies, events, stamp)
 
 
 class TenantView(Protocol):

@@ -15,6 +15,7 @@ from typing import cast
 from uuid import uuid4
 
 import redis
+import redis.asyncio
 from sqlalchemy import Row, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -252,6 +253,33 @@ class RedisActivityStore:
                 self.flush_subject(last.bot_id, last.user_id, now)
         self._timers.schedule(inbound)
         return RecordResult(accepted, len(events) - accepted)
+
+    async def record_on_loop(
+        self,
+        client: redis.asyncio.Redis,
+        org_id: int,
+        policies: Mapping[int, BotPolicy],
+        events: Sequence[ActivityEvent],
+        stamp: ConfigStamp | None,
+    ) -> RecordResult | None:
+        """The common batch in one script call on an event loop: no status change, nothing
+        said, every subject known here, the stamp current. None, with nothing applied, for
+        any other: the caller records it with `record`."""
+        if any(e.inbound is not None or e.type is EventType.CONVERSATION_STATUS for e in events):
+            return None
+        if len(events) > _CHUNK:
+            return None
+        ordered = sorted(events, key=lambda e: e.occurred_at)
+        zkey, dkey = self._timers.keys
+        args: list[str | int] = [self._ns, self._ttl, zkey, dkey]
+        args += [stamp.key, stamp.value] if stamp else ["", ""]
+        args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
+        try:
+            out = await client.evalsha(self._record.sha, 0, *args)  # type: ignore[misc, arg-type]
+        except redis.exceptions.NoScriptError:
+            return None  # Redis restarted: `record` loads the script again
+        accepted = int(out[0])
+        return RecordResult(accepted, len(events) - accepted) if accepted >= 0 else None
 
     def _script(
         self,

@@ -1,9 +1,10 @@
 """`POST /v1/events`: record activity.
 
 The hot path runs on the event loop without a thread hop: the API key and the bots come from
-the tenant cache and the batch goes to Redis in one script call. What needs the database (a
-key or an organization not cached yet, a message's text to store) runs in the thread pool.
-The body is parsed and validated in one pass from the raw bytes.
+the tenant cache and the batch goes to Redis in one script call of the asyncio client. What
+needs the database (a key or an organization not cached yet, a message's text to store, a
+subject to seed after Redis lost it, a status change) runs in the thread pool. The body is
+parsed and validated in one pass from the raw bytes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.domain.activity import ActivityEvent, Inbound, RecordResult
 from reengage.entrypoints.api.deps import RuntimeDep, bearer
 from reengage.entrypoints.api.schemas import ErrorOut, EventBatch, EventIn, RecordOut
 from reengage.metrics import EVENTS_RECORDED
 from reengage.runtime import Runtime
 from reengage.services.errors import InvalidInput, Unauthorized
+from reengage.services.record_activity import record_on_loop
 
 events_router = APIRouter(prefix="/v1", tags=["activity"])
 
@@ -131,10 +134,16 @@ async def post_events(
     batch = [body] if isinstance(body, EventIn) else body.events
     try:
         events = to_domain(batch, runtime.clock.now())
-        bots = {e.bot_id for e in events}
-        if tenants.knows(org_id, bots) and all(e.inbound is None for e in events):
-            result = _record(runtime, org_id, events, key)
-        else:
+        result = None
+        client = getattr(request.app.state, "loop_redis", None)
+        store = runtime.activity
+        if (
+            client is not None
+            and isinstance(store, RedisActivityStore)
+            and tenants.knows(org_id, {e.bot_id for e in events})
+        ):
+            result = await record_on_loop(tenants, store, client, org_id, events)
+        if result is None:
             result = await run_in_threadpool(_record, runtime, org_id, events, key)
     except InvalidInput as exc:
         if single and exc.field:
