@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -115,6 +116,19 @@ class TimerStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigStamp:
+    """Where an organization's configuration version is kept, and the version a caller's
+    cached view of it (API keys, bots) was read at."""
+
+    key: str
+    value: str
+
+
+class StaleConfig(Exception):
+    """The organization's configuration changed since the caller's view was read."""
+
+
 class ActivityStore(Protocol):
     """Where activity lands first: the database itself, or Redis with write-behind."""
 
@@ -124,8 +138,15 @@ class ActivityStore(Protocol):
         policies: Mapping[int, BotPolicy],
         events: Sequence[ActivityEvent],
         now: datetime,
+        stamp: ConfigStamp | None = None,
     ) -> RecordResult:
-        """Apply new events (by id) atomically and move each subject's one inactivity timer."""
+        """Apply new events (by id) atomically and move each subject's one inactivity timer;
+        raise StaleConfig, applying nothing, when `stamp` is no longer current."""
+        ...
+
+    def restore(self, now: datetime, limit: int = 2000) -> bool:
+        """Bring back a page of what the store lost (Redis emptied) from the database; True
+        once nothing is missing."""
         ...
 
     def hot_seq(self, bot_id: int, user_id: str) -> int | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -17,6 +17,7 @@ from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.pacing import InMemoryPacer, Pacer, RedisPacer
 from reengage.adapters.redis.activity_store import RedisActivityStore
+from reengage.adapters.redis.config_stamps import ConfigStamps
 from reengage.config import Settings
 from reengage.delivery.attempt import SendDeps, SendPool
 from reengage.delivery.auto_delete import AutoDeleteHandler
@@ -27,6 +28,7 @@ from reengage.inbound.handler import InboundHandler
 from reengage.ports import ActivityStore, Channel, Clock, TimerStore
 from reengage.services.flows import FlowDeps
 from reengage.services.record_activity import record_activity
+from reengage.services.tenant_cache import TenantCache
 from reengage.silence.episodes import StepHandler
 from reengage.silence.handler import SilenceHandler
 from reengage.timers.engine import TimerEngine
@@ -45,6 +47,7 @@ class Runtime:
     clock: Clock
     pacer: Pacer
     credentials: Credentials
+    tenants: TenantCache
     registry: Handlers = field(default_factory=dict)
     send_pool: SendPool = field(default_factory=SendPool)
 
@@ -81,7 +84,15 @@ class Runtime:
         else:
             pacer = RedisPacer(client, clock.real_time if isinstance(clock, ManualClock) else None)
         credentials = Credentials(settings.secret_key.get_secret_value())
-        runtime = cls(settings, engine, sessions, timers, activity, clock, pacer, credentials)
+        stamps = None
+        if isinstance(activity, RedisActivityStore) and client is not None:
+            # Bots and keys are cached only where a change can be seen at once (Redis).
+            stamps = ConfigStamps(client)
+            stamps.watch(sessions)
+        tenants = TenantCache(sessions, stamps, settings.default_inactivity_threshold)
+        runtime = cls(
+            settings, engine, sessions, timers, activity, clock, pacer, credentials, tenants
+        )
         if engine.dialect.name != "sqlite":  # SQLite has one writer: its sends go one by one
             runtime.send_pool = SendPool(settings.send_concurrency)
         runtime.registry.update({h.purpose: h for h in runtime.handlers()})
@@ -132,15 +143,15 @@ class Runtime:
             pacer=self.pacer,
         )
 
-    def record(self, org_id: int, events: Sequence[ActivityEvent]) -> RecordResult:
+    def record(
+        self,
+        org_id: int,
+        events: Sequence[ActivityEvent],
+        recheck: Callable[[], None] | None = None,
+    ) -> RecordResult:
         """Record activity for one organization (the library entry point)."""
         return record_activity(
-            self.sessions,
-            self.activity,
-            org_id,
-            events,
-            self.clock.now(),
-            self.settings.default_inactivity_threshold,
+            self.tenants, self.activity, org_id, events, self.clock.now(), recheck
         )
 
     def close(self) -> None:

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from reengage.adapters.clock import ManualClock
-from reengage.adapters.db.models import Conversation
+from reengage.adapters.db.models import Contact, Conversation
 from reengage.domain.inactivity import inactivity_key
 from reengage.runtime import Runtime
+from reengage.services.record_activity import bot_policies
 from tests.conftest import REDIS_URL, settle
 from tests.factories import make_bot, make_org, message
 
@@ -75,3 +76,92 @@ def test_a_flusher_that_died_mid_flush_is_taken_over(
     assert runtime.activity.flush(clock.now()) == 0
     clock.advance(timedelta(minutes=2))
     assert runtime.activity.flush(clock.now()) == 3
+
+
+def _record_counting_queries(runtime: Runtime, org_id: int, bot: int, user: str) -> int:
+    """Record one message straight into the activity store; how many SQL statements it ran."""
+    with runtime.sessions() as s:
+        policies = bot_policies(s, org_id, {bot}, timedelta(minutes=10))
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(runtime.engine, "before_cursor_execute", count)
+    try:
+        now = runtime.clock.now()
+        runtime.activity.record(org_id, policies, [message(bot, user, now)], now)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", count)
+    return len(statements)
+
+
+def test_a_new_subject_costs_no_database_read_once_redis_holds_every_subject(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+) -> None:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    # Not known to be complete yet (a fresh Redis might be an emptied one): read on arrival.
+    assert _record_counting_queries(runtime, org.org_id, bot, "first") == 1
+    assert runtime.activity.restore(clock.now())
+    assert _record_counting_queries(runtime, org.org_id, bot, "second") == 0
+    assert _record_counting_queries(runtime, org.org_id, bot, "first") == 0
+
+
+def test_a_subject_only_in_the_database_continues_after_redis_was_emptied(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+) -> None:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    assert runtime.activity.restore(clock.now())
+    runtime.record(org.org_id, [message(bot, u, clock.now()) for u in ("a", "b", "b", "c")])
+    settle(runtime)
+    redis_client.flushdb()  # the subjects now exist only in PostgreSQL
+    clock.advance(timedelta(minutes=1))
+    # Before the scheduler restored them, a subject is read from the database on arrival.
+    assert _record_counting_queries(runtime, org.org_id, bot, "a") == 1
+    # The restore brings the others back a page at a time, then declares Redis complete.
+    while not runtime.activity.restore(clock.now(), limit=1):
+        pass
+    assert _record_counting_queries(runtime, org.org_id, bot, "b") == 0
+    settle(runtime)
+    with runtime.sessions() as s:
+        seqs = dict(
+            s.execute(
+                select(Contact.external_id, Conversation.activity_seq).join(
+                    Conversation, Conversation.contact_id == Contact.id
+                )
+            ).all()
+        )
+    assert seqs == {"a": 2, "b": 3, "c": 1}
+    timer = runtime.timers.get(inactivity_key(bot, "b"))
+    assert timer is not None
+    assert (timer.version, timer.due_at) == (3, clock.now() + timedelta(minutes=10))
+
+
+def test_a_restore_cut_short_by_another_loss_starts_over(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+) -> None:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    runtime.record(org.org_id, [message(bot, f"u{i}", clock.now()) for i in range(3)])
+    settle(runtime)
+    redis_client.flushdb()
+    assert not runtime.activity.restore(clock.now(), limit=1)
+    redis_client.flushdb()  # lost again, with the restore's progress
+    while not runtime.activity.restore(clock.now(), limit=1):
+        pass
+    for i in range(3):
+        assert runtime.activity.hot_seq(bot, f"u{i}") == 1

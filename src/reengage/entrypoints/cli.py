@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -56,6 +56,10 @@ def start_scheduler(settings: Settings, runtime: Runtime | None = None) -> threa
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="API processes on this port (production mode only)", min=1)
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
 ) -> None:
     """Serve the HTTP API. Without a broker (embedded mode) it also runs the scheduler and
     executes due work in-process."""
@@ -65,10 +69,19 @@ def serve(
     from reengage.runtime import Runtime
 
     settings = _settings()
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
+    options["access_log"] = access_log
+    if workers > 1:
+        if settings.embedded:
+            raise typer.BadParameter("--workers needs a broker (REENGAGE_BROKER_URL)")
+        # Each process builds its own runtime (connections are not shared across a fork).
+        factory = "reengage.entrypoints.api.app:app_from_environment"
+        uvicorn.run(factory, factory=True, workers=workers, **options)
+        return
     runtime = Runtime.build(settings)
     stop = start_scheduler(settings, runtime) if settings.embedded else None
     try:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(runtime), **options)
     finally:
         if stop:
             stop.set()

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
+import redis.asyncio
 import structlog
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Bot
+from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.domain.activity import ActivityEvent, BotPolicy, ChannelKind, RecordResult
 from reengage.domain.bounds import event_problem
 from reengage.domain.timer import Timer
-from reengage.ports import ActivityStore
+from reengage.ports import ActivityStore, ConfigStamp, StaleConfig
 from reengage.services.conversation_rows import inactivity_threshold
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import scoped
@@ -44,16 +47,18 @@ def bot_policies(
 ) -> dict[int, BotPolicy]:
     """The organization's bots among `bot_ids` (another organization's bots are not found)."""
     rows = session.scalars(scoped(Bot, org_id, Bot.id.in_(bot_ids)))
-    return {
-        b.id: BotPolicy(
-            b.id,
-            b.org_id,
-            ChannelKind(b.channel),
-            wake_delay(b, default_threshold),
-            timedelta(seconds=b.recovery_threshold_s) if b.recovery_threshold_s else None,
-        )
-        for b in rows
-    }
+    return {b.id: bot_policy(b, default_threshold) for b in rows}
+
+
+def bot_policy(bot: Bot, default_threshold: timedelta) -> BotPolicy:
+    """What moves the timers of a bot's subjects."""
+    return BotPolicy(
+        bot.id,
+        bot.org_id,
+        ChannelKind(bot.channel),
+        wake_delay(bot, default_threshold),
+        timedelta(seconds=bot.recovery_threshold_s) if bot.recovery_threshold_s else None,
+    )
 
 
 def wake_delay(bot: Bot, default_threshold: timedelta) -> timedelta | None:
@@ -76,21 +81,69 @@ def check_events(events: Sequence[ActivityEvent]) -> None:
             raise InvalidInput(problem[1], f"events[{index}].{problem[0]}")
 
 
+# How often in a row a batch meets a configuration that changed under it before giving up.
+_ATTEMPTS = 5
+
+
 def record_activity(
-    sessions: sessionmaker[Session],
+    tenants: TenantView,
     store: ActivityStore,
     org_id: int,
     events: Sequence[ActivityEvent],
     now: datetime,
-    default_threshold: timedelta,
+    recheck: Callable[[], None] | None = None,
 ) -> RecordResult:
-    """Validate, then apply the batch atomically: all events are recorded, or none."""
+    """Validate, then apply the batch atomically: all events are recorded, or none. When the
+    organization's configuration changed since it was cached, `recheck` (the caller's key or
+    signature, read afresh) runs before the batch is tried again."""
     check_events(events)
-    with sessions() as session:
-        policies = bot_policies(session, org_id, {e.bot_id for e in events}, default_threshold)
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return _record(tenants, store, org_id, events, now)
+        except StaleConfig:
+            tenants.forget(org_id)
+            if recheck is not None:
+                recheck()
+    return _record(tenants, store, org_id, events, now)
+
+
+def _record(
+    tenants: TenantView,
+    store: ActivityStore,
+    org_id: int,
+    events: Sequence[ActivityEvent],
+    now: datetime,
+) -> RecordResult:
+    policies, stamp = tenants.bots(org_id, {e.bot_id for e in events})
     for index, event in enumerate(events):
         if event.bot_id not in policies:
             raise InvalidInput(f"unknown bot {event.bot_id}", f"events[{index}].bot_id")
-    result = store.record(org_id, policies, events, now)
+    result = store.record(org_id, policies, events, now, stamp)
     log.debug("activity.recorded", org_id=org_id, accepted=result.accepted)
     return result
+
+
+async def record_on_loop(
+    tenants: TenantView,
+    store: RedisActivityStore,
+    client: redis.asyncio.Redis,
+    org_id: int,
+    events: Sequence[ActivityEvent],
+) -> RecordResult | None:
+    """`record_activity` without leaving the event loop, for a batch whose bots are cached
+    and that needs no database: None, with nothing applied, when it needs more."""
+    check_events(events)
+    policies, stamp = tenants.bots(org_id, {e.bot_id for e in events})
+    if len(policies) < len({e.bot_id for e in events}):
+        return None  # `record_activity` names the unknown bot
+    return await store.record_on_loop(client, org_id, policies, events, stamp)
+
+
+class TenantView(Protocol):
+    """Where recording finds the organization's bots (`tenant_cache.TenantCache`)."""
+
+    def bots(
+        self, org_id: int, bot_ids: set[int]
+    ) -> tuple[dict[int, BotPolicy], ConfigStamp | None]: ...
+
+    def forget(self, org_id: int) -> None: ...

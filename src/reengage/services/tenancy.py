@@ -60,6 +60,25 @@ def authenticate(session: Session, plaintext: str) -> int:
     return int(row[0])
 
 
+def key_is_valid(session: Session, org_id: int, digest: str) -> bool:
+    """Whether the organization holds this (hashed) key, unrevoked."""
+    stmt = scoped_columns(ApiKey, org_id, ApiKey.id).where(
+        ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def revoke_api_key(
+    sessions: sessionmaker[Session], org_id: int, key_id: int, now: datetime
+) -> None:
+    """Revoke one of the organization's API keys; every API process refuses it from its next
+    request on."""
+    with sessions.begin() as session:
+        key = owned(session, ApiKey, org_id, key_id, field="key_id")
+        if key.revoked_at is None:
+            key.revoked_at = now
+
+
 def create_bot(
     sessions: sessionmaker[Session],
     credentials_of: Credentials,

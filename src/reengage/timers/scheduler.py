@@ -80,6 +80,10 @@ class Scheduler:
             while self.activity.flush(now) > 0 and time.monotonic() < budget:
                 pass
             self._last_flush = now
+            # After Redis was emptied: bring its subjects back, so that new ones need no
+            # database read on the way in (until then each missing one is read on arrival).
+            while not self.activity.restore(now) and time.monotonic() < budget:
+                pass
         if self.store.needs_rebuild():
             added = rebuild_timers(self.sessions, self.store, self.registry)
             self.store.mark_rebuilt()

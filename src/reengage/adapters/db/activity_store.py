@@ -26,7 +26,7 @@ from reengage.domain.activity import (
     apply_event,
 )
 from reengage.domain.timer import Timer
-from reengage.ports import TimerStore
+from reengage.ports import ConfigStamp, TimerStore
 from reengage.services.conversation_rows import clock_of, clock_values
 
 _CHUNK = 500
@@ -51,6 +51,7 @@ class SqlActivityStore:
         policies: Mapping[int, BotPolicy],
         events: Sequence[ActivityEvent],
         now: datetime,
+        stamp: ConfigStamp | None = None,
     ) -> RecordResult:
         plan: dict[str, Timer | None] = {}  # per timer key, the last decision wins
         with self._sessions.begin() as session:
@@ -63,6 +64,9 @@ class SqlActivityStore:
         self._timers.schedule([t for t in plan.values() if t is not None] + inbound)
         self._timers.cancel([key for key, t in plan.items() if t is None])
         return RecordResult(accepted=len(fresh), duplicates=len(events) - len(fresh))
+
+    def restore(self, now: datetime, limit: int = 2000) -> bool:
+        return True  # the database is the store: nothing to bring back
 
     def hot_seq(self, bot_id: int, user_id: str) -> int | None:
         return None  # the database is always current

@@ -9,12 +9,14 @@ database every second, so Redis never holds more than that much activity alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
+from uuid import uuid4
 
 import redis
-from sqlalchemy import select, tuple_
+import redis.asyncio
+from sqlalchemy import Row, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.activity_store import write_subject_clocks
@@ -34,6 +36,7 @@ from reengage.domain.activity import (
 )
 from reengage.domain.inactivity import next_wake
 from reengage.domain.timer import Timer
+from reengage.ports import ConfigStamp, StaleConfig
 from reengage.timers.redis_store import RedisTimerStore
 
 # Hash field of each clock attribute (short: a million subjects are held in memory).
@@ -50,13 +53,30 @@ FIELDS = {
 
 _RECORD = """
 local ns, ttl, zkey, dkey, chan = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local skey, sval, check, nx = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+local first = 10 + nx
+-- The caller's view of the organization's configuration must still be current.
+if skey ~= '' and (redis.call('GET', skey) or '') ~= sval then return {-1} end
+local events = {}
+for i = first, #ARGV do events[#events + 1] = cjson.decode(ARGV[i]) end
+-- Until every subject of the database is known here (after a loss), a subject missing here
+-- may exist there: name them, apply nothing; the caller seeds them and calls again.
+if check == '1' and redis.call('EXISTS', ns .. ':complete') == 0 then
+  local out = {-2}
+  for i = 10, first - 1 do
+    if redis.call('EXISTS', ns .. ':s:' .. ARGV[i]) == 0 then out[#out + 1] = ARGV[i] end
+  end
+  for _, e in ipairs(events) do
+    if redis.call('EXISTS', ns .. ':s:' .. e.s) == 0 then out[#out + 1] = e.s end
+  end
+  if #out > 1 then return out end
+end
 local F = {'la', 'lm', 'li', 'lc', 'lg', 'we', 'pa', 'cl'}
 local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')[2]
 head = head and tonumber(head) or math.huge
 local earliest = math.huge
 local accepted = 0
-for i = 6, #ARGV do
-  local e = cjson.decode(ARGV[i])
+for _, e in ipairs(events) do
   if redis.call('SET', ns .. ':ev:' .. e.o .. ':' .. e.e, '1', 'NX', 'EX', ttl) then
     accepted = accepted + 1
     local h = ns .. ':s:' .. e.s
@@ -116,16 +136,26 @@ for i = 6, #ARGV do
   end
 end
 if earliest < head then redis.call('PUBLISH', chan, string.format('%d', earliest)) end
-return accepted
+return {accepted}
 """
 
-# Which of these subject hashes are missing (1-based positions).
-_MISSING = """
-local out = {}
-for i, k in ipairs(KEYS) do
-  if redis.call('EXISTS', k) == 0 then out[#out + 1] = i end
+# Seed one subject from the database, unless it is here already (then it is newer).
+_SEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# Compare-and-set of the restore's cursor; at the end, the dataset is declared complete.
+_ADVANCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
 end
-return out
+return 1
 """
 
 # Move up to N dirty subjects into the in-flight set (scored by when), atomically.
@@ -150,6 +180,8 @@ return 1
 """
 
 _CHUNK = 500
+# The API's largest batch, in one script call on the event loop (about 20 ms of Redis).
+_LOOP_BATCH = 1000
 
 
 def _ms(when: datetime) -> int:
@@ -177,12 +209,16 @@ class RedisActivityStore:
         self._ns = f"{{{namespace}:activity}}"
         self._dirty = f"{self._ns}:dirty"
         self._inflight = f"{self._ns}:flushing"
+        # Present while every subject of the database is also here; gone with the data.
+        self._complete = f"{self._ns}:complete"
+        self._cursor = f"{self._ns}:restoring"
         self._ttl = int(dedup_ttl.total_seconds())
         self._stuck = stuck_after
         self._record = client.register_script(_RECORD)
         self._take = client.register_script(_TAKE)
         self._change_status = client.register_script(_CHANGE_STATUS)
-        self._missing = client.register_script(_MISSING)
+        self._seed_one = client.register_script(_SEED)
+        self._advance = client.register_script(_ADVANCE)
 
     def _hash(self, subject: str) -> str:
         return f"{self._ns}:s:{subject}"
@@ -193,104 +229,164 @@ class RedisActivityStore:
         policies: Mapping[int, BotPolicy],
         events: Sequence[ActivityEvent],
         now: datetime,
+        stamp: ConfigStamp | None = None,
     ) -> RecordResult:
         ordered = sorted(events, key=lambda e: e.occurred_at)
-        self._seed_missing(org_id, {(e.bot_id, e.user_id) for e in ordered})
+        segments = _segments(ordered)
+        said = any(e.inbound is not None for e in ordered)
+        extra: list[str] = []
+        if said or len(segments) > 1:
+            # Checked once, before anything is written: the first script call can only see
+            # its own segment, and what the messages say goes to the database first.
+            subjects = list(dict.fromkeys(subject_key(e.bot_id, e.user_id) for e in ordered))
+            self._script(org_id, stamp, subjects, [])
+            stamp, segments_checked = None, True
+        else:
+            segments_checked = False
         # What the messages say is committed to the database before the activity is
         # accepted (a retry after a crash in between finds it there, once).
         inbound: list[Timer] = []
-        if any(e.inbound is not None for e in ordered):
+        if said:
             with self._sessions.begin() as session:
                 inbound = insert_inbound(session, org_id, ordered, now)
         accepted = 0
-        segment: list[ActivityEvent] = []
-        for event in ordered:
-            segment.append(event)
-            if event.type is EventType.CONVERSATION_STATUS or len(segment) == _CHUNK:
-                accepted += self._run(org_id, policies, segment, now)
-                segment = []
-        if segment:
-            accepted += self._run(org_id, policies, segment, now)
+        for segment in segments:
+            payloads = [_payload(org_id, policies[e.bot_id], e) for e in segment]
+            accepted += self._script(org_id, stamp, extra, payloads, check=not segments_checked)
+            last = segment[-1]
+            if last.type is EventType.CONVERSATION_STATUS:
+                # Status changes are rare and shape the conversation history: written through
+                # at once, so a close followed by new activity is two conversations, not one.
+                self.flush_subject(last.bot_id, last.user_id, now)
         self._timers.schedule(inbound)
         return RecordResult(accepted, len(events) - accepted)
 
-    def _run(
+    async def record_on_loop(
         self,
+        client: redis.asyncio.Redis,
         org_id: int,
         policies: Mapping[int, BotPolicy],
-        events: list[ActivityEvent],
-        now: datetime,
-    ) -> int:
+        events: Sequence[ActivityEvent],
+        stamp: ConfigStamp | None,
+    ) -> RecordResult | None:
+        """The common batch in one script call on an event loop: no status change, nothing
+        said, every subject known here, the stamp current. None, with nothing applied, for
+        any other: the caller records it with `record`."""
+        if any(e.inbound is not None or e.type is EventType.CONVERSATION_STATUS for e in events):
+            return None
+        if len(events) > _LOOP_BATCH:
+            return None
+        ordered = sorted(events, key=lambda e: e.occurred_at)
         zkey, dkey = self._timers.keys
         args: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
-        for e in events:
-            policy = policies[e.bot_id]
-            threshold, after_close = policy.inactivity_threshold, policy.after_close
-            fields = {FIELDS[k]: _ms(v) for k, v in clock_fields(e, policy.channel).items()}
-            args.append(
-                json.dumps(
-                    {
-                        "s": subject_key(e.bot_id, e.user_id),
-                        "o": org_id,
-                        "e": e.event_id,
-                        "b": e.bot_id,
-                        "u": e.user_id,
-                        "t": _ms(e.occurred_at),
-                        "st": e.status.value if e.status else None,
-                        "f": fields,
-                        "th": int(threshold.total_seconds() * 1000) if threshold else 0,
-                        "ac": int(after_close.total_seconds() * 1000) if after_close else 0,
-                        "m": 1 if e.type in MESSAGE_TYPES else 0,
-                    },
-                    separators=(",", ":"),
-                )
+        args += [stamp.key, stamp.value] if stamp else ["", ""]
+        args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
+        try:
+            out = await client.evalsha(self._record.sha, 0, *args)  # type: ignore[misc, arg-type]
+        except redis.exceptions.NoScriptError:
+            return None  # Redis restarted: `record` loads the script again
+        accepted = int(out[0])
+        return RecordResult(accepted, len(events) - accepted) if accepted >= 0 else None
+
+    def _script(
+        self,
+        org_id: int,
+        stamp: ConfigStamp | None,
+        subjects: list[str],
+        payloads: list[str],
+        *,
+        check: bool = True,
+    ) -> int:
+        """One call of the record script; seeds what it names missing and calls again."""
+        zkey, dkey = self._timers.keys
+        head: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
+        head += [stamp.key, stamp.value] if stamp else ["", ""]
+        while True:
+            out = self._record(
+                args=[*head, "1" if check else "0", len(subjects), *subjects, *payloads]
             )
-        accepted = int(self._record(args=args))
-        last = events[-1]
-        if last.type is EventType.CONVERSATION_STATUS:
-            # Status changes are rare and shape the conversation history: written through at
-            # once, so a close followed by new activity is two conversations, not one.
-            self.flush_subject(last.bot_id, last.user_id, now)
-        return accepted
+            code = int(out[0])
+            if code == -1:
+                raise StaleConfig(org_id)
+            if code != -2:
+                return code
+            self._seed_missing([str(s) for s in out[1:]])
+            check = False
 
-    def _seed_missing(self, org_id: int, subjects: set[tuple[int, str]]) -> None:
-        """A subject unknown to Redis (new, or Redis restarted empty) continues from the
-        database's conversation, so versions, generations and status carry on."""
-        keys = list(subjects)
-        hashes = [self._hash(subject_key(bot_id, user_id)) for bot_id, user_id in keys]
-        missing = [keys[int(i) - 1] for i in self._missing(keys=hashes)]
-        if not missing:
-            return
+    def _seed_missing(self, subjects: list[str]) -> None:
+        """Subjects unknown to Redis while it may lack some of the database's (it was emptied
+        and is not restored yet) continue from the database's conversation, so versions,
+        generations and status carry on."""
+        keys = [_bot_user(s) for s in dict.fromkeys(subjects)]
         with self._sessions() as session:
-            for start in range(0, len(missing), _CHUNK):
-                self._seed(session, org_id, missing[start : start + _CHUNK])
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                stmt = (
+                    select(Contact.bot_id, Contact.external_id, Contact.org_id, Conversation)
+                    .join(Conversation, Conversation.contact_id == Contact.id)
+                    .where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
+                    .order_by(Conversation.id)
+                )
+                self._seed(session.execute(stmt))
 
-    def _seed(self, session: Session, org_id: int, chunk: list[tuple[int, str]]) -> None:
-        stmt = (
-            select(Contact.bot_id, Contact.external_id, Conversation)
-            .join(Conversation, Conversation.contact_id == Contact.id)
-            .where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
-            .order_by(Conversation.id)
-        )
-        latest: dict[tuple[int, str], Conversation] = {}
-        for bot_id, user_id, conv in session.execute(stmt):
-            latest[(bot_id, user_id)] = conv
+    def _seed(self, rows: Iterable[Row[tuple[int, str, int, Conversation]]]) -> int:
+        """Write each subject's latest conversation to Redis, unless the subject is there."""
+        latest: dict[tuple[int, str], tuple[int, Conversation]] = {}
+        for bot_id, user_id, org_id, conv in rows:
+            latest[(bot_id, user_id)] = (org_id, conv)
         pipe = self._r.pipeline(transaction=False)
-        for (bot_id, user_id), conv in latest.items():
-            h = self._hash(subject_key(bot_id, user_id))
-            values: dict[str, object] = {
-                "seq": conv.activity_seq,
-                "gen": conv.generation,
-                "st": conv.status,
-                "o": org_id,
-            }
+        for (bot_id, user_id), (org_id, conv) in latest.items():
+            values: list[str] = [
+                "seq", str(conv.activity_seq), "gen", str(conv.generation),
+                "st", conv.status, "o", str(org_id),
+            ]  # fmt: skip
             for attr, field in FIELDS.items():
                 stamp = getattr(conv, attr, None)
                 if stamp is not None:
-                    values[field] = _ms(stamp)
-            for field, value in values.items():
-                pipe.hsetnx(h, field, str(value))
+                    values += [field, str(_ms(stamp))]
+            self._seed_one(
+                keys=[self._hash(subject_key(bot_id, user_id))], args=values, client=pipe
+            )
         pipe.execute()  # type: ignore[no-untyped-call]
+        return len(latest)
+
+    def restore(self, now: datetime, limit: int = 2000) -> bool:
+        """After Redis was emptied: seed the next page of the database's subjects (those Redis
+        lacks); True once all are here again, so that new subjects need no database read."""
+        if self._r.exists(self._complete):
+            return True
+        cursor = cast(str | None, self._r.get(self._cursor))
+        if cursor is None:
+            cursor = f"{uuid4().hex}:0"
+            if not self._r.set(self._cursor, cursor, nx=True):
+                return False  # another scheduler began meanwhile
+        run, after = cursor.rsplit(":", 1)
+        with self._sessions() as session:
+            contacts = session.execute(
+                select(Contact.id, Contact.bot_id, Contact.external_id, Contact.org_id)
+                .where(Contact.id > int(after))
+                .order_by(Contact.id)
+                .limit(limit)
+            ).all()
+            by_id = {c.id: c for c in contacts}
+            convs = session.scalars(
+                select(Conversation)
+                .where(Conversation.contact_id.in_(by_id))
+                .order_by(Conversation.id)
+            )
+            rows = [
+                (by_id[conv.contact_id].bot_id, by_id[conv.contact_id].external_id,
+                 by_id[conv.contact_id].org_id, conv)
+                for conv in convs
+            ]  # fmt: skip
+            self._seed(cast(Iterable[Row[tuple[int, str, int, Conversation]]], rows))
+        done = len(contacts) < limit
+        following = "" if done else f"{run}:{contacts[-1].id}"
+        # Fails when Redis was emptied again meanwhile (the cursor went with it): start over.
+        moved = self._advance(
+            keys=[self._cursor, self._complete], args=[cursor, following, now.isoformat()]
+        )
+        return done and bool(int(moved))
 
     def hot_seq(self, bot_id: int, user_id: str) -> int | None:
         value = self._r.hget(self._hash(subject_key(bot_id, user_id)), "seq")
@@ -349,6 +445,46 @@ class RedisActivityStore:
         """Drop all hot state (tests: a Redis restart without persistence)."""
         for key in self._r.scan_iter(f"{self._ns}:*"):
             self._r.delete(key)
+
+
+def _segments(events: list[ActivityEvent]) -> list[list[ActivityEvent]]:
+    """Script calls of at most `_CHUNK` events, each status change ending one."""
+    out: list[list[ActivityEvent]] = []
+    segment: list[ActivityEvent] = []
+    for event in events:
+        segment.append(event)
+        if event.type is EventType.CONVERSATION_STATUS or len(segment) == _CHUNK:
+            out.append(segment)
+            segment = []
+    if segment:
+        out.append(segment)
+    return out
+
+
+def _payload(org_id: int, policy: BotPolicy, e: ActivityEvent) -> str:
+    threshold, after_close = policy.inactivity_threshold, policy.after_close
+    fields = {FIELDS[k]: _ms(v) for k, v in clock_fields(e, policy.channel).items()}
+    return json.dumps(
+        {
+            "s": subject_key(e.bot_id, e.user_id),
+            "o": org_id,
+            "e": e.event_id,
+            "b": e.bot_id,
+            "u": e.user_id,
+            "t": _ms(e.occurred_at),
+            "st": e.status.value if e.status else None,
+            "f": fields,
+            "th": int(threshold.total_seconds() * 1000) if threshold else 0,
+            "ac": int(after_close.total_seconds() * 1000) if after_close else 0,
+            "m": 1 if e.type in MESSAGE_TYPES else 0,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _bot_user(subject: str) -> tuple[int, str]:
+    bot, user = subject.split(":", 1)
+    return int(bot), user
 
 
 def _subject_clock(subject: str, data: dict[str, str]) -> SubjectClock | None:

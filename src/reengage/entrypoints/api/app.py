@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from reengage import __version__
+from reengage.config import Settings
 from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
 from reengage.entrypoints.api.audit import audit_router
@@ -23,11 +28,35 @@ from reengage.entrypoints.api.media import media_router
 from reengage.entrypoints.api.policies import policies_router
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
+from reengage.entrypoints.logging import configure_logging
 from reengage.runtime import Runtime
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """With Redis: an asyncio client for the hot path, on the loop that serves the app."""
+    runtime: Runtime = app.state.runtime
+    url = runtime.settings.redis_url
+    client = redis.asyncio.Redis.from_url(url, decode_responses=True) if url else None
+    app.state.loop_redis = client
+    try:
+        yield
+    finally:
+        app.state.loop_redis = None
+        if client is not None:
+            await client.aclose()
+
+
+def app_from_environment() -> FastAPI:
+    """The API of a runtime built from the environment's settings (one per API process)."""
+    settings = Settings()
+    configure_logging(settings.log_json)
+    return create_app(Runtime.build(settings))
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="reengage",
         version=__version__,
         description="Activity tracking, inactivity timeouts and recovery campaigns for bots.",

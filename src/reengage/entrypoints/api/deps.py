@@ -11,10 +11,10 @@ from reengage.runtime import Runtime
 from reengage.services.errors import Unauthorized
 from reengage.services.tenancy import authenticate
 
-_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer rg_...`")
+bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer rg_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:  # async: no thread hop to read a field
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -24,7 +24,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 def get_org_id(
     runtime: RuntimeDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> int:
     key = bearer.credentials if bearer else x_api_key

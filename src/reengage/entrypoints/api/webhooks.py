@@ -6,8 +6,9 @@ A valid call is recorded (deduplicated by the platform's update/message id) and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
@@ -24,7 +25,6 @@ from reengage.adapters.channels.updates import (
     same_secret,
     whatsapp_signature_ok,
 )
-from reengage.adapters.db.models import Bot
 from reengage.domain.activity import (
     ActivityEvent,
     ChannelKind,
@@ -35,9 +35,11 @@ from reengage.domain.activity import (
 from reengage.entrypoints.api.deps import RuntimeDep
 from reengage.entrypoints.api.schemas import Id, Text, UserId
 from reengage.inbound.platform import apply_statuses, set_blocked
+from reengage.ports import ConfigStamp
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
 from reengage.services.record_activity import check_events
+from reengage.services.tenant_cache import BotEntry
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -47,13 +49,40 @@ class BadPayload(ServiceError):
     code = "bad_payload"
 
 
-def _bot(runtime: Runtime, bot_id: int, kind: ChannelKind) -> tuple[Bot, dict[str, Any]]:
-    with runtime.sessions() as session:
-        # unscoped: a webhook finds its tenant by the bot it names; its signature proves it
-        bot = session.get(Bot, bot_id)
-    if bot is None or bot.channel != kind.value:
+@dataclass(frozen=True, slots=True)
+class _Found:
+    bot: BotEntry
+    credentials: dict[str, Any]
+    stamp: ConfigStamp | None
+
+
+def _bot(runtime: Runtime, bot_id: int, kind: ChannelKind) -> _Found:
+    bot, stamp = runtime.tenants.bot(bot_id)
+    if bot is None or bot.channel is not kind:
         raise NotFound(f"no {kind.value} bot {bot_id}", "bot_id")
-    return bot, runtime.credentials.of(bot.id, bot.credentials)
+    return _Found(bot, runtime.credentials.of(bot.id, bot.credentials), stamp)
+
+
+def _checked(
+    runtime: Runtime, bot_id: int, kind: ChannelKind, ok: Callable[[_Found], bool]
+) -> _Found:
+    """The bot, once `ok` accepts the request's signature with its credentials; checked again
+    with fresh credentials when the cached ones turn out to be stale."""
+    found = _bot(runtime, bot_id, kind)
+    if not ok(found):
+        if runtime.tenants.current(found.bot.org_id, found.stamp):
+            raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
+        found = _bot(runtime, bot_id, kind)
+        if not ok(found):
+            raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
+    return found
+
+
+_SIGNATURE = {
+    ChannelKind.TELEGRAM: "X-Telegram-Bot-Api-Secret-Token",
+    ChannelKind.WHATSAPP: "X-Hub-Signature-256",
+    ChannelKind.WEBHOOK: "webhook signature",
+}
 
 
 @contextmanager
@@ -72,6 +101,19 @@ async def _raw_body(request: Request) -> bytes:
 RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
+def _recheck(
+    runtime: Runtime, bot_id: int, kind: ChannelKind, ok: Callable[[_Found], bool]
+) -> Callable[[], None]:
+    """Run when the bot changed while the request was recorded: the signature must still hold
+    with its current credentials."""
+
+    def recheck() -> None:
+        if not ok(_bot(runtime, bot_id, kind)):
+            raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
+
+    return recheck
+
+
 # --- Telegram -------------------------------------------------------------------------------
 
 
@@ -82,11 +124,13 @@ def telegram_webhook(
     """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`.
 
     Answers at once; a button press is acknowledged to Telegram after the response."""
-    bot, credentials = _bot(runtime, bot_id, ChannelKind.TELEGRAM)
-    if not same_secret(
-        request.headers.get("x-telegram-bot-api-secret-token"), credentials.get("webhook_secret")
-    ):
-        raise Unauthorized("bad or missing X-Telegram-Bot-Api-Secret-Token")
+    secret = request.headers.get("x-telegram-bot-api-secret-token")
+
+    def ok(found: _Found) -> bool:
+        return same_secret(secret, found.credentials.get("webhook_secret"))
+
+    found = _checked(runtime, bot_id, ChannelKind.TELEGRAM, ok)
+    bot, credentials = found.bot, found.credentials
     now = runtime.clock.now()
     with _reading():
         update = read_telegram_update(bot.id, json_object(body), now)
@@ -97,7 +141,9 @@ def telegram_webhook(
             runtime.sessions, runtime.timers, bot.org_id, bot.id, who.user_id, who.blocked, now
         )
     if update.events:
-        runtime.record(bot.org_id, update.events)
+        runtime.record(
+            bot.org_id, update.events, _recheck(runtime, bot_id, ChannelKind.TELEGRAM, ok)
+        )
     if update.callback_query_id and credentials.get("token"):
         background.add_task(
             answer_callback_query,
@@ -114,7 +160,7 @@ def telegram_webhook(
 @webhooks_router.get("/whatsapp/{bot_id}", response_class=PlainTextResponse)
 def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainTextResponse:
     """Meta's verification handshake: echo `hub.challenge` when `hub.verify_token` matches."""
-    _, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
+    credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP).credentials
     params = request.query_params
     if params.get("hub.mode") != "subscribe" or not same_secret(
         params.get("hub.verify_token"), credentials.get("verify_token")
@@ -126,15 +172,18 @@ def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainT
 @webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
 def whatsapp_webhook(bot_id: Id, request: Request, body: RawBody, runtime: RuntimeDep) -> Response:
     """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body."""
-    bot, credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP)
-    app_secret = str(credentials.get("app_secret", ""))
-    if not whatsapp_signature_ok(app_secret, body, request.headers.get("x-hub-signature-256")):
-        raise Unauthorized("bad or missing X-Hub-Signature-256")
+    signature = request.headers.get("x-hub-signature-256")
+
+    def ok(found: _Found) -> bool:
+        app_secret = str(found.credentials.get("app_secret", ""))
+        return whatsapp_signature_ok(app_secret, body, signature)
+
+    bot = _checked(runtime, bot_id, ChannelKind.WHATSAPP, ok).bot
     now = runtime.clock.now()
     with _reading():
         events, statuses = read_whatsapp_notification(bot.id, json_object(body), now)
     if events:
-        runtime.record(bot.org_id, events)
+        runtime.record(bot.org_id, events, _recheck(runtime, bot_id, ChannelKind.WHATSAPP, ok))
     if statuses:
         apply_statuses(runtime.sessions, bot.id, statuses, now)
     return Response(status_code=200)
@@ -161,13 +210,23 @@ def generic_webhook(
     bot_id: Id, request: Request, body: RawBody, runtime: RuntimeDep
 ) -> dict[str, bool]:
     """Activity from any platform, signed the Standard Webhooks way with the bot's secret."""
-    bot, credentials = _bot(runtime, bot_id, ChannelKind.WEBHOOK)
+    headers = dict(request.headers)
+    verified: dict[str, str] = {}  # the message id once a signature holds, or the problem
+
+    def ok(found: _Found) -> bool:
+        try:
+            secret = str(found.credentials.get("secret", ""))
+            verified["id"] = standard_webhooks.verify(secret, headers, body)
+        except (standard_webhooks.SignatureError, ValueError) as exc:
+            verified["problem"] = str(exc)
+            return False
+        return True
+
     try:
-        msg_id = standard_webhooks.verify(
-            str(credentials.get("secret", "")), dict(request.headers), body
-        )
-    except (standard_webhooks.SignatureError, ValueError) as exc:
-        raise Unauthorized(f"bad webhook signature: {exc}") from exc
+        bot = _checked(runtime, bot_id, ChannelKind.WEBHOOK, ok).bot
+    except Unauthorized as exc:
+        raise Unauthorized(f"bad webhook signature: {verified.get('problem', '')}") from exc
+    msg_id = verified["id"]
     try:
         with _reading():
             inbound = GenericInbound.model_validate(json_object(body))
@@ -193,5 +252,6 @@ def generic_webhook(
     runtime.record(
         bot.org_id,
         [ActivityEvent(f"gw:{msg_id}", kind, bot.id, inbound.user_id, now, inbound.status, said)],
+        _recheck(runtime, bot_id, ChannelKind.WEBHOOK, ok),
     )
     return {"ok": True}

@@ -1,0 +1,63 @@
+"""One version stamp per organization's configuration (its bots, its API keys), in Redis.
+
+Every process that changes a bot or a key bumps the organization's stamp after the commit;
+API processes keep bots and keys in memory under the stamp they read, and the record script
+refuses a batch whose stamp is no longer current, so a change takes effect at once.
+"""
+
+from __future__ import annotations
+
+from uuid import uuid4
+from weakref import WeakKeyDictionary
+
+import redis
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from reengage.adapters.db.models import ApiKey, Bot, Organization
+from reengage.ports import ConfigStamp
+
+# What an API process caches of an organization: a change to any of these bumps its stamp.
+WATCHED = (Bot, ApiKey, Organization)
+
+
+class ConfigStamps:
+    def __init__(self, client: redis.Redis, namespace: str = "reengage") -> None:
+        self._r = client
+        self._prefix = f"{{{namespace}:activity}}:config:"
+        self._changed: WeakKeyDictionary[Session, set[int]] = WeakKeyDictionary()
+
+    def read(self, org_id: int) -> ConfigStamp:
+        key = f"{self._prefix}{org_id}"
+        return ConfigStamp(key, str(self._r.get(key) or ""))
+
+    def bump(self, org_ids: set[int]) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for org_id in org_ids:
+            pipe.set(f"{self._prefix}{org_id}", uuid4().hex)
+        pipe.execute()  # type: ignore[no-untyped-call]
+
+    def watch(self, sessions: sessionmaker[Session]) -> None:
+        """Bump the stamp of every organization whose bots or keys a session of `sessions`
+        changed, once its transaction committed (before, a cache could reload the old rows
+        under the new stamp)."""
+        event.listen(sessions, "after_flush", self._seen)
+        event.listen(sessions, "after_commit", self._committed)
+        event.listen(sessions, "after_soft_rollback", self._rolled_back)
+
+    def _seen(self, session: Session, _context: object) -> None:
+        orgs = {
+            obj.id if isinstance(obj, Organization) else obj.org_id
+            for obj in (*session.new, *session.dirty, *session.deleted)
+            if isinstance(obj, WATCHED)
+        }
+        if orgs:
+            self._changed.setdefault(session, set()).update(orgs)
+
+    def _committed(self, session: Session) -> None:
+        orgs = self._changed.pop(session, None)
+        if orgs:
+            self.bump(orgs)
+
+    def _rolled_back(self, session: Session, _previous: object) -> None:
+        self._changed.pop(session, None)
