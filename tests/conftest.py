@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -134,6 +135,12 @@ def make_runtime(clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
     yield build
     for runtime in built:
         runtime.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def claim_all(scheduler: Scheduler, timeout: float = 600) -> None:

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +44,7 @@ def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
         queues: str = "timers",
         pool: str = "solo",
         concurrency: int = 1,
+        args: Sequence[str] = (),
         **settings: str,
     ) -> subprocess.Popen[bytes]:
         """A worker process; `settings` are extra REENGAGE_* variables (lower case names)."""
@@ -61,6 +62,7 @@ def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
                 str(concurrency),
                 "--pool",
                 pool,
+                *args,
             ],
             env={**env, **{f"REENGAGE_{k.upper()}": v for k, v in settings.items()}},
             stdout=log,

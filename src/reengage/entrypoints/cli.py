@@ -87,12 +87,23 @@ def serve(
             stop.set()
 
 
+MetricsPort = Annotated[
+    int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics)")
+]
+MetricsHost = Annotated[str, typer.Option(help="Address the metrics port listens on")]
+
+
 @app.command()
-def scheduler() -> None:
+def scheduler(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "127.0.0.1") -> None:
     """Claim due timers and hand them to Celery workers (or run them here if no broker)."""
+    settings = _settings()
+    if metrics_port is not None:
+        from reengage.entrypoints import metrics_server
+
+        metrics_server.serve(metrics_port, metrics_host)
     from reengage.entrypoints.scheduler.main import run_forever
 
-    run_forever(_settings())
+    run_forever(settings)
 
 
 @app.command()
@@ -100,11 +111,19 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated Celery queues")] = "timers,recovery",
     concurrency: Annotated[int, typer.Option(help="Worker processes/threads")] = 2,
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo")] = "prefork",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run a Celery worker executing due work (REENGAGE_BROKER_URL must be set)."""
     settings = _settings()
     if settings.broker_url is None:
         raise typer.BadParameter("REENGAGE_BROKER_URL is not set: nothing to consume")
+    if metrics_port is not None:
+        from reengage.entrypoints import metrics_server
+
+        if pool == "prefork":  # the timers run in child processes
+            metrics_server.share_between_processes()
+        metrics_server.serve(metrics_port, metrics_host)
     from reengage.entrypoints.worker.celery_app import app as celery_app
 
     celery_app.worker_main(

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.metrics import TIMERS_CLAIMED, TIMERS_IN_FLIGHT
 from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore, Wakeups
 from reengage.timers.handler import Handlers
 from reengage.timers.rebuild import rebuild_timers
@@ -104,6 +105,10 @@ class Scheduler:
         room = min(self.batch, self.bound.room(in_flight, time.monotonic()))
         claimed = self.store.claim_due(now, room, self.lease) if room else []
         self.bound.claimed(in_flight, len(claimed))
+        TIMERS_IN_FLIGHT.set(in_flight + len(claimed))
+        again = sum(1 for c in claimed if c.attempts > 1)
+        TIMERS_CLAIMED.labels("first").inc(len(claimed) - again)
+        TIMERS_CLAIMED.labels("again").inc(again)
         self.held = room < self.batch and len(claimed) == room
         if claimed:
             self.executor.submit(claimed, now)

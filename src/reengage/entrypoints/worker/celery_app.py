@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from reengage.config import Settings
+from reengage.entrypoints import metrics_server
 from reengage.entrypoints.logging import configure_logging
 from reengage.runtime import Runtime
 from reengage.timers.executors import (
@@ -61,6 +62,11 @@ def _fresh_runtime_after_fork(**_: Any) -> None:
     global _runtime
     _runtime = None
     configure_logging(settings.log_json)
+
+
+@worker_process_shutdown.connect
+def _child_metrics_done(pid: int, **_: Any) -> None:
+    metrics_server.child_exited(pid)
 
 
 @app.task(name=FIRE_TIMERS_TASK)
