@@ -141,6 +141,7 @@ class Runtime:
             sessions=self.sessions,
             clock=self.clock,
             pacer=self.pacer,
+            paid_broadcast=bot.paid_broadcast,
         )
 
     def record(

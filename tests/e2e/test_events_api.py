@@ -154,6 +154,12 @@ def test_bots_keep_credentials_out_of_responses(tenant: TenantFactory, runtime: 
     assert (bad.status_code, bad.json()["field"]) == (422, "body")
     bad = t.post("/v1/bots", {"name": "x", "channel": "fax"})
     assert (bad.status_code, bad.json()["field"]) == (422, "channel")
+    bad = t.post("/v1/bots", {"name": "x", "channel": "simulator", "paid_broadcast": True})
+    assert bad.status_code == 422
+    assert "paid_broadcast is a Telegram feature" in bad.text
+    paying = {"name": "x", "channel": "telegram", "credentials": {"token": "1:X"}}
+    made = t.post("/v1/bots", {**paying, "paid_broadcast": True})
+    assert (made.status_code, made.json()["paid_broadcast"]) == (201, True)
 
 
 def test_a_quiet_conversation_is_logged_once_by_the_scheduler(

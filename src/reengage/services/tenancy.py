@@ -89,6 +89,7 @@ def create_bot(
     now: datetime,
     credentials: dict[str, Any] | None = None,
     inactivity_threshold: timedelta | None = None,
+    paid_broadcast: bool = False,
 ) -> Bot:
     """Register a bot; its credentials are encrypted before they reach the database."""
     with sessions.begin() as session:
@@ -100,6 +101,7 @@ def create_bot(
             inactivity_threshold_s=(
                 None if inactivity_threshold is None else int(inactivity_threshold.total_seconds())
             ),
+            paid_broadcast=paid_broadcast,
             created_at=now,
         )
         session.add(bot)

@@ -71,6 +71,7 @@ _INT_FIELDS = {
     "cache_time",
 }
 _BOOL_FIELDS = {
+    "allow_paid_broadcast",
     "disable_notification",
     "protect_content",
     "show_alert",
@@ -95,6 +96,10 @@ class TelegramCall:
     content_type: str = ""
 
 
+# Messages a second one bot may send with `allow_paid_broadcast`.
+PAID_PER_BOT = 1000
+
+
 @dataclass
 class FloodControl:
     """Telegram's flood control, enforced in real time at the moment each request arrives:
@@ -108,13 +113,16 @@ class FloodControl:
     _chats: dict[tuple[str, int | str], float] = field(default_factory=dict)
     _bots: dict[str, deque[float]] = field(default_factory=dict)
 
-    def check(self, token: str, target: int | str, at: float) -> TelegramError | None:
+    def check(
+        self, token: str, target: int | str, at: float, paid: bool = False
+    ) -> TelegramError | None:
+        """`paid`: the request allows a paid broadcast (up to `PAID_PER_BOT` a second)."""
         recent = self._bots.setdefault(token, deque())
         while recent and recent[0] <= at - 1.0:
             recent.popleft()
         last = self._chats.get((token, target))
         too_soon = last is not None and at - last < self.chat_gap
-        if too_soon or len(recent) >= self.per_bot:
+        if too_soon or len(recent) >= (PAID_PER_BOT if paid else self.per_bot):
             description = f"Too Many Requests: retry after {self.retry_after}"
             return TelegramError(429, description, self.retry_after)
         recent.append(at)
@@ -330,7 +338,8 @@ class FakeTelegram:
             raise TelegramError(403, BLOCKED)
         counted = blockable and method != "sendchataction"
         if self.flood is not None and counted and target is not None:
-            refusal = self.flood.check(token, target, time.monotonic())
+            paid = params.get("allow_paid_broadcast") is True
+            refusal = self.flood.check(token, target, time.monotonic(), paid)
             if refusal is not None:
                 self.flood.refused.append(self._calls[-1])
                 raise refusal

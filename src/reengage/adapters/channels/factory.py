@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.channels import telegram, webhook, whatsapp
 from reengage.adapters.channels.simulator import SimulatorChannel
-from reengage.adapters.channels.telegram import TelegramChannel
+from reengage.adapters.channels.telegram import PAID_BROADCAST, TelegramChannel, TelegramLimits
 from reengage.adapters.channels.webhook import WebhookChannel
 from reengage.adapters.channels.whatsapp import WhatsAppChannel
 from reengage.adapters.pacing import Pacer
@@ -46,6 +46,7 @@ def build_channel(
     sessions: sessionmaker[Session],
     clock: Clock,
     pacer: Pacer,
+    paid_broadcast: bool = False,
 ) -> Channel:
     if kind is ChannelKind.TELEGRAM:
         return TelegramChannel(
@@ -54,6 +55,7 @@ def build_channel(
             clock=clock,
             pacer=pacer,
             api_base=settings.telegram_api_base,
+            limits=PAID_BROADCAST if paid_broadcast else TelegramLimits(),
         )
     if kind is ChannelKind.WHATSAPP:
         return WhatsAppChannel(

@@ -25,6 +25,7 @@ def bot_out(bot: Bot) -> BotOut:
         channel=ChannelKind(bot.channel),
         has_credentials=bot.credentials is not None,
         inactivity_threshold_seconds=bot.inactivity_threshold_s,
+        paid_broadcast=bot.paid_broadcast,
         created_at=bot.created_at,
     )
 
@@ -47,6 +48,7 @@ def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
         now=runtime.clock.now(),
         credentials=body.credentials,
         inactivity_threshold=None if seconds is None else timedelta(seconds=seconds),
+        paid_broadcast=body.paid_broadcast,
     )
     return bot_out(bot)
 

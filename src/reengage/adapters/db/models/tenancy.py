@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,6 +61,8 @@ class Bot(Base):
     recovery_threshold_s: Mapped[int | None] = mapped_column(Integer)
     # One-voice rules (opt-out keywords, minimum gap): the bot's level, over the organization's.
     voice: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Telegram's paid broadcast: up to 1,000 messages/s for 0.1 Star each (Telegram only).
+    paid_broadcast: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime]
 
 
