@@ -19,9 +19,9 @@ import redis.asyncio
 from sqlalchemy import Row, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.activity_store import write_subject_clocks
 from reengage.adapters.db.inbound import insert_inbound
 from reengage.adapters.db.models import Contact, Conversation
+from reengage.adapters.db.subjects import write_subject_clocks
 from reengage.domain.activity import (
     MESSAGE_TYPES,
     ActivityEvent,

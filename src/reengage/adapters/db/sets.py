@@ -1,0 +1,83 @@
+"""Statements over a whole batch of rows.
+
+On PostgreSQL a batch is one statement and one plan whatever its size: look-ups by id take
+one array (`= ANY(:ids)`), and rows of several columns travel as one JSON document read back
+as a typed row set (`json_to_recordset(:rows) AS v(id bigint, ...)`). A list of thousands of
+`IN` terms, or one statement per row (executemany), costs a parse and a plan each time; one
+array per column (`unnest`) is as good on the server, but psycopg adapts arrays element by
+element in Python (about 3 µs per timestamp, most of a batch's client time), while
+`json.dumps` does it in C. Elsewhere (SQLite, in process) the same statement runs once per
+row (executemany) and look-ups go in chunks of `IN` terms.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Executable, Result, Text, any_, bindparam, cast, column, func
+from sqlalchemy.dialects.postgresql import ARRAY, JSON
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.type_api import TypeEngine
+
+T = TypeVar("T")
+CHUNK = 500  # `IN` terms per statement where arrays are not available
+
+
+def on_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def chunks(session: Session, values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """The whole batch at once on PostgreSQL, chunks of `CHUNK` elsewhere."""
+    size = max(1, len(values)) if on_postgres(session) else CHUNK
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def among(session: Session, col: ColumnElement[T], values: Sequence[T]) -> ColumnElement[bool]:
+    """`col IN values`; on PostgreSQL `col = ANY(:array)`, a single parameter."""
+    if on_postgres(session):
+        return col == any_(bindparam(None, list(values), type_=ARRAY(col.type)))
+    return col.in_(values)
+
+
+class Rows:
+    """The per-row values of one statement over many rows, by column name: `rows["id"]` is
+    a column of `json_to_recordset(:rows) AS v(id bigint, ...)` on PostgreSQL, a bound
+    parameter elsewhere. Write the statement once; `execute` runs it for the rows."""
+
+    def __init__(self, session: Session, **columns: TypeEngine[Any]) -> None:
+        self._session = session
+        self._names = list(columns)
+        self._pg = on_postgres(session)
+        if self._pg:
+            document = cast(bindparam("rows", type_=Text()), JSON)
+            typed = (column(n, t) for n, t in columns.items())
+            values = func.json_to_recordset(document).table_valued(*typed)
+            self._cols: dict[str, ColumnElement[Any]] = dict(
+                values.render_derived(with_types=True).c.items()
+            )
+        else:
+            self._cols = {n: bindparam(f"r_{n}", type_=t) for n, t in columns.items()}
+
+    def __getitem__(self, name: str) -> ColumnElement[Any]:
+        return self._cols[name]
+
+    def execute(self, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> Result[Any]:
+        """Run `stmt` for `rows` (its result: PostgreSQL's one statement's rows)."""
+        if self._pg:
+            document = [{n: r[n] for n in self._names} for r in rows]
+            params: Any = {"rows": json.dumps(document, default=_instant, separators=(",", ":"))}
+        else:
+            params = [{f"r_{n}": r[n] for n in self._names} for r in rows]
+        return self._session.execute(stmt, params)
+
+
+def _instant(value: object) -> str:
+    """Datetimes in the JSON document: aware only, with their offset."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.isoformat()
+    raise TypeError(f"not a value for a row set: {value!r}")

@@ -1,0 +1,379 @@
+"""Contacts and their open conversations, found or made for a whole batch of subjects at once,
+and the write-behind of hot clocks into them.
+
+Conversation rows are locked in id order (as `silence.handler.latest_conversations` does), and
+new rows are inserted in key order, so that two writers of the same subjects never wait on
+each other crosswise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    String,
+    Table,
+    case,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from reengage.adapters.db.models import Contact, Conversation, Episode
+from reengage.adapters.db.session import insert_for
+from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
+from reengage.adapters.db.types import UTCDateTime
+from reengage.domain import recovery as rec
+from reengage.domain.activity import ConversationStatus, SubjectClock
+from reengage.services.conversation_rows import CLOCK_COLUMNS, clock_values
+
+_CONVERSATION: Table = Conversation.__table__  # type: ignore[assignment]
+_CONTACT: Table = Contact.__table__  # type: ignore[assignment]
+_EPISODE: Table = Episode.__table__  # type: ignore[assignment]
+_OPEN = text("status <> 'closed'")  # literal SQL: the partial unique index's predicate
+# What the writers of activity read of an open conversation.
+_OPEN_COLUMNS = [
+    _CONVERSATION.c[name]
+    for name in ("id", "contact_id", "generation", "status", *CLOCK_COLUMNS, "inactivity_due_at")
+]
+Subject = tuple[int, str]  # (bot_id, external user id)
+Answered = tuple[int, int, datetime | None, datetime | None]  # contact, seq, last activity, paid
+
+
+def ensure_contacts(
+    session: Session, subjects: list[tuple[int, int, str]], now: datetime
+) -> dict[Subject, int]:
+    """Contact ids of (org, bot, user) subjects, created when missing."""
+    return _contacts(session, subjects, now)[0]
+
+
+def _contacts(
+    session: Session, subjects: list[tuple[int, int, str]], now: datetime
+) -> tuple[dict[Subject, int], set[int]]:
+    """Contact ids of subjects, and which of them this transaction created (those have no
+    conversation or episode yet)."""
+    found = _select_contacts(session, [(b, u) for _, b, u in subjects])
+    missing = sorted({(b, u): o for o, b, u in subjects if (b, u) not in found}.items())
+    if not missing:
+        return found, set()
+    created = _insert_contacts(session, [(o, b, u) for (b, u), o in missing], now)
+    found.update(created)
+    # Created meanwhile by another transaction (the insert skipped them), or not returned by
+    # the insert (SQLite): read.
+    late = [key for key, _ in missing if key not in found]
+    if late:
+        found.update(_select_contacts(session, late))
+    return found, set(created.values())
+
+
+def _select_contacts(session: Session, keys: list[Subject]) -> dict[Subject, int]:
+    columns = (Contact.bot_id, Contact.external_id, Contact.id)
+    if on_postgres(session):
+        rows = Rows(session, bot_id=BigInteger(), external_id=String())
+        stmt = select(*columns).where(
+            Contact.bot_id == rows["bot_id"], Contact.external_id == rows["external_id"]
+        )
+        result = rows.execute(stmt, [{"bot_id": b, "external_id": u} for b, u in keys])
+        return {(b, u): i for b, u, i in result}
+    found: dict[Subject, int] = {}
+    for chunk in chunks(session, keys):
+        stmt = select(*columns).where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
+        found.update({(b, u): i for b, u, i in session.execute(stmt)})
+    return found
+
+
+def _insert_contacts(
+    session: Session, subjects: list[tuple[int, int, str]], now: datetime
+) -> dict[Subject, int]:
+    """Insert contacts, skipping those that exist; the ids of those inserted (PostgreSQL)."""
+    values = [{"org_id": o, "bot_id": b, "external_id": u} for o, b, u in subjects]
+    if on_postgres(session):
+        rows = Rows(session, org_id=BigInteger(), bot_id=BigInteger(), external_id=String())
+        source = select(
+            rows["org_id"], rows["bot_id"], rows["external_id"], literal(now, UTCDateTime())
+        )
+        stmt = (
+            postgresql.insert(_CONTACT)
+            .from_select(["org_id", "bot_id", "external_id", "created_at"], source)
+            .on_conflict_do_nothing()
+            .returning(Contact.bot_id, Contact.external_id, Contact.id)
+        )
+        return {(b, u): i for b, u, i in rows.execute(stmt, values)}
+    for chunk in chunks(session, values):
+        stmt = insert_for(session, Contact).on_conflict_do_nothing()
+        session.execute(stmt, [{**v, "created_at": now} for v in chunk])
+    return {}
+
+
+def open_conversations(
+    session: Session,
+    contacts: Mapping[Subject, int],
+    orgs: Mapping[int, int],
+    now: datetime,
+) -> dict[int, Row[Any]]:
+    """Each contact's open conversation, locked for this transaction; opened when missing.
+
+    A new conversation continues its contact's activity version, so a subject's timer
+    versions only ever grow.
+    """
+    found = _select_open(session, list(contacts.values()))
+    missing = [Opening(c, orgs[c], s[0]) for s, c in contacts.items() if c not in found]
+    found.update(_open(session, missing, now, set())[0])
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A conversation to open for a contact, with the hot clock to start it with, if any."""
+
+    contact_id: int
+    org_id: int
+    bot_id: int
+    generation: int = 0
+    hot: SubjectClock | None = None
+
+
+def _open(
+    session: Session, missing: list[Opening], now: datetime, fresh: set[int]
+) -> tuple[dict[int, Row[Any]], set[int]]:
+    """Open a conversation for each contact that has none (`fresh` ones never had one): the
+    rows, locked, and which contacts' rows already hold their hot clock."""
+    if not missing:
+        return {}, set()
+    seqs = _last_seqs(session, [o.contact_id for o in missing if o.contact_id not in fresh])
+    values = [_opening(o, seqs.get(o.contact_id, 0)) for o in sorted(missing, key=_contact_of)]
+    opened = _insert_conversations(session, values, now)
+    with_clock = {o.contact_id for o in missing if o.hot is not None and o.contact_id in opened}
+    # Opened meanwhile by another transaction (the insert skipped them), or not returned by
+    # the insert (SQLite): read.
+    late = [o.contact_id for o in missing if o.contact_id not in opened]
+    if late:
+        opened.update(_select_open(session, late))
+    return opened, with_clock
+
+
+def _contact_of(opening: Opening) -> int:
+    return opening.contact_id
+
+
+def _opening(o: Opening, last_seq: int) -> dict[str, Any]:
+    """A new conversation's row: it continues the contact's activity version, and takes its
+    hot clock at once as `_write_clocks` would write it over that row (unless the clock is
+    older; the deadline only with a newer version: the row has none to keep)."""
+    row: dict[str, Any] = {
+        "org_id": o.org_id,
+        "bot_id": o.bot_id,
+        "contact_id": o.contact_id,
+        "generation": o.generation,
+        **dict.fromkeys(CLOCK_COLUMNS),
+        "activity_seq": last_seq,
+        "status": ConversationStatus.BOT.value,
+        "inactivity_due_at": None,
+    }
+    if o.hot is None or o.hot.clock.activity_seq < last_seq:
+        return row
+    due = o.hot.due_at if last_seq < o.hot.clock.activity_seq else None
+    return row | clock_values(o.hot.clock) | {"inactivity_due_at": due}
+
+
+def _insert_conversations(
+    session: Session, values: list[dict[str, Any]], now: datetime
+) -> dict[int, Row[Any]]:
+    """Insert open conversations, skipping contacts that have one; the rows inserted
+    (PostgreSQL)."""
+    fixed = {"context_variables": {}, "opened_at": now}
+    if on_postgres(session):
+        rows = Rows(session, **{name: _CONVERSATION.c[name].type for name in values[0]})
+        source = select(
+            *(rows[name] for name in values[0]),
+            *(literal(v, _CONVERSATION.c[k].type) for k, v in fixed.items()),
+        )
+        stmt = (
+            postgresql.insert(_CONVERSATION)
+            .from_select([*values[0], *fixed], source)
+            .on_conflict_do_nothing(index_elements=[Conversation.contact_id], index_where=_OPEN)
+            .returning(*_OPEN_COLUMNS)
+        )
+        return {row.contact_id: row for row in rows.execute(stmt, values)}
+    for chunk in chunks(session, values):
+        stmt = insert_for(session, Conversation).on_conflict_do_nothing(
+            index_elements=[Conversation.contact_id], index_where=_OPEN
+        )
+        session.execute(stmt, [{**v, **fixed} for v in chunk])
+    return {}
+
+
+def _last_seqs(session: Session, contact_ids: list[int]) -> dict[int, int]:
+    if not contact_ids:
+        return {}
+    stmt = (
+        select(Conversation.contact_id, func.max(Conversation.activity_seq))
+        .where(among(session, _CONVERSATION.c.contact_id, contact_ids))
+        .group_by(Conversation.contact_id)
+    )
+    return {c: int(s) for c, s in session.execute(stmt)}
+
+
+def _select_open(session: Session, contact_ids: list[int]) -> dict[int, Row[Any]]:
+    found: dict[int, Row[Any]] = {}
+    for chunk in chunks(session, contact_ids):
+        stmt = (
+            select(*_OPEN_COLUMNS)
+            .where(
+                among(session, _CONVERSATION.c.contact_id, chunk),
+                Conversation.status != ConversationStatus.CLOSED.value,
+            )
+            .order_by(Conversation.id)
+            .with_for_update()
+        )
+        found.update({row.contact_id: row for row in session.execute(stmt)})
+    return found
+
+
+def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: datetime) -> None:
+    """Write hot clocks into conversations: a newer generation closes the open conversation
+    and opens the next; a clock only replaces an older one (by activity version)."""
+    contacts, created = _contacts(session, [(i.org_id, i.bot_id, i.user_id) for i in items], now)
+    by_contact = {contacts[(i.bot_id, i.user_id)]: i for i in items}
+    known = {c: i for c, i in by_contact.items() if c not in created}  # others have nothing yet
+    rows = _close_older_generations(session, _select_open(session, list(known)), known, now)
+    missing = [
+        Opening(c, i.org_id, i.bot_id, i.generation, i)
+        for c, i in by_contact.items()
+        if c not in rows
+    ]
+    opened, written = _open(session, missing, now, created)
+    rows.update(opened)
+    _write_clocks(
+        session,
+        sorted(((rows[c].id, i) for c, i in by_contact.items() if c not in written), key=_first),
+    )
+    _write_paid(
+        session, sorted((c, i.clock.paid_at) for c, i in by_contact.items() if i.clock.paid_at)
+    )
+    end_answered_episodes(
+        session,
+        [
+            (c, i.clock.activity_seq, i.clock.last_activity_at, i.clock.paid_at)
+            for c, i in known.items()
+        ],
+    )
+
+
+def _close_older_generations(
+    session: Session, rows: dict[int, Row[Any]], hot: Mapping[int, SubjectClock], now: datetime
+) -> dict[int, Row[Any]]:
+    """Close the open conversations that a newer generation follows; the others."""
+    stale = [r.id for c, r in rows.items() if r.generation < hot[c].generation]
+    if stale:
+        session.execute(
+            update(_CONVERSATION)
+            .where(among(session, _CONVERSATION.c.id, stale))
+            .values(status=ConversationStatus.CLOSED.value, closed_at=now, inactivity_due_at=None)
+        )
+    return {c: r for c, r in rows.items() if r.generation >= hot[c].generation}
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
+def _write_clocks(session: Session, items: list[tuple[int, SubjectClock]]) -> None:
+    """Each clock into its conversation, unless the row holds a newer one. The same version
+    again (a late message moved some clocks, not the silence): the clocks are written, the
+    deadline a handler set for this silence stays."""
+    if not items:
+        return
+    table = _CONVERSATION
+    stamps = {name: UTCDateTime() for name in CLOCK_COLUMNS if name != "activity_seq"}
+    rows = Rows(
+        session,
+        id=BigInteger(),
+        activity_seq=BigInteger(),
+        status=String(),
+        due=UTCDateTime(),
+        **stamps,
+    )
+    stmt = (
+        update(table)
+        .where(table.c.id == rows["id"], table.c.activity_seq <= rows["activity_seq"])
+        .values(
+            {
+                **{name: rows[name] for name in [*CLOCK_COLUMNS, "status"]},
+                "inactivity_due_at": case(
+                    (table.c.activity_seq < rows["activity_seq"], rows["due"]),
+                    else_=table.c.inactivity_due_at,
+                ),
+            }
+        )
+    )
+    values = [
+        {
+            "id": conversation_id,
+            "status": i.clock.status.value,
+            "due": i.due_at,
+            **{name: getattr(i.clock, name) for name in CLOCK_COLUMNS},
+        }
+        for conversation_id, i in items
+    ]
+    rows.execute(stmt, values)
+
+
+def _write_paid(session: Session, paid: list[tuple[int, datetime]]) -> None:
+    if not paid:
+        return
+    contact = _CONTACT
+    rows = Rows(session, id=BigInteger(), paid_at=UTCDateTime())
+    stmt = (
+        update(contact)
+        .where(contact.c.id == rows["id"], contact.c.paid_at.is_distinct_from(rows["paid_at"]))
+        .values(paid_at=rows["paid_at"])
+    )
+    rows.execute(stmt, [{"id": c, "paid_at": at} for c, at in paid])
+
+
+def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> None:
+    """A running recovery episode ends as soon as its contact's activity moves past the
+    silence it was started for — by the domain's one rule (`recovery.decide_end`):
+    `converted` when they paid, otherwise `cancelled` at the time they came back (what
+    "returned within 24 h" counts). The step handler applies the same rule again before
+    each send, so an episode ended here never sends another step."""
+    episode = _EPISODE
+    latest = {c: (seq, at, paid) for c, seq, at, paid in answered if at is not None}
+    if not latest:
+        return
+    running = session.execute(  # most contacts have no running episode: one indexed lookup
+        select(episode.c.id, episode.c.contact_id, episode.c.seq, episode.c.started_at)
+        .where(among(session, episode.c.contact_id, list(latest)), episode.c.status == "running")
+        .order_by(episode.c.id)
+        .with_for_update()
+    ).all()
+    ends = []
+    for episode_id, contact_id, seq, started_at in running:
+        now_seq, last_at, paid_at = latest[contact_id]
+        end = rec.decide_end(seq, started_at, rec.ContactNow(now_seq, last_at, paid_at))
+        if end is not None:
+            ends.append(
+                {"id": episode_id, "status": end.status, "reason": end.reason, "at": end.at}
+            )
+    if not ends:
+        return
+    rows = Rows(session, id=BigInteger(), status=String(), reason=String(), at=UTCDateTime())
+    stmt = (
+        update(episode)
+        .where(episode.c.id == rows["id"], episode.c.status == "running")
+        .values(
+            status=rows["status"], end_reason=rows["reason"], ended_at=rows["at"], next_due_at=None
+        )
+    )
+    rows.execute(stmt, ends)
