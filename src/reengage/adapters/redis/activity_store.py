@@ -158,10 +158,21 @@ end
 return 1
 """
 
-# Move up to N dirty subjects into the in-flight set (scored by when), atomically.
+# A flush's one round trip: subjects taken by a flusher that died before committing (in
+# flight since before ARGV[3]) go back to dirty; then up to N dirty subjects move into the
+# in-flight set (scored by when), each returned with its hash.
 _TAKE = """
-local out = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
-for _, s in ipairs(out) do redis.call('ZADD', KEYS[2], ARGV[2], s) end
+local stuck = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+for _, s in ipairs(stuck) do
+  redis.call('SADD', KEYS[1], s)
+  redis.call('ZREM', KEYS[2], s)
+end
+local out = {}
+for _, s in ipairs(redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))) do
+  redis.call('ZADD', KEYS[2], ARGV[2], s)
+  out[#out + 1] = s
+  out[#out + 1] = redis.call('HGETALL', ARGV[4] .. s)
+end
 return out
 """
 
@@ -393,42 +404,33 @@ class RedisActivityStore:
         return int(str(value)) if value is not None else None
 
     def flush(self, now: datetime, limit: int = 2000) -> int:
-        self._requeue_stuck(now)
-        subjects = [
-            str(s) for s in self._take(keys=[self._dirty, self._inflight], args=[limit, _ms(now)])
-        ]
-        return self._write(subjects, now)
+        reply = self._take(
+            keys=[self._dirty, self._inflight],
+            args=[limit, _ms(now), _ms(now - self._stuck), self._hash("")],
+        )
+        taken = {
+            str(subject): _pairs(fields)
+            for subject, fields in zip(reply[::2], reply[1::2], strict=True)
+        }
+        return self._write(taken, now)
 
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         subject = subject_key(bot_id, user_id)
         if self._r.srem(self._dirty, subject):
             self._r.zadd(self._inflight, {subject: _ms(now)})
-            self._write([subject], now)
+            data = cast(dict[str, str], self._r.hgetall(self._hash(subject)))
+            self._write({subject: data}, now)
 
-    def _write(self, subjects: list[str], now: datetime) -> int:
-        if not subjects:
+    def _write(self, taken: dict[str, dict[str, str]], now: datetime) -> int:
+        """Write the subjects' clocks in one transaction; then they are no longer in flight."""
+        if not taken:
             return 0
-        pipe = self._r.pipeline(transaction=False)
-        for subject in subjects:
-            pipe.hgetall(self._hash(subject))
-        items = [
-            item
-            for subject, data in zip(subjects, pipe.execute(), strict=True)  # type: ignore[no-untyped-call]
-            if (item := _subject_clock(subject, data))
-        ]
+        items = [item for subject, data in taken.items() if (item := _subject_clock(subject, data))]
         if items:
             with self._sessions.begin() as session:
                 write_subject_clocks(session, items, now)
-        self._r.zrem(self._inflight, *subjects)
+        self._r.zrem(self._inflight, *taken)
         return len(items)
-
-    def _requeue_stuck(self, now: datetime) -> None:
-        """Subjects taken by a flusher that died before committing go back to dirty."""
-        cutoff = _ms(now - self._stuck)
-        stuck = cast(list[str], self._r.zrangebyscore(self._inflight, "-inf", cutoff))
-        if stuck:
-            self._r.sadd(self._dirty, *stuck)
-            self._r.zrem(self._inflight, *stuck)
 
     def change_status(
         self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime
@@ -485,6 +487,11 @@ def _payload(org_id: int, policy: BotPolicy, e: ActivityEvent) -> str:
 def _bot_user(subject: str) -> tuple[int, str]:
     bot, user = subject.split(":", 1)
     return int(bot), user
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A hash as HGETALL answers inside a script: field, value, field, value, ..."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _subject_clock(subject: str, data: dict[str, str]) -> SubjectClock | None:
