@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     Row,
     String,
     Table,
@@ -41,11 +42,9 @@ _CONVERSATION: Table = Conversation.__table__  # type: ignore[assignment]
 _CONTACT: Table = Contact.__table__  # type: ignore[assignment]
 _EPISODE: Table = Episode.__table__  # type: ignore[assignment]
 _OPEN = text("status <> 'closed'")  # literal SQL: the partial unique index's predicate
-# What the writers of activity read of an open conversation.
-_OPEN_COLUMNS = [
-    _CONVERSATION.c[name]
-    for name in ("id", "contact_id", "generation", "status", *CLOCK_COLUMNS, "inactivity_due_at")
-]
+# What recording activity reads of an open conversation; the write-behind needs only the keys.
+_KEYS = [_CONVERSATION.c[name] for name in ("id", "contact_id", "generation")]
+_CLOCK = [*_KEYS, *(_CONVERSATION.c[n] for n in ("status", *CLOCK_COLUMNS, "inactivity_due_at"))]
 Subject = tuple[int, str]  # (bot_id, external user id)
 Answered = tuple[int, int, datetime | None, datetime | None]  # contact, seq, last activity, paid
 
@@ -126,9 +125,9 @@ def open_conversations(
     A new conversation continues its contact's activity version, so a subject's timer
     versions only ever grow.
     """
-    found = _select_open(session, list(contacts.values()))
+    found = _select_open(session, list(contacts.values()), _CLOCK)
     missing = [Opening(c, orgs[c], s[0]) for s, c in contacts.items() if c not in found]
-    found.update(_open(session, missing, now, set())[0])
+    found.update(_open(session, missing, now, set(), _CLOCK)[0])
     return found
 
 
@@ -144,21 +143,25 @@ class Opening:
 
 
 def _open(
-    session: Session, missing: list[Opening], now: datetime, fresh: set[int]
+    session: Session,
+    missing: list[Opening],
+    now: datetime,
+    fresh: set[int],
+    columns: list[Column[Any]],
 ) -> tuple[dict[int, Row[Any]], set[int]]:
     """Open a conversation for each contact that has none (`fresh` ones never had one): the
-    rows, locked, and which contacts' rows already hold their hot clock."""
+    rows (`columns`), locked, and which contacts' rows already hold their hot clock."""
     if not missing:
         return {}, set()
     seqs = _last_seqs(session, [o.contact_id for o in missing if o.contact_id not in fresh])
     values = [_opening(o, seqs.get(o.contact_id, 0)) for o in sorted(missing, key=_contact_of)]
-    opened = _insert_conversations(session, values, now)
+    opened = _insert_conversations(session, values, now, columns)
     with_clock = {o.contact_id for o in missing if o.hot is not None and o.contact_id in opened}
     # Opened meanwhile by another transaction (the insert skipped them), or not returned by
     # the insert (SQLite): read.
     late = [o.contact_id for o in missing if o.contact_id not in opened]
     if late:
-        opened.update(_select_open(session, late))
+        opened.update(_select_open(session, late, columns))
     return opened, with_clock
 
 
@@ -187,7 +190,7 @@ def _opening(o: Opening, last_seq: int) -> dict[str, Any]:
 
 
 def _insert_conversations(
-    session: Session, values: list[dict[str, Any]], now: datetime
+    session: Session, values: list[dict[str, Any]], now: datetime, columns: list[Column[Any]]
 ) -> dict[int, Row[Any]]:
     """Insert open conversations, skipping contacts that have one; the rows inserted
     (PostgreSQL)."""
@@ -202,7 +205,7 @@ def _insert_conversations(
             postgresql.insert(_CONVERSATION)
             .from_select([*values[0], *fixed], source)
             .on_conflict_do_nothing(index_elements=[Conversation.contact_id], index_where=_OPEN)
-            .returning(*_OPEN_COLUMNS)
+            .returning(*columns)
         )
         return {row.contact_id: row for row in rows.execute(stmt, values)}
     for chunk in chunks(session, values):
@@ -224,11 +227,13 @@ def _last_seqs(session: Session, contact_ids: list[int]) -> dict[int, int]:
     return {c: int(s) for c, s in session.execute(stmt)}
 
 
-def _select_open(session: Session, contact_ids: list[int]) -> dict[int, Row[Any]]:
+def _select_open(
+    session: Session, contact_ids: list[int], columns: list[Column[Any]]
+) -> dict[int, Row[Any]]:
     found: dict[int, Row[Any]] = {}
     for chunk in chunks(session, contact_ids):
         stmt = (
-            select(*_OPEN_COLUMNS)
+            select(*columns)
             .where(
                 among(session, _CONVERSATION.c.contact_id, chunk),
                 Conversation.status != ConversationStatus.CLOSED.value,
@@ -246,13 +251,13 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
     contacts, created = _contacts(session, [(i.org_id, i.bot_id, i.user_id) for i in items], now)
     by_contact = {contacts[(i.bot_id, i.user_id)]: i for i in items}
     known = {c: i for c, i in by_contact.items() if c not in created}  # others have nothing yet
-    rows = _close_older_generations(session, _select_open(session, list(known)), known, now)
+    rows = _close_older_generations(session, _select_open(session, list(known), _KEYS), known, now)
     missing = [
         Opening(c, i.org_id, i.bot_id, i.generation, i)
         for c, i in by_contact.items()
         if c not in rows
     ]
-    opened, written = _open(session, missing, now, created)
+    opened, written = _open(session, missing, now, created, _KEYS)
     rows.update(opened)
     _write_clocks(
         session,
