@@ -44,8 +44,9 @@ from reengage.timers.redis_store import RedisTimerStore
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "reengage_bench"
 DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
-HOT_URL = "redis://127.0.0.1:6379/11"  # ours: Runtime's activity + timer stores (db to itself)
-NAIVE_URL = "redis://127.0.0.1:6379/12"  # naive: its activity store, version keys, Celery broker
+# Databases no test uses (a parallel suite counts down from 13 and 14).
+HOT_URL = "redis://127.0.0.1:6379/1"  # ours: Runtime's activity + timer stores (db to itself)
+NAIVE_URL = "redis://127.0.0.1:6379/2"  # naive: its activity store, version keys, Celery broker
 OURS_NS = "reengage"  # Runtime.build's namespace for both Redis stores
 NAIVE_NS = "bench-naive"
 QUEUE = "celery"
