@@ -100,7 +100,9 @@ class TimerStore(Protocol):
         ...
 
     def in_flight(self, now: datetime) -> int:
-        """How many claimed timers are neither acknowledged nor past their lease."""
+        """How many timers claimed for the first time are neither acknowledged nor past their
+        lease. A timer claimed again (its lease ran out: its executor died, or its queue has
+        no consumer) is not counted, so work stuck in one queue never holds back the rest."""
         ...
 
     def wakeups(self) -> Wakeups:

@@ -149,10 +149,12 @@ class Runtime:
         org_id: int,
         events: Sequence[ActivityEvent],
         recheck: Callable[[], None] | None = None,
+        key: str | None = None,
     ) -> RecordResult:
-        """Record activity for one organization (the library entry point)."""
+        """Record activity for one organization (the library entry point); `key`: the API key
+        the request came with, valid under the configuration the batch is applied with."""
         return record_activity(
-            self.tenants, self.activity, org_id, events, self.clock.now(), recheck
+            self.tenants, self.activity, org_id, events, self.clock.now(), recheck, key
         )
 
     def close(self) -> None:

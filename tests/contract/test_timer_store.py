@@ -188,6 +188,11 @@ def test_in_flight_counts_the_claims_not_yet_acked_nor_expired(store: TimerStore
     assert store.in_flight(T0 + LEASE) == 0  # its lease ran out: it is due again, not in flight
     again = store.claim_due(T0 + LEASE, 10, LEASE)
     assert [c.timer.key for c in again] == [claimed[3].timer.key]
+    # Claimed again (its executor died, or nobody consumes its queue): not counted, so it
+    # cannot hold back the claims of other work.
+    assert store.in_flight(T0 + LEASE) == 0
+    store.schedule([timer("new", 0)])
+    store.claim_due(T0 + LEASE, 10, LEASE)
     assert store.in_flight(T0 + LEASE) == 1
 
 

@@ -178,3 +178,33 @@ def test_the_bound_follows_what_the_executors_finish() -> None:
     idle.room(0, 0.0)
     idle.room(0, 5.0)
     assert idle.rate == 40.0
+
+
+class FlakyStore(RedisTimerStore):
+    """Redis away for a moment, while the scheduler sleeps: its first looks fail."""
+
+    failures = 2
+
+    def next_due(self) -> datetime | None:
+        if self.failures:
+            self.failures -= 1
+            raise redis.ConnectionError("Connection refused")
+        return super().next_due()
+
+
+def test_a_scheduler_outlives_a_failure_while_it_sleeps(
+    runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    store = FlakyStore(redis_client, namespace="flaky")
+    recorder = Recorder(store)
+    halt = start(scheduler(runtime, store, recorder, batch=50))
+    try:
+        due = time.time() + 0.5
+        store.schedule([Timer("later", "inactivity", datetime.fromtimestamp(due, UTC), 1, {})])
+        deadline = time.monotonic() + 5
+        while "later" not in recorder.ran and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        halt()
+    assert store.failures == 0
+    assert "later" in recorder.ran

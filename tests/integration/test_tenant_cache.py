@@ -77,6 +77,32 @@ def test_a_key_revoked_in_another_process_is_refused_at_the_next_request(
         assert api.activity.hot_seq(bot, "u") == 2  # nothing of the refused request applied
 
 
+def test_a_revoked_key_is_refused_when_its_request_reads_a_new_bot(
+    pg_db: str, make_runtime: Callable[..., Runtime], redis_client: redis.Redis
+) -> None:
+    """The batch names a bot created since the key was cached: the bots are read anew, and
+    the key is checked again under the same stamp, not trusted from before."""
+    api = make_runtime(pg_db, redis_url=REDIS_URL)
+    admin = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(api)
+    bot = make_bot(api, org.org_id)
+    headers = {"Authorization": f"Bearer {org.api_key}"}
+    with TestClient(create_app(api)) as client:
+
+        def post(bot_id: int, event_id: str) -> int:
+            body = {"id": event_id, "type": "message.user", "bot_id": bot_id, "user_id": "u"}
+            return client.post("/v1/events", json=body, headers=headers).status_code
+
+        assert post(bot, "e1") == 200
+        assert post(bot, "e2") == 200  # the key and the bot from memory now
+        new_bot = make_bot(admin, org.org_id)
+        with admin.sessions() as s:
+            key_id = s.scalars(select(ApiKey.id).where(ApiKey.org_id == org.org_id)).one()
+        revoke_api_key(admin.sessions, org.org_id, key_id, admin.clock.now())
+        assert post(new_bot, "e3") == 401
+        assert api.activity.hot_seq(new_bot, "u") is None  # nothing applied
+
+
 def test_a_bot_changed_in_another_process_applies_at_the_next_request(
     pg_db: str,
     make_runtime: Callable[..., Runtime],

@@ -92,19 +92,21 @@ def record_activity(
     events: Sequence[ActivityEvent],
     now: datetime,
     recheck: Callable[[], None] | None = None,
+    key: str | None = None,
 ) -> RecordResult:
     """Validate, then apply the batch atomically: all events are recorded, or none. When the
     organization's configuration changed since it was cached, `recheck` (the caller's key or
-    signature, read afresh) runs before the batch is tried again."""
+    signature, read afresh) runs before the batch is tried again. The caller's API `key` is
+    checked under the same configuration stamp as the bots the batch is applied with."""
     check_events(events)
     for _ in range(_ATTEMPTS - 1):
         try:
-            return _record(tenants, store, org_id, events, now)
+            return _record(tenants, store, org_id, events, now, key)
         except StaleConfig:
             tenants.forget(org_id)
             if recheck is not None:
                 recheck()
-    return _record(tenants, store, org_id, events, now)
+    return _record(tenants, store, org_id, events, now, key)
 
 
 def _record(
@@ -113,8 +115,9 @@ def _record(
     org_id: int,
     events: Sequence[ActivityEvent],
     now: datetime,
+    key: str | None = None,
 ) -> RecordResult:
-    policies, stamp = tenants.bots(org_id, {e.bot_id for e in events})
+    policies, stamp = tenants.bots(org_id, {e.bot_id for e in events}, key)
     for index, event in enumerate(events):
         if event.bot_id not in policies:
             raise InvalidInput(f"unknown bot {event.bot_id}", f"events[{index}].bot_id")
@@ -129,11 +132,12 @@ async def record_on_loop(
     client: redis.asyncio.Redis,
     org_id: int,
     events: Sequence[ActivityEvent],
+    key: str | None = None,
 ) -> RecordResult | None:
     """`record_activity` without leaving the event loop, for a batch whose bots are cached
     and that needs no database: None, with nothing applied, when it needs more."""
     check_events(events)
-    policies, stamp = tenants.bots(org_id, {e.bot_id for e in events})
+    policies, stamp = tenants.bots(org_id, {e.bot_id for e in events}, key)
     if len(policies) < len({e.bot_id for e in events}):
         return None  # `record_activity` names the unknown bot
     return await store.record_on_loop(client, org_id, policies, events, stamp)
@@ -143,7 +147,7 @@ class TenantView(Protocol):
     """Where recording finds the organization's bots (`tenant_cache.TenantCache`)."""
 
     def bots(
-        self, org_id: int, bot_ids: set[int]
+        self, org_id: int, bot_ids: set[int], key: str | None = None
     ) -> tuple[dict[int, BotPolicy], ConfigStamp | None]: ...
 
     def forget(self, org_id: int) -> None: ...

@@ -11,6 +11,7 @@ cached. A change made behind reengage's back (SQL by hand) is picked up within `
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ class TenantCache:
         self._max_age = max_age.total_seconds()
         self._tick = tick
         self._orgs: dict[int, OrgView] = {}
+        # Views are replaced whole under this lock: a key is never left pointing at an
+        # organization whose view does not hold it.
+        self._installing = threading.RLock()
         self._key_org: dict[str, int] = {}
         self._bot_org: dict[int, int] = {}
 
@@ -86,17 +90,28 @@ class TenantCache:
 
     def cached_org_of_key(self, plaintext: str) -> int | None:
         """The key's organization if memory alone can tell (no I/O), else None."""
-        org_id = self._key_org.get(hash_api_key(plaintext))
-        return org_id if org_id is not None and self._fresh(org_id) is not None else None
+        digest = hash_api_key(plaintext)
+        org_id = self._key_org.get(digest)
+        if org_id is None:
+            return None
+        view = self._fresh(org_id)
+        return org_id if view is not None and digest in view.keys else None
 
     def bots(
-        self, org_id: int, bot_ids: set[int]
+        self, org_id: int, bot_ids: set[int], key: str | None = None
     ) -> tuple[dict[int, BotPolicy], ConfigStamp | None]:
         """The policies of the organization's bots among `bot_ids` (another organization's
-        are not found), and the stamp they were read under."""
+        are not found), and the stamp they were read under. With the caller's API `key`, the
+        key is known valid under that same stamp (checked again when the view is read anew:
+        Unauthorized if it was revoked meanwhile)."""
+        digest = hash_api_key(key) if key is not None else None
         view = self._fresh(org_id)
-        if view is None or not bot_ids <= view.bots.keys():
-            view = self._load(org_id)  # a bot created since is found at once
+        if (
+            view is None
+            or not bot_ids <= view.bots.keys()
+            or (digest is not None and digest not in view.keys)
+        ):
+            view = self._load(org_id, digest)  # a bot created since is found at once
         return {b: view.bots[b].policy for b in bot_ids if b in view.bots}, view.stamp
 
     def knows(self, org_id: int, bot_ids: set[int]) -> bool:
@@ -129,12 +144,13 @@ class TenantCache:
 
     def forget(self, org_id: int) -> None:
         """Drop what is held of an organization (its configuration changed)."""
-        view = self._orgs.pop(org_id, None)
-        if view is not None:
-            for digest in view.keys:
-                self._key_org.pop(digest, None)
-            for bot_id in view.bots:
-                self._bot_org.pop(bot_id, None)
+        with self._installing:
+            view = self._orgs.pop(org_id, None)
+            if view is not None:
+                for digest in view.keys:
+                    self._key_org.pop(digest, None)
+                for bot_id in view.bots:
+                    self._bot_org.pop(bot_id, None)
 
     def _fresh(self, org_id: int) -> OrgView | None:
         view = self._orgs.get(org_id)
@@ -162,10 +178,11 @@ class TenantCache:
             raise Unauthorized("invalid or revoked API key")
         # Keys are checked again with every load: a revocation by hand is seen by max_age.
         keys = {digest} if digest is not None else set()
-        self.forget(org_id)
         view = OrgView(stamp, self._tick(), bots, keys)
-        if self._stamps is not None:
-            self._orgs[org_id] = view
-            self._key_org.update(dict.fromkeys(keys, org_id))
-            self._bot_org.update(dict.fromkeys(bots, org_id))
+        with self._installing:
+            self.forget(org_id)
+            if self._stamps is not None:
+                self._orgs[org_id] = view
+                self._key_org.update(dict.fromkeys(keys, org_id))
+                self._bot_org.update(dict.fromkeys(bots, org_id))
         return view

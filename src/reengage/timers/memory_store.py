@@ -88,7 +88,7 @@ class InMemoryTimerStore:
 
     def in_flight(self, now: datetime) -> int:
         with self._lock:
-            return sum(1 for e in self._entries.values() if e.attempts and e.run_at > now)
+            return sum(1 for e in self._entries.values() if e.attempts == 1 and e.run_at > now)
 
     def wakeups(self) -> LocalWakeups:
         return self._listeners.listen()

@@ -53,7 +53,7 @@ for _, k in ipairs(ks) do
     local nv = ver .. '|' .. tok .. '|' .. (tonumber(att) + 1) .. '|' .. rest
     redis.call('HSET', KEYS[2], k, nv)
     redis.call('ZADD', KEYS[1], lease_until, k)
-    redis.call('ZADD', KEYS[3], lease_until, k)
+    if att == '0' then redis.call('ZADD', KEYS[3], lease_until, k) end
     out[#out + 1] = k
     out[#out + 1] = nv
   else
@@ -109,7 +109,7 @@ class RedisTimerStore:
         self._zset = f"{{{namespace}:timers}}:due"
         self._hash = f"{{{namespace}:timers}}:data"
         self._sentinel = f"{{{namespace}:timers}}:built"
-        # Claimed timers by the end of their lease: what is in flight.
+        # First claims by the end of their lease: what is in flight.
         self._leased = f"{{{namespace}:timers}}:leased"
         self._channel = f"{{{namespace}:timers}}:wake"
         self._schedule = client.register_script(_SCHEDULE)
@@ -221,9 +221,19 @@ class RedisWakeups:
         limit = _ms(until)
         while (left := end - time.monotonic()) > 0:
             message = self._pubsub.get_message(timeout=min(left, self._SLICE))
-            if message is not None and int(message["data"]) < limit:
+            if message is not None and _due_before(message["data"], limit):
                 return True
         return False
 
     def close(self) -> None:
         self._pubsub.close()
+
+
+def _due_before(data: object, limit_ms: int) -> bool:
+    """Whether a wake message announces a timer due before `limit_ms` (anything unreadable
+    wakes the scheduler: a look too many costs one round)."""
+    try:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        return int(text) < limit_ms
+    except ValueError:
+        return True

@@ -66,7 +66,8 @@ class Scheduler:
         self.flush_interval = flush_interval
         self._last_sweep: datetime | None = None
         self._last_flush: datetime | None = None
-        self.bound = ClaimBound(lease.total_seconds(), batch)
+        # Measured in real seconds: an accelerated clock's lease lasts less real time.
+        self.bound = ClaimBound(clock.real_seconds(lease), batch)
         # The last round claimed less than was due: its executors are behind.
         self.held = False
 
@@ -116,23 +117,28 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set: a full batch goes round again at once; otherwise sleep
-        until the next due timer or maintenance, woken early by an earlier schedule."""
+        until the next due timer or maintenance, woken early by an earlier schedule. A failure
+        (Redis or the database away) is logged and the loop goes on after `poll`."""
         log.info("scheduler.started", batch=self.batch, lease=self.lease.total_seconds())
-        wakeups = self.store.wakeups()
+        wakeups: Wakeups | None = None
         try:
             while not stop.is_set():
                 try:
                     claimed = self.run_once()
+                    if self.held:  # the executors are behind: look again shortly
+                        stop.wait(self.poll.total_seconds())
+                    elif claimed < self.batch:
+                        wakeups = wakeups or self.store.wakeups()
+                        self._sleep(stop, wakeups, claimed > 0)
                 except Exception:
                     log.exception("scheduler.round_failed")
+                    if wakeups is not None:  # listen anew: its connection may be gone
+                        _close_quietly(wakeups)
+                        wakeups = None
                     stop.wait(self.poll.total_seconds())
-                    continue
-                if self.held:  # the executors are behind: look again shortly
-                    stop.wait(self.poll.total_seconds())
-                elif claimed < self.batch:
-                    self._sleep(stop, wakeups, claimed > 0)
         finally:
-            wakeups.close()
+            if wakeups is not None:
+                _close_quietly(wakeups)
         log.info("scheduler.stopped")
 
     def _sleep(self, stop: threading.Event, wakeups: Wakeups, worked: bool) -> None:
@@ -157,6 +163,13 @@ class Scheduler:
         if (due := self.store.next_due()) is not None:
             times.append(due)
         return min(times)
+
+
+def _close_quietly(wakeups: Wakeups) -> None:
+    try:
+        wakeups.close()
+    except Exception:  # already broken: nothing left to close
+        log.debug("scheduler.wakeups_close_failed", exc_info=True)
 
 
 @dataclass(slots=True)

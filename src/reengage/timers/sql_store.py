@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, literal_column, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -142,8 +142,10 @@ class SqlTimerStore:
 
     def in_flight(self, now: datetime) -> int:
         # A claim counts its attempt and moves `run_at` to the lease's end; a schedule resets
-        # both, an ack deletes the row (a partial index holds the claimed rows only).
-        stmt = select(func.count()).where(TimerRow.attempts > 0, TimerRow.run_at > now)
+        # both, an ack deletes the row (a partial index holds the claimed rows only; the
+        # literal lets the planner prove that `attempts = 1` falls within it).
+        first = TimerRow.attempts == literal_column("1")
+        stmt = select(func.count()).where(first, TimerRow.run_at > now)
         with self._sessions() as session:
             return session.scalar(stmt) or 0
 

@@ -156,7 +156,7 @@ def _open(
     seqs = _last_seqs(session, [o.contact_id for o in missing if o.contact_id not in fresh])
     values = [_opening(o, seqs.get(o.contact_id, 0)) for o in sorted(missing, key=_contact_of)]
     opened = _insert_conversations(session, values, now, columns)
-    with_clock = {o.contact_id for o in missing if o.hot is not None and o.contact_id in opened}
+    with_clock = {o.contact_id for o in missing if _prefilled(o) and o.contact_id in opened}
     # Opened meanwhile by another transaction (the insert skipped them), or not returned by
     # the insert (SQLite): read.
     late = [o.contact_id for o in missing if o.contact_id not in opened]
@@ -167,6 +167,13 @@ def _open(
 
 def _contact_of(opening: Opening) -> int:
     return opening.contact_id
+
+
+def _prefilled(o: Opening) -> bool:
+    """Whether a new conversation is inserted with its hot clock. Not a closed one: it is
+    inserted open, so that the partial unique index on open conversations makes a
+    concurrent opening wait for it, then `_write_clocks` closes it."""
+    return o.hot is not None and o.hot.clock.status is not ConversationStatus.CLOSED
 
 
 def _opening(o: Opening, last_seq: int) -> dict[str, Any]:
@@ -183,7 +190,7 @@ def _opening(o: Opening, last_seq: int) -> dict[str, Any]:
         "status": ConversationStatus.BOT.value,
         "inactivity_due_at": None,
     }
-    if o.hot is None or o.hot.clock.activity_seq < last_seq:
+    if not _prefilled(o) or o.hot is None or o.hot.clock.activity_seq < last_seq:
         return row
     due = o.hot.due_at if last_seq < o.hot.clock.activity_seq else None
     return row | clock_values(o.hot.clock) | {"inactivity_due_at": due}

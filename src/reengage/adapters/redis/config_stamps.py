@@ -11,11 +11,14 @@ from uuid import uuid4
 from weakref import WeakKeyDictionary
 
 import redis
+import structlog
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import ApiKey, Bot, Organization
 from reengage.ports import ConfigStamp
+
+log = structlog.get_logger(__name__)
 
 # What an API process caches of an organization: a change to any of these bumps its stamp.
 WATCHED = (Bot, ApiKey, Organization)
@@ -56,8 +59,14 @@ class ConfigStamps:
 
     def _committed(self, session: Session) -> None:
         orgs = self._changed.pop(session, None)
-        if orgs:
+        if not orgs:
+            return
+        try:
             self.bump(orgs)
+        except redis.RedisError:
+            # The change is committed: failing the caller now would hide that. Caches see it
+            # within their maximum age.
+            log.warning("config.stamp_not_bumped", orgs=sorted(orgs), exc_info=True)
 
     def _rolled_back(self, session: Session, _previous: object) -> None:
         self._changed.pop(session, None)

@@ -142,7 +142,7 @@ async def post_events(
             and isinstance(store, RedisActivityStore)
             and tenants.knows(org_id, {e.bot_id for e in events})
         ):
-            result = await record_on_loop(tenants, store, client, org_id, events)
+            result = await record_on_loop(tenants, store, client, org_id, events, key)
         if result is None:
             result = await run_in_threadpool(_record, runtime, org_id, events, key)
     except InvalidInput as exc:
@@ -159,7 +159,7 @@ async def post_events(
 
 def _record(runtime: Runtime, org_id: int, events: list[ActivityEvent], key: str) -> RecordResult:
     # A key revoked since it was cached is refused before the batch is tried again.
-    return runtime.record(org_id, events, recheck=lambda: _same_org(runtime, key, org_id))
+    return runtime.record(org_id, events, recheck=lambda: _same_org(runtime, key, org_id), key=key)
 
 
 def _same_org(runtime: Runtime, key: str, org_id: int) -> None:

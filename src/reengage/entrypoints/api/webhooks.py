@@ -66,15 +66,14 @@ def _bot(runtime: Runtime, bot_id: int, kind: ChannelKind) -> _Found:
 def _checked(
     runtime: Runtime, bot_id: int, kind: ChannelKind, ok: Callable[[_Found], bool]
 ) -> _Found:
-    """The bot, once `ok` accepts the request's signature with its credentials; checked again
-    with fresh credentials when the cached ones turn out to be stale."""
+    """The bot, once `ok` accepts the request's signature with its current credentials (the
+    cached ones are used only while the organization's stamp says they are current: a rotated
+    secret is refused before anything is written)."""
     found = _bot(runtime, bot_id, kind)
-    if not ok(found):
-        if runtime.tenants.current(found.bot.org_id, found.stamp):
-            raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
+    if not runtime.tenants.current(found.bot.org_id, found.stamp):
         found = _bot(runtime, bot_id, kind)
-        if not ok(found):
-            raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
+    if not ok(found):
+        raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
     return found
 
 
