@@ -140,29 +140,38 @@ def _log_has(log: Path, marker: str) -> bool:
     return marker in log.read_text(errors="replace")
 
 
-def run(tree: Path, mode: str, users: int, bots: int, logs: Path) -> Figures:
-    """One herd on a fresh database: set up through the API, then drain it."""
-    reset()
-    logs.mkdir(parents=True)
-    env = {
+def tree_env(tree: Path, db_url: str, redis_url: str, broker_url: str) -> dict[str, str]:
+    """The environment of the processes that run the code under `tree`."""
+    return {
         **os.environ,
         "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{ROOT}",
-        "REENGAGE_DATABASE_URL": DB_URL,
-        "REENGAGE_REDIS_URL": REDIS_URL,
-        "REENGAGE_BROKER_URL": BROKER_URL,
+        "REENGAGE_DATABASE_URL": db_url,
+        "REENGAGE_REDIS_URL": redis_url,
+        "REENGAGE_BROKER_URL": broker_url,
         "REENGAGE_LOG_JSON": "true",
     }
-    cli = ["-m", "reengage.entrypoints.cli"]
-    # The schema and an organization, by the tree's own code, in one process.
+
+
+def set_up_database(env: dict[str, str], db_url: str) -> str:
+    """The schema and an organization, by the tree's own code, in one process: its API key."""
     created = subprocess.run(
-        [sys.executable, "-c", SET_UP_DATABASE, DB_URL],
+        [sys.executable, "-c", SET_UP_DATABASE, db_url],
         env=env,
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    api_key = created.split("api key ")[1].split()[0]
+    return created.split("api key ")[1].split()[0]
+
+
+def run(tree: Path, mode: str, users: int, bots: int, logs: Path) -> Figures:
+    """One herd on a fresh database: set up through the API, then drain it."""
+    reset()
+    logs.mkdir(parents=True)
+    env = tree_env(tree, DB_URL, REDIS_URL, BROKER_URL)
+    cli = ["-m", "reengage.entrypoints.cli"]
+    api_key = set_up_database(env, DB_URL)
     procs = Processes(logs)
     platform_port, api_port = free_port(), free_port()
     platform_url, api_url = f"http://127.0.0.1:{platform_port}", f"http://127.0.0.1:{api_port}"

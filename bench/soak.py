@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.baseline import checkout  # noqa: E402
 from bench.chaos_kit.services import free_port, wait_for  # noqa: E402
-from bench.herd import SET_UP_DATABASE, Processes, _log_has, _ok  # noqa: E402
+from bench.herd import Processes, _log_has, _ok, set_up_database, tree_env  # noqa: E402
 
 BASELINE = "3389840"  # before claims were bounded and sends went side by side
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -227,23 +226,8 @@ def load(api: httpx.Client, bots: list[int], until: float, counter: list[int]) -
 def run(tree: Path, label: str, load_s: int, quiet_s: int, logs: Path) -> list[Minute]:
     reset()
     logs.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{ROOT}",
-        "REENGAGE_DATABASE_URL": DB_URL,
-        "REENGAGE_REDIS_URL": REDIS_URL,
-        "REENGAGE_BROKER_URL": BROKER_URL,
-        "REENGAGE_LOG_JSON": "true",
-    }
-    created = subprocess.run(
-        [sys.executable, "-c", SET_UP_DATABASE, DB_URL],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    api_key = created.split("api key ")[1].split()[0]
+    env = tree_env(tree, DB_URL, REDIS_URL, BROKER_URL)
+    api_key = set_up_database(env, DB_URL)
     procs = Processes(logs)
     platform_port, api_port, metrics_port = free_port(), free_port(), free_port()
     platform_url, api_url = f"http://127.0.0.1:{platform_port}", f"http://127.0.0.1:{api_port}"
