@@ -63,10 +63,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    # The hot paths first: a request is matched against the routes in this order.
     app.include_router(events_router)
+    app.include_router(webhooks_router)
     app.include_router(bots_router)
     app.include_router(conversations_router)
-    app.include_router(webhooks_router)
     app.include_router(simulator_router)
     app.include_router(flows_router)
     app.include_router(policies_router)
