@@ -60,14 +60,15 @@ class NewEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def append_events(session: Session, events: list[NewEvent]) -> None:
-    """`append_event` for many, in one statement (each once per `dedup_key`)."""
+def append_events(session: Session, events: list[NewEvent]) -> list[int]:
+    """`append_event` for many, in one statement (each once per `dedup_key`); the ids of the
+    conversations whose event was appended."""
     if not events:
-        return
-    session.execute(
-        insert_for(session, _TABLE).on_conflict_do_nothing(
-            index_elements=["conversation_id", "dedup_key"]
-        ),
+        return []
+    appended = session.execute(
+        insert_for(session, _TABLE)
+        .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
+        .returning(_TABLE.c.conversation_id),
         [
             {
                 "org_id": e.conversation.org_id,
@@ -81,3 +82,4 @@ def append_events(session: Session, events: list[NewEvent]) -> None:
             for e in events
         ],
     )
+    return list(appended.scalars())
