@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
+from typing import cast
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -318,14 +319,15 @@ def _request(deps: SendDeps, prepared: Prepared, now: datetime, channel: Channel
 def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: datetime) -> bool:
     """The attempt that holds the claim marks its request in flight, committed, right before
     it leaves; False when a later run took the delivery over (then it must not be sent)."""
+    table = cast(Table, Delivery.__table__)  # Core: one UPDATE, no ORM bookkeeping
     with sessions.begin() as session:
         marked = session.execute(
-            update(Delivery)
+            update(table)
             .where(
-                Delivery.id == prepared.delivery_id,
-                Delivery.status == "sending",
-                Delivery.attempts == prepared.attempt,
-                Delivery.requested_at.is_(None),
+                table.c.id == prepared.delivery_id,
+                table.c.status == "sending",
+                table.c.attempts == prepared.attempt,
+                table.c.requested_at.is_(None),
             )
             .values(requested_at=now)
         )

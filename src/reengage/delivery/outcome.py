@@ -129,11 +129,12 @@ def release_next(session: Session, row: Delivery, now: datetime) -> list[Timer]:
     """A settled delivery lets the block after it go (if it already came and waited)."""
     if row.status not in FINAL:
         return []
+    table = Delivery.__table__.c  # Core: other rows are read, this one's changes need no flush
     waiting = session.scalars(
-        select(Delivery.id).where(
-            Delivery.after_id == row.id,
-            Delivery.status == "scheduled",
-            Delivery.reason == "after_previous",
+        select(table.id).where(
+            table.after_id == row.id,
+            table.status == "scheduled",
+            table.reason == "after_previous",
         )
     ).all()
     return [delivery_timer(i, now) for i in waiting]
