@@ -163,6 +163,14 @@ class ActivityStore(Protocol):
         """Write one subject's recent activity to the database now."""
         ...
 
+    def hot_seqs(self, subjects: Sequence[tuple[int, str]]) -> list[int | None]:
+        """`hot_seq` for many (bot, user) subjects, in one round trip."""
+        ...
+
+    def flush_subjects(self, subjects: Sequence[tuple[int, str]], now: datetime) -> None:
+        """`flush_subject` for many, in one transaction."""
+        ...
+
     def change_status(
         self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime
     ) -> bool:

@@ -170,9 +170,8 @@ def latest_seqs(
     session: Session, activity: ActivityStore | None, contacts: Sequence[Contact]
 ) -> dict[int, int | None]:
     """`current_seq` for many contacts: the cold ones read in one statement."""
-    seqs: dict[int, int | None] = {
-        c.id: activity.hot_seq(c.bot_id, c.external_id) if activity else None for c in contacts
-    }
+    hot = activity.hot_seqs([(c.bot_id, c.external_id) for c in contacts]) if activity else None
+    seqs: dict[int, int | None] = {c.id: hot[i] if hot else None for i, c in enumerate(contacts)}
     cold = [contact_id for contact_id, seq in seqs.items() if seq is None]
     if cold:
         found = session.execute(

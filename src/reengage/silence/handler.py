@@ -155,15 +155,15 @@ class SilenceHandler:
             for t in timers
         ]
         current = []
-        for bot_id, user_id, seq in subjects:
-            hot = self.activity.hot_seq(bot_id, user_id)
-            if hot is not None and hot != seq:
+        hot = self.activity.hot_seqs([(bot_id, user_id) for bot_id, user_id, _ in subjects])
+        for (bot_id, user_id, seq), newest in zip(subjects, hot, strict=True):
+            if newest is not None and newest != seq:
                 log.debug(
                     "silence.skipped", bot_id=bot_id, user_id=user_id, reason="newer_activity"
                 )
                 continue
-            self.activity.flush_subject(bot_id, user_id, now)  # before the transaction begins
             current.append((bot_id, user_id))
+        self.activity.flush_subjects(current, now)  # before the transaction begins
         follows = []
         with self.sessions.begin() as session:
             found = latest_conversations(session, current)

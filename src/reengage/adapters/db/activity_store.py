@@ -76,6 +76,12 @@ class SqlActivityStore:
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         return None
 
+    def hot_seqs(self, subjects: Sequence[tuple[int, str]]) -> list[int | None]:
+        return [None] * len(subjects)
+
+    def flush_subjects(self, subjects: Sequence[tuple[int, str]], now: datetime) -> None:
+        return None
+
     def change_status(
         self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime
     ) -> bool:

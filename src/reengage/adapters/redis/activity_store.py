@@ -438,6 +438,30 @@ class RedisActivityStore:
             data = cast(dict[str, str], self._r.hgetall(self._hash(subject)))
             self._write({subject: data}, now)
 
+    def hot_seqs(self, subjects: Sequence[tuple[int, str]]) -> list[int | None]:
+        pipe = self._r.pipeline(transaction=False)
+        for bot_id, user_id in subjects:
+            pipe.hget(self._hash(subject_key(bot_id, user_id)), "seq")
+        seqs = pipe.execute()  # type: ignore[no-untyped-call]
+        return [int(seq) if seq is not None else None for seq in seqs]
+
+    def flush_subjects(self, subjects: Sequence[tuple[int, str]], now: datetime) -> None:
+        keys = list(dict.fromkeys(subject_key(bot_id, user_id) for bot_id, user_id in subjects))
+        if not keys:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for key in keys:
+            pipe.srem(self._dirty, key)
+        taken = pipe.execute()  # type: ignore[no-untyped-call]
+        dirty = [key for key, was in zip(keys, taken, strict=True) if was]
+        if not dirty:
+            return
+        pipe.zadd(self._inflight, dict.fromkeys(dirty, _ms(now)))
+        for key in dirty:
+            pipe.hgetall(self._hash(key))
+        data = pipe.execute()[1:]  # type: ignore[no-untyped-call]
+        self._write(dict(zip(dirty, data, strict=True)), now)
+
     def _write(self, taken: dict[str, dict[str, str]], now: datetime) -> int:
         """Write the subjects' clocks in one transaction; then they are no longer in flight."""
         if not taken:
