@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from reengage.adapters.channels import standard_webhooks
@@ -143,9 +144,7 @@ def _recheck(
 
 
 @webhooks_router.post("/telegram/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def telegram_webhook(
-    bot_id: Id, request: Request, background: BackgroundTasks
-) -> dict[str, bool]:
+async def telegram_webhook(bot_id: Id, request: Request) -> Response:
     """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`.
 
     Answers at once; a button press is acknowledged to Telegram after the response."""
@@ -168,9 +167,8 @@ async def telegram_webhook(
                 or await recorded_on_loop(request, runtime, found.bot.org_id, update.events, now)
             )
         ):
-            _answer_button(runtime, found, update.callback_query_id, background)
-            return {"ok": True}
-    return await run_in_threadpool(_telegram, runtime, bot_id, body, ok, now, background)
+            return _ok(runtime, found, update.callback_query_id)
+    return await run_in_threadpool(_telegram, runtime, bot_id, body, ok, now)
 
 
 def _telegram(
@@ -179,8 +177,7 @@ def _telegram(
     body: bytes,
     ok: Callable[[_Found], bool],
     now: datetime,
-    background: BackgroundTasks,
-) -> dict[str, bool]:
+) -> Response:
     found = _checked(runtime, bot_id, ChannelKind.TELEGRAM, ok)
     bot = found.bot
     with _reading():
@@ -195,18 +192,18 @@ def _telegram(
         runtime.record(
             bot.org_id, update.events, _recheck(runtime, bot_id, ChannelKind.TELEGRAM, ok)
         )
-    _answer_button(runtime, found, update.callback_query_id, background)
-    return {"ok": True}
+    return _ok(runtime, found, update.callback_query_id)
 
 
-def _answer_button(
-    runtime: Runtime, found: _Found, query_id: str | None, background: BackgroundTasks
-) -> None:
+def _ok(runtime: Runtime, found: _Found, query_id: str | None) -> Response:
+    """Telegram's answer; a button press is acknowledged to Telegram after it (so the button
+    stops spinning)."""
     token = found.credentials.get("token")
+    task = None
     if query_id and token:
-        background.add_task(
-            answer_callback_query, token, query_id, runtime.settings.telegram_api_base
-        )
+        base = runtime.settings.telegram_api_base
+        task = BackgroundTask(answer_callback_query, token, query_id, base)
+    return Response(b'{"ok":true}', media_type="application/json", background=task)
 
 
 # --- WhatsApp -------------------------------------------------------------------------------
