@@ -467,7 +467,9 @@ def test_an_operator_reviews_ambiguous_sends_and_sends_one_again(
         refused = client.post(f"/v1/deliveries/{again.json()['id']}/resend", headers=headers)
         assert refused.status_code == 422  # a sent delivery is not sent again
         metrics = client.get("/metrics").text
-    assert 'reengage_deliveries_total{purpose="test",reason="ambiguous",status="failed"}' in metrics
+    ambiguous = 'channel="telegram",purpose="test",reason="ambiguous",status="failed"'
+    assert f"reengage_deliveries_total{{{ambiguous}}}" in metrics
+    assert f'reengage_bot_deliveries_total{{bot="{bot}",status="failed"}}' in metrics
 
 
 def test_retries_stop_when_the_message_is_no_longer_valid(

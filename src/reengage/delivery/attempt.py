@@ -33,6 +33,7 @@ from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.delivery.outcome import (
     FINAL,
     Retry,
+    channels_of,
     claim,
     load_for_claim,
     log_outcome,
@@ -50,7 +51,7 @@ from reengage.domain.outbound import (
     message_from_json,
 )
 from reengage.domain.timer import Timer
-from reengage.metrics import DELIVERIES
+from reengage.metrics import delivery_settled
 from reengage.ports import ActivityStore, Channel, ChannelProvider, Clock, TimerStore
 
 log = structlog.get_logger(__name__)
@@ -191,6 +192,7 @@ def send_many(
     its request and its answer right after. One attempt per want, in order."""
     with deps.sessions.begin() as session:
         claimed = _prepare_many(session, wants, now, deps.activity, may_defer)
+        kinds = channels_of(session, {item.bot_id for item in claimed.values()})
     prepared = [i for i in claimed.values() if isinstance(i, Prepared)]
     bots = {item.bot_id: item.org_id for item in prepared}
     channels = {bot: deps.channels.channel_for(org, bot) for bot, org in bots.items()}
@@ -202,7 +204,8 @@ def send_many(
         outcome = _request(deps, item, now, channels[item.bot_id])
         # Each answer is committed as soon as it comes: a crash loses at most the requests
         # in flight (ambiguous), never the record of one already answered.
-        recorded.update(_record(deps, {item.delivery_id: item}, {item.delivery_id: outcome}, now))
+        asked = {item.delivery_id: outcome}
+        recorded.update(_record(deps, {item.delivery_id: item}, asked, now, kinds))
         media = item.message.media
         if isinstance(outcome, Sent) and outcome.file_id and media and media.asset_id:
             uploaded.setdefault((item.bot_id, media.asset_id), outcome.file_id)
@@ -214,7 +217,9 @@ def send_many(
         if isinstance(decided, Settled):
             settled = decided.result
             if settled.status in FINAL:
-                DELIVERIES.labels(decided.purpose, settled.status, settled.reason or "").inc()
+                bot = decided.bot_id
+                kind = kinds.get(bot, "unknown")
+                delivery_settled(decided.purpose, kind, bot, settled.status, settled.reason)
             attempts.append(Attempt(settled, decided.released))
         else:
             attempts.append(recorded[want.delivery_id])
@@ -245,6 +250,7 @@ def _record(
     claimed: dict[int, Settled | Prepared],
     asked: dict[int, SendOutcome],
     now: datetime,
+    kinds: dict[int, str],
 ) -> dict[int, Attempt]:
     """The answers on their rows, in one transaction."""
     attempts: dict[int, Attempt] = {}
@@ -283,7 +289,8 @@ def _record(
         result, row = attempts[delivery_id].result, rows[delivery_id]
         if delivery_id in overtaken:
             continue
-        DELIVERIES.labels(row.purpose, result.status, result.reason or "").inc()
+        kind = kinds.get(row.bot_id, "unknown")
+        delivery_settled(row.purpose, kind, row.bot_id, result.status, result.reason)
         log.info(
             f"delivery.{result.status}",
             delivery_id=delivery_id,
@@ -340,6 +347,7 @@ class Settled:
     result: DeliveryResult
     released: list[Timer]
     purpose: str
+    bot_id: int
 
 
 @dataclass(slots=True)
@@ -383,7 +391,7 @@ def _prepare_many(
         if row.status != "sending" or hold is not None:  # settled, held, or still in flight
             log_outcome(session, row, now)
             out[delivery_id] = Settled(
-                _result(row, hold), release_next(session, row, now), row.purpose
+                _result(row, hold), release_next(session, row, now), row.purpose, row.bot_id
             )
             continue
         conversation = _conversation(session, row)

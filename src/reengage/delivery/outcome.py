@@ -268,6 +268,12 @@ def _again(row: Delivery, outcome: Failed, now: datetime, clock: Clock | None) -
     return retry
 
 
+def channels_of(session: Session, bot_ids: set[int]) -> dict[int, str]:
+    """The channel kind of each bot (`telegram`, `whatsapp`, ...): one statement a batch."""
+    found = session.execute(select(Bot.id, Bot.channel).where(Bot.id.in_(bot_ids))).tuples()
+    return {bot: channel for bot, channel in found}
+
+
 def load_for_claim(session: Session, rows: list[Delivery]) -> list[object]:
     """What deciding the rows reads, in a few statements; returned to be held (the session's
     identity map holds its objects weakly), so `session.get` answers from memory."""
