@@ -22,6 +22,7 @@ from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import (
+    Bot,
     Contact,
     Conversation,
     Delivery,
@@ -33,7 +34,6 @@ from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.delivery.outcome import (
     FINAL,
     Retry,
-    channels_of,
     claim,
     load_for_claim,
     log_outcome,
@@ -192,7 +192,6 @@ def send_many(
     its request and its answer right after. One attempt per want, in order."""
     with deps.sessions.begin() as session:
         claimed = _prepare_many(session, wants, now, deps.activity, may_defer)
-        kinds = channels_of(session, {item.bot_id for item in claimed.values()})
     prepared = [i for i in claimed.values() if isinstance(i, Prepared)]
     bots = {item.bot_id: item.org_id for item in prepared}
     channels = {bot: deps.channels.channel_for(org, bot) for bot, org in bots.items()}
@@ -205,7 +204,7 @@ def send_many(
         # Each answer is committed as soon as it comes: a crash loses at most the requests
         # in flight (ambiguous), never the record of one already answered.
         asked = {item.delivery_id: outcome}
-        recorded.update(_record(deps, {item.delivery_id: item}, asked, now, kinds))
+        recorded.update(_record(deps, {item.delivery_id: item}, asked, now))
         media = item.message.media
         if isinstance(outcome, Sent) and outcome.file_id and media and media.asset_id:
             uploaded.setdefault((item.bot_id, media.asset_id), outcome.file_id)
@@ -217,9 +216,9 @@ def send_many(
         if isinstance(decided, Settled):
             settled = decided.result
             if settled.status in FINAL:
-                bot = decided.bot_id
-                kind = kinds.get(bot, "unknown")
-                delivery_settled(decided.purpose, kind, bot, settled.status, settled.reason)
+                delivery_settled(
+                    decided.purpose, decided.channel, decided.bot_id, settled.status, settled.reason
+                )
             attempts.append(Attempt(settled, decided.released))
         else:
             attempts.append(recorded[want.delivery_id])
@@ -250,7 +249,6 @@ def _record(
     claimed: dict[int, Settled | Prepared],
     asked: dict[int, SendOutcome],
     now: datetime,
-    kinds: dict[int, str],
 ) -> dict[int, Attempt]:
     """The answers on their rows, in one transaction."""
     attempts: dict[int, Attempt] = {}
@@ -289,8 +287,9 @@ def _record(
         result, row = attempts[delivery_id].result, rows[delivery_id]
         if delivery_id in overtaken:
             continue
-        kind = kinds.get(row.bot_id, "unknown")
-        delivery_settled(row.purpose, kind, row.bot_id, result.status, result.reason)
+        item = claimed[delivery_id]
+        channel = item.channel
+        delivery_settled(row.purpose, channel, row.bot_id, result.status, result.reason)
         log.info(
             f"delivery.{result.status}",
             delivery_id=delivery_id,
@@ -348,6 +347,7 @@ class Settled:
     released: list[Timer]
     purpose: str
     bot_id: int
+    channel: str
 
 
 @dataclass(slots=True)
@@ -361,6 +361,7 @@ class Prepared:
     chat_id: str
     message: OutboundMessage
     context: SendContext
+    channel: str
     requested: bool = False  # the in-flight mark was made
 
 
@@ -387,11 +388,13 @@ def _prepare_many(
             now, None, may_defer, slots[delivery_id], idempotency_key=f"delivery_{delivery_id}"
         )
         contact = session.get_one(Contact, row.contact_id)
+        channel = session.get_one(Bot, row.bot_id).channel  # held: no statement
         hold = claim(session, row, contact, now, activity)
         if row.status != "sending" or hold is not None:  # settled, held, or still in flight
             log_outcome(session, row, now)
+            released = release_next(session, row, now)
             out[delivery_id] = Settled(
-                _result(row, hold), release_next(session, row, now), row.purpose, row.bot_id
+                _result(row, hold), released, row.purpose, row.bot_id, channel
             )
             continue
         conversation = _conversation(session, row)
@@ -406,6 +409,7 @@ def _prepare_many(
                 context,
                 window_expires_at=conversation.window_expires_at if conversation else None,
             ),
+            channel,
         )
     del held
     return out

@@ -268,12 +268,6 @@ def _again(row: Delivery, outcome: Failed, now: datetime, clock: Clock | None) -
     return retry
 
 
-def channels_of(session: Session, bot_ids: set[int]) -> dict[int, str]:
-    """The channel kind of each bot (`telegram`, `whatsapp`, ...): one statement a batch."""
-    found = session.execute(select(Bot.id, Bot.channel).where(Bot.id.in_(bot_ids))).tuples()
-    return {bot: channel for bot, channel in found}
-
-
 def load_for_claim(session: Session, rows: list[Delivery]) -> list[object]:
     """What deciding the rows reads, in a few statements; returned to be held (the session's
     identity map holds its objects weakly), so `session.get` answers from memory."""
@@ -294,9 +288,10 @@ def load_for_claim(session: Session, rows: list[Delivery]) -> list[object]:
     episodes = {r.episode_id for r in rows if r.episode_id is not None}
     if episodes:
         held += session.scalars(select(Episode).where(Episode.id.in_(episodes))).all()
+    # Every row's bot: its channel labels the metrics; a proactive one's voice is decided.
+    bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
+    held += bots
     if proactive:
-        bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
-        held += bots
         held += session.scalars(
             select(Organization).where(Organization.id.in_({b.org_id for b in bots}))
         ).all()
