@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 
-import reengage.metrics  # noqa: F401  (registers every instrument)
+from reengage import metrics  # registers every instrument
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NAME = re.compile(r"\breengage_[a-z0-9_]+")
@@ -64,6 +65,15 @@ def test_every_metric_referenced_is_exported(source: str) -> None:
     assert names, "no reengage metric referenced at all"
     assert names - exported() == set()
     assert "reengage_timers_due_total" not in exported()  # a suffix is not a free pass
+
+
+def test_labels_are_bounded_words_never_a_user() -> None:
+    """A label's values must stay few: a bot id is the finest grain a metric may have."""
+    bounded = {"outcome", "purpose", "channel", "status", "reason", "kind", "hold", "claim", "bot"}
+    instruments = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    assert len(instruments) >= 16
+    for instrument in instruments:
+        assert set(instrument._labelnames) <= bounded, instrument
 
 
 def test_the_metrics_an_on_call_person_needs_are_on_the_dashboard() -> None:
