@@ -30,11 +30,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def scrape(port: int) -> Scrape:
+def scrape(port: int, path: str = "/metrics") -> Scrape:
     """A process' `/metrics`, each sample by name and labels
     (`name[('label', 'value'), ...]`); empty while the port does not answer."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        text = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).text
     except httpx.TransportError:
         return {}
     return {

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import httpx
+import pytest
 import redis
 
 from reengage.adapters.clock import ManualClock
@@ -109,3 +111,29 @@ def test_the_scheduler_and_a_worker_serve_moving_backlog_and_delivery_series(
     assert worker_after[bot_sent] == USERS
     assert after[OLDEST] == 0
     assert after[CLAIMED] >= before[CLAIMED] + USERS  # the rest of the silences, the sends
+
+
+@pytest.mark.slow  # two API processes start: 8 to 20 s on a busy machine
+def test_api_processes_sharing_a_port_serve_the_sums_of_all(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    redis_client: redis.Redis,
+    spawn_process: Spawn,
+) -> None:
+    """`reengage serve --workers 2`: whichever process answers `/metrics` counts the events
+    both of them accepted, not its own alone."""
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    port = free_port()
+    spawn_process("api", ["serve", "--port", str(port), "--workers", "2"])
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: bool(scrape(port, "/metrics")), timeout=60)
+    headers = {"Authorization": f"Bearer {org.api_key}"}
+    requests = 12
+    for n in range(requests):  # a connection each: both processes take some
+        body = {"id": f"e{n}", "type": "message.user", "bot_id": bot, "user_id": str(n)}
+        r = httpx.post(f"{url}/v1/events", json=body, headers=headers, timeout=10)
+        assert r.json()["accepted"] == 1, r.text
+    accepted = "reengage_events_recorded_total[('outcome', 'accepted')]"
+    assert {scrape(port, "/metrics").get(accepted) for _ in range(6)} == {requests}
