@@ -287,8 +287,7 @@ def _record(
         result, row = attempts[delivery_id].result, rows[delivery_id]
         if delivery_id in overtaken:
             continue
-        item = claimed[delivery_id]
-        channel = item.channel
+        channel = claimed[delivery_id].channel
         delivery_settled(row.purpose, channel, row.bot_id, result.status, result.reason)
         log.info(
             f"delivery.{result.status}",

@@ -120,9 +120,9 @@ class Scheduler:
         TIMERS_CLAIMED.labels("first").inc(len(claimed) - again)
         TIMERS_CLAIMED.labels("again").inc(again)
         self.held = room < self.batch and len(claimed) == room
-        self.gauge(now)
         if claimed:
             self.executor.submit(claimed, now)
+        self.gauge(now)
         return len(claimed)
 
     def gauge(self, now: datetime) -> None:
@@ -133,12 +133,14 @@ class Scheduler:
         if self._gauged is not None and at - self._gauged < GAUGE_INTERVAL:
             return
         self._gauged = at
-        backlog = self.store.backlog(now)
+        try:
+            backlog = self.store.backlog(now)
+            unflushed = self.activity.unflushed() if self.activity is not None else 0
+        except Exception:  # a gauge left as it was never fails the round
+            log.warning("scheduler.gauge_failed", exc_info=True)
+            return
         metrics.TIMERS_DUE.set(backlog.due)
         metrics.TIMERS_OLDEST_DUE_AGE.set(backlog.oldest_age(now))
-        if self.activity is None:
-            return
-        unflushed = self.activity.unflushed()
         if not unflushed:
             self._written_up = at
         metrics.WRITE_BEHIND_PENDING.set(unflushed)
