@@ -288,9 +288,10 @@ def load_for_claim(session: Session, rows: list[Delivery]) -> list[object]:
     episodes = {r.episode_id for r in rows if r.episode_id is not None}
     if episodes:
         held += session.scalars(select(Episode).where(Episode.id.in_(episodes))).all()
+    # Every row's bot: its channel labels the metrics; a proactive one's voice is decided.
+    bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
+    held += bots
     if proactive:
-        bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
-        held += bots
         held += session.scalars(
             select(Organization).where(Organization.id.in_({b.org_id for b in bots}))
         ).all()

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage import metrics
 from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Episode
 from reengage.domain import inactivity
 from reengage.domain import recovery as rec
@@ -123,6 +124,7 @@ class SilencesSeen:
             for s in self.started
         ]
         append_events(session, events)
+        metrics.EPISODES_STARTED.inc(len(self.started))
         self.started.clear()
 
     def live_campaign(self, session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:

@@ -73,6 +73,9 @@ class SqlActivityStore:
     def flush(self, now: datetime, limit: int = 2000) -> int:
         return 0
 
+    def unflushed(self) -> int:
+        return 0  # written before `record` returns
+
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         return None
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from reengage import metrics
 from reengage.adapters.db.models import Contact, Conversation, Episode
 from reengage.adapters.db.session import insert_for
 from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
@@ -388,4 +389,6 @@ def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> Non
             status=rows["status"], end_reason=rows["reason"], ended_at=rows["at"], next_due_at=None
         )
     )
-    rows.execute(stmt, ends)
+    rows.execute(stmt, ends)  # the rows are locked above: every end applies
+    for ended in ends:
+        metrics.episodes_ended(ended["status"], ended["reason"])

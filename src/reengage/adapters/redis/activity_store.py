@@ -431,6 +431,13 @@ class RedisActivityStore:
         }
         return self._write(taken, now)
 
+    def unflushed(self) -> int:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.scard(self._dirty)
+        pipe.zcard(self._inflight)
+        dirty, flushing = pipe.execute()  # type: ignore[no-untyped-call]
+        return int(dirty) + int(flushing)
+
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         subject = subject_key(bot_id, user_id)
         if self._r.srem(self._dirty, subject):
