@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Contact, Delivery
@@ -72,6 +72,12 @@ def write_statuses(session: Session, notifications: Sequence[Statuses]) -> None:
 
 
 _FIELDS = ("status", "reason", "platform_status", "error", "finished_at")
+_TABLE = cast(Table, Delivery.__table__)  # Core: rows read and written as values
+_MOVE = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row_id"))
+    .values({f: bindparam(f"new_{f}") for f in _FIELDS})
+)
 
 
 def _apply(session: Session, notifications: Sequence[Statuses]) -> int:
@@ -80,27 +86,29 @@ def _apply(session: Session, notifications: Sequence[Statuses]) -> int:
     wanted = {(n.bot_id, u.channel_message_id) for n in notifications for u in n.updates}
     if not wanted:
         return 0
+    c = _TABLE.c
     found = session.execute(
-        select(Delivery.id, Delivery.bot_id, Delivery.channel_message_id, *_COLUMNS)
-        .where(tuple_(Delivery.bot_id, Delivery.channel_message_id).in_(sorted(wanted)))
-        .order_by(Delivery.id)
+        select(c.id, c.bot_id, c.channel_message_id, *(c[f] for f in _FIELDS))
+        .where(
+            c.bot_id.in_({bot for bot, _ in wanted}),
+            c.channel_message_id.in_({message for _, message in wanted}),
+        )
+        .order_by(c.id)
         .with_for_update()
     ).all()
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     for r in found:
-        rows.setdefault((r.bot_id, r.channel_message_id), r._asdict())
+        if (r.bot_id, r.channel_message_id) in wanted:
+            rows.setdefault((r.bot_id, r.channel_message_id), r._asdict())
     moved: dict[int, dict[str, Any]] = {}
     for notification in notifications:
         for said in notification.updates:
             row = rows.get((notification.bot_id, said.channel_message_id))
             if row is not None and _advance(row, said, notification.now):
-                moved[row["id"]] = {"id": row["id"], **{f: row[f] for f in _FIELDS}}
+                moved[row["id"]] = {"row_id": row["id"], **{f"new_{f}": row[f] for f in _FIELDS}}
     if moved:
-        session.execute(update(Delivery), list(moved.values()))
+        session.execute(_MOVE, list(moved.values()))
     return len(moved)
-
-
-_COLUMNS = [getattr(Delivery, f) for f in _FIELDS]
 
 
 def _advance(row: dict[str, Any], said: StatusUpdate, now: datetime) -> bool:
