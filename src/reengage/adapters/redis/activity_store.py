@@ -8,12 +8,12 @@ database every second, so Redis never holds more than that much activity alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 from uuid import uuid4
 
+import orjson
 import redis
 import redis.asyncio
 from sqlalchemy import Row, select, tuple_
@@ -514,7 +514,7 @@ def _segments(events: list[ActivityEvent]) -> list[list[ActivityEvent]]:
 def _payload(org_id: int, policy: BotPolicy, e: ActivityEvent) -> str:
     threshold, after_close = policy.inactivity_threshold, policy.after_close
     fields = {FIELDS[k]: _ms(v) for k, v in clock_fields(e, policy.channel).items()}
-    return json.dumps(
+    return orjson.dumps(
         {
             "s": subject_key(e.bot_id, e.user_id),
             "o": org_id,
@@ -528,8 +528,7 @@ def _payload(org_id: int, policy: BotPolicy, e: ActivityEvent) -> str:
             "ac": int(after_close.total_seconds() * 1000) if after_close else 0,
             "m": 1 if e.type in MESSAGE_TYPES else 0,
         },
-        separators=(",", ":"),
-    )
+    ).decode()
 
 
 def _bot_user(subject: str) -> tuple[int, str]:
