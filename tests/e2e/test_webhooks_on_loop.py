@@ -227,3 +227,50 @@ def test_a_crash_before_the_text_is_stored_loses_nothing_when_telegram_retries(
         assert _post_update(client, bot, secret, update) == 200
         assert runtime.activity.hot_seq(bot, "7") == 2  # the retry is a duplicate
         assert _messages(runtime) == ["oi", "sair"]
+
+
+def test_statuses_signed_with_a_rotated_app_secret_move_nothing(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    """A notification of statuses alone is recorded by no script: its credentials' stamp is
+    read before it is applied, so a secret replaced since is refused at once."""
+    org = make_org(runtime)
+    credentials = {"phone_number_id": WA_PHONE, "access_token": WA_TOKEN, "verify_token": "v"}
+    bot = make_bot(
+        runtime,
+        org.org_id,
+        channel=ChannelKind.WHATSAPP,
+        credentials={**credentials, "app_secret": APP_SECRET},
+    )
+    ts, user = int(clock.now().timestamp()), "5511977776666"
+    hello = FakeWhatsApp.inbound_text_payload(WA_PHONE, "1555", user, "oi", "w1", ts)
+    assert _post_whatsapp(client, bot, hello) == 200  # the bot is held in memory now
+    runtime.activity.flush_subject(bot, user, clock.now())
+    with runtime.sessions() as s:
+        contact, conv = s.execute(
+            select(Contact.id, Conversation.id).join(
+                Conversation, Conversation.contact_id == Contact.id
+            )
+        ).one()
+    request = DeliveryRequest(
+        org.org_id, bot, contact, "k1", "test", OutboundMessage(MessageKind.TEXT, "Volte!"), conv
+    )
+    wamid = deliver(runtime.sessions, runtime, runtime.timers, request, clock.now())
+    assert wamid.channel_message_id is not None
+    r = client.put(
+        f"/v1/bots/{bot}/credentials",
+        headers={"Authorization": f"Bearer {org.api_key}"},
+        json={"credentials": {**credentials, "app_secret": "a-new-secret"}},
+    )
+    assert r.status_code == 200
+    read = FakeWhatsApp.status_payload(WA_PHONE, wamid.channel_message_id, "read", user, ts)
+    assert _post_whatsapp(client, bot, read) == 401  # signed with the old secret
+    with runtime.sessions() as s:
+        assert s.scalars(select(Delivery.platform_status)).one() == "sent"
+    body = json.dumps(read).encode()
+    headers = {"X-Hub-Signature-256": FakeWhatsApp.signature("a-new-secret", body)}
+    assert (
+        client.post(f"/webhooks/whatsapp/{bot}", content=body, headers=headers).status_code == 200
+    )
+    with runtime.sessions() as s:
+        assert s.scalars(select(Delivery.platform_status)).one() == "read"

@@ -75,11 +75,22 @@ def _cached(
     """The bot from memory alone, when the request's signature holds with its cached
     credentials: what is then recorded on the event loop is checked under the stamp they
     were cached with (a rotated secret sends the request the checked way). None otherwise."""
-    bot = runtime.tenants.cached_bot(bot_id)
-    if bot is None or bot.channel is not kind:
+    cached = runtime.tenants.cached_bot(bot_id)
+    if cached is None or cached[0].channel is not kind:
         return None
-    found = _Found(bot, runtime.credentials.of(bot.id, bot.credentials), None)
+    bot, stamp = cached
+    found = _Found(bot, runtime.credentials.of(bot.id, bot.credentials), stamp)
     return found if ok(found) else None
+
+
+async def _still_current(request: Request, found: _Found) -> bool:
+    """Whether the credentials `found` was checked with are still the organization's (one
+    read on the event loop), for what no record script checks (statuses alone)."""
+    client = getattr(request.app.state, "loop_redis", None)
+    if client is None or found.stamp is None:
+        return False
+    value = await client.get(found.stamp.key)
+    return str(value or "") == found.stamp.value
 
 
 def _read_or_none(read: Callable[[], R]) -> R | None:
@@ -163,8 +174,9 @@ async def telegram_webhook(bot_id: Id, request: Request) -> Response:
             update is not None
             and update.membership is None
             and (
-                not update.events
-                or await recorded_on_loop(request, runtime, found.bot.org_id, update.events, now)
+                await _still_current(request, found)
+                if not update.events
+                else await recorded_on_loop(request, runtime, found.bot.org_id, update.events, now)
             )
         ):
             return _ok(runtime, found, update.callback_query_id)
@@ -238,8 +250,10 @@ async def whatsapp_webhook(bot_id: Id, request: Request) -> Response:
         read = _read_or_none(lambda: read_whatsapp_notification(bot_id, json_object(body), now))
         if read is not None:
             events, statuses = read
-            if not events or await recorded_on_loop(
-                request, runtime, found.bot.org_id, events, now
+            if (
+                await _still_current(request, found)
+                if not events
+                else await recorded_on_loop(request, runtime, found.bot.org_id, events, now)
             ):
                 if statuses:
                     await runtime.statuses_on_loop(Statuses(bot_id, statuses, now))
