@@ -39,6 +39,9 @@ class DeliveryRequest:
     valid_until: datetime | None = None
     # An unknown outcome is sent once more (at least once) instead of skipped (at most once).
     retry_ambiguous: bool = False
+    # A recovery step's block: its step, and whether it is the step's first block.
+    step: int | None = None
+    step_lead: bool = False
 
 
 def delivery_timer(
@@ -105,6 +108,8 @@ def _row(request: DeliveryRequest, now: datetime) -> dict[str, object]:
         "guard_seq": request.guard_seq,
         "valid_until": request.valid_until,
         "retry_ambiguous": request.retry_ambiguous,
+        "step": request.step,
+        "step_lead": request.step_lead,
         "delete_after_s": int(request.delete_after.total_seconds())
         if request.delete_after
         else None,
