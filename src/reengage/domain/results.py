@@ -157,7 +157,8 @@ class DeliveryGroup:
 
 @dataclass(slots=True)
 class StepCounts:
-    """One step in one arm. `delivered`/`read` are None where the channel does not tell."""
+    """One step in one arm. Without receipts (Telegram), sent counts as delivered and `read`
+    is None: the channel does not tell."""
 
     reached: int = 0
     sent: int = 0
@@ -208,7 +209,7 @@ class VersionResults:
 
 
 def _step_counts(receipts: bool) -> StepCounts:
-    return StepCounts() if receipts else StepCounts(delivered=None, read=None)
+    return StepCounts() if receipts else StepCounts(read=None)
 
 
 def funnel(

@@ -115,7 +115,7 @@ def stop_completed(session: Session, contact: Contact, reason: str, at: datetime
             contact.org_id,
             Episode.contact_id == contact.id,
             Episode.status == "completed",
-            Episode.last_sent_at < at,
+            Episode.last_sent_at <= at,
             Episode.return_until >= at,
             Episode.returned_at.is_(None) | (Episode.returned_at >= at),
         ).values(status="stopped", end_reason=reason, returned_at=None)
