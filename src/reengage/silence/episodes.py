@@ -312,6 +312,9 @@ class StepSends:
                 retry_ambiguous=campaign.retry_ambiguous,
                 step=index,
                 step_lead=not blocks,
+                episode_started_at=episode.started_at,
+                episode_version=episode.version,
+                episode_holdout=episode.holdout,
             )
             blocks.append(Block(request, start, at, bool(block.delay)))
         self.planned.append(Planned(episode, follow, blocks))

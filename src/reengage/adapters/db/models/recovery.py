@@ -67,9 +67,11 @@ class Episode(Base):
             "campaign_id",
             "started_at",
             postgresql_include=[
+                "org_id",
                 "version",
                 "holdout",
                 "last_step",
+                "status",
                 "end_reason",
                 "returned_at",
                 "converted_at",
