@@ -10,7 +10,7 @@ so that the query must pick its own. Then `campaign_results` — the service beh
 and for one version; each figure is printed in milliseconds (min / median / max). The last
 line is `results_query_ms=<median, all history>`. Run:
 
-    .venv/bin/python bench/results.py [--quick] [--episodes N] [--runs K]
+    .venv/bin/python bench/results.py [--quick] [--episodes N] [--runs K] [--keep]
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100,000 episodes")
     parser.add_argument("--episodes", type=int, default=None)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the database (to EXPLAIN)")
     args = parser.parse_args()
     episodes = args.episodes or (100_000 if args.quick else 1_000_000)
     reset()
@@ -193,6 +194,10 @@ def main() -> None:
     figures("results_week_ms", timed(args.runs, query(week)))
     figures("results_version_ms", timed(args.runs, query(cr.Filters(version=2))))
     median = figures("results_all_ms", timed(args.runs, query(cr.Filters())))
+    runtime.engine.dispose()
+    if not args.keep:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
     print(f"results_query_ms={median:.1f}")
 
 

@@ -229,7 +229,7 @@ def test_the_funnel_and_the_lift_of_a_scripted_population(shop: Shop, console: C
 
 
 def test_a_one_step_campaign_credits_returns_after_it_and_whatsapp_receipts(
-    wa_shop: WhatsAppShop,
+    wa_shop: WhatsAppShop, console: Console
 ) -> None:
     shop = wa_shop
     shop.launch(
@@ -278,6 +278,25 @@ def test_a_one_step_campaign_credits_returns_after_it_and_whatsapp_receipts(
         "method": "newcombe_hybrid_score",
     }
     assert version["return_lift"] == not_enough
+
+    # In English on the manager bot: reads where the channel tells, and no lift yet.
+    code = shop.call("post", "/v1/admin-invites")["code"]
+    console.send(ADMIN, f"/start {code}")
+    console.press(ADMIN, "🌐 English")
+    console.press(ADMIN, "🔁 Recovery")
+    console.press(ADMIN, "🤖 Loja")
+    console.press(ADMIN, "📊 Results")
+    minimum = "not enough data (minimum: 30 episodes in each group and 5 successes in all)"
+    assert console.screen(ADMIN).split("\n") == [
+        "📊 Results — Loja",
+        "",
+        "Version 1 · return within 1d, conversion within 7d",
+        "Started: 3 with the campaign, 0 in the holdout",
+        "Step 1: sent 3 · delivered 2 · read 1 · returned 1 · paid 0 · opted out 0 · "
+        "blocked 0 · failed 0 · skipped 0",
+        f"Return: 33.3% with the campaign vs 0.0% in the holdout — {minimum}",
+        f"Conversion: 0.0% with the campaign vs 0.0% in the holdout — {minimum}",
+    ]
 
 
 def test_filters_paging_and_csv(shop: Shop) -> None:
