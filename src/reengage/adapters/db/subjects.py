@@ -30,24 +30,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Contact, Conversation, Episode
+from reengage.adapters.db.episode_ends import end_answered_episodes
+from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.session import insert_for
 from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
 from reengage.adapters.db.types import UTCDateTime
-from reengage.domain import recovery as rec
-from reengage.domain import results as res
 from reengage.domain.activity import ConversationStatus, SubjectClock
 from reengage.services.conversation_rows import CLOCK_COLUMNS, clock_values
 
 _CONVERSATION: Table = Conversation.__table__  # type: ignore[assignment]
 _CONTACT: Table = Contact.__table__  # type: ignore[assignment]
-_EPISODE: Table = Episode.__table__  # type: ignore[assignment]
 _OPEN = text("status <> 'closed'")  # literal SQL: the partial unique index's predicate
 # What recording activity reads of an open conversation; the write-behind needs only the keys.
 _KEYS = [_CONVERSATION.c[name] for name in ("id", "contact_id", "generation")]
 _CLOCK = [*_KEYS, *(_CONVERSATION.c[n] for n in ("status", *CLOCK_COLUMNS, "inactivity_due_at"))]
 Subject = tuple[int, str]  # (bot_id, external user id)
-Answered = tuple[int, int, datetime | None, datetime | None]  # contact, seq, last activity, paid
 
 
 def ensure_contacts(
@@ -353,103 +350,3 @@ def _write_paid(session: Session, paid: list[tuple[int, datetime]]) -> None:
         .values(paid_at=rows["paid_at"])
     )
     rows.execute(stmt, [{"id": c, "paid_at": at} for c, at in paid])
-
-
-def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> None:
-    """A running recovery episode ends as soon as its contact's activity moves past the
-    silence it was started for — by the domain's one rule (`recovery.decide_end`):
-    `converted` when they paid, otherwise `cancelled` at the time they came back. The step
-    handler applies the same rule again before each send, so an episode ended here never
-    sends another step. In the same lookup, the contact's most recent episode is credited
-    with the return and the payment that fall within the windows of the last step they
-    received (`results.decide_credit`), after that step was the last one too."""
-    latest = {c: (seq, at, paid) for c, seq, at, paid in answered if at is not None}
-    if not latest:
-        return
-    since = min(t for _, at, paid in latest.values() for t in (at, paid) if t is not None)
-    episode = _EPISODE
-    found = session.execute(  # most contacts have no recent episode: one indexed lookup
-        select(*(episode.c[n] for n in _ATTRIBUTED))
-        .where(
-            among(session, episode.c.contact_id, list(latest)),
-            (episode.c.status == "running")
-            | (episode.c.return_until >= since)
-            | (episode.c.convert_until >= since),
-        )
-        .order_by(episode.c.id)
-        .with_for_update()
-    ).all()
-    newest = {row.contact_id: row.id for row in found}  # in id order: the last one wins
-    ends, credits = [], []
-    for row in found:
-        now_seq, last_at, paid_at = latest[row.contact_id]
-        status = row.status
-        if status == "running":
-            end = rec.decide_end(row.seq, row.started_at, rec.ContactNow(now_seq, last_at, paid_at))
-            if end is not None:
-                status = end.status
-                ends.append({"id": row.id, "status": status, "reason": end.reason, "at": end.at})
-        if newest[row.contact_id] != row.id:
-            continue
-        view = res.Attribution(
-            row.seq,
-            status,
-            row.last_sent_at,
-            row.return_until,
-            row.convert_until,
-            row.returned_at,
-            row.converted_at,
-        )
-        credit = res.decide_credit(view, now_seq, last_at, paid_at)
-        if credit is not None:
-            credits.append(
-                {"id": row.id, "returned": credit.returned_at, "converted": credit.converted_at}
-            )
-    _end(session, ends)
-    _credit(session, credits)
-
-
-_ATTRIBUTED = (
-    "id",
-    "contact_id",
-    "seq",
-    "started_at",
-    "status",
-    "last_sent_at",
-    "return_until",
-    "convert_until",
-    "returned_at",
-    "converted_at",
-)
-
-
-def _end(session: Session, ends: list[dict[str, Any]]) -> None:
-    if not ends:
-        return
-    episode = _EPISODE
-    rows = Rows(session, id=BigInteger(), status=String(), reason=String(), at=UTCDateTime())
-    stmt = (
-        update(episode)
-        .where(episode.c.id == rows["id"], episode.c.status == "running")
-        .values(
-            status=rows["status"], end_reason=rows["reason"], ended_at=rows["at"], next_due_at=None
-        )
-    )
-    rows.execute(stmt, ends)
-
-
-def _credit(session: Session, credits: list[dict[str, Any]]) -> None:
-    """A credit never replaces an earlier one (the first return, the first payment count)."""
-    if not credits:
-        return
-    episode = _EPISODE
-    rows = Rows(session, id=BigInteger(), returned=UTCDateTime(), converted=UTCDateTime())
-    stmt = (
-        update(episode)
-        .where(episode.c.id == rows["id"])
-        .values(
-            returned_at=func.coalesce(episode.c.returned_at, rows["returned"]),
-            converted_at=func.coalesce(episode.c.converted_at, rows["converted"]),
-        )
-    )
-    rows.execute(stmt, credits)
