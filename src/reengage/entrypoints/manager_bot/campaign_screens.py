@@ -215,11 +215,15 @@ def preview_screen(keys: Keys, view: CampaignView, preview: Preview) -> Screen:
     return lines(text), keys.markup()
 
 
+SCREEN_VERSIONS = 2
+
+
 def results_screen(keys: Keys, view: CampaignView, results: cr.Results) -> Screen:
     """The funnel per version and step and the lift, in words, in the admin's language."""
     lang = keys.admin.language
     text = [t(lang, "results", bot=view.bot_name)]
-    for v in reversed(results.versions):  # the latest version first
+    # The latest versions first; older ones stay in the API (a message holds 4,096 characters).
+    for v in list(reversed(results.versions))[:SCREEN_VERSIONS]:
         windows = results.windows.get(v.version)
         ret, conv = (
             (windows.return_window, windows.conversion_window)
@@ -249,6 +253,8 @@ def results_screen(keys: Keys, view: CampaignView, results: cr.Results) -> Scree
         text.append(_lift(lang, "lift_conversion", v.conversion_lift))
     if not results.versions:
         text.append(t(lang, "results_empty"))
+    if len(results.versions) > SCREEN_VERSIONS:
+        text += ["", t(lang, "results_older", n=len(results.versions) - SCREEN_VERSIONS)]
     keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.CAMPAIGN, view.bot_id))
     return lines(text), keys.markup()
 

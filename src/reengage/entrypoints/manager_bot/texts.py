@@ -62,6 +62,10 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "btn_results": ("📊 Resultados", "📊 Results"),
     "results": ("📊 Resultados — {bot}", "📊 Results — {bot}"),
     "results_empty": ("Nenhum episódio ainda.", "No episodes yet."),
+    "results_older": (
+        "Versões anteriores: {n} (em GET /v1/bots/{{bot}}/campaign/results)",
+        "Older versions: {n} (in GET /v1/bots/{{bot}}/campaign/results)",
+    ),
     "results_version": (
         "Versão {v} · retorno em {ret}, conversão em {conv}",
         "Version {v} · return within {ret}, conversion within {conv}",
