@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
@@ -151,6 +152,11 @@ def claim_all(scheduler: Scheduler, timeout: float = 600) -> None:
         assert time.monotonic() < deadline, "the executors did not keep up"
         if scheduler.held:
             time.sleep(0.02)
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process' Prometheus registry (0 before its first count)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def settle(runtime: Runtime) -> None:

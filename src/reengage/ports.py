@@ -9,7 +9,7 @@ from typing import Protocol
 
 from reengage.domain.activity import ActivityEvent, BotPolicy, RecordResult
 from reengage.domain.outbound import OutboundMessage, SendContext, SendOutcome
-from reengage.domain.timer import ClaimedTimer, Timer
+from reengage.domain.timer import Backlog, ClaimedTimer, Timer
 
 
 class Clock(Protocol):
@@ -105,6 +105,11 @@ class TimerStore(Protocol):
         no consumer) is not counted, so work stuck in one queue never holds back the rest."""
         ...
 
+    def backlog(self, now: datetime) -> Backlog:
+        """The timers claimable at `now` and not claimed: how many, and the oldest's time.
+        Cheap enough to ask every second (an index range, not a scan of every timer)."""
+        ...
+
     def wakeups(self) -> Wakeups:
         """A listener told when a timer earlier than the known next one is scheduled."""
         ...
@@ -159,8 +164,20 @@ class ActivityStore(Protocol):
         """Write recent activity to the database; return how many subjects were written."""
         ...
 
+    def unflushed(self) -> int:
+        """How many subjects have activity not yet written to the database (write-behind)."""
+        ...
+
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         """Write one subject's recent activity to the database now."""
+        ...
+
+    def hot_seqs(self, subjects: Sequence[tuple[int, str]]) -> list[int | None]:
+        """`hot_seq` for many (bot, user) subjects, in one round trip."""
+        ...
+
+    def flush_subjects(self, subjects: Sequence[tuple[int, str]], now: datetime) -> None:
+        """`flush_subject` for many, in one transaction."""
         ...
 
     def change_status(

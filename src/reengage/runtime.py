@@ -13,6 +13,7 @@ from reengage.adapters.channels.factory import build_channel, close_connections
 from reengage.adapters.clock import AcceleratedClock, ManualClock, SystemClock
 from reengage.adapters.crypto import Credentials
 from reengage.adapters.db.activity_store import SqlActivityStore
+from reengage.adapters.db.group_commit import GroupCommit, LoopGroupCommit
 from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.pacing import InMemoryPacer, Pacer, RedisPacer
@@ -25,6 +26,7 @@ from reengage.delivery.chat_action import ChatActionHandler
 from reengage.delivery.handler import DeliveryHandler
 from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
 from reengage.inbound.handler import InboundHandler
+from reengage.inbound.platform import Statuses, write_statuses
 from reengage.ports import ActivityStore, Channel, Clock, TimerStore
 from reengage.services.flows import FlowDeps
 from reengage.services.record_activity import record_activity
@@ -50,6 +52,13 @@ class Runtime:
     tenants: TenantCache
     registry: Handlers = field(default_factory=dict)
     send_pool: SendPool = field(default_factory=SendPool)
+    # Delivery statuses of concurrent webhooks share a transaction.
+    statuses: GroupCommit[Statuses] = field(init=False)
+    statuses_on_loop: LoopGroupCommit[Statuses] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.statuses = GroupCommit(self.sessions, write_statuses)
+        self.statuses_on_loop = LoopGroupCommit(self.sessions, write_statuses)
 
     @classmethod
     def build(

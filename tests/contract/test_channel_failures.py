@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -88,30 +89,51 @@ def make(request: pytest.FixtureRequest) -> Make:
     return CHANNELS[request.param]
 
 
+Counted = Callable[[str], float]
+
+
+@pytest.fixture
+def counted(request: pytest.FixtureRequest) -> Counted:
+    """How many platform errors of a kind this test's channel counted since it began."""
+    channel = str(request.node.callspec.params["make"])
+
+    def value(kind: str) -> float:
+        labels = {"channel": channel, "kind": kind}
+        return REGISTRY.get_sample_value("reengage_platform_errors_total", labels) or 0.0
+
+    before = {k: value(k) for k in ("server_error", "timeout", "network")}
+    return lambda kind: value(kind) - before[kind]
+
+
 @pytest.mark.parametrize("mode", ["html502", "json500"])
 def test_a_5xx_or_a_gateway_page_is_retryable(
-    broken: tuple[Broken, RunningServer], make: Make, mode: str
+    broken: tuple[Broken, RunningServer], make: Make, mode: str, counted: Counted
 ) -> None:
     platform, server = broken
     platform.mode = mode
     outcome = make(server.url).send("777", TEXT, OPEN)
     assert isinstance(outcome, Failed)
     assert (outcome.reason, outcome.retryable) == ("server_error", True)
+    assert counted("server_error") == 1
 
 
-def test_no_answer_in_time_is_ambiguous(broken: tuple[Broken, RunningServer], make: Make) -> None:
+def test_no_answer_in_time_is_ambiguous(
+    broken: tuple[Broken, RunningServer], make: Make, counted: Counted
+) -> None:
     platform, server = broken
     platform.mode = "hang"
     outcome = make(server.url).send("777", TEXT, OPEN)
     assert isinstance(outcome, Failed)
     assert (outcome.reason, outcome.retryable) == ("ambiguous", False)
+    assert counted("timeout") == 1
 
 
-def test_a_platform_that_cannot_be_reached_is_retryable(make: Make) -> None:
+def test_a_platform_that_cannot_be_reached_is_retryable(make: Make, counted: Counted) -> None:
     outcome = make(closed_port()).send("777", TEXT, OPEN)
     assert isinstance(outcome, Failed)
     assert outcome.retryable
     assert outcome.reason in ("connect_failed", "unreachable")
+    assert counted("network") == 1
 
 
 @pytest.mark.parametrize("mode", ["garbage200", "shape200"])

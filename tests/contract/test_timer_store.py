@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from reengage.adapters.db.session import make_engine, make_session_factory
-from reengage.domain.timer import Timer
+from reengage.domain.timer import Backlog, Timer
 from reengage.ports import TimerStore
 from reengage.timers.memory_store import InMemoryTimerStore
 from reengage.timers.redis_store import RedisTimerStore
@@ -223,3 +223,17 @@ def test_a_wakeup_comes_while_the_scheduler_waits(store: TimerStore) -> None:
         writer.join()
     finally:
         wakeups.close()
+
+
+def test_backlog_counts_the_claimable_timers_and_dates_the_oldest(store: TimerStore) -> None:
+    assert store.backlog(T0) == Backlog(0, None)
+    store.schedule([timer("old", -3), timer("a", -1), timer("b", 0), timer("later", 10)])
+    backlog = store.backlog(T0)
+    assert backlog == Backlog(3, T0 - timedelta(minutes=3))
+    assert backlog.oldest_age(T0) == 180
+    claimed = store.claim_due(T0, 2, LEASE)
+    assert store.backlog(T0) == Backlog(1, T0)  # claimed ones wait for no claim
+    # A lease that ran out makes its timer claimable again: it waits from the lease's end.
+    store.ack([c for c in claimed if c.timer.key == "old"])
+    assert store.backlog(T0 + LEASE) == Backlog(2, T0)
+    assert store.backlog(T0 + timedelta(minutes=10)).due == 3

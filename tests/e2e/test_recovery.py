@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from reengage.runtime import Runtime
+from tests.conftest import metric
 from tests.e2e.harness import MODES, runtime_in_mode
 from tests.e2e.shop import CAMPAIGN, Shop
 from tests.factories import make_org
@@ -146,6 +147,8 @@ def test_a_user_back_after_a_cancelled_episode_can_enter_again(shop: Shop) -> No
 
 
 def test_a_payment_converts_and_payers_never_enter(shop: Shop) -> None:
+    converted = metric("reengage_episodes_ended_total", outcome="converted", reason="paid")
+    started = metric("reengage_episodes_started_total")
     shop.launch()
     shop.event("104")
     shop.wait(timedelta(minutes=41))
@@ -158,6 +161,10 @@ def test_a_payment_converts_and_payers_never_enter(shop: Shop) -> None:
     assert step_funnel(shop) == {0: (1, 1, 1)}  # paying is coming back too
     assert len(shop.episodes()) == 1  # 105 paid before going quiet: never entered
     assert shop.heard("105") == []
+    assert metric("reengage_episodes_started_total") == started + 1
+    assert metric("reengage_episodes_ended_total", outcome="converted", reason="paid") == (
+        converted + 1
+    )
 
 
 def test_holdout_sends_nothing_but_is_tracked(shop: Shop) -> None:
@@ -189,6 +196,7 @@ def test_a_new_version_does_not_disturb_running_episodes(shop: Shop) -> None:
 
 
 def test_blocked_users_and_disabled_campaigns_stop_episodes(shop: Shop) -> None:
+    completed = metric("reengage_episodes_ended_total", outcome="completed", reason="completed")
     shop.launch()
     shop.event("108")
     shop.event("109")
@@ -196,6 +204,10 @@ def test_blocked_users_and_disabled_campaigns_stop_episodes(shop: Shop) -> None:
     shop.fake.block(108)
     shop.wait(timedelta(days=1))
     assert shop.heard("109")[-1] == "Última chance!"
+    # Both ran out of steps (108's last block then found the bot blocked).
+    assert metric("reengage_episodes_ended_total", outcome="completed", reason="completed") == (
+        completed + 2
+    )
     shop.event("109")
     shop.wait(timedelta(minutes=41))
     shop.call("put", f"/v1/bots/{shop.bot}/campaign/enabled", {"enabled": False})
@@ -296,6 +308,7 @@ def test_blocks_are_deleted_after_their_time_within_telegrams_48_hours(shop: Sho
 
 
 def test_an_optout_keyword_stops_the_episode_and_keeps_the_user_out(shop: Shop) -> None:
+    opted_out = metric("reengage_episodes_ended_total", outcome="stopped", reason="opted_out")
     shop.launch({**CAMPAIGN, "optout_keywords": ["parar", "stop"]})
     shop.says("121", "oi")
     shop.wait(timedelta(minutes=41))
@@ -309,6 +322,9 @@ def test_an_optout_keyword_stops_the_episode_and_keeps_the_user_out(shop: Shop) 
         "send START.",
     ]
     assert [(e["status"], e["end_reason"]) for e in shop.episodes()] == [("stopped", "opted_out")]
+    assert metric("reengage_episodes_ended_total", outcome="stopped", reason="opted_out") == (
+        opted_out + 1
+    )
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x02" * 256

@@ -6,16 +6,42 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BROKER_URL, REDIS_URL
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
+Scrape = dict[str, float]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def scrape(port: int, path: str = "/metrics") -> Scrape:
+    """A process' `/metrics`, each sample by name and labels
+    (`name[('label', 'value'), ...]`); empty while the port does not answer."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).text
+    except httpx.TransportError:
+        return {}
+    return {
+        sample.name + str(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 @pytest.fixture
@@ -28,7 +54,9 @@ def broker() -> Iterator[str]:
 
 
 @pytest.fixture
-def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
+def spawn_process(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
+    """`reengage <command> [args]` as a process of its own on the test's databases, killed
+    (with its children) after the test; `settings` are extra REENGAGE_* variables."""
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
     env = {
@@ -39,31 +67,11 @@ def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
         "REENGAGE_DEFAULT_INACTIVITY_THRESHOLD": "600",
     }
 
-    def spawn(
-        name: str,
-        queues: str = "timers",
-        pool: str = "solo",
-        concurrency: int = 1,
-        args: Sequence[str] = (),
-        **settings: str,
-    ) -> subprocess.Popen[bytes]:
-        """A worker process; `settings` are extra REENGAGE_* variables (lower case names)."""
+    def spawn(name: str, args: Sequence[str], **settings: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"{name}.log").open("wb")
         logs.append(log)
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "reengage.entrypoints.cli",
-                "worker",
-                "--queues",
-                queues,
-                "--concurrency",
-                str(concurrency),
-                "--pool",
-                pool,
-                *args,
-            ],
+            [sys.executable, "-m", "reengage.entrypoints.cli", *args],
             env={**env, **{f"REENGAGE_{k.upper()}": v for k, v in settings.items()}},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -79,3 +87,20 @@ def spawn_worker(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
         proc.wait()
     for log in logs:
         log.close()
+
+
+@pytest.fixture
+def spawn_worker(spawn_process: Spawn) -> Spawn:
+    def spawn(
+        name: str,
+        queues: str = "timers",
+        pool: str = "solo",
+        concurrency: int = 1,
+        args: Sequence[str] = (),
+        **settings: str,
+    ) -> subprocess.Popen[bytes]:
+        """A worker process; `settings` are extra REENGAGE_* variables (lower case names)."""
+        argv = ["worker", "--queues", queues, "--concurrency", str(concurrency), "--pool", pool]
+        return spawn_process(name, [*argv, *args], **settings)
+
+    return spawn

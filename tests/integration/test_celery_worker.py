@@ -10,10 +10,8 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-import httpx
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from reengage.adapters.clock import ManualClock
@@ -27,9 +25,9 @@ from reengage.silence import episodes
 from reengage.timers.executors import CeleryExecutor
 from reengage.timers.redis_store import RedisTimerStore
 from reengage.timers.scheduler import Scheduler
-from tests.conftest import claim_all, free_port
+from tests.conftest import claim_all
 from tests.factories import make_bot, make_org, message
-from tests.integration.conftest import Spawn
+from tests.integration.conftest import Spawn, wait_until
 
 pytestmark = pytest.mark.slow  # real worker processes, one killed
 
@@ -44,14 +42,6 @@ def fired(runtime: Runtime) -> dict[int, int]:
             .group_by(ConversationEvent.conversation_id)
         ).all()
     return {cid: n for cid, n in rows}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -101,35 +91,6 @@ def test_two_workers_execute_due_timers_once(
     claim_all(scheduler)
     wait_until(lambda: runtime.timers.count() == 0)
     assert fired(runtime) == {cid: 1 for cid in conversations}
-
-
-def test_a_prefork_worker_serves_the_metrics_of_its_children(
-    setup: tuple[Runtime, Scheduler], spawn_worker: Spawn, clock: ManualClock
-) -> None:
-    runtime, scheduler = setup
-    conversations = seed(runtime, clock, 200)
-    port = free_port()
-    spawn_worker("metered", pool="prefork", concurrency=2, args=["--metrics-port", str(port)])
-    clock.advance(timedelta(minutes=10))
-    claim_all(scheduler)
-    wait_until(lambda: runtime.timers.count() == 0)
-    assert len(fired(runtime)) == len(conversations)
-
-    def scraped() -> dict[str, float]:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        except httpx.TransportError:
-            return {}
-        return {
-            sample.name + str(sorted(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-        }
-
-    # Each timer ran in one of the two children; the parent adds them up.
-    fired_key = "reengage_timers_fired_total[('purpose', 'inactivity')]"
-    wait_until(lambda: scraped().get(fired_key) == len(conversations))
-    assert scraped()["reengage_timer_lateness_seconds_count[]"] == len(conversations)
 
 
 def test_a_worker_killed_mid_execution_leaves_exactly_one_effect(

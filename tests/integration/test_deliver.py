@@ -29,6 +29,7 @@ from reengage.testing.time_travel import TimeTravel
 from reengage.testing.whatsapp import FakeWhatsApp
 from reengage.timers.executors import InlineExecutor
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
+from tests.conftest import metric
 from tests.factories import make_bot, make_org, message
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 128
@@ -216,6 +217,10 @@ def test_a_429_is_handed_back_to_the_delivery_timer_never_slept(
     runtime.record(org, [message(bot, "777", clock.now())])
     fake_telegram.rate_limit_next("sendMessage", 7)
     before = clock.now()
+    limited = metric("reengage_platform_errors_total", channel="telegram", kind="rate_limited")
+    held = metric(
+        "reengage_pacing_holds_total", channel="telegram", bot=str(bot), hold="handed_back"
+    )
     result = send(runtime, org, bot, "777", "k1")
     assert (result.status, result.reason) == ("scheduled", "rate_limited")
     assert clock.now() == before  # nothing slept
@@ -228,6 +233,12 @@ def test_a_429_is_handed_back_to_the_delivery_timer_never_slept(
     assert other.retry_at is not None
     assert other.retry_at >= before + timedelta(seconds=7)
     assert len(fake_telegram.calls_to("sendMessage")) == 1
+    assert metric("reengage_platform_errors_total", channel="telegram", kind="rate_limited") == (
+        limited + 1
+    )
+    assert metric(
+        "reengage_pacing_holds_total", channel="telegram", bot=str(bot), hold="handed_back"
+    ) == (held + 1)
     clock.set(other.retry_at + timedelta(seconds=2))  # past the hold and k2's slot
     assert send(runtime, org, bot, "777", "k1").status == "sent"  # the retry goes through
 
@@ -467,7 +478,9 @@ def test_an_operator_reviews_ambiguous_sends_and_sends_one_again(
         refused = client.post(f"/v1/deliveries/{again.json()['id']}/resend", headers=headers)
         assert refused.status_code == 422  # a sent delivery is not sent again
         metrics = client.get("/metrics").text
-    assert 'reengage_deliveries_total{purpose="test",reason="ambiguous",status="failed"}' in metrics
+    ambiguous = 'channel="telegram",purpose="test",reason="ambiguous",status="failed"'
+    assert f"reengage_deliveries_total{{{ambiguous}}}" in metrics
+    assert f'reengage_bot_deliveries_total{{bot="{bot}",status="failed"}}' in metrics
 
 
 def test_retries_stop_when_the_message_is_no_longer_valid(

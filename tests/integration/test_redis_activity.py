@@ -35,6 +35,30 @@ def test_activity_reaches_the_database_only_when_flushed(
         assert s.scalars(select(Conversation.activity_seq)).all() == [1]
 
 
+def test_many_subjects_are_read_and_written_behind_together(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    redis_client: redis.Redis,
+) -> None:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    runtime.record(org.org_id, [message(bot, "a", clock.now()), message(bot, "b", clock.now())])
+    runtime.record(org.org_id, [message(bot, "b", clock.now())])
+    store = runtime.activity
+    assert store.hot_seqs([(bot, "a"), (bot, "b"), (bot, "nobody")]) == [1, 2, None]
+    transactions: list[int] = []
+    event.listen(runtime.engine, "commit", lambda _conn: transactions.append(1))
+    store.flush_subjects([(bot, "a"), (bot, "b"), (bot, "a")], clock.now())
+    assert len(transactions) == 1  # both subjects in one transaction
+    with runtime.sessions() as s:
+        assert sorted(s.scalars(select(Conversation.activity_seq))) == [1, 2]
+    store.flush_subjects([(bot, "a"), (bot, "b")], clock.now())
+    assert len(transactions) == 1  # nothing left to write
+    assert store.flush(clock.now()) == 0
+
+
 def test_versions_continue_after_redis_restarts_empty(
     pg_db: str,
     make_runtime: Callable[..., Runtime],

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation, ConversationEvent
 from reengage.domain.inactivity import inactivity_key
+from reengage.domain.timer import ClaimedTimer
 from reengage.runtime import Runtime
 from reengage.timers.executors import InlineExecutor
 from reengage.timers.memory_store import InMemoryTimerStore
@@ -197,3 +199,43 @@ def test_a_user_who_wrote_after_the_claim_is_not_marked_inactive(
     timer = runtime.timers.get(inactivity_key(bot, "u"))
     assert timer is not None
     assert timer.version == 2
+
+
+class Idle:
+    """An executor whose workers never finish: what is claimed stays in flight."""
+
+    def submit(self, claimed: Sequence[ClaimedTimer], now: datetime) -> None:
+        return None
+
+
+def test_the_backlog_gauges_show_what_waits_for_a_claim_once_a_second(
+    db_url: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    runtime = make_runtime(db_url)
+    seed(runtime, clock, 5)
+    clock.advance(timedelta(minutes=11))
+    scheduler = scheduler_for(runtime, executor=Idle(), batch=2)
+    scheduler.run_once()  # 2 claimed and stuck with busy workers: 3 wait
+    assert REGISTRY.get_sample_value("reengage_timers_due") == 3
+    assert REGISTRY.get_sample_value("reengage_timers_oldest_due_age_seconds") == 60
+    clock.advance(timedelta(minutes=1))
+    scheduler.run_once()
+    assert REGISTRY.get_sample_value("reengage_timers_oldest_due_age_seconds") == 60  # < 1 s
+    scheduler._gauged = None  # a second later
+    scheduler.run_once()
+    assert REGISTRY.get_sample_value("reengage_timers_oldest_due_age_seconds") == 120
+
+
+def test_the_write_behind_gauges_show_activity_not_yet_in_the_database(
+    pg_db: str, make_runtime: Callable[..., Runtime], clock: ManualClock, redis_client: redis.Redis
+) -> None:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    scheduler = scheduler_for(runtime, activity=runtime.activity)
+    seed(runtime, clock, 3)
+    scheduler.gauge(clock.now())  # before the first flush
+    assert REGISTRY.get_sample_value("reengage_write_behind_pending") == 3
+    assert (REGISTRY.get_sample_value("reengage_write_behind_lag_seconds") or 0) > 0
+    scheduler._gauged = None
+    scheduler.run_once()  # flushes, then looks again
+    assert REGISTRY.get_sample_value("reengage_write_behind_pending") == 0
+    assert REGISTRY.get_sample_value("reengage_write_behind_lag_seconds") == 0

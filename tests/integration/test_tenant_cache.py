@@ -14,9 +14,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 
 from reengage.adapters.clock import ManualClock
-from reengage.adapters.db.models import ApiKey, Bot
+from reengage.adapters.db.inbound import inbound_timer
+from reengage.adapters.db.models import ApiKey, Bot, InboundMessage
 from reengage.adapters.redis.activity_store import RedisActivityStore
-from reengage.domain.activity import ActivityEvent, Inbound, RecordResult
+from reengage.domain.activity import (
+    ActivityEvent,
+    ConversationStatus,
+    EventType,
+    Inbound,
+    RecordResult,
+)
 from reengage.domain.inactivity import inactivity_key
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
@@ -172,16 +179,26 @@ def test_the_event_loop_records_a_known_subject_in_one_script_call(
     async def on_loop(events: list[ActivityEvent]) -> RecordResult | None:
         client = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
         try:
-            return await record_on_loop(api.tenants, store, client, org.org_id, events)
+            return await record_on_loop(
+                api.tenants, store, client, org.org_id, events, api.clock.now()
+            )
         finally:
             await client.aclose()
 
     assert asyncio.run(on_loop([message(bot, "u", api.clock.now())])) == RecordResult(1, 0)
     assert api.activity.hot_seq(bot, "u") == 2
-    # What needs more than one call, or a database, is handed back with nothing applied.
+    # What a message says is stored once its activity is accepted, and its timer is set.
     said = message(bot, "u", api.clock.now(), inbound=Inbound("oi"))
-    assert asyncio.run(on_loop([said])) is None
+    assert asyncio.run(on_loop([said])) == RecordResult(1, 0)
+    assert api.activity.hot_seq(bot, "u") == 3
+    with api.sessions() as s:
+        assert s.scalars(select(InboundMessage.text)).all() == ["oi"]
+    assert api.timers.get(inbound_timer(bot, "u", api.clock.now()).key) is not None
+    # A status change needs the database first: handed back with nothing applied.
+    closed = message(bot, "u", api.clock.now(), type=EventType.CONVERSATION_STATUS,
+                     status=ConversationStatus.CLOSED)  # fmt: skip
+    assert asyncio.run(on_loop([closed])) is None
     with api.sessions.begin() as s:
         s.get_one(Bot, bot).inactivity_threshold_s = 60  # the cached stamp is stale now
     assert asyncio.run(on_loop([message(bot, "u", api.clock.now())])) is None
-    assert api.activity.hot_seq(bot, "u") == 2
+    assert api.activity.hot_seq(bot, "u") == 3

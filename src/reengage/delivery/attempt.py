@@ -15,13 +15,15 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
+from typing import cast
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import (
+    Bot,
     Contact,
     Conversation,
     Delivery,
@@ -50,7 +52,7 @@ from reengage.domain.outbound import (
     message_from_json,
 )
 from reengage.domain.timer import Timer
-from reengage.metrics import DELIVERIES
+from reengage.metrics import delivery_settled
 from reengage.ports import ActivityStore, Channel, ChannelProvider, Clock, TimerStore
 
 log = structlog.get_logger(__name__)
@@ -202,7 +204,8 @@ def send_many(
         outcome = _request(deps, item, now, channels[item.bot_id])
         # Each answer is committed as soon as it comes: a crash loses at most the requests
         # in flight (ambiguous), never the record of one already answered.
-        recorded.update(_record(deps, {item.delivery_id: item}, {item.delivery_id: outcome}, now))
+        asked = {item.delivery_id: outcome}
+        recorded.update(_record(deps, {item.delivery_id: item}, asked, now))
         media = item.message.media
         if isinstance(outcome, Sent) and outcome.file_id and media and media.asset_id:
             uploaded.setdefault((item.bot_id, media.asset_id), outcome.file_id)
@@ -214,7 +217,9 @@ def send_many(
         if isinstance(decided, Settled):
             settled = decided.result
             if settled.status in FINAL:
-                DELIVERIES.labels(decided.purpose, settled.status, settled.reason or "").inc()
+                delivery_settled(
+                    decided.purpose, decided.channel, decided.bot_id, settled.status, settled.reason
+                )
             attempts.append(Attempt(settled, decided.released))
         else:
             attempts.append(recorded[want.delivery_id])
@@ -283,7 +288,8 @@ def _record(
         result, row = attempts[delivery_id].result, rows[delivery_id]
         if delivery_id in overtaken:
             continue
-        DELIVERIES.labels(row.purpose, result.status, result.reason or "").inc()
+        channel = claimed[delivery_id].channel
+        delivery_settled(row.purpose, channel, row.bot_id, result.status, result.reason)
         log.info(
             f"delivery.{result.status}",
             delivery_id=delivery_id,
@@ -318,14 +324,15 @@ def _request(deps: SendDeps, prepared: Prepared, now: datetime, channel: Channel
 def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: datetime) -> bool:
     """The attempt that holds the claim marks its request in flight, committed, right before
     it leaves; False when a later run took the delivery over (then it must not be sent)."""
+    table = cast(Table, Delivery.__table__)  # Core: one UPDATE, no ORM bookkeeping
     with sessions.begin() as session:
         marked = session.execute(
-            update(Delivery)
+            update(table)
             .where(
-                Delivery.id == prepared.delivery_id,
-                Delivery.status == "sending",
-                Delivery.attempts == prepared.attempt,
-                Delivery.requested_at.is_(None),
+                table.c.id == prepared.delivery_id,
+                table.c.status == "sending",
+                table.c.attempts == prepared.attempt,
+                table.c.requested_at.is_(None),
             )
             .values(requested_at=now)
         )
@@ -340,6 +347,8 @@ class Settled:
     result: DeliveryResult
     released: list[Timer]
     purpose: str
+    bot_id: int
+    channel: str
 
 
 @dataclass(slots=True)
@@ -353,6 +362,7 @@ class Prepared:
     chat_id: str
     message: OutboundMessage
     context: SendContext
+    channel: str
     requested: bool = False  # the in-flight mark was made
 
 
@@ -379,11 +389,13 @@ def _prepare_many(
             now, None, may_defer, slots[delivery_id], idempotency_key=f"delivery_{delivery_id}"
         )
         contact = session.get_one(Contact, row.contact_id)
+        channel = session.get_one(Bot, row.bot_id).channel  # held: no statement
         hold = claim(session, row, contact, now, activity)
         if row.status != "sending" or hold is not None:  # settled, held, or still in flight
             log_outcome(session, row, now)
+            released = release_next(session, row, now)
             out[delivery_id] = Settled(
-                _result(row, hold), release_next(session, row, now), row.purpose
+                _result(row, hold), released, row.purpose, row.bot_id, channel
             )
             continue
         conversation = _conversation(session, row)
@@ -398,6 +410,7 @@ def _prepare_many(
                 context,
                 window_expires_at=conversation.window_expires_at if conversation else None,
             ),
+            channel,
         )
     del held
     return out

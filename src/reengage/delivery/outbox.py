@@ -80,11 +80,12 @@ def enqueue_many(session: Session, requests: list[DeliveryRequest], now: datetim
         return []
     rows = [_row(request, now) for request in requests]
     with session.no_autoflush:  # the rows refer to rows that exist; pending work stays batched
+        table = Delivery.__table__  # Core: rows written here are not loaded as objects
         made = session.execute(
-            insert_for(session, Delivery)
-            .values(rows)
+            insert_for(session, table)
             .on_conflict_do_nothing()
-            .returning(Delivery.org_id, Delivery.dedup_key, Delivery.id)
+            .returning(table.c.org_id, table.c.dedup_key, table.c.id),
+            rows,
         ).tuples()
         ids = {(org, key): delivery_id for org, key, delivery_id in made}
     earlier = {(r.org_id, r.dedup_key) for r in requests} - set(ids)

@@ -129,11 +129,12 @@ def release_next(session: Session, row: Delivery, now: datetime) -> list[Timer]:
     """A settled delivery lets the block after it go (if it already came and waited)."""
     if row.status not in FINAL:
         return []
+    table = Delivery.__table__.c  # Core: other rows are read, this one's changes need no flush
     waiting = session.scalars(
-        select(Delivery.id).where(
-            Delivery.after_id == row.id,
-            Delivery.status == "scheduled",
-            Delivery.reason == "after_previous",
+        select(table.id).where(
+            table.after_id == row.id,
+            table.status == "scheduled",
+            table.reason == "after_previous",
         )
     ).all()
     return [delivery_timer(i, now) for i in waiting]
@@ -169,9 +170,8 @@ def latest_seqs(
     session: Session, activity: ActivityStore | None, contacts: Sequence[Contact]
 ) -> dict[int, int | None]:
     """`current_seq` for many contacts: the cold ones read in one statement."""
-    seqs: dict[int, int | None] = {
-        c.id: activity.hot_seq(c.bot_id, c.external_id) if activity else None for c in contacts
-    }
+    hot = activity.hot_seqs([(c.bot_id, c.external_id) for c in contacts]) if activity else None
+    seqs: dict[int, int | None] = {c.id: hot[i] if hot else None for i, c in enumerate(contacts)}
     cold = [contact_id for contact_id, seq in seqs.items() if seq is None]
     if cold:
         found = session.execute(
@@ -288,9 +288,10 @@ def load_for_claim(session: Session, rows: list[Delivery]) -> list[object]:
     episodes = {r.episode_id for r in rows if r.episode_id is not None}
     if episodes:
         held += session.scalars(select(Episode).where(Episode.id.in_(episodes))).all()
+    # Every row's bot: its channel labels the metrics; a proactive one's voice is decided.
+    bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
+    held += bots
     if proactive:
-        bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
-        held += bots
         held += session.scalars(
             select(Organization).where(Organization.id.in_({b.org_id for b in bots}))
         ).all()

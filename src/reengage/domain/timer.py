@@ -46,6 +46,19 @@ class ClaimedTimer:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Timers claimable and not claimed at an instant: how many, and since when the oldest
+    (its due time, or the end of the lease it ran out of)."""
+
+    due: int
+    oldest: datetime | None
+
+    def oldest_age(self, now: datetime) -> float:
+        """Seconds the oldest has waited for a claim (0: none waits)."""
+        return max(0.0, (now - self.oldest).total_seconds()) if self.oldest else 0.0
+
+
 def timer_key(purpose: str, subject: str) -> str:
     """The one key a subject's timer of a purpose lives under."""
     return f"{purpose}:{subject}"

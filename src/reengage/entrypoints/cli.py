@@ -63,17 +63,21 @@ def serve(
 ) -> None:
     """Serve the HTTP API. Without a broker (embedded mode) it also runs the scheduler and
     executes due work in-process."""
+    settings = _settings()
+    if workers > 1:
+        if settings.embedded:
+            raise typer.BadParameter("--workers needs a broker (REENGAGE_BROKER_URL)")
+        from reengage.entrypoints import metrics_server
+
+        metrics_server.share_between_processes()  # /metrics of any of them sums them all
     import uvicorn
 
     from reengage.entrypoints.api.app import create_app
     from reengage.runtime import Runtime
 
-    settings = _settings()
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
     options["access_log"] = access_log
     if workers > 1:
-        if settings.embedded:
-            raise typer.BadParameter("--workers needs a broker (REENGAGE_BROKER_URL)")
         # Each process builds its own runtime (connections are not shared across a fork).
         factory = "reengage.entrypoints.api.app:app_from_environment"
         uvicorn.run(factory, factory=True, workers=workers, **options)

@@ -1,14 +1,22 @@
-"""Prometheus metrics of the processes that serve no HTTP API: the scheduler and the workers.
+"""Prometheus metrics of the processes that serve no HTTP API (the scheduler and the
+workers), and of API processes that share one port.
 
-A prefork worker's timers run in its child processes: their metrics are shared through
-prometheus_client's multiprocess mode (a directory of memory-mapped files), which must be
-chosen before prometheus_client is first imported, and the parent serves them all.
+A prefork worker's timers run in its child processes, and `reengage serve --workers N` runs N
+API processes behind one port: none of them can bind a metrics port of its own that a scrape
+would find, so they share their metrics through prometheus_client's multiprocess mode (a
+directory of memory-mapped files), which must be chosen before prometheus_client is first
+imported. The worker's parent serves its children's sums on `--metrics-port`; any API process
+serves every API process' sums on `/metrics`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 def share_between_processes() -> None:
@@ -17,15 +25,22 @@ def share_between_processes() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="reengage-metrics-")
 
 
+def registry() -> CollectorRegistry:
+    """What a scrape reads: this process' metrics, or every process' when shared."""
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    shared = CollectorRegistry()
+    multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+    return shared
+
+
 def serve(port: int, host: str) -> None:
     """Serve `/metrics` from a background thread (the children's too, when shared)."""
-    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import start_http_server
 
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(port, addr=host, registry=registry)
+    start_http_server(port, addr=host, registry=registry())
 
 
 def child_exited(pid: int) -> None:

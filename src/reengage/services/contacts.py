@@ -8,6 +8,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy.orm import Session
 
+from reengage import metrics
 from reengage.adapters.db.models import Contact, Conversation, Episode
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.timer import Purpose, timer_key
@@ -50,6 +51,7 @@ def stop_episodes(session: Session, contact: Contact, reason: str, now: datetime
     ).all()
     for episode_id in ended:
         log.info("recovery.episode.stopped", episode_id=episode_id, reason=reason)
+    metrics.episodes_ended("stopped", reason, len(ended))
     return [timer_key(Purpose.RECOVERY_STEP, str(i)) for i in ended]
 
 

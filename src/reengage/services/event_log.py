@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 from reengage.adapters.db.models import Conversation, ConversationEvent
 from reengage.adapters.db.session import insert_for
 
+# Written with Core statements on the table: an event row is written once, never loaded.
+_TABLE = ConversationEvent.__table__
+
 
 def append_event(
     session: Session,
@@ -31,7 +34,7 @@ def append_event(
         session.flush()  # a conversation made in this transaction gets its id
     with session.no_autoflush:  # the row needs nothing pending; pending work stays batched
         appended = session.scalar(
-            insert_for(session, ConversationEvent)
+            insert_for(session, _TABLE)
             .values(
                 org_id=conversation.org_id,
                 conversation_id=conversation.id,
@@ -42,7 +45,7 @@ def append_event(
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
-            .returning(ConversationEvent.id)
+            .returning(_TABLE.c.id)
         )
     return appended is not None
 
@@ -57,25 +60,26 @@ class NewEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def append_events(session: Session, events: list[NewEvent]) -> None:
-    """`append_event` for many, in one statement (each once per `dedup_key`)."""
+def append_events(session: Session, events: list[NewEvent]) -> list[int]:
+    """`append_event` for many, in one statement (each once per `dedup_key`); the ids of the
+    conversations whose event was appended."""
     if not events:
-        return
-    session.execute(
-        insert_for(session, ConversationEvent)
-        .values(
-            [
-                {
-                    "org_id": e.conversation.org_id,
-                    "conversation_id": e.conversation.id,
-                    "kind": e.kind,
-                    "reason": e.reason,
-                    "dedup_key": e.dedup_key,
-                    "detail": e.detail,
-                    "created_at": e.now,
-                }
-                for e in events
-            ]
-        )
+        return []
+    appended = session.execute(
+        insert_for(session, _TABLE)
         .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
+        .returning(_TABLE.c.conversation_id),
+        [
+            {
+                "org_id": e.conversation.org_id,
+                "conversation_id": e.conversation.id,
+                "kind": e.kind,
+                "reason": e.reason,
+                "dedup_key": e.dedup_key,
+                "detail": e.detail,
+                "created_at": e.now,
+            }
+            for e in events
+        ],
     )
+    return list(appended.scalars())

@@ -132,15 +132,17 @@ async def record_on_loop(
     client: redis.asyncio.Redis,
     org_id: int,
     events: Sequence[ActivityEvent],
+    now: datetime,
     key: str | None = None,
 ) -> RecordResult | None:
     """`record_activity` without leaving the event loop, for a batch whose bots are cached
-    and that needs no database: None, with nothing applied, when it needs more."""
+    and that changes no conversation's status: None, with nothing applied, when it needs
+    more."""
     check_events(events)
     policies, stamp = tenants.bots(org_id, {e.bot_id for e in events}, key)
     if len(policies) < len({e.bot_id for e in events}):
         return None  # `record_activity` names the unknown bot
-    return await store.record_on_loop(client, org_id, policies, events, stamp)
+    return await store.record_on_loop(client, org_id, policies, events, stamp, now)
 
 
 class TenantView(Protocol):

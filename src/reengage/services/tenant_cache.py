@@ -119,6 +119,13 @@ class TenantCache:
         view = self._fresh(org_id)
         return view is not None and bot_ids <= view.bots.keys()
 
+    def cached_bot(self, bot_id: int) -> BotEntry | None:
+        """Any organization's bot by id if memory alone can tell (no I/O), else None. Only
+        with stamps (Redis): what is recorded with it is checked under its view's stamp."""
+        org_id = self._bot_org.get(bot_id)
+        view = self._fresh(org_id) if org_id is not None and self._stamps else None
+        return view.bots.get(bot_id) if view is not None else None
+
     def bot(self, bot_id: int) -> tuple[BotEntry | None, ConfigStamp | None]:
         """Any organization's bot by id (webhooks: the bot names its tenant)."""
         org_id = self._bot_org.get(bot_id)

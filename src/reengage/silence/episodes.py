@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage import metrics
 from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
@@ -155,13 +156,32 @@ class StepHandler:
             }
             seen = StepsSeen.load(session, self.activity, list(episodes.values()))
             sends = StepSends()
+            ended: list[tuple[str, str | None]] = []
             for episode_id in ids:
                 follows.append(follow := FollowUps())
                 episode = episodes.get(episode_id)
-                if episode is not None:
+                if episode is not None and episode.status == "running":
                     self._step(session, episode, now, follow, seen, sends)
+                    if episode.status != "running":
+                        ended.append((episode.status, episode.end_reason))
+                elif episode is not None:
+                    self._skipped(episode)
             sends.write(session, now)
+        for outcome, reason in ended:  # once committed
+            metrics.episodes_ended(outcome, reason)
         return [follow.outcome() for follow in follows]
+
+    @staticmethod
+    def _skipped(episode: Episode) -> None:
+        # Ended meanwhile (the user came back, paid, opted out, the campaign was disabled):
+        # the step that was due is reported skipped for that reason.
+        log.info(
+            "recovery.step.skipped",
+            episode_id=episode.id,
+            step=episode.next_step,
+            reason=episode.end_reason,
+            status=episode.status,
+        )
 
     def _step(
         self,
@@ -172,17 +192,6 @@ class StepHandler:
         seen: StepsSeen,
         sends: StepSends,
     ) -> None:
-        if episode.status != "running":
-            # Ended meanwhile (the user came back, paid, opted out, the campaign was
-            # disabled): the step that was due is reported skipped for that reason.
-            log.info(
-                "recovery.step.skipped",
-                episode_id=episode.id,
-                step=episode.next_step,
-                reason=episode.end_reason,
-                status=episode.status,
-            )
-            return
         contact = session.get_one(Contact, episode.contact_id)
         campaign_row = session.get_one(Campaign, episode.campaign_id)
         state = rec.ContactNow(
@@ -368,7 +377,7 @@ def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: 
     """The contact opted out: their running episodes stop, and so does the one their opt-out
     message itself ended as a return (it is activity too) — `stopped/opted_out` says why. A
     return credited to that message is no return."""
-    session.execute(
+    stopped = session.execute(
         update(Episode)
         .where(
             Episode.contact_id == contact.id,
@@ -387,5 +396,7 @@ def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: 
             returned_at=None,
         )
     )
+    # An episode the opt-out message itself had ended as a return is counted again here.
+    metrics.episodes_ended("stopped", "opted_out", stopped.rowcount)  # type: ignore[attr-defined]
     stop_completed(session, contact, "opted_out", said_at)
     log.info("recovery.opted_out", contact_id=contact.id)

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage import metrics
 from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Episode
 from reengage.domain import inactivity
 from reengage.domain import recovery as rec
@@ -28,7 +29,12 @@ from reengage.services.event_log import NewEvent, append_events
 from reengage.services.record_activity import Record
 from reengage.silence import episodes
 from reengage.silence.episodes import Started, step_timer
-from reengage.silence.inactivity import detect_inactivity, pending_inactivity_timers
+from reengage.silence.inactivity import (
+    Detected,
+    detect_inactivity,
+    pending_inactivity_timers,
+    record_detections,
+)
 from reengage.silence.live_campaign import live_campaign
 from reengage.silence.timeout import TimeoutDeps, run_timeout
 from reengage.timers.handler import FollowUps, Outcome
@@ -118,6 +124,7 @@ class SilencesSeen:
             for s in self.started
         ]
         append_events(session, events)
+        metrics.EPISODES_STARTED.inc(len(self.started))
         self.started.clear()
 
     def live_campaign(self, session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
@@ -150,27 +157,40 @@ class SilenceHandler:
             for t in timers
         ]
         current = []
-        for bot_id, user_id, seq in subjects:
-            hot = self.activity.hot_seq(bot_id, user_id)
-            if hot is not None and hot != seq:
+        hot = self.activity.hot_seqs([(bot_id, user_id) for bot_id, user_id, _ in subjects])
+        for (bot_id, user_id, seq), newest in zip(subjects, hot, strict=True):
+            if newest is not None and newest != seq:
                 log.debug(
                     "silence.skipped", bot_id=bot_id, user_id=user_id, reason="newer_activity"
                 )
                 continue
-            self.activity.flush_subject(bot_id, user_id, now)  # before the transaction begins
             current.append((bot_id, user_id))
+        self.activity.flush_subjects(current, now)  # before the transaction begins
         follows = []
         with self.sessions.begin() as session:
             found = latest_conversations(session, current)
             seen = SilencesSeen.load(session, list(found.values()))
             deps = TimeoutDeps(self.activity, self.language, self.record)
+            live: list[tuple[Conversation, FollowUps, int, str, int]] = []
             for bot_id, user_id, seq in subjects:
                 follows.append(follow := FollowUps())
                 conv = found[bot_id, user_id][0] if (bot_id, user_id) in found else None
                 if conv is None or conv.activity_seq != seq or conv.last_activity_at is None:
                     log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version")
                     continue
-                wake = self._features(session, conv, now, follow, deps, seen)
+                live.append((conv, follow, bot_id, user_id, seq))
+            # Every open silence's inactivity first, in one statement: in each conversation's
+            # log it precedes what the features then decide.
+            detected = {
+                conv.id: detect_inactivity(
+                    conv, session.get_one(Bot, conv.bot_id), now, self.default_threshold
+                )
+                for conv, *_ in live
+                if conv.status != ConversationStatus.CLOSED.value
+            }
+            record_detections(session, [d.event for d in detected.values() if d.event])
+            for conv, follow, bot_id, user_id, seq in live:
+                wake = self._features(session, conv, now, follow, deps, seen, detected.get(conv.id))
                 conv.inactivity_due_at = wake
                 if wake is not None:
                     follow.timers.append(inactivity.inactivity_timer(bot_id, user_id, seq, wake))
@@ -185,6 +205,7 @@ class SilenceHandler:
         follow: FollowUps,
         deps: TimeoutDeps,
         seen: SilencesSeen,
+        detected: Detected | None,
     ) -> datetime | None:
         """Run what is due; the earliest time any feature wants to look again."""
         assert conv.last_activity_at is not None
@@ -192,7 +213,7 @@ class SilenceHandler:
         since, recovery_may_start = conv.last_activity_at, True
         if conv.status != ConversationStatus.CLOSED.value:
             bot = session.get_one(Bot, conv.bot_id)
-            wakes.append(detect_inactivity(session, conv, bot, now, self.default_threshold))
+            wakes.append(detected.wake if detected is not None else None)
             timeout = run_timeout(session, conv, bot, now, deps, follow)
             wakes.append(timeout.wake)
             if timeout.pending or conv.status == ConversationStatus.HANDOFF.value:

@@ -3,6 +3,7 @@ log; and where the subject timers are rebuilt from (each conversation's deadline
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -13,31 +14,38 @@ from reengage.adapters.db.models import Bot, Contact, Conversation
 from reengage.domain import inactivity
 from reengage.domain.timer import Timer
 from reengage.services.conversation_rows import clock_of, inactivity_threshold
-from reengage.services.event_log import append_event
+from reengage.services.event_log import NewEvent, append_events
 
 log = structlog.get_logger(__name__)
 
 
-def detect_inactivity(
-    session: Session, conv: Conversation, bot: Bot, now: datetime, default: timedelta
-) -> datetime | None:
-    """Record `inactivity_detected` once per silence; when to look again if not yet due."""
+@dataclass(frozen=True, slots=True)
+class Detected:
+    """What a silence's inactivity check found: when to look again (not yet due), or the
+    event that records it (due: appended once per silence, with a batch's others)."""
+
+    wake: datetime | None = None
+    event: NewEvent | None = None
+
+
+def detect_inactivity(conv: Conversation, bot: Bot, now: datetime, default: timedelta) -> Detected:
+    """`inactivity_detected` once per silence; when to look again if not yet due."""
     threshold = inactivity_threshold(bot, default)
     decision = inactivity.decide_inactivity(clock_of(conv), conv.activity_seq, threshold, now)
     if isinstance(decision, inactivity.Skip):
         if decision.reason == "not_due" and threshold and conv.last_activity_at:
-            return conv.last_activity_at + threshold
-        return None
-    if append_event(
-        session,
-        conv,
-        kind="inactivity_detected",
-        dedup_key=f"inactivity:{decision.seq}",
-        now=now,
-        detail={"since": decision.since.isoformat(), "seq": decision.seq},
-    ):
-        log.info("inactivity.detected", conversation_id=conv.id)
-    return None
+            return Detected(wake=conv.last_activity_at + threshold)
+        return Detected()
+    detail = {"since": decision.since.isoformat(), "seq": decision.seq}
+    return Detected(
+        event=NewEvent(conv, "inactivity_detected", f"inactivity:{decision.seq}", now, None, detail)
+    )
+
+
+def record_detections(session: Session, events: list[NewEvent]) -> None:
+    """Append the batch's `inactivity_detected` events in one statement (each once)."""
+    for conversation_id in append_events(session, events):
+        log.info("inactivity.detected", conversation_id=conversation_id)
 
 
 def pending_inactivity_timers(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from reengage.domain.timer import ClaimedTimer, Timer
+from reengage.domain.timer import Backlog, ClaimedTimer, Timer
 from reengage.timers.wakeups import Listeners, LocalWakeups
 
 
@@ -89,6 +89,11 @@ class InMemoryTimerStore:
     def in_flight(self, now: datetime) -> int:
         with self._lock:
             return sum(1 for e in self._entries.values() if e.attempts == 1 and e.run_at > now)
+
+    def backlog(self, now: datetime) -> Backlog:
+        with self._lock:
+            due = [e.run_at for e in self._entries.values() if e.run_at <= now]
+        return Backlog(len(due), min(due, default=None))
 
     def wakeups(self) -> LocalWakeups:
         return self._listeners.listen()

@@ -15,7 +15,7 @@ from typing import cast
 
 import redis
 
-from reengage.domain.timer import ClaimedTimer, Payload, Timer
+from reengage.domain.timer import Backlog, ClaimedTimer, Payload, Timer
 
 _SCHEDULE = """
 local only_missing = ARGV[1] == '1'
@@ -186,6 +186,13 @@ class RedisTimerStore:
         pipe.zremrangebyscore(self._leased, "-inf", _ms(now))
         pipe.zcard(self._leased)
         return int(pipe.execute()[1])  # type: ignore[no-untyped-call]
+
+    def backlog(self, now: datetime) -> Backlog:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zcount(self._zset, "-inf", _ms(now))
+        pipe.zrange(self._zset, 0, 0, withscores=True)
+        due, first = pipe.execute()  # type: ignore[no-untyped-call]
+        return Backlog(int(due), _from_ms(int(first[0][1])) if due and first else None)
 
     def wakeups(self) -> RedisWakeups:
         return RedisWakeups(self._r, self._channel)

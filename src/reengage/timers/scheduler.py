@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage import metrics
 from reengage.metrics import TIMERS_CLAIMED, TIMERS_IN_FLIGHT
 from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore, Wakeups
 from reengage.timers.handler import Handlers
@@ -33,6 +34,9 @@ NAP = 0.005
 STOP_CHECK = 0.25
 # Seconds over which the executors' pace is measured.
 RATE_WINDOW = 1.0
+# How often a scheduler counts the due timers and the write-behind for its gauges (real
+# seconds): a few cheap reads a second at most, never one per claim.
+GAUGE_INTERVAL = 1.0
 
 
 class Scheduler:
@@ -70,6 +74,9 @@ class Scheduler:
         self.bound = ClaimBound(clock.real_seconds(lease), batch)
         # The last round claimed less than was due: its executors are behind.
         self.held = False
+        self._gauged: float | None = None  # when the gauges were last set (monotonic)
+        # When this scheduler last saw no activity waiting to be written (monotonic).
+        self._written_up: float = time.monotonic()
 
     def maintain(self, now: datetime) -> None:
         """Flush hot activity to the database; rebuild an emptied timer store; sweep in timers
@@ -79,8 +86,10 @@ class Scheduler:
         ):
             # Bounded: a burst of new subjects must not starve the claiming of due timers.
             budget = time.monotonic() + FLUSH_BUDGET
-            while self.activity.flush(now) > 0 and time.monotonic() < budget:
-                pass
+            while (flushed := self.activity.flush(now)) > 0:
+                metrics.WRITE_BEHIND_FLUSHED.inc(flushed)
+                if time.monotonic() >= budget:
+                    break
             self._last_flush = now
             # After Redis was emptied: bring its subjects back, so that new ones need no
             # database read on the way in (until then each missing one is read on arrival).
@@ -113,7 +122,29 @@ class Scheduler:
         self.held = room < self.batch and len(claimed) == room
         if claimed:
             self.executor.submit(claimed, now)
+        self.gauge(now)
         return len(claimed)
+
+    def gauge(self, now: datetime) -> None:
+        """Set the backlog and write-behind gauges, at most once per `GAUGE_INTERVAL`: the
+        timers due and left unclaimed by this round, the oldest's wait; what activity waits
+        to be written to the database, and for how long at most."""
+        at = time.monotonic()
+        if self._gauged is not None and at - self._gauged < GAUGE_INTERVAL:
+            return
+        self._gauged = at
+        try:
+            backlog = self.store.backlog(now)
+            unflushed = self.activity.unflushed() if self.activity is not None else 0
+        except Exception:  # a gauge left as it was never fails the round
+            log.warning("scheduler.gauge_failed", exc_info=True)
+            return
+        metrics.TIMERS_DUE.set(backlog.due)
+        metrics.TIMERS_OLDEST_DUE_AGE.set(backlog.oldest_age(now))
+        if not unflushed:
+            self._written_up = at
+        metrics.WRITE_BEHIND_PENDING.set(unflushed)
+        metrics.WRITE_BEHIND_LAG.set(at - self._written_up)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set: a full batch goes round again at once; otherwise sleep

@@ -12,8 +12,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import TimerRow
-from reengage.domain.timer import ClaimedTimer, Timer
+from reengage.domain.timer import Backlog, ClaimedTimer, Timer
 from reengage.timers.wakeups import Listeners, LocalWakeups
+
+# The most due timers `backlog` counts.
+BACKLOG_COUNTED = 100_000
 
 
 def _latest_per_key(timers: Sequence[Timer]) -> list[Timer]:
@@ -148,6 +151,15 @@ class SqlTimerStore:
         stmt = select(func.count()).where(first, TimerRow.run_at > now)
         with self._sessions() as session:
             return session.scalar(stmt) or 0
+
+    def backlog(self, now: datetime) -> Backlog:
+        # Counted on the run_at index, up to a bound: a backlog that large is the alert.
+        due = select(TimerRow.run_at).where(TimerRow.run_at <= now).limit(BACKLOG_COUNTED)
+        sub = due.subquery()
+        stmt = select(func.count(), func.min(sub.c.run_at))
+        with self._sessions() as session:
+            count, oldest = session.execute(stmt).one()
+        return Backlog(int(count), oldest)
 
     def wakeups(self) -> LocalWakeups:
         return self._listeners.listen()

@@ -21,11 +21,19 @@ PRODUCTION = "https://api.telegram.org"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5)
 
 
-class NotSent(Exception):
+class NoReply(Exception):
+    """No answer to read; `timed_out` tells a timeout from a broken connection."""
+
+    def __init__(self, detail: str, *, timed_out: bool = False) -> None:
+        super().__init__(detail)
+        self.timed_out = timed_out
+
+
+class NotSent(NoReply):
     """No connection to the platform was made: nothing reached it."""
 
 
-class NoAnswer(Exception):
+class NoAnswer(NoReply):
     """The request may have reached the platform, and no answer came back."""
 
 
@@ -101,9 +109,11 @@ class BotApi:
                 text = await response.text(errors="replace")
                 return parse(response.status, text)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise NotSent(f"{type(exc).__name__}: {exc}") from None
+            detail, timed_out = f"{type(exc).__name__}: {exc}", isinstance(exc, TimeoutError)
+            raise NotSent(detail, timed_out=timed_out) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise NoAnswer(f"{type(exc).__name__}: {exc}".strip()) from None
+            detail = f"{type(exc).__name__}: {exc}".strip()
+            raise NoAnswer(detail, timed_out=isinstance(exc, TimeoutError)) from None
 
 
 def parse(status: int, text: str) -> Reply:

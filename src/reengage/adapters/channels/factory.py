@@ -64,6 +64,7 @@ def build_channel(
             pacer=pacer,
             api_base=settings.whatsapp_api_base,
             sleep=clock.sleep_real,
+            bot_key=str(bot_id),
         )
     if kind is ChannelKind.WEBHOOK:
         return WebhookChannel(credentials["url"], credentials["secret"])

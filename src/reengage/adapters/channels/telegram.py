@@ -31,6 +31,7 @@ from reengage.domain.outbound import (
     decide_delete,
     message_problems,
 )
+from reengage.metrics import http_error_kind, pacing_hold, platform_error
 from reengage.ports import Clock
 
 
@@ -133,11 +134,16 @@ class TelegramChannel:
             rates=[(f"{{pace:tg:{self._bot_key}}}:bot", limits.per_bot)],
             held=context.slot_at if context is not None else None,
             defer_over=limits.defer_over if context is not None and context.may_defer else None,
-            sleep=self._clock.sleep_real,
+            sleep=self._sleep_for_slot,
         )
         if slot is None:
             return None
+        pacing_hold("telegram", self._bot_key, "handed_back")
         return Failed("paced", True, slot.wait, "waiting for its send slot", slot.at)
+
+    def _sleep_for_slot(self, seconds: float) -> None:
+        pacing_hold("telegram", self._bot_key, "slept")
+        self._clock.sleep_real(seconds)
 
     def _call(
         self, method: str, params: dict[str, Any], upload: Upload | None = None
@@ -147,13 +153,20 @@ class TelegramChannel:
             client = _client(loop, self._base)
             return loop.run(client.call(self._token, method, params, upload, self._timeout))
         except NotSent as exc:  # nothing reached Telegram: safe to send again
+            platform_error("telegram", "timeout" if exc.timed_out else "network")
             return Failed("connect_failed", True, detail=str(exc))
         except NoAnswer as exc:  # it may have reached Telegram
+            platform_error("telegram", "timeout" if exc.timed_out else "network")
             return Failed("ambiguous", False, detail=str(exc))
 
     def _refusal(self, reply: Reply, chat_id: str) -> SendOutcome:
         """Every answer that is not a success, as an outcome."""
         detail = reply.description or reply.body or f"HTTP {reply.status}"
+        code = reply.error_code or reply.status
+        if reply.status >= 500 or reply.is_bot_api:
+            platform_error("telegram", http_error_kind(max(code, reply.status)))
+        else:
+            platform_error("telegram", "bad_response")
         if reply.status >= 500:
             # A gateway page (502/504) or an internal error: not a delivery; try again.
             return Failed("server_error", True, detail=f"HTTP {reply.status}: {detail[:200]}")
@@ -162,7 +175,6 @@ class TelegramChannel:
             ambiguous = 200 <= reply.status < 300
             reason = "ambiguous" if ambiguous else "bad_response"
             return Failed(reason, False, detail=f"HTTP {reply.status}: {detail[:200]}")
-        code = reply.error_code or reply.status
         if code == 429:
             wait = float(reply.retry_after or 1)
             # Every worker holds off this chat for as long as Telegram asked.

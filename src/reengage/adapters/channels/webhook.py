@@ -27,6 +27,7 @@ from reengage.domain.outbound import (
     Superseded,
     message_problems,
 )
+from reengage.metrics import http_error_kind, platform_error
 
 # One HTTP client (keep-alive connections) per process.
 _client: httpx.Client | None = None
@@ -67,8 +68,10 @@ class WebhookChannel:
         try:
             response = _http().post(self._url, content=body, headers=head, timeout=self._timeout)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            _transport_error(exc)
             return Failed("unreachable", True, detail=str(exc))  # nothing was delivered
         except httpx.TransportError as exc:
+            _transport_error(exc)
             return Failed("ambiguous", False, detail=f"{type(exc).__name__}: {exc}")
         if response.is_success:
             try:
@@ -78,6 +81,7 @@ class WebhookChannel:
             got = answer.get("message_id") if isinstance(answer, dict) else None
             return Sent(str(got or msg_id))
         detail = f"HTTP {response.status_code}: {response.text[:200]}"
+        platform_error("webhook", http_error_kind(response.status_code))
         if response.status_code == 410:
             return Blocked(detail)
         if response.status_code == 429 or response.status_code >= 500:
@@ -123,3 +127,7 @@ class WebhookChannel:
 
     def chat_action(self, chat_id: str, action: str) -> SendOutcome:
         return self._post({"type": "chat.action", "chat_id": chat_id, "action": action})
+
+
+def _transport_error(exc: httpx.TransportError) -> None:
+    platform_error("webhook", "timeout" if isinstance(exc, httpx.TimeoutException) else "network")

@@ -31,6 +31,7 @@ from reengage.domain.outbound import (
     decide_window,
     message_problems,
 )
+from reengage.metrics import http_error_kind, pacing_hold, platform_error
 
 GRAPH_API = "https://graph.facebook.com"
 GRAPH_VERSION = "v21.0"
@@ -65,6 +66,10 @@ def close_clients() -> None:
         _clients.clear()
     for client in clients:
         client.close()
+
+
+def _transport_error(exc: httpx.TransportError) -> None:
+    platform_error("whatsapp", "timeout" if isinstance(exc, httpx.TimeoutException) else "network")
 
 
 def _accepted(response: httpx.Response, file_id: str | None) -> SendOutcome:
@@ -104,8 +109,10 @@ class WhatsAppChannel:
         limits: WhatsAppLimits = WhatsAppLimits(),  # noqa: B008
         timeout: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
+        bot_key: str | None = None,
     ) -> None:
         self._number = phone_number_id
+        self._bot_key = bot_key or phone_number_id
         self._base = f"{api_base.rstrip('/')}/{version}/{phone_number_id}"
         self._http = _client(api_base, access_token, timeout)
         self._pacer = pacer
@@ -125,13 +132,15 @@ class WhatsAppChannel:
             rates=[(f"{{pace:wa:{self._number}}}:number", self._limits.per_number)],
             held=context.slot_at,
             defer_over=self._limits.defer_over if context.may_defer else None,
-            sleep=self._sleep,
+            sleep=self._sleep_for_slot,
         )
         if slot is not None:
+            pacing_hold("whatsapp", self._bot_key, "handed_back")
             return Failed("paced", True, slot.wait, "waiting for its send slot", slot.at)
         try:
             body, file_id = self._body(self._http, chat_id, message)
         except httpx.TransportError as exc:  # an upload, before the message itself
+            _transport_error(exc)
             return Failed("upload_failed", True, detail=f"{type(exc).__name__}: {exc}")
         if isinstance(body, Failed):
             return body
@@ -140,12 +149,18 @@ class WhatsAppChannel:
         try:
             response = self._http.post(f"{self._base}/messages", json=body)
         except NOT_SENT as exc:  # no connection was made: nothing reached Meta
+            _transport_error(exc)
             return Failed("connect_failed", True, detail=f"{type(exc).__name__}: {exc}")
         except httpx.TransportError as exc:  # it may have reached Meta
+            _transport_error(exc)
             return Failed("ambiguous", False, detail=f"{type(exc).__name__}: {exc}")
         if response.is_success:
             return _accepted(response, file_id)
         return self._refusal(response)
+
+    def _sleep_for_slot(self, seconds: float) -> None:
+        pacing_hold("whatsapp", self._bot_key, "slept")
+        self._sleep(seconds)
 
     def _body(
         self, http: httpx.Client, to: str, message: OutboundMessage
@@ -209,7 +224,9 @@ class WhatsAppChannel:
         if code in WINDOW_CLOSED:
             return Skipped("window_closed")
         if code in RATE_LIMITED or response.status_code == 429:
+            platform_error("whatsapp", "rate_limited")
             return Failed("rate_limited", True, self._limits.backoff, detail)
+        platform_error("whatsapp", http_error_kind(response.status_code))
         if code in UNREACHABLE:
             return Failed("undeliverable", False, detail=detail)
         if code in AUTH or response.status_code in (401, 403):

@@ -68,7 +68,16 @@ class SqlActivityStore:
     def flush(self, now: datetime, limit: int = 2000) -> int:
         return 0
 
+    def unflushed(self) -> int:
+        return 0  # written before `record` returns
+
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
+        return None
+
+    def hot_seqs(self, subjects: Sequence[tuple[int, str]]) -> list[int | None]:
+        return [None] * len(subjects)
+
+    def flush_subjects(self, subjects: Sequence[tuple[int, str]], now: datetime) -> None:
         return None
 
     def change_status(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, String, Table, func, select, update
 from sqlalchemy.orm import Session
 
+from reengage import metrics
 from reengage.adapters.db.models import Episode
 from reengage.adapters.db.sets import Rows, among
 from reengage.adapters.db.types import UTCDateTime
@@ -100,7 +101,9 @@ def _end(session: Session, ends: list[dict[str, Any]]) -> None:
             status=rows["status"], end_reason=rows["reason"], ended_at=rows["at"], next_due_at=None
         )
     )
-    rows.execute(stmt, ends)
+    rows.execute(stmt, ends)  # the rows are locked above: every end applies
+    for ended in ends:
+        metrics.episodes_ended(ended["status"], ended["reason"])
 
 
 def _credit(session: Session, credits: list[dict[str, Any]]) -> None:

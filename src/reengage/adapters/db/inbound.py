@@ -28,7 +28,15 @@ def insert_inbound(
 ) -> list[Timer]:
     """Store the inbound part of user messages (once per event id); return the timers that
     process them, to publish after the commit."""
-    rows: list[dict[str, Any]] = [
+    insert_rows(session, [inbound_rows(org_id, events, now)])
+    return inbound_timers(events, now)
+
+
+def inbound_rows(
+    org_id: int, events: Sequence[ActivityEvent], now: datetime
+) -> list[dict[str, Any]]:
+    """The `inbound_message` rows of user messages that say something."""
+    return [
         {
             "org_id": org_id,
             "bot_id": e.bot_id,
@@ -46,8 +54,24 @@ def insert_inbound(
         for e in events
         if e.inbound is not None and e.type is EventType.USER_MESSAGE
     ]
+
+
+def insert_rows(session: Session, groups: Sequence[list[dict[str, Any]]]) -> None:
+    """Insert groups of rows (each from `inbound_rows`) together, once per event id."""
+    rows = [row for group in groups for row in group]
+    table = InboundMessage.__table__
+    connection = session.connection()  # Core: no unit of work for rows written once
     for start in range(0, len(rows), _CHUNK):
-        stmt = insert_for(session, InboundMessage).on_conflict_do_nothing()
-        session.execute(stmt, rows[start : start + _CHUNK])
+        stmt = insert_for(session, table).on_conflict_do_nothing()
+        connection.execute(stmt, rows[start : start + _CHUNK])
+
+
+def inbound_timers(events: Sequence[ActivityEvent], now: datetime) -> list[Timer]:
     subjects = dict.fromkeys((e.bot_id, e.user_id) for e in events if e.inbound is not None)
     return [inbound_timer(bot_id, user_id, now) for bot_id, user_id in subjects]
+
+
+def rows_timers(groups: Sequence[list[dict[str, Any]]]) -> list[Timer]:
+    """The timers that process stored rows (from `inbound_rows`), one per subject."""
+    subjects = {(r["bot_id"], r["user_id"]): r["received_at"] for g in groups for r in g}
+    return [inbound_timer(bot_id, user_id, at) for (bot_id, user_id), at in subjects.items()]

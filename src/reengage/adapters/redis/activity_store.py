@@ -19,7 +19,8 @@ import redis.asyncio
 from sqlalchemy import Row, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.inbound import insert_inbound
+from reengage.adapters.db.group_commit import GroupCommit, LoopGroupCommit
+from reengage.adapters.db.inbound import inbound_rows, inbound_timers, insert_rows, rows_timers
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.subjects import write_subject_clocks
 from reengage.domain.activity import (
@@ -230,6 +231,11 @@ class RedisActivityStore:
         self._change_status = client.register_script(_CHANGE_STATUS)
         self._seed_one = client.register_script(_SEED)
         self._advance = client.register_script(_ADVANCE)
+        # Concurrent requests' messages share a transaction (each still waits for its commit).
+        self._store_inbound = GroupCommit(sessions, insert_rows)
+        self._store_inbound_on_loop = LoopGroupCommit(
+            sessions, insert_rows, lambda groups: timers.schedule(rows_timers(groups))
+        )
 
     def _hash(self, subject: str) -> str:
         return f"{self._ns}:s:{subject}"
@@ -258,8 +264,8 @@ class RedisActivityStore:
         # accepted (a retry after a crash in between finds it there, once).
         inbound: list[Timer] = []
         if said:
-            with self._sessions.begin() as session:
-                inbound = insert_inbound(session, org_id, ordered, now)
+            self._store_inbound(inbound_rows(org_id, ordered, now))
+            inbound = inbound_timers(ordered, now)
         accepted = 0
         for segment in segments:
             payloads = [_payload(org_id, policies[e.bot_id], e) for e in segment]
@@ -279,15 +285,22 @@ class RedisActivityStore:
         policies: Mapping[int, BotPolicy],
         events: Sequence[ActivityEvent],
         stamp: ConfigStamp | None,
+        now: datetime,
     ) -> RecordResult | None:
-        """The common batch in one script call on an event loop: no status change, nothing
-        said, every subject known here, the stamp current. None, with nothing applied, for
-        any other: the caller records it with `record`."""
-        if any(e.inbound is not None or e.type is EventType.CONVERSATION_STATUS for e in events):
+        """The common batch in one script call on an event loop: no status change, every
+        subject known here, the stamp current. None, with nothing applied, for any other: the
+        caller records it with `record`.
+
+        What messages say is stored once the script accepted their activity, before the
+        caller answers: a retry after a crash in between finds the activity recorded (its
+        event ids are duplicates) and stores the messages then, once. Concurrent requests'
+        messages share a transaction, and their `inbound` timers one call."""
+        if any(e.type is EventType.CONVERSATION_STATUS for e in events):
             return None
         if len(events) > _LOOP_BATCH:
             return None
         ordered = sorted(events, key=lambda e: e.occurred_at)
+        said = inbound_rows(org_id, ordered, now)
         zkey, dkey = self._timers.keys
         args: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
         args += [stamp.key, stamp.value] if stamp else ["", ""]
@@ -297,7 +310,11 @@ class RedisActivityStore:
         except redis.exceptions.NoScriptError:
             return None  # Redis restarted: `record` loads the script again
         accepted = int(out[0])
-        return RecordResult(accepted, len(events) - accepted) if accepted >= 0 else None
+        if accepted < 0:
+            return None
+        if said:
+            await self._store_inbound_on_loop(said)
+        return RecordResult(accepted, len(events) - accepted)
 
     def _script(
         self,
@@ -414,12 +431,43 @@ class RedisActivityStore:
         }
         return self._write(taken, now)
 
+    def unflushed(self) -> int:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.scard(self._dirty)
+        pipe.zcard(self._inflight)
+        dirty, flushing = pipe.execute()  # type: ignore[no-untyped-call]
+        return int(dirty) + int(flushing)
+
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         subject = subject_key(bot_id, user_id)
         if self._r.srem(self._dirty, subject):
             self._r.zadd(self._inflight, {subject: _ms(now)})
             data = cast(dict[str, str], self._r.hgetall(self._hash(subject)))
             self._write({subject: data}, now)
+
+    def hot_seqs(self, subjects: Sequence[tuple[int, str]]) -> list[int | None]:
+        pipe = self._r.pipeline(transaction=False)
+        for bot_id, user_id in subjects:
+            pipe.hget(self._hash(subject_key(bot_id, user_id)), "seq")
+        seqs = pipe.execute()  # type: ignore[no-untyped-call]
+        return [int(seq) if seq is not None else None for seq in seqs]
+
+    def flush_subjects(self, subjects: Sequence[tuple[int, str]], now: datetime) -> None:
+        keys = list(dict.fromkeys(subject_key(bot_id, user_id) for bot_id, user_id in subjects))
+        if not keys:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for key in keys:
+            pipe.srem(self._dirty, key)
+        taken = pipe.execute()  # type: ignore[no-untyped-call]
+        dirty = [key for key, was in zip(keys, taken, strict=True) if was]
+        if not dirty:
+            return
+        pipe.zadd(self._inflight, dict.fromkeys(dirty, _ms(now)))
+        for key in dirty:
+            pipe.hgetall(self._hash(key))
+        data = pipe.execute()[1:]  # type: ignore[no-untyped-call]
+        self._write(dict(zip(dirty, data, strict=True)), now)
 
     def _write(self, taken: dict[str, dict[str, str]], now: datetime) -> int:
         """Write the subjects' clocks in one transaction; then they are no longer in flight."""

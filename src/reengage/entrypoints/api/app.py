@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from reengage import __version__
 from reengage.config import Settings
+from reengage.entrypoints import metrics_server
 from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
 from reengage.entrypoints.api.audit import audit_router
@@ -64,10 +65,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    # The hot paths first: a request is matched against the routes in this order.
     app.include_router(events_router)
+    app.include_router(webhooks_router)
     app.include_router(bots_router)
     app.include_router(conversations_router)
-    app.include_router(webhooks_router)
     app.include_router(simulator_router)
     app.include_router(flows_router)
     app.include_router(policies_router)
@@ -106,6 +108,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         """Prometheus metrics."""
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(metrics_server.registry())
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

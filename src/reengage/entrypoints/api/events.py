@@ -2,8 +2,9 @@
 
 The hot path runs on the event loop without a thread hop: the API key and the bots come from
 the tenant cache and the batch goes to Redis in one script call of the asyncio client. What
-needs the database (a key or an organization not cached yet, a message's text to store, a
-subject to seed after Redis lost it, a status change) runs in the thread pool. The body is
+needs the database (a key or an organization not cached yet, a subject to seed after Redis
+lost it, a status change) runs in the thread pool; messages' texts are stored by one writer
+thread, many requests' in one transaction. The body is
 parsed and validated in one pass from the raw bytes.
 """
 
@@ -133,16 +134,9 @@ async def post_events(
     single = isinstance(body, EventIn)
     batch = [body] if isinstance(body, EventIn) else body.events
     try:
-        events = to_domain(batch, runtime.clock.now())
-        result = None
-        client = getattr(request.app.state, "loop_redis", None)
-        store = runtime.activity
-        if (
-            client is not None
-            and isinstance(store, RedisActivityStore)
-            and tenants.knows(org_id, {e.bot_id for e in events})
-        ):
-            result = await record_on_loop(tenants, store, client, org_id, events, key)
+        now = runtime.clock.now()
+        events = to_domain(batch, now)
+        result = await recorded_on_loop(request, runtime, org_id, events, now, key)
         if result is None:
             result = await run_in_threadpool(_record, runtime, org_id, events, key)
     except InvalidInput as exc:
@@ -155,6 +149,27 @@ async def post_events(
         f'{{"accepted":{result.accepted},"duplicates":{result.duplicates}}}',
         media_type="application/json",
     )
+
+
+async def recorded_on_loop(
+    request: Request,
+    runtime: Runtime,
+    org_id: int,
+    events: list[ActivityEvent],
+    now: datetime,
+    key: str | None = None,
+) -> RecordResult | None:
+    """The events recorded without a thread hop when memory and Redis suffice, else None
+    with nothing applied."""
+    client = getattr(request.app.state, "loop_redis", None)
+    store = runtime.activity
+    if (
+        client is None
+        or not isinstance(store, RedisActivityStore)
+        or not runtime.tenants.knows(org_id, {e.bot_id for e in events})
+    ):
+        return None
+    return await record_on_loop(runtime.tenants, store, client, org_id, events, now, key)
 
 
 def _record(runtime: Runtime, org_id: int, events: list[ActivityEvent], key: str) -> RecordResult:

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from reengage.adapters.channels import standard_webhooks
 from reengage.adapters.channels.telegram import answer_callback_query
@@ -33,13 +36,16 @@ from reengage.domain.activity import (
     Inbound,
 )
 from reengage.entrypoints.api.deps import RuntimeDep
+from reengage.entrypoints.api.events import recorded_on_loop
 from reengage.entrypoints.api.schemas import Id, Text, UserId
-from reengage.inbound.platform import apply_statuses, set_blocked
+from reengage.inbound.platform import Statuses, set_blocked
 from reengage.ports import ConfigStamp
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
 from reengage.services.record_activity import check_events
 from reengage.services.tenant_cache import BotEntry
+
+R = TypeVar("R")
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -61,6 +67,27 @@ def _bot(runtime: Runtime, bot_id: int, kind: ChannelKind) -> _Found:
     if bot is None or bot.channel is not kind:
         raise NotFound(f"no {kind.value} bot {bot_id}", "bot_id")
     return _Found(bot, runtime.credentials.of(bot.id, bot.credentials), stamp)
+
+
+def _cached(
+    runtime: Runtime, bot_id: int, kind: ChannelKind, ok: Callable[[_Found], bool]
+) -> _Found | None:
+    """The bot from memory alone, when the request's signature holds with its cached
+    credentials: what is then recorded on the event loop is checked under the stamp they
+    were cached with (a rotated secret sends the request the checked way). None otherwise."""
+    bot = runtime.tenants.cached_bot(bot_id)
+    if bot is None or bot.channel is not kind:
+        return None
+    found = _Found(bot, runtime.credentials.of(bot.id, bot.credentials), None)
+    return found if ok(found) else None
+
+
+def _read_or_none(read: Callable[[], R]) -> R | None:
+    """What the body says, or None when it cannot be read (the checked way says why)."""
+    try:
+        return read()
+    except BadUpdate:
+        return None
 
 
 def _checked(
@@ -96,7 +123,7 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-# Read on the event loop; the endpoints, which touch the database, run in the thread pool.
+# Read on the event loop: known bots' updates are recorded there, the rest in the thread pool.
 RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
@@ -117,20 +144,42 @@ def _recheck(
 
 
 @webhooks_router.post("/telegram/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-def telegram_webhook(
-    bot_id: Id, request: Request, body: RawBody, runtime: RuntimeDep, background: BackgroundTasks
-) -> dict[str, bool]:
+async def telegram_webhook(bot_id: Id, request: Request) -> Response:
     """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`.
 
     Answers at once; a button press is acknowledged to Telegram after the response."""
+    runtime: Runtime = request.app.state.runtime
+    body = await request.body()
     secret = request.headers.get("x-telegram-bot-api-secret-token")
 
     def ok(found: _Found) -> bool:
         return same_secret(secret, found.credentials.get("webhook_secret"))
 
-    found = _checked(runtime, bot_id, ChannelKind.TELEGRAM, ok)
-    bot, credentials = found.bot, found.credentials
     now = runtime.clock.now()
+    found = _cached(runtime, bot_id, ChannelKind.TELEGRAM, ok)
+    if found is not None:
+        update = _read_or_none(lambda: read_telegram_update(bot_id, json_object(body), now))
+        if (
+            update is not None
+            and update.membership is None
+            and (
+                not update.events
+                or await recorded_on_loop(request, runtime, found.bot.org_id, update.events, now)
+            )
+        ):
+            return _ok(runtime, found, update.callback_query_id)
+    return await run_in_threadpool(_telegram, runtime, bot_id, body, ok, now)
+
+
+def _telegram(
+    runtime: Runtime,
+    bot_id: int,
+    body: bytes,
+    ok: Callable[[_Found], bool],
+    now: datetime,
+) -> Response:
+    found = _checked(runtime, bot_id, ChannelKind.TELEGRAM, ok)
+    bot = found.bot
     with _reading():
         update = read_telegram_update(bot.id, json_object(body), now)
     check_events(update.events)  # nothing is written unless all of the update can be
@@ -143,14 +192,18 @@ def telegram_webhook(
         runtime.record(
             bot.org_id, update.events, _recheck(runtime, bot_id, ChannelKind.TELEGRAM, ok)
         )
-    if update.callback_query_id and credentials.get("token"):
-        background.add_task(
-            answer_callback_query,
-            credentials["token"],
-            update.callback_query_id,
-            runtime.settings.telegram_api_base,
-        )
-    return {"ok": True}
+    return _ok(runtime, found, update.callback_query_id)
+
+
+def _ok(runtime: Runtime, found: _Found, query_id: str | None) -> Response:
+    """Telegram's answer; a button press is acknowledged to Telegram after it (so the button
+    stops spinning)."""
+    token = found.credentials.get("token")
+    task = None
+    if query_id and token:
+        base = runtime.settings.telegram_api_base
+        task = BackgroundTask(answer_callback_query, token, query_id, base)
+    return Response(b'{"ok":true}', media_type="application/json", background=task)
 
 
 # --- WhatsApp -------------------------------------------------------------------------------
@@ -169,22 +222,41 @@ def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainT
 
 
 @webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-def whatsapp_webhook(bot_id: Id, request: Request, body: RawBody, runtime: RuntimeDep) -> Response:
+async def whatsapp_webhook(bot_id: Id, request: Request) -> Response:
     """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body."""
+    runtime: Runtime = request.app.state.runtime
+    body = await request.body()
     signature = request.headers.get("x-hub-signature-256")
 
     def ok(found: _Found) -> bool:
         app_secret = str(found.credentials.get("app_secret", ""))
         return whatsapp_signature_ok(app_secret, body, signature)
 
-    bot = _checked(runtime, bot_id, ChannelKind.WHATSAPP, ok).bot
     now = runtime.clock.now()
+    found = _cached(runtime, bot_id, ChannelKind.WHATSAPP, ok)
+    if found is not None:
+        read = _read_or_none(lambda: read_whatsapp_notification(bot_id, json_object(body), now))
+        if read is not None:
+            events, statuses = read
+            if not events or await recorded_on_loop(
+                request, runtime, found.bot.org_id, events, now
+            ):
+                if statuses:
+                    await runtime.statuses_on_loop(Statuses(bot_id, statuses, now))
+                return Response(status_code=200)
+    return await run_in_threadpool(_whatsapp, runtime, bot_id, body, ok, now)
+
+
+def _whatsapp(
+    runtime: Runtime, bot_id: int, body: bytes, ok: Callable[[_Found], bool], now: datetime
+) -> Response:
+    bot = _checked(runtime, bot_id, ChannelKind.WHATSAPP, ok).bot
     with _reading():
         events, statuses = read_whatsapp_notification(bot.id, json_object(body), now)
     if events:
         runtime.record(bot.org_id, events, _recheck(runtime, bot_id, ChannelKind.WHATSAPP, ok))
     if statuses:
-        apply_statuses(runtime.sessions, bot.id, statuses, now)
+        runtime.statuses(Statuses(bot.id, statuses, now))
     return Response(status_code=200)
 
 

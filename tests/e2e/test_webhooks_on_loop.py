@@ -1,0 +1,229 @@
+"""Webhooks of known bots recorded on the event loop (Redis and PostgreSQL): a message's text
+is its one database write, a rotated secret is refused at once, statuses still move."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event, func, select
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.inbound import inbound_timer
+from reengage.adapters.db.models import Contact, Conversation, Delivery, InboundMessage
+from reengage.delivery.attempt import deliver
+from reengage.delivery.outbox import DeliveryRequest
+from reengage.domain.activity import ChannelKind
+from reengage.domain.delivery import StatusUpdate
+from reengage.domain.outbound import MessageKind, OutboundMessage
+from reengage.entrypoints.api.app import create_app
+from reengage.inbound.platform import Statuses, write_statuses
+from reengage.runtime import Runtime
+from reengage.testing.telegram import FakeTelegram
+from reengage.testing.whatsapp import FakeWhatsApp
+from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
+from tests.conftest import REDIS_URL
+from tests.factories import make_bot, make_org
+
+APP_SECRET = "wa-app-secret"
+
+
+@pytest.fixture
+def runtime(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    redis_client: Any,
+    telegram_url: str,
+    whatsapp_url: str,
+) -> Runtime:
+    return make_runtime(
+        pg_db,
+        redis_url=REDIS_URL,
+        telegram_api_base=telegram_url,
+        whatsapp_api_base=whatsapp_url,
+        public_url="https://reengage.example.com",
+    )
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime)) as c:
+        yield c
+
+
+def _statements(runtime: Runtime) -> list[str]:
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.split()[0].upper())
+
+    event.listen(runtime.engine, "before_cursor_execute", before)
+    return seen
+
+
+def _messages(runtime: Runtime) -> list[str | None]:
+    with runtime.sessions() as s:
+        return list(s.scalars(select(InboundMessage.text).order_by(InboundMessage.id)))
+
+
+def _post_update(client: TestClient, bot: int, secret: str, body: dict[str, Any]) -> int:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret}
+    return client.post(f"/webhooks/telegram/{bot}", json=body, headers=headers).status_code
+
+
+def _register(client: TestClient, fake: FakeTelegram, key: str, bot: int) -> str:
+    r = client.post(f"/v1/bots/{bot}/webhook", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200
+    return str(fake.calls_to("setWebhook")[-1].params["secret_token"])
+
+
+def test_a_known_bots_text_is_its_one_database_write_and_a_rotated_secret_is_refused(
+    runtime: Runtime, client: TestClient, fake_telegram: FakeTelegram
+) -> None:
+    org = make_org(runtime)
+    bot = client.post(
+        "/v1/bots",
+        headers={"Authorization": f"Bearer {org.api_key}"},
+        json={"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
+    ).json()["id"]
+    secret = _register(client, fake_telegram, org.api_key, bot)
+    assert _post_update(client, bot, secret, FakeTelegram.text_update(1, 4242, "oi")) == 200
+
+    seen = _statements(runtime)
+    assert _post_update(client, bot, secret, FakeTelegram.text_update(2, 4242, "preço?")) == 200
+    assert seen == ["INSERT"]  # no bot, key or subject read: the text's row, nothing else
+    assert _messages(runtime) == ["oi", "preço?"]
+    assert runtime.activity.hot_seq(bot, "4242") == 2
+    now = runtime.clock.now()
+    assert runtime.timers.get(inbound_timer(bot, "4242", now).key) is not None
+    # Telegram retries an update it got no answer for: recorded and stored once.
+    assert _post_update(client, bot, secret, FakeTelegram.text_update(2, 4242, "preço?")) == 200
+    assert _messages(runtime) == ["oi", "preço?"]
+    assert runtime.activity.hot_seq(bot, "4242") == 2
+
+    # The webhook is registered again with a new secret: the old one is refused at once,
+    # though this process still holds the bot's old credentials, and nothing is written.
+    fresh = _register(client, fake_telegram, org.api_key, bot)
+    assert fresh != secret
+    assert _post_update(client, bot, secret, FakeTelegram.text_update(3, 4242, "forged")) == 401
+    assert _messages(runtime) == ["oi", "preço?"]
+    assert runtime.activity.hot_seq(bot, "4242") == 2
+    assert _post_update(client, bot, fresh, FakeTelegram.text_update(4, 4242, "ok")) == 200
+    assert _messages(runtime) == ["oi", "preço?", "ok"]
+    assert runtime.activity.hot_seq(bot, "4242") == 3
+
+
+def _post_whatsapp(client: TestClient, bot: int, payload: dict[str, Any]) -> int:
+    body = json.dumps(payload).encode()
+    headers = {"X-Hub-Signature-256": FakeWhatsApp.signature(APP_SECRET, body)}
+    return client.post(f"/webhooks/whatsapp/{bot}", content=body, headers=headers).status_code
+
+
+def test_whatsapp_messages_and_statuses_of_a_known_bot(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    org = make_org(runtime)
+    bot = make_bot(
+        runtime,
+        org.org_id,
+        channel=ChannelKind.WHATSAPP,
+        credentials={
+            "phone_number_id": WA_PHONE,
+            "access_token": WA_TOKEN,
+            "app_secret": APP_SECRET,
+            "verify_token": "v",
+        },
+    )
+    ts = int(clock.now().timestamp())
+    user = "5511977776666"
+    for n, text in enumerate(("oi", "tudo bem?")):
+        payload = FakeWhatsApp.inbound_text_payload(WA_PHONE, "1555", user, text, f"w{n}", ts)
+        assert _post_whatsapp(client, bot, payload) == 200
+    assert _messages(runtime) == ["oi", "tudo bem?"]
+    runtime.activity.flush_subject(bot, user, clock.now())
+    with runtime.sessions() as s:
+        contact, conv = s.execute(
+            select(Contact.id, Conversation.id).join(
+                Conversation, Conversation.contact_id == Contact.id
+            )
+        ).one()
+    request = DeliveryRequest(
+        org.org_id, bot, contact, "k1", "test", OutboundMessage(MessageKind.TEXT, "Volte!"), conv
+    )
+    wamid = deliver(runtime.sessions, runtime, runtime.timers, request, clock.now())
+    assert wamid.channel_message_id is not None
+    seen = _statements(runtime)
+    for status in ("delivered", "read", "sent"):
+        payload = FakeWhatsApp.status_payload(WA_PHONE, wamid.channel_message_id, status, user, ts)
+        assert _post_whatsapp(client, bot, payload) == 200
+    assert "SELECT" in seen  # the statuses were applied (in the database, never backwards)
+    with runtime.sessions() as s:
+        row = s.scalars(select(Delivery)).one()
+        assert (row.status, row.platform_status) == ("sent", "read")
+        assert s.scalar(select(func.count()).select_from(InboundMessage)) == 2
+
+    # Concurrent notifications share one transaction: each moves its own deliveries forward.
+    second = deliver(
+        runtime.sessions,
+        runtime,
+        runtime.timers,
+        DeliveryRequest(
+            org.org_id, bot, contact, "k2", "test", OutboundMessage(MessageKind.TEXT, "Oi?"), conv
+        ),
+        clock.now(),
+    ).channel_message_id
+    assert second is not None
+    with runtime.sessions.begin() as s:
+        write_statuses(
+            s,
+            [
+                Statuses(bot, [StatusUpdate(second, "delivered")], clock.now()),
+                Statuses(
+                    bot, [StatusUpdate(second, "failed", 131047, "Re-engagement")], clock.now()
+                ),
+                Statuses(
+                    bot, [StatusUpdate(wamid.channel_message_id, "failed", 1, "x")], clock.now()
+                ),
+                Statuses(bot, [StatusUpdate(second, "read")], clock.now()),
+            ],
+        )
+    with runtime.sessions() as s:
+        rows = {r.channel_message_id: r for r in s.scalars(select(Delivery))}
+    assert (rows[second].status, rows[second].platform_status) == ("sent", "read")
+    first = rows[wamid.channel_message_id]
+    assert (first.status, first.platform_status) == ("sent", "read")  # never backwards
+
+
+def test_a_crash_before_the_text_is_stored_loses_nothing_when_telegram_retries(
+    runtime: Runtime, fake_telegram: FakeTelegram
+) -> None:
+    """The activity is accepted, then the database refuses the text: Telegram gets a 500 and
+    retries; the retry finds the activity recorded (a duplicate) and stores the text, once."""
+    client = TestClient(create_app(runtime), raise_server_exceptions=False)
+    with client:
+        org = make_org(runtime)
+        bot = client.post(
+            "/v1/bots",
+            headers={"Authorization": f"Bearer {org.api_key}"},
+            json={"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
+        ).json()["id"]
+        secret = _register(client, fake_telegram, org.api_key, bot)
+        assert _post_update(client, bot, secret, FakeTelegram.text_update(1, 7, "oi")) == 200
+        failures = [1]
+
+        def refuse(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith("INSERT INTO inbound_message") and failures:
+                failures.pop()
+                raise OSError("the database went away")
+
+        event.listen(runtime.engine, "before_cursor_execute", refuse)
+        update = FakeTelegram.text_update(2, 7, "sair")
+        assert _post_update(client, bot, secret, update) == 500
+        assert runtime.activity.hot_seq(bot, "7") == 2  # accepted before the text failed
+        assert _messages(runtime) == ["oi"]
+        assert _post_update(client, bot, secret, update) == 200
+        assert runtime.activity.hot_seq(bot, "7") == 2  # the retry is a duplicate
+        assert _messages(runtime) == ["oi", "sair"]

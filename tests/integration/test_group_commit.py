@@ -1,0 +1,119 @@
+"""Group commit: concurrent callers share transactions, each returns once its write is
+committed, and a bad write fails its own caller only."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from reengage.adapters.db.group_commit import GroupCommit
+from reengage.adapters.db.inbound import inbound_rows, insert_rows
+from reengage.adapters.db.models import InboundMessage
+from reengage.domain.activity import ActivityEvent, EventType, Inbound
+from reengage.runtime import Runtime
+from tests.factories import make_bot, make_org
+
+
+def _rows(runtime: Runtime, org_id: int, bot_id: int, n: int) -> list[list[dict[str, Any]]]:
+    now = runtime.clock.now()
+    said = EventType.USER_MESSAGE
+    return [
+        inbound_rows(
+            org_id,
+            [ActivityEvent(f"m{i}", said, bot_id, f"u{i}", now, None, Inbound(f"hello {i}"))],
+            now,
+        )
+        for i in range(n)
+    ]
+
+
+def _count(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(InboundMessage)) or 0)
+
+
+def _in_threads(call: Callable[[Any], None], items: Sequence[Any]) -> list[BaseException | None]:
+    errors: list[BaseException | None] = [None] * len(items)
+
+    def one(i: int) -> None:
+        try:
+            call(items[i])
+        except Exception as exc:
+            errors[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(items))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return errors
+
+
+def test_callers_waiting_during_a_commit_share_the_next_one(
+    db_url: str, make_runtime: Callable[..., Runtime]
+) -> None:
+    runtime = make_runtime(db_url)
+    org = make_org(runtime)
+    bot_id = make_bot(runtime, org.org_id)
+    commits: list[int] = []
+    event.listen(runtime.engine, "commit", lambda conn: commits.append(1))
+    first = threading.Event()
+    sizes: list[int] = []
+
+    def write(session: Session, groups: Sequence[list[dict[str, Any]]]) -> None:
+        sizes.append(len(groups))
+        if len(sizes) == 1:  # the first transaction lasts until every other caller waits
+            first.wait(10)
+        insert_rows(session, groups)
+
+    group = GroupCommit(runtime.sessions, write)
+    items = _rows(runtime, org.org_id, bot_id, 40)
+    done = threading.Thread(target=lambda: _in_threads(group, items))
+    done.start()
+    deadline = time.monotonic() + 10
+    while group.waiting < 39 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert group.waiting == 39
+    assert _count(runtime) == 0  # nobody returned: nothing is committed yet
+    first.set()
+    done.join(30)
+    assert sizes == [1, 39]
+    assert len(commits) == 2
+    assert _count(runtime) == 40
+
+
+def test_a_bad_write_fails_its_own_caller_only(
+    db_url: str, make_runtime: Callable[..., Runtime]
+) -> None:
+    runtime = make_runtime(db_url)
+    org = make_org(runtime)
+    bot_id = make_bot(runtime, org.org_id)
+    gate = threading.Event()
+    calls = 0
+
+    def write(session: Session, groups: Sequence[list[dict[str, Any]]]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            gate.wait(10)
+        insert_rows(session, groups)
+
+    group = GroupCommit(runtime.sessions, write)
+    items = _rows(runtime, org.org_id, bot_id, 10)
+    items[7][0]["bot_id"] = None  # violates NOT NULL: this caller's write cannot be made
+    results: list[list[BaseException | None]] = []
+    runner = threading.Thread(target=lambda: results.append(_in_threads(group, items)))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while group.waiting < 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.set()
+    runner.join(30)
+    errors = results[0]
+    assert [i for i, e in enumerate(errors) if e is not None] == [7]
+    assert _count(runtime) == 9
