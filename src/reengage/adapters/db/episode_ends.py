@@ -48,31 +48,39 @@ def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> Non
     newest = {row.contact_id: row.id for row in found}  # in id order: the last one wins
     ends, credits = [], []
     for row in found:
-        now_seq, last_at, paid_at = latest[row.contact_id]
-        status = row.status
-        if status == "running":
-            end = rec.decide_end(row.seq, row.started_at, rec.ContactNow(now_seq, last_at, paid_at))
-            if end is not None:
-                status = end.status
-                ends.append({"id": row.id, "status": status, "reason": end.reason, "at": end.at})
-        if newest[row.contact_id] != row.id:
-            continue
-        view = res.Attribution(
-            row.seq,
-            status,
-            row.last_sent_at,
-            row.return_until,
-            row.convert_until,
-            row.returned_at,
-            row.converted_at,
-        )
-        credit = res.decide_credit(view, now_seq, last_at, paid_at)
+        end, credit = _decide(row, latest[row.contact_id], newest[row.contact_id] == row.id)
+        if end is not None:
+            ends.append({"id": row.id, "status": end.status, "reason": end.reason, "at": end.at})
         if credit is not None:
             credits.append(
                 {"id": row.id, "returned": credit.returned_at, "converted": credit.converted_at}
             )
     _end(session, ends)
     _credit(session, credits)
+
+
+def _decide(
+    row: Any, latest: tuple[int, datetime | None, datetime | None], newest: bool
+) -> tuple[rec.EndEpisode | None, res.Credit | None]:
+    """How a running episode ends (`decide_end`), and what the contact's most recent
+    episode is credited with (`decide_credit`), for the contact's latest activity."""
+    now_seq, last_at, paid_at = latest
+    status, end = row.status, None
+    if status == "running":
+        end = rec.decide_end(row.seq, row.started_at, rec.ContactNow(now_seq, last_at, paid_at))
+        status = end.status if end is not None else status
+    if not newest:
+        return end, None
+    view = res.Attribution(
+        row.seq,
+        status,
+        row.last_sent_at,
+        row.return_until,
+        row.convert_until,
+        row.returned_at,
+        row.converted_at,
+    )
+    return end, res.decide_credit(view, now_seq, last_at, paid_at)
 
 
 _ATTRIBUTED = (
