@@ -164,3 +164,11 @@ def test_attribution_windows_default_to_a_day_and_a_week() -> None:
     assert (campaign.return_window, campaign.conversion_window) == (24 * H, 168 * H)
     custom = rec.parse_campaign({"return_window": "2h", "conversion_window": "3d"})
     assert (custom.return_window, custom.conversion_window) == (2 * H, 72 * H)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "valid"),
+    [(None, None, True), (T0, None, True), (None, T0, True), (T0, T0 + H, True), (T0, T0, False)],
+)
+def test_a_range_runs_forwards(start: datetime | None, end: datetime | None, valid: bool) -> None:
+    assert res.valid_range(start, end) is valid

@@ -4,7 +4,7 @@ funnel per version and step, and the holdout's lift with its confidence interval
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -259,17 +259,3 @@ def _count_step(s: StepCounts, d: DeliveryGroup, receipts: bool) -> None:
 def valid_range(start: datetime | None, end: datetime | None) -> bool:
     """A date range is valid when it is open at either end or runs forwards."""
     return start is None or end is None or start < end
-
-
-def totals(versions: Sequence[VersionResults]) -> VersionResults:
-    """Every version together (version 0), for a range that spans several."""
-    out = VersionResults(0)
-    for v in versions:
-        for holdout in (False, True):
-            arm, src = out.arm(holdout), v.arm(holdout)
-            arm.started += src.started
-            arm.returned += src.returned
-            arm.converted += src.converted
-            arm.opted_out += src.opted_out
-            arm.blocked += src.blocked
-    return out
