@@ -110,6 +110,16 @@ class WhatsAppShop(Shop):
         r = self.client.post(f"/webhooks/whatsapp/{self.bot}", content=body, headers=headers)
         assert r.status_code == 200, r.text
 
+    def post_raw(self, payload: dict[str, Any]) -> None:
+        """A webhook payload as Meta posts it (a status update, say), signed."""
+        body = json.dumps(payload).encode()
+        headers = {
+            "X-Hub-Signature-256": FakeWhatsApp.signature(WA_APP_SECRET, body),
+            "Content-Type": "application/json",
+        }
+        r = self.client.post(f"/webhooks/whatsapp/{self.bot}", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+
     def says(self, user: str, text: str) -> None:
         self.post(user, {"type": "text", "text": {"body": text}})
 

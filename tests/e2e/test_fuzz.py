@@ -125,8 +125,8 @@ def hostile_calls(world: World) -> Iterator[tuple[str, str, dict[str, str], Any]
                 params = {"chat_id": "1"} if "simulator" in path else {}
                 if param.name in names:
                     values[param.name] = bad
-                else:  # the client encodes it: send the byte itself
-                    params[param.name] = bad.replace("%00", "\x00")
+                else:  # the client encodes it: send the byte itself (by its name on the wire)
+                    params[param.alias] = bad.replace("%00", "\x00")
                 yield method, path.format(**values), params, body
 
 

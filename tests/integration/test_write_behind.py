@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Campaign, Contact, Conversation, Episode
@@ -164,3 +164,74 @@ def test_every_subject_of_a_large_batch_lands(batch: Batch) -> None:
     # Subjects 2, 5, 8, ... went to generation 1: their first conversation closed.
     closed = [g for status, g, _ in rows if status == ConversationStatus.CLOSED.value]
     assert closed == [0] * len([i for i in range(1_200) if i % 3 == 2])
+
+
+def _episode_statements(batch: Batch, *items: SubjectClock) -> list[str]:
+    """Write a flush of `items`; the statements it ran on the episode table."""
+    seen: list[str] = []
+
+    def note(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(batch.runtime.engine, "before_cursor_execute", note)
+    try:
+        batch.write(*items)
+    finally:
+        event.remove(batch.runtime.engine, "before_cursor_execute", note)
+    return [s.split()[0] for s in seen if "recovery_episode" in s]
+
+
+def test_returns_and_payments_after_the_last_step_are_credited_in_the_same_lookup(
+    batch: Batch, clock: ManualClock
+) -> None:
+    users = ["back", "payer", "too-late", "no-episode"]
+    batch.write(*(batch.clock(u, 3, 1) for u in users))
+    sent = batch.t0 + timedelta(hours=1)  # each episode's last step went out then
+    with batch.runtime.sessions.begin() as s:
+        campaign = Campaign(org_id=batch.org_id, bot_id=batch.bot_id, updated_at=sent)
+        s.add(campaign)
+        s.flush()
+        for contact in s.scalars(select(Contact).where(Contact.bot_id == batch.bot_id)):
+            if contact.external_id == "no-episode":
+                continue
+            s.add(
+                Episode(
+                    org_id=batch.org_id,
+                    campaign_id=campaign.id,
+                    version=1,
+                    bot_id=batch.bot_id,
+                    contact_id=contact.id,
+                    seq=3,
+                    status="completed",
+                    end_reason="completed",
+                    next_step=2,
+                    last_step=1,
+                    started_at=batch.t0,
+                    last_sent_at=sent,
+                    ended_at=sent,
+                    return_until=sent + timedelta(minutes=30),
+                    convert_until=sent + timedelta(days=7),
+                )
+            )
+    # No episode with an open window among them: the one lookup, nothing written.
+    assert _episode_statements(batch, batch.clock("no-episode", 4, 70)) == ["SELECT"]
+
+    paid = sent + timedelta(days=2)
+    statements = _episode_statements(
+        batch,
+        batch.clock("back", 4, 80),  # 20 min after the last step: a return
+        batch.clock("payer", 4, 60 * 24 * 2 + 60, paid=paid),  # paid 2 days after it
+        batch.clock("too-late", 4, 120),  # 60 min after it: past the 30-minute window
+    )
+    assert statements == ["SELECT", "UPDATE"]  # the same lookup, one write of the credits
+    with batch.runtime.sessions() as s:
+        rows = s.execute(
+            select(Contact.external_id, Episode.status, Episode.returned_at, Episode.converted_at)
+            .join(Episode, Episode.contact_id == Contact.id)
+            .order_by(Contact.external_id)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("back", "completed", batch.t0 + timedelta(minutes=80), None),
+        ("payer", "completed", None, paid),
+        ("too-late", "completed", None, None),
+    ]

@@ -39,6 +39,13 @@ class DeliveryRequest:
     valid_until: datetime | None = None
     # An unknown outcome is sent once more (at least once) instead of skipped (at most once).
     retry_ambiguous: bool = False
+    # A recovery step's block: its step, whether it is the step's first block, and its
+    # episode's start, version and arm (what the campaign's results count it by).
+    step: int | None = None
+    step_lead: bool = False
+    episode_started_at: datetime | None = None
+    episode_version: int | None = None
+    episode_holdout: bool | None = None
 
 
 def delivery_timer(
@@ -106,6 +113,11 @@ def _row(request: DeliveryRequest, now: datetime) -> dict[str, object]:
         "guard_seq": request.guard_seq,
         "valid_until": request.valid_until,
         "retry_ambiguous": request.retry_ambiguous,
+        "step": request.step,
+        "step_lead": request.step_lead,
+        "episode_started_at": request.episode_started_at,
+        "episode_version": request.episode_version,
+        "episode_holdout": request.episode_holdout,
         "delete_after_s": int(request.delete_after.total_seconds())
         if request.delete_after
         else None,

@@ -20,6 +20,7 @@ from reengage.domain.outbound import (
     Template,
     message_problems,
 )
+from reengage.domain.results import DEFAULT_CONVERSION_WINDOW, DEFAULT_RETURN_WINDOW, MAX_WINDOW
 
 DEFAULT_THRESHOLD = timedelta(minutes=10)
 # WhatsApp's customer-service window: past it, only a template reaches the user.
@@ -85,6 +86,9 @@ class Campaign:
     steps: tuple[Step, ...] = ()
     # A block whose send left without an answer: skipped (at most once) or sent once more.
     retry_ambiguous: bool = False
+    # How long after the last step a contact received a return / a payment is credited to it.
+    return_window: timedelta = DEFAULT_RETURN_WINDOW
+    conversion_window: timedelta = DEFAULT_CONVERSION_WINDOW
 
     @property
     def sends_anything(self) -> bool:
@@ -209,7 +213,19 @@ def parse_campaign(data: Mapping[str, Any]) -> Campaign:
         optout_keywords=tuple(str(k).strip().lower() for k in data.get("optout_keywords") or ()),
         steps=tuple(steps),
         retry_ambiguous=on_ambiguous == "retry_once",
+        return_window=_window(data, "return_window", DEFAULT_RETURN_WINDOW),
+        conversion_window=_window(data, "conversion_window", DEFAULT_CONVERSION_WINDOW),
     )
+
+
+def _window(data: Mapping[str, Any], name: str, default: timedelta) -> timedelta:
+    """An attribution window: from 1 minute to `MAX_WINDOW`."""
+    if data.get(name) is None:
+        return default
+    window = _duration(data[name], name, timedelta(minutes=1))
+    if window > MAX_WINDOW:
+        raise CampaignError(f"must be at most {MAX_WINDOW.days} days", name)
+    return window
 
 
 @dataclass(frozen=True, slots=True)

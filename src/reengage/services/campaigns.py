@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -12,7 +12,6 @@ from reengage.adapters.db.models import (
     Campaign,
     CampaignVersion,
     Contact,
-    Delivery,
     Episode,
     MediaAsset,
 )
@@ -181,38 +180,3 @@ def set_enabled(
 
 def _refresh(session: Session, org_id: int) -> None:
     refresh_wake(session, org_id)
-
-
-def step_stats(session: Session, org_id: int, bot_id: int) -> list[dict[str, int]]:
-    """Per step: episodes it was sent in, users who came back within 24 h of it, and payments
-    after it (holdout episodes are counted apart, for lift)."""
-    row = _campaign(session, org_id, bot_id)
-    stats: dict[tuple[int, bool], dict[str, int]] = {}
-    episodes = session.scalars(scoped(Episode, org_id, Episode.campaign_id == row.id))
-    for episode in episodes:
-        sent_steps = {
-            int(key.split(":")[2])
-            for key in session.scalars(
-                scoped_columns(Delivery, org_id, Delivery.dedup_key).where(
-                    Delivery.dedup_key.like(f"recovery:{episode.id}:%"),
-                    Delivery.status.in_(["sent", "skipped"]),
-                )
-            )
-        }
-        for step in sent_steps:
-            entry = stats.setdefault(
-                (step, episode.holdout), {"sent": 0, "returned": 0, "converted": 0}
-            )
-            entry["sent"] += 1
-        if not sent_steps or episode.ended_at is None or episode.last_sent_at is None:
-            continue
-        last = stats[(max(sent_steps), episode.holdout)]
-        within = episode.ended_at - episode.last_sent_at <= timedelta(hours=24)
-        if episode.end_reason == "user_active" and within:
-            last["returned"] += 1
-        if episode.status == "converted":
-            last["converted"] += 1
-    return [
-        {"step": step, "holdout": int(holdout), **values}
-        for (step, holdout), values in sorted(stats.items())
-    ]

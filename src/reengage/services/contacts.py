@@ -34,6 +34,7 @@ def mark_blocked(session: Session, contact: Contact, now: datetime) -> list[str]
         conv.inactivity_due_at = None
     keys = [inactivity_key(contact.bot_id, contact.external_id)]
     keys += stop_episodes(session, contact, "blocked", now)
+    stop_completed(session, contact, "blocked", now)
     log.info("contact.blocked", contact_id=contact.id, bot_id=contact.bot_id)
     return keys
 
@@ -104,3 +105,20 @@ def change_contact(
     elif change.opted_out is False:
         contact.opted_out_at = None
     return contact
+
+
+def stop_completed(session: Session, contact: Contact, reason: str, at: datetime) -> None:
+    """An opt-out or a block within the return window of an episode's last step is that
+    step's: the completed episode counts as `stopped` for `reason` (its end stays when the
+    last step went out), and the return credited to this very act is dropped."""
+    session.execute(
+        scoped_update(
+            Episode,
+            contact.org_id,
+            Episode.contact_id == contact.id,
+            Episode.status == "completed",
+            Episode.last_sent_at <= at,
+            Episode.return_until >= at,
+            Episode.returned_at.is_(None) | (Episode.returned_at >= at),
+        ).values(status="stopped", end_reason=reason, returned_at=None)
+    )

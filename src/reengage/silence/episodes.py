@@ -26,6 +26,7 @@ from reengage.delivery.outcome import latest_seqs
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import ActivityStore
+from reengage.services.contacts import stop_completed
 from reengage.silence.live_campaign import version_of
 from reengage.timers.handler import FollowUps, Outcome
 
@@ -213,7 +214,11 @@ class StepHandler:
         # worker, a held send) does not push the rest of the campaign.
         anchor = episode.next_due_at or now
         sends.plan(episode, contact, index, campaign, now, follow)
-        episode.last_sent_at = now
+        # The step the contact last received: a return or a payment within its windows is
+        # credited to it (`results.decide_credit`), after the last step too.
+        episode.last_sent_at, episode.last_step = now, index
+        episode.return_until = now + campaign.return_window
+        episode.convert_until = now + campaign.conversion_window
         log.info("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
         following = campaign.next_step(index)
         if following is None:
@@ -294,7 +299,8 @@ class StepSends:
         now: datetime,
         follow: FollowUps,
     ) -> None:
-        blocks, at = [], now
+        blocks: list[Block] = []
+        at = now
         for j, block in enumerate(campaign.steps[index].blocks):
             if not block.active:
                 continue
@@ -313,6 +319,11 @@ class StepSends:
                 episode_id=episode.id,
                 valid_until=rec.valid_until(campaign, at, contact.time_zone),
                 retry_ambiguous=campaign.retry_ambiguous,
+                step=index,
+                step_lead=not blocks,
+                episode_started_at=episode.started_at,
+                episode_version=episode.version,
+                episode_holdout=episode.holdout,
             )
             blocks.append(Block(request, start, at, bool(block.delay)))
         self.planned.append(Planned(episode, follow, blocks))
@@ -364,7 +375,8 @@ def pending_step_timers(
 
 def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: datetime) -> None:
     """The contact opted out: their running episodes stop, and so does the one their opt-out
-    message itself ended as a return (it is activity too) — `stopped/opted_out` says why."""
+    message itself ended as a return (it is activity too) — `stopped/opted_out` says why. A
+    return credited to that message is no return."""
     stopped = session.execute(
         update(Episode)
         .where(
@@ -376,8 +388,15 @@ def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: 
                 & (Episode.ended_at >= said_at)
             ),
         )
-        .values(status="stopped", end_reason="opted_out", ended_at=now, next_due_at=None)
+        .values(
+            status="stopped",
+            end_reason="opted_out",
+            ended_at=now,
+            next_due_at=None,
+            returned_at=None,
+        )
     )
     # An episode the opt-out message itself had ended as a return is counted again here.
     metrics.episodes_ended("stopped", "opted_out", stopped.rowcount)  # type: ignore[attr-defined]
+    stop_completed(session, contact, "opted_out", said_at)
     log.info("recovery.opted_out", contact_id=contact.id)

@@ -10,16 +10,11 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.adapters.db.episode_ends import Answered, end_answered_episodes
 from reengage.adapters.db.inbound import insert_inbound
 from reengage.adapters.db.models import ActivityRecord, Contact, Conversation
 from reengage.adapters.db.session import insert_for
-from reengage.adapters.db.subjects import (
-    Answered,
-    Subject,
-    end_answered_episodes,
-    ensure_contacts,
-    open_conversations,
-)
+from reengage.adapters.db.subjects import Subject, ensure_contacts, open_conversations
 from reengage.domain import inactivity
 from reengage.domain.activity import (
     ActivityEvent,

@@ -30,24 +30,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from reengage import metrics
-from reengage.adapters.db.models import Contact, Conversation, Episode
+from reengage.adapters.db.episode_ends import end_answered_episodes
+from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.session import insert_for
 from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
 from reengage.adapters.db.types import UTCDateTime
-from reengage.domain import recovery as rec
 from reengage.domain.activity import ConversationStatus, SubjectClock
 from reengage.services.conversation_rows import CLOCK_COLUMNS, clock_values
 
 _CONVERSATION: Table = Conversation.__table__  # type: ignore[assignment]
 _CONTACT: Table = Contact.__table__  # type: ignore[assignment]
-_EPISODE: Table = Episode.__table__  # type: ignore[assignment]
 _OPEN = text("status <> 'closed'")  # literal SQL: the partial unique index's predicate
 # What recording activity reads of an open conversation; the write-behind needs only the keys.
 _KEYS = [_CONVERSATION.c[name] for name in ("id", "contact_id", "generation")]
 _CLOCK = [*_KEYS, *(_CONVERSATION.c[n] for n in ("status", *CLOCK_COLUMNS, "inactivity_due_at"))]
 Subject = tuple[int, str]  # (bot_id, external user id)
-Answered = tuple[int, int, datetime | None, datetime | None]  # contact, seq, last activity, paid
 
 
 def ensure_contacts(
@@ -353,42 +350,3 @@ def _write_paid(session: Session, paid: list[tuple[int, datetime]]) -> None:
         .values(paid_at=rows["paid_at"])
     )
     rows.execute(stmt, [{"id": c, "paid_at": at} for c, at in paid])
-
-
-def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> None:
-    """A running recovery episode ends as soon as its contact's activity moves past the
-    silence it was started for — by the domain's one rule (`recovery.decide_end`):
-    `converted` when they paid, otherwise `cancelled` at the time they came back (what
-    "returned within 24 h" counts). The step handler applies the same rule again before
-    each send, so an episode ended here never sends another step."""
-    episode = _EPISODE
-    latest = {c: (seq, at, paid) for c, seq, at, paid in answered if at is not None}
-    if not latest:
-        return
-    running = session.execute(  # most contacts have no running episode: one indexed lookup
-        select(episode.c.id, episode.c.contact_id, episode.c.seq, episode.c.started_at)
-        .where(among(session, episode.c.contact_id, list(latest)), episode.c.status == "running")
-        .order_by(episode.c.id)
-        .with_for_update()
-    ).all()
-    ends = []
-    for episode_id, contact_id, seq, started_at in running:
-        now_seq, last_at, paid_at = latest[contact_id]
-        end = rec.decide_end(seq, started_at, rec.ContactNow(now_seq, last_at, paid_at))
-        if end is not None:
-            ends.append(
-                {"id": episode_id, "status": end.status, "reason": end.reason, "at": end.at}
-            )
-    if not ends:
-        return
-    rows = Rows(session, id=BigInteger(), status=String(), reason=String(), at=UTCDateTime())
-    stmt = (
-        update(episode)
-        .where(episode.c.id == rows["id"], episode.c.status == "running")
-        .values(
-            status=rows["status"], end_reason=rows["reason"], ended_at=rows["at"], next_due_at=None
-        )
-    )
-    rows.execute(stmt, ends)  # the rows are locked above: every end applies
-    for ended in ends:
-        metrics.episodes_ended(ended["status"], ended["reason"])

@@ -1,4 +1,5 @@
-"""Recovery campaigns: draft, publish, enable, exclusions (in campaign_edits), preview, stats."""
+"""Recovery campaigns: draft, publish, enable, exclusions (in campaign_edits), preview; results
+in campaign_results."""
 
 from __future__ import annotations
 
@@ -138,11 +139,3 @@ def preview(
         }
         for s in preview.steps
     ]
-
-
-@campaigns_router.get("/v1/bots/{bot_id}/campaign/stats")
-def stats(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> list[dict[str, int]]:
-    """Per step: how many episodes it went out in, how many users came back within 24 h of
-    it, and how many paid after it — holdout episodes apart, to measure lift."""
-    with runtime.sessions() as session:
-        return campaigns.step_stats(session, org_id, bot_id)

@@ -40,6 +40,7 @@ class Rec(IntEnum):
     DELETE_BLOCK = 23
     PREVIEW = 24
     PUBLISH = 25
+    RESULTS = 26
 
 
 class Tmo(IntEnum):

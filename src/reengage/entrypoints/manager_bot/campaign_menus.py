@@ -28,9 +28,11 @@ from reengage.entrypoints.manager_bot.context import (
     show,
 )
 from reengage.entrypoints.manager_bot.texts import t
+from reengage.services import campaign_results as cr
 from reengage.services import campaigns
 from reengage.services.campaign_edit import edit_draft
 from reengage.services.campaign_preview import preview_campaign
+from reengage.services.errors import NotFound
 from reengage.services.media import store_media
 from reengage.services.tenancy import list_bots
 
@@ -184,6 +186,18 @@ async def _preview(p: Press) -> Screen:
     return await p.manager.db(load)
 
 
+async def _results(p: Press) -> Screen:
+    def load(session: Session) -> Screen:
+        view = scr.load_view(session, p.admin.org_id, p.bot)
+        try:
+            results = cr.campaign_results(session, p.admin.org_id, p.bot, cr.Filters())
+        except NotFound:  # no campaign yet: nothing to count
+            results = cr.Results(p.bot, False, [], {})
+        return scr.results_screen(p.manager.keys(p.admin), view, results)
+
+    return await p.manager.db(load)
+
+
 async def _publish(p: Press) -> Screen:
     now = p.manager.runtime.clock.now()
     version = await p.manager.db(lambda s: campaigns.publish(s, p.admin.org_id, p.bot, now))
@@ -215,6 +229,7 @@ ACTIONS: dict[Rec, Callable[[Press], Awaitable[Screen]]] = {
     Rec.DELETE_STEP: _delete_step,
     Rec.DELETE_BLOCK: _delete_block,
     Rec.PREVIEW: _preview,
+    Rec.RESULTS: _results,
     Rec.PUBLISH: _publish,
     **dict.fromkeys(ASKS, _ask),
 }

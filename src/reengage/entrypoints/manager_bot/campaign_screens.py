@@ -7,10 +7,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from reengage.domain import results as res
 from reengage.domain import schedule as sch
+from reengage.domain.duration import format_duration
 from reengage.entrypoints.manager_bot.actions import MENU, RECOVERY, Menu, Rec
 from reengage.entrypoints.manager_bot.context import Keys, Screen, lines
 from reengage.entrypoints.manager_bot.texts import t
+from reengage.services import campaign_results as cr
 from reengage.services import campaigns
 from reengage.services.campaign_preview import Preview
 from reengage.services.errors import NotFound
@@ -91,6 +94,7 @@ def campaign_screen(keys: Keys, view: CampaignView) -> Screen:
         keys.button(t(lang, "btn_preview"), RECOVERY, Rec.PREVIEW, bot),
         keys.button(t(lang, "btn_publish"), RECOVERY, Rec.PUBLISH, bot),
     )
+    keys.row(keys.button(t(lang, "btn_results"), RECOVERY, Rec.RESULTS, bot))
     keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.BOTS))
     return text, keys.markup()
 
@@ -209,3 +213,94 @@ def preview_screen(keys: Keys, view: CampaignView, preview: Preview) -> Screen:
         text.append(t(lang, "preview_empty"))
     keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.CAMPAIGN, view.bot_id))
     return lines(text), keys.markup()
+
+
+SCREEN_VERSIONS = 2
+
+
+def results_screen(keys: Keys, view: CampaignView, results: cr.Results) -> Screen:
+    """The funnel per version and step and the lift, in words, in the admin's language."""
+    lang = keys.admin.language
+    text = [t(lang, "results", bot=view.bot_name)]
+    # The latest versions first; older ones stay in the API (a message holds 4,096 characters).
+    for v in list(reversed(results.versions))[:SCREEN_VERSIONS]:
+        windows = results.windows.get(v.version)
+        ret, conv = (
+            (windows.return_window, windows.conversion_window)
+            if windows
+            else (res.DEFAULT_RETURN_WINDOW, res.DEFAULT_CONVERSION_WINDOW)
+        )
+        text += [
+            "",
+            t(
+                lang,
+                "results_version",
+                v=v.version,
+                ret=format_duration(ret),
+                conv=format_duration(conv),
+            ),
+            t(lang, "results_started", t=v.treatment.started, h=v.holdout.started),
+        ]
+        for index, (treated, _) in sorted(v.steps.items()):
+            text.append(t(lang, "results_step", n=index + 1, counts=_step_counts(lang, treated)))
+        if v.holdout.started:
+            held: list[tuple[str, int | None]] = [
+                ("returned", v.holdout.returned),
+                ("converted", v.holdout.converted),
+            ]
+            text.append(t(lang, "results_holdout", counts=_counts(lang, held)))
+        text.append(_lift(lang, "lift_return", v.return_lift))
+        text.append(_lift(lang, "lift_conversion", v.conversion_lift))
+    if not results.versions:
+        text.append(t(lang, "results_empty"))
+    if len(results.versions) > SCREEN_VERSIONS:
+        text += ["", t(lang, "results_older", n=len(results.versions) - SCREEN_VERSIONS)]
+    keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.CAMPAIGN, view.bot_id))
+    return lines(text), keys.markup()
+
+
+def _counts(lang: str, pairs: list[tuple[str, int | None]]) -> str:
+    return " · ".join(
+        t(lang, f"count_{name}", v=value) for name, value in pairs if value is not None
+    )
+
+
+def _step_counts(lang: str, s: res.StepCounts) -> str:
+    return _counts(
+        lang,
+        [
+            ("sent", s.sent),
+            ("delivered", s.delivered),
+            ("read", s.read),
+            ("returned", s.returned),
+            ("converted", s.converted),
+            ("opted_out", s.opted_out),
+            ("blocked", s.blocked),
+            ("failed", s.failed),
+            ("skipped", sum(s.skipped.values())),
+        ],
+    )
+
+
+def _percent(lang: str, value: float, signed: bool = False) -> str:
+    text = f"{value * 100:+.1f}" if signed else f"{value * 100:.1f}%"
+    return text if lang == "en" else text.replace(".", ",")
+
+
+def _lift(lang: str, what: str, lift: res.Lift) -> str:
+    (s1, n1), (s2, n2) = lift.treatment, lift.holdout
+    rates = {
+        "what": t(lang, what),
+        "t": _percent(lang, s1 / n1 if n1 else 0.0),
+        "h": _percent(lang, s2 / n2 if n2 else 0.0),
+    }
+    if lift.difference is None or lift.low is None or lift.high is None:
+        return t(lang, "lift_unknown", n=res.MIN_EPISODES, s=res.MIN_SUCCESSES, **rates)
+    return t(
+        lang,
+        "lift",
+        d=_percent(lang, lift.difference, signed=True),
+        lo=_percent(lang, lift.low, signed=True),
+        hi=_percent(lang, lift.high, signed=True),
+        **rates,
+    )

@@ -59,6 +59,44 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "btn_steps": ("🪜 Passos", "🪜 Steps"),
     "btn_preview": ("👁 Prévia", "👁 Preview"),
     "btn_publish": ("🚀 Publicar", "🚀 Publish"),
+    "btn_results": ("📊 Resultados", "📊 Results"),
+    "results": ("📊 Resultados — {bot}", "📊 Results — {bot}"),
+    "results_empty": ("Nenhum episódio ainda.", "No episodes yet."),
+    "results_older": (
+        "Versões anteriores: {n} (em GET /v1/bots/{{bot}}/campaign/results)",
+        "Older versions: {n} (in GET /v1/bots/{{bot}}/campaign/results)",
+    ),
+    "results_version": (
+        "Versão {v} · retorno em {ret}, conversão em {conv}",
+        "Version {v} · return within {ret}, conversion within {conv}",
+    ),
+    "results_started": (
+        "Iniciados: {t} com a campanha, {h} no controle",
+        "Started: {t} with the campaign, {h} in the holdout",
+    ),
+    "results_step": ("Passo {n}: {counts}", "Step {n}: {counts}"),
+    "results_holdout": ("Controle: {counts}", "Holdout: {counts}"),
+    "count_sent": ("enviados {v}", "sent {v}"),
+    "count_delivered": ("entregues {v}", "delivered {v}"),
+    "count_read": ("lidos {v}", "read {v}"),
+    "count_returned": ("voltaram {v}", "returned {v}"),
+    "count_converted": ("pagaram {v}", "paid {v}"),
+    "count_opted_out": ("saíram {v}", "opted out {v}"),
+    "count_blocked": ("bloquearam {v}", "blocked {v}"),
+    "count_failed": ("falharam {v}", "failed {v}"),
+    "count_skipped": ("pulados {v}", "skipped {v}"),
+    "lift_return": ("Retorno", "Return"),
+    "lift_conversion": ("Conversão", "Conversion"),
+    "lift": (
+        "{what}: {t} com a campanha × {h} no controle: {d} pontos (IC 95%: {lo} a {hi})",
+        "{what}: {t} with the campaign vs {h} in the holdout: {d} points (95% CI: {lo} to {hi})",
+    ),
+    "lift_unknown": (
+        "{what}: {t} com a campanha × {h} no controle — dados insuficientes (mínimo: {n} "
+        "episódios em cada grupo e {s} sucessos no total)",
+        "{what}: {t} with the campaign vs {h} in the holdout — not enough data (minimum: {n} "
+        "episodes in each group and {s} successes in all)",
+    ),
     "publish_first": ("Publique a campanha antes de ativá-la.", "Publish the campaign first."),
     "published": ("Publicada: versão {v}", "Published: version {v}"),
     "ask_threshold": (

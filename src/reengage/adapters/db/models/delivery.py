@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -64,6 +65,24 @@ class Delivery(Base):
             postgresql_where=text("status IN ('scheduled', 'sending')"),
             sqlite_where=text("status IN ('scheduled', 'sending')"),
         ),
+        # A campaign's results per step: the first block of each step, counted from the
+        # index alone (the episode's start, version and arm are copied on its deliveries).
+        Index(
+            "ix_delivery_step_lead",
+            "bot_id",
+            "episode_started_at",
+            postgresql_where=text("step_lead"),
+            sqlite_where=text("step_lead"),
+            postgresql_include=[
+                "org_id",
+                "episode_version",
+                "episode_holdout",
+                "step",
+                "status",
+                "reason",
+                "platform_status",
+            ],
+        ),
         Index(
             "ix_delivery_after_id",
             "after_id",
@@ -80,6 +99,14 @@ class Delivery(Base):
     )
     conversation_id: Mapped[int | None] = mapped_column(BigInteger)
     episode_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A recovery step's block: the step, and whether it is the step's first block (whose
+    # outcome is the step's in the campaign's results); with its episode's start, version
+    # and arm, which never change, so the results count steps without a join.
+    step: Mapped[int | None] = mapped_column(Integer)
+    step_lead: Mapped[bool] = mapped_column(default=False, server_default=false())
+    episode_started_at: Mapped[datetime | None]
+    episode_version: Mapped[int | None] = mapped_column(Integer)
+    episode_holdout: Mapped[bool | None]
     # Sent only once this delivery (the block before it in a step) is settled: blocks keep
     # their order whatever claims them; the one before releases it.
     after_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -61,6 +61,22 @@ class Episode(Base):
     __table_args__ = (
         UniqueConstraint("contact_id", "seq"),
         Index("ix_recovery_episode_campaign_id_status", "campaign_id", "status"),
+        # The campaign's results: one range scan, the counted columns in the index itself.
+        Index(
+            "ix_recovery_episode_results",
+            "campaign_id",
+            "started_at",
+            postgresql_include=[
+                "org_id",
+                "version",
+                "holdout",
+                "last_step",
+                "status",
+                "end_reason",
+                "returned_at",
+                "converted_at",
+            ],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -83,3 +99,10 @@ class Episode(Base):
     last_sent_at: Mapped[datetime | None]
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # Attribution: the last step the contact received, until when a return / a payment is
+    # credited to it, and the return and the payment credited (domain/results.py).
+    last_step: Mapped[int | None] = mapped_column(Integer)
+    return_until: Mapped[datetime | None]
+    convert_until: Mapped[datetime | None]
+    returned_at: Mapped[datetime | None]
+    converted_at: Mapped[datetime | None]
