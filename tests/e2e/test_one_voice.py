@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from reengage.domain.policy import LEGACY_MESSAGE
 from reengage.runtime import Runtime
+from tests.conftest import metric
 from tests.e2e.harness import MODES, runtime_in_mode
 from tests.e2e.shop import START, Shop
 
@@ -168,7 +169,11 @@ def test_an_exclusion_stops_a_running_episode_before_its_next_step(shop: Shop) -
     shop.event("306")
     shop.wait(timedelta(minutes=4))
     assert shop.heard("305") == ["Ei, esqueceu algo?"]
+    excluded = metric("reengage_episodes_ended_total", outcome="stopped", reason="excluded")
     shop.call("post", f"/v1/bots/{shop.bot}/campaign/exclusions", {"user_id": "305"})
+    assert metric("reengage_episodes_ended_total", outcome="stopped", reason="excluded") == (
+        excluded + 1
+    )
     by_user = {e["contact_id"]: e for e in shop.episodes()}
     assert sorted((e["status"], e["end_reason"]) for e in by_user.values()) == [
         ("running", None),
@@ -183,7 +188,11 @@ def test_a_campaign_switched_off_stops_its_episodes_at_once(shop: Shop) -> None:
     shop.launch(QUICK_CAMPAIGN)
     shop.event("307")
     shop.wait(timedelta(minutes=4))
+    off = metric("reengage_episodes_ended_total", outcome="stopped", reason="campaign_disabled")
     shop.call("put", f"/v1/bots/{shop.bot}/campaign/enabled", {"enabled": False})
+    assert metric(
+        "reengage_episodes_ended_total", outcome="stopped", reason="campaign_disabled"
+    ) == (off + 1)
     [episode] = shop.episodes()
     assert (episode["status"], episode["end_reason"]) == ("stopped", "campaign_disabled")
     shop.wait(timedelta(days=2))

@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
+from reengage import metrics
 from reengage.adapters.db.models import (
     Campaign,
     CampaignVersion,
@@ -106,7 +107,7 @@ def set_exclusions(
         contacts = scoped_columns(Contact, org_id, Contact.id).where(
             Contact.bot_id == bot_id, Contact.external_id.in_(sorted(added))
         )
-        session.execute(
+        stopped = session.execute(
             scoped_update(
                 Episode,
                 org_id,
@@ -115,6 +116,7 @@ def set_exclusions(
                 Episode.contact_id.in_(contacts),
             ).values(status="stopped", end_reason="excluded", ended_at=now, next_due_at=None)
         )
+        metrics.episodes_ended("stopped", "excluded", stopped.rowcount)  # type: ignore[attr-defined]
     return row
 
 
@@ -169,11 +171,12 @@ def set_enabled(
         raise InvalidInput("publish the campaign before enabling it", "enabled")
     row.enabled, row.updated_at = enabled, now
     if not enabled:
-        session.execute(
+        stopped = session.execute(
             scoped_update(
                 Episode, org_id, Episode.campaign_id == row.id, Episode.status == "running"
             ).values(status="stopped", end_reason="campaign_disabled", ended_at=now)
         )
+        metrics.episodes_ended("stopped", "campaign_disabled", stopped.rowcount)  # type: ignore[attr-defined]
     _refresh(session, org_id)
     return row
 
