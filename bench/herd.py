@@ -272,9 +272,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="500 episodes, 2 modes")
     parser.add_argument("--baseline", default=BASELINE, help="the commit to compare with")
+    parser.add_argument("--episodes", type=int, help="episodes (default 10,000; quick 500)")
+    parser.add_argument("--bots", type=int, help="bots (default 50; quick 10)")
+    parser.add_argument(
+        "--modes", help="comma-separated, of inline, celeryx1, celeryx2 (celeryx2 always runs)"
+    )
     args = parser.parse_args()
     users, bots = (500, 10) if args.quick else (10_000, 50)
+    users, bots = args.episodes or users, args.bots or bots
     modes = ["inline", "celeryx2"] if args.quick else ["inline", "celeryx1", "celeryx2"]
+    if args.modes:
+        modes = [m for m in ("inline", "celeryx1", "celeryx2") if m in args.modes.split(",")]
+        modes = modes if "celeryx2" in modes else [*modes, "celeryx2"]
     work = Path(tempfile.mkdtemp(prefix="reengage-herd-"))
     trees = {"baseline": checkout(args.baseline, work), "reengage": ROOT}
     print(f"{users:,} episodes on {bots} bots due at one instant; baseline {args.baseline}")
