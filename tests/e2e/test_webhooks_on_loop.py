@@ -116,6 +116,35 @@ def test_a_known_bots_text_is_its_one_database_write_and_a_rotated_secret_is_ref
     assert runtime.activity.hot_seq(bot, "4242") == 3
 
 
+WA_USER = "5511977776666"
+WA_CREDENTIALS = {"phone_number_id": WA_PHONE, "access_token": WA_TOKEN, "verify_token": "v"}
+
+
+def _whatsapp_bot(runtime: Runtime) -> tuple[str, int]:
+    """A WhatsApp bot: its organization's API key and its id."""
+    org = make_org(runtime)
+    credentials = {**WA_CREDENTIALS, "app_secret": APP_SECRET}
+    bot = make_bot(runtime, org.org_id, channel=ChannelKind.WHATSAPP, credentials=credentials)
+    return org.api_key, bot
+
+
+def _send(runtime: Runtime, bot: int, key: str, text: str) -> str:
+    """A message the bot sends its contact (who wrote first), through the delivery record;
+    its WhatsApp message id."""
+    runtime.activity.flush_subject(bot, WA_USER, runtime.clock.now())
+    with runtime.sessions() as s:
+        org, contact, conv = s.execute(
+            select(Contact.org_id, Contact.id, Conversation.id).join(
+                Conversation, Conversation.contact_id == Contact.id
+            )
+        ).one()
+    message = OutboundMessage(MessageKind.TEXT, text)
+    request = DeliveryRequest(org, bot, contact, key, "test", message, conv)
+    sent = deliver(runtime.sessions, runtime, runtime.timers, request, runtime.clock.now())
+    assert sent.channel_message_id is not None
+    return sent.channel_message_id
+
+
 def _post_whatsapp(client: TestClient, bot: int, payload: dict[str, Any]) -> int:
     body = json.dumps(payload).encode()
     headers = {"X-Hub-Signature-256": FakeWhatsApp.signature(APP_SECRET, body)}
@@ -125,39 +154,16 @@ def _post_whatsapp(client: TestClient, bot: int, payload: dict[str, Any]) -> int
 def test_whatsapp_messages_and_statuses_of_a_known_bot(
     runtime: Runtime, client: TestClient, clock: ManualClock
 ) -> None:
-    org = make_org(runtime)
-    bot = make_bot(
-        runtime,
-        org.org_id,
-        channel=ChannelKind.WHATSAPP,
-        credentials={
-            "phone_number_id": WA_PHONE,
-            "access_token": WA_TOKEN,
-            "app_secret": APP_SECRET,
-            "verify_token": "v",
-        },
-    )
-    ts = int(clock.now().timestamp())
-    user = "5511977776666"
+    _, bot = _whatsapp_bot(runtime)
+    ts, user = int(clock.now().timestamp()), WA_USER
     for n, text in enumerate(("oi", "tudo bem?")):
         payload = FakeWhatsApp.inbound_text_payload(WA_PHONE, "1555", user, text, f"w{n}", ts)
         assert _post_whatsapp(client, bot, payload) == 200
     assert _messages(runtime) == ["oi", "tudo bem?"]
-    runtime.activity.flush_subject(bot, user, clock.now())
-    with runtime.sessions() as s:
-        contact, conv = s.execute(
-            select(Contact.id, Conversation.id).join(
-                Conversation, Conversation.contact_id == Contact.id
-            )
-        ).one()
-    request = DeliveryRequest(
-        org.org_id, bot, contact, "k1", "test", OutboundMessage(MessageKind.TEXT, "Volte!"), conv
-    )
-    wamid = deliver(runtime.sessions, runtime, runtime.timers, request, clock.now())
-    assert wamid.channel_message_id is not None
+    first = _send(runtime, bot, "k1", "Volte!")
     seen = _statements(runtime)
     for status in ("delivered", "read", "sent"):
-        payload = FakeWhatsApp.status_payload(WA_PHONE, wamid.channel_message_id, status, user, ts)
+        payload = FakeWhatsApp.status_payload(WA_PHONE, first, status, user, ts)
         assert _post_whatsapp(client, bot, payload) == 200
     assert "SELECT" in seen  # the statuses were applied (in the database, never backwards)
     with runtime.sessions() as s:
@@ -166,16 +172,7 @@ def test_whatsapp_messages_and_statuses_of_a_known_bot(
         assert s.scalar(select(func.count()).select_from(InboundMessage)) == 2
 
     # Concurrent notifications share one transaction: each moves its own deliveries forward.
-    second = deliver(
-        runtime.sessions,
-        runtime,
-        runtime.timers,
-        DeliveryRequest(
-            org.org_id, bot, contact, "k2", "test", OutboundMessage(MessageKind.TEXT, "Oi?"), conv
-        ),
-        clock.now(),
-    ).channel_message_id
-    assert second is not None
+    second = _send(runtime, bot, "k2", "Oi?")
     with runtime.sessions.begin() as s:
         write_statuses(
             s,
@@ -184,17 +181,14 @@ def test_whatsapp_messages_and_statuses_of_a_known_bot(
                 Statuses(
                     bot, [StatusUpdate(second, "failed", 131047, "Re-engagement")], clock.now()
                 ),
-                Statuses(
-                    bot, [StatusUpdate(wamid.channel_message_id, "failed", 1, "x")], clock.now()
-                ),
+                Statuses(bot, [StatusUpdate(first, "failed", 1, "x")], clock.now()),
                 Statuses(bot, [StatusUpdate(second, "read")], clock.now()),
             ],
         )
     with runtime.sessions() as s:
         rows = {r.channel_message_id: r for r in s.scalars(select(Delivery))}
     assert (rows[second].status, rows[second].platform_status) == ("sent", "read")
-    first = rows[wamid.channel_message_id]
-    assert (first.status, first.platform_status) == ("sent", "read")  # never backwards
+    assert (rows[first].status, rows[first].platform_status) == ("sent", "read")  # not back
 
 
 def test_a_crash_before_the_text_is_stored_loses_nothing_when_telegram_retries(
@@ -234,36 +228,18 @@ def test_statuses_signed_with_a_rotated_app_secret_move_nothing(
 ) -> None:
     """A notification of statuses alone is recorded by no script: its credentials' stamp is
     read before it is applied, so a secret replaced since is refused at once."""
-    org = make_org(runtime)
-    credentials = {"phone_number_id": WA_PHONE, "access_token": WA_TOKEN, "verify_token": "v"}
-    bot = make_bot(
-        runtime,
-        org.org_id,
-        channel=ChannelKind.WHATSAPP,
-        credentials={**credentials, "app_secret": APP_SECRET},
-    )
-    ts, user = int(clock.now().timestamp()), "5511977776666"
+    key, bot = _whatsapp_bot(runtime)
+    ts, user = int(clock.now().timestamp()), WA_USER
     hello = FakeWhatsApp.inbound_text_payload(WA_PHONE, "1555", user, "oi", "w1", ts)
     assert _post_whatsapp(client, bot, hello) == 200  # the bot is held in memory now
-    runtime.activity.flush_subject(bot, user, clock.now())
-    with runtime.sessions() as s:
-        contact, conv = s.execute(
-            select(Contact.id, Conversation.id).join(
-                Conversation, Conversation.contact_id == Contact.id
-            )
-        ).one()
-    request = DeliveryRequest(
-        org.org_id, bot, contact, "k1", "test", OutboundMessage(MessageKind.TEXT, "Volte!"), conv
-    )
-    wamid = deliver(runtime.sessions, runtime, runtime.timers, request, clock.now())
-    assert wamid.channel_message_id is not None
+    wamid = _send(runtime, bot, "k1", "Volte!")
     r = client.put(
         f"/v1/bots/{bot}/credentials",
-        headers={"Authorization": f"Bearer {org.api_key}"},
-        json={"credentials": {**credentials, "app_secret": "a-new-secret"}},
+        headers={"Authorization": f"Bearer {key}"},
+        json={"credentials": {**WA_CREDENTIALS, "app_secret": "a-new-secret"}},
     )
     assert r.status_code == 200
-    read = FakeWhatsApp.status_payload(WA_PHONE, wamid.channel_message_id, "read", user, ts)
+    read = FakeWhatsApp.status_payload(WA_PHONE, wamid, "read", user, ts)
     assert _post_whatsapp(client, bot, read) == 401  # signed with the old secret
     with runtime.sessions() as s:
         assert s.scalars(select(Delivery.platform_status)).one() == "sent"
