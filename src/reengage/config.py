@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reengage.domain.duration import parse_duration
 
 Language = Literal["pt-BR", "en"]
+# Fine for the embedded SQLite mode on a laptop; refused by the long-running commands elsewhere.
+DEFAULT_SECRET_KEY = "change-me-in-production"
 
 
 def _duration(value: object) -> object:
@@ -38,7 +40,7 @@ class Settings(BaseSettings):
         default=None, description="Celery broker; unset = work runs in-process (embedded mode)."
     )
     secret_key: SecretStr = Field(
-        default=SecretStr("change-me-in-production"),
+        default=SecretStr(DEFAULT_SECRET_KEY),
         description="Encrypts bot credentials at rest and signs callbacks.",
     )
     default_language: Language = "pt-BR"

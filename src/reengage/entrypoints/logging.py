@@ -8,27 +8,15 @@ bearer tokens before it is written.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
+from reengage.redaction import redact
+
 _SECRET_FIELDS = {"credentials", "api_key", "token", "secret", "password"}
-_SECRETS = (
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.IGNORECASE), r"\1***@"),
-    (re.compile(r"(/bot\d+:)[A-Za-z0-9_-]+"), r"\1***"),
-    (re.compile(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1***"),
-    (re.compile(r"((?:access_token|secret|password|token)=)[^&\s'\"]+", re.IGNORECASE), r"\1***"),
-)
-
-
-def redact(text: str) -> str:
-    """`text` with credentials in URLs, bot tokens and bearer tokens replaced by ***."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
