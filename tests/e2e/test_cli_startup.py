@@ -183,3 +183,89 @@ def test_the_scheduler_backs_off_while_redis_is_away_and_recovers(
             scheduler.wait()
         server.kill()
         server.wait()
+
+
+def _json_lines(log: Path) -> list[dict[str, object]]:
+    out = []
+    for line in log.read_text().splitlines():
+        assert line.startswith("{"), f"not a JSON line: {line}"
+        out.append(json.loads(line))
+    return out
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_json_logs_carry_the_exception_and_the_request_id(pg_db: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from reengage.adapters.db.session import make_engine, make_session_factory
+    from reengage.services.tenancy import create_organization
+
+    engine = make_engine(pg_db)
+    api_key = create_organization(make_session_factory(engine), "logs", datetime.now(UTC)).api_key
+    engine.dispose()
+    redis_port, api_port = _free_port(), _free_port()
+    server = _redis_server(redis_port)
+    log = tmp_path / "serve.log"
+    settings = {
+        "database_url": pg_db,
+        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+        "secret_key": TEST_SECRET_KEY,
+        "log_json": "true",
+    }
+    with log.open("w") as out:
+        serve = subprocess.Popen(
+            [*CLI, "serve", "--port", str(api_port), "--access-log"],
+            env=_env(**settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_until(lambda: _up(f"{url}/healthz"), timeout=30)
+        healthy = httpx.get(f"{url}/healthz")
+        generated = healthy.headers["x-request-id"]
+        assert len(generated) == 32
+        server.kill()  # Redis goes away: recording an event cannot succeed
+        server.wait()
+        answer = httpx.post(
+            f"{url}/v1/events",
+            headers={"Authorization": f"Bearer {api_key}", "X-Request-ID": "req-42.a:b"},
+            json={"id": "e-1", "type": "message.user", "bot_id": 1, "user_id": "u"},
+            timeout=30,
+        )
+        assert answer.status_code >= 500
+        assert answer.headers["x-request-id"] == "req-42.a:b"
+        hostile = httpx.get(f"{url}/healthz", headers={"X-Request-ID": "bad id\\n{}"})
+        assert hostile.headers["x-request-id"] != "bad id\\n{}"
+        wait_until(lambda: any(e.get("status") == 200 for e in _json_lines(log)), timeout=10)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
+        server.kill()
+        server.wait()
+    lines = _json_lines(log)
+    [failed] = [e for e in lines if e["event"] == "api.unexpected_error"]
+    assert failed["request_id"] == "req-42.a:b"
+    assert failed["exc_type"] == "ConnectionError"
+    assert "Connection refused" in str(failed["exc_message"])
+    assert str(failed["exception"]).startswith("Traceback (most recent call last)")
+    access = [e for e in lines if e.get("logger") == "uvicorn.access"]
+    [seen] = [e for e in access if e.get("request_id") == generated]
+    assert {"status": 200, "path": "/healthz", "method": "GET"}.items() <= seen.items()
+    assert any(e.get("request_id") == "req-42.a:b" and e["status"] == 500 for e in access)
+    assert any(e.get("logger") == "uvicorn.error" for e in lines)  # "Started server process"
+
+
+def _up(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -134,6 +134,8 @@ def serve(
 
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
     options["access_log"] = access_log
+    if settings.log_json:  # uvicorn's lines go through our JSON formatter, not its own
+        options["log_config"] = None
     if workers > 1:
         # Each process builds its own runtime (connections are not shared across a fork).
         factory = "reengage.entrypoints.api.app:app_from_environment"

@@ -27,6 +27,7 @@ from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
 from reengage.entrypoints.api.media import media_router
 from reengage.entrypoints.api.policies import policies_router
+from reengage.entrypoints.api.request_id import RequestId
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
 from reengage.entrypoints.logging import configure_logging
@@ -64,6 +65,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.add_middleware(RequestId)  # outermost: the safety net's 500 carries the id too
     # The hot paths first: a request is matched against the routes in this order.
     app.include_router(events_router)
     app.include_router(webhooks_router)
