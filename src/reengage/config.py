@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         "given the same epoch agrees on the time); default: when the process starts.",
     )
     log_json: bool = False
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="The largest request body the API reads (413 beyond); the media upload "
+        "(`POST /v1/media`) has its own: 50 MB plus 1 MiB of multipart framing.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Where platforms reach this API (used when registering webhooks).",

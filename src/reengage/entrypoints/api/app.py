@@ -17,6 +17,7 @@ from reengage.entrypoints import metrics_server
 from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
 from reengage.entrypoints.api.audit import audit_router
+from reengage.entrypoints.api.body_limit import BodyLimit
 from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.campaign_edits import campaign_edits_router
 from reengage.entrypoints.api.campaigns import campaigns_router
@@ -64,6 +65,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Activity tracking, inactivity timeouts and recovery campaigns for bots.",
     )
     app.state.runtime = runtime
+    # Inside the safety net: a body cut short must be a 413, not an unexpected error.
+    app.add_middleware(BodyLimit, limit=runtime.settings.max_body_bytes)
     install_error_handlers(app)
     app.add_middleware(RequestId)  # outermost: the safety net's 500 carries the id too
     # The hot paths first: a request is matched against the routes in this order.
