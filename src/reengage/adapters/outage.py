@@ -6,6 +6,7 @@ both ask here, so that what counts as "unreachable" is decided once."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -25,8 +26,6 @@ log = structlog.get_logger(__name__)
 _UNREACHABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # refused, reset, authentication, loading
     redis.exceptions.TimeoutError,
-    sa_exc.OperationalError,  # the server went away, refused, or refused the login
-    sa_exc.InterfaceError,
     BrokerError,
     ConnectionError,  # a socket's own (refused, reset)
     TimeoutError,
@@ -34,10 +33,24 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 
 
 def is_outage(exc: BaseException) -> bool:
-    """Whether `exc` says a dependency is unreachable (rather than a bug or bad data)."""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
+    """Whether `exc` says a dependency is unreachable (rather than a bug, bad data, or a lock
+    that a retry of the same work gets past: SQLite's "database is locked", PostgreSQL's
+    lock timeouts and cancelled statements are not outages)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or (
+            isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            and _connection_lost(exc.orig)
+        )
     return isinstance(exc, _UNREACHABLE)
+
+
+def _connection_lost(orig: BaseException | None) -> bool:
+    if orig is None or isinstance(orig, sqlite3.Error):
+        return False
+    # psycopg: a failure to connect has no SQLSTATE; class 08 is a connection exception, 57P
+    # the server shutting down or restarting.
+    sqlstate: str | None = getattr(orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
