@@ -14,6 +14,7 @@ from reengage.domain.duration import parse_duration
 Language = Literal["pt-BR", "en"]
 # Fine for the embedded SQLite mode on a laptop; refused by the long-running commands elsewhere.
 DEFAULT_SECRET_KEY = "change-me-in-production"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def _duration(value: object) -> object:
@@ -84,7 +85,7 @@ class Settings(BaseSettings):
     )
     log_json: bool = False
     max_body_bytes: int = Field(
-        default=4 * 1024 * 1024,
+        default=DEFAULT_MAX_BODY_BYTES,
         ge=1024,
         description="The largest request body the API reads (413 beyond); the media upload "
         "(`POST /v1/media`) has its own: 50 MB plus 1 MiB of multipart framing.",

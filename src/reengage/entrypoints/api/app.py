@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from reengage import __version__
-from reengage.config import Settings
+from reengage.config import DEFAULT_MAX_BODY_BYTES, Settings
 from reengage.entrypoints import metrics_server
 from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
@@ -66,7 +66,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     # Inside the safety net: a body cut short must be a 413, not an unexpected error.
-    app.add_middleware(BodyLimit, limit=runtime.settings.max_body_bytes)
+    # (`create_app(None)` builds the app for its OpenAPI schema alone.)
+    limit = runtime.settings.max_body_bytes if runtime is not None else DEFAULT_MAX_BODY_BYTES
+    app.add_middleware(BodyLimit, limit=limit)
     install_error_handlers(app)
     app.add_middleware(RequestId)  # outermost: the safety net's 500 carries the id too
     # The hot paths first: a request is matched against the routes in this order.
