@@ -33,9 +33,11 @@ WAKE_MARGIN = 0.001
 NAP = 0.005
 # How often a sleeping scheduler looks at its stop signal (real seconds).
 STOP_CHECK = 0.25
-# After a failed round (real seconds): the first wait, doubled after each failure up to the cap.
+# After a failed round (real seconds): the first wait, doubled after each failure up to the
+# cap. The cap bounds how late the scheduler notices that the store is back (one connection
+# attempt every few seconds costs a recovering server nothing); lines are logged per change.
 BACKOFF_FIRST = 0.1
-BACKOFF_CAP = 30.0
+BACKOFF_CAP = 5.0
 # Seconds over which the executors' pace is measured.
 RATE_WINDOW = 1.0
 # How often a scheduler counts the due timers and the write-behind for its gauges (real
