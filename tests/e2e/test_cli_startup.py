@@ -86,7 +86,7 @@ def test_the_embedded_sqlite_mode_needs_no_key(tmp_path: Path) -> None:
     ("url", "says"),
     [
         ("not a url", "REENGAGE_DATABASE_URL is not a database URL"),
-        (f"postgresql+nodriver://u:{PASSWORD}@db/x", "REENGAGE_DATABASE_URL is not usable"),
+        (f"postgresql+nodriver://u:{PASSWORD}@db/x", "names the driver 'postgresql+nodriver'"),
         (f"mysql://u:{PASSWORD}@db/x", "names the database 'mysql'"),
     ],
 )

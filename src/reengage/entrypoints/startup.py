@@ -86,6 +86,14 @@ def database_url(value: str) -> URL:
             "REENGAGE_DATABASE_URL is not a database URL; expected "
             "postgresql://user:password@host:5432/name or sqlite:///reengage.db"
         ) from exc
+    try:
+        url.get_dialect()  # the driver named after `+`, loaded
+    except sa_exc.NoSuchModuleError as exc:
+        raise StartupError(
+            f"REENGAGE_DATABASE_URL names the driver {url.drivername!r}, which is not "
+            "installed; use postgresql://user:password@host:5432/name (psycopg) or "
+            "sqlite:///reengage.db"
+        ) from exc
     if url.get_backend_name() not in BACKENDS:
         raise StartupError(
             f"REENGAGE_DATABASE_URL names the database {url.get_backend_name()!r}, which "
