@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         "given the same epoch agrees on the time); default: when the process starts.",
     )
     log_json: bool = False
+    startup_timeout: Duration = Field(
+        default=timedelta(seconds=15),
+        description="How long a starting command waits for an unreachable database or Redis "
+        "(a restart in progress) before it gives up with one line and exit code 2.",
+    )
     max_body_bytes: int = Field(
         default=DEFAULT_MAX_BODY_BYTES,
         ge=1024,

@@ -98,7 +98,8 @@ def test_a_bad_database_url_is_one_line(url: str, says: str) -> None:
 def test_an_unreachable_database_is_one_line() -> None:
     port = _free_port()
     url = f"postgresql://reengage:{PASSWORD}@127.0.0.1:{port}/reengage"
-    line = _one_line_error(_run(["scheduler"], database_url=url, secret_key=TEST_SECRET_KEY))
+    result = _run(["scheduler"], database_url=url, secret_key=TEST_SECRET_KEY, startup_timeout="1s")
+    line = _one_line_error(result)
     assert f"cannot reach the database at 127.0.0.1:{port}/reengage" in line
     assert "REENGAGE_DATABASE_URL" in line
 
@@ -110,6 +111,7 @@ def test_an_unreachable_redis_is_one_line(pg_url: str) -> None:
         database_url=pg_url,
         redis_url=f"redis://:{PASSWORD}@127.0.0.1:{port}/0",
         secret_key=TEST_SECRET_KEY,
+        startup_timeout="0",
     )
     line = _one_line_error(result)
     assert f"cannot reach Redis at 127.0.0.1:{port}/0 (REENGAGE_REDIS_URL)" in line
@@ -136,6 +138,41 @@ def _answers(client: redis.Redis) -> bool:
 def _events(log: Path) -> list[str]:
     lines = log.read_text().splitlines()
     return [json.loads(line)["event"] for line in lines if line.startswith("{")]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_starting_command_waits_for_a_redis_that_is_restarting(
+    pg_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    settings = {
+        "database_url": pg_url,
+        "redis_url": f"redis://127.0.0.1:{port}/0",
+        "secret_key": TEST_SECRET_KEY,
+        "log_json": "true",
+        "startup_timeout": "30s",
+    }
+    log = tmp_path / "scheduler.log"
+    with log.open("w") as out:
+        scheduler = subprocess.Popen(
+            [*CLI, "scheduler"], env=_env(**settings), stdout=out, stderr=subprocess.STDOUT
+        )
+    server = None
+    try:
+        time.sleep(1.5)
+        assert scheduler.poll() is None, log.read_text()
+        server = _redis_server(port)
+        wait_until(lambda: "scheduler.started" in _events(log), timeout=30)
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        try:
+            scheduler.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            scheduler.kill()
+            scheduler.wait()
+        if server is not None:
+            server.kill()
+            server.wait()
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")

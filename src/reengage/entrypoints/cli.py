@@ -39,13 +39,14 @@ def _settings() -> Settings:
 def _settings_to_run(*, redis: bool = True) -> Settings:
     """The settings of a long-running command (or `migrate`), checked before it starts: a
     real secret key outside SQLite, a database URL reengage runs on, the database (and with
-    `redis`, Redis) reachable. A failure is one line on stderr and exit code 2 (`main`)."""
+    `redis`, Redis) reachable within `startup_timeout`. A failure is one line on stderr and
+    exit code 2 (`main`)."""
     settings = _settings()
     startup.database_url(settings.database_url)
     startup.check_secret_key(settings)
-    startup.check_database(settings)
+    startup.wait_for(lambda: startup.check_database(settings), settings.startup_timeout)
     if redis:
-        startup.check_redis(settings)
+        startup.wait_for(lambda: startup.check_redis(settings), settings.startup_timeout)
     return settings
 
 

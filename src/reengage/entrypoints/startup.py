@@ -7,7 +7,9 @@ variables)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import redis
 import redis.exceptions
@@ -16,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from reengage.adapters.outage import is_outage, one_line
+from reengage.adapters.outage import Backoff, is_outage, one_line
 from reengage.config import DEFAULT_SECRET_KEY, Settings
 
 EXIT_CONFIG = 2  # the exit code of a configuration or connection error
@@ -46,6 +48,23 @@ def check_secret_key(settings: Settings) -> None:
             f"REENGAGE_SECRET_KEY is {why}: it encrypts bot tokens and signs the "
             f"manager bot's buttons; set a long random one, e.g. from `{MAKE_A_KEY}`"
         )
+
+
+def wait_for(check: Callable[[], None], timeout: timedelta) -> None:
+    """Run `check` until it passes; while what it reaches is merely unreachable (a server
+    restarting) try again, backing off, for up to `timeout`; then let its error stand."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    backoff = Backoff(first=0.1, cap=2.0)
+    while True:
+        try:
+            check()
+        except StartupError as exc:
+            left = deadline - time.monotonic()
+            if exc.__cause__ is None or not is_outage(exc.__cause__) or left <= 0:
+                raise
+            time.sleep(min(backoff.next_wait(), left))
+        else:
+            return
 
 
 def check_database(settings: Settings) -> None:
