@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.baseline import checkout  # noqa: E402
-from bench.chaos_kit.services import free_port, wait_for  # noqa: E402
+from bench.chaos_kit.services import BENCH_SECRET_KEY, free_port, wait_for  # noqa: E402
 from bench.chaos_kit.topology import _group  # noqa: E402
 from bench.cpu import process_cpu_s, store_cpu_s  # noqa: E402
 
@@ -149,6 +149,7 @@ def tree_env(tree: Path, db_url: str, redis_url: str, broker_url: str) -> dict[s
         "REENGAGE_REDIS_URL": redis_url,
         "REENGAGE_BROKER_URL": broker_url,
         "REENGAGE_LOG_JSON": "true",
+        "REENGAGE_SECRET_KEY": BENCH_SECRET_KEY,
     }
 
 

@@ -47,7 +47,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.chaos_kit.services import free_port, wait_for  # noqa: E402
+from bench.chaos_kit.services import BENCH_SECRET_KEY, free_port, wait_for  # noqa: E402
 from bench.herd import SET_UP_DATABASE, Processes, checkout  # noqa: E402
 
 BASELINE = "3389840"  # before keys and bots were cached and the hot path left the thread pool
@@ -271,6 +271,7 @@ def run_code(tree: Path, args: argparse.Namespace, logs: Path) -> dict[str, Run]
         "REENGAGE_REDIS_URL": redis_url,
         "REENGAGE_BROKER_URL": broker_url,
         "REENGAGE_LOG_JSON": "true",
+        "REENGAGE_SECRET_KEY": BENCH_SECRET_KEY,
     }
     created = subprocess.run(
         [sys.executable, "-c", SET_UP_DATABASE, DB_URL],

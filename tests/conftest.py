@@ -41,6 +41,8 @@ REDIS_URL = _redis_db("REENGAGE_TEST_REDIS", "redis://127.0.0.1:6379/13")
 BROKER_URL = _redis_db("REENGAGE_TEST_BROKER", "redis://127.0.0.1:6379/14")
 
 DATABASES = ["sqlite", "postgresql"]
+# The secret key of the processes the tests start on PostgreSQL (the default one is refused).
+TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def _admin(sql: str) -> None:
@@ -127,6 +129,7 @@ def make_runtime(clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
             "redis_url": None,
             "broker_url": None,
             "default_inactivity_threshold": timedelta(minutes=10),
+            "secret_key": TEST_SECRET_KEY,  # the one the processes of a test are given
         }
         values.update(settings)
         runtime = Runtime.build(Settings(**values), clock=clock, timers=timers)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from celery import Celery
 
 from bench.chaos_kit import tally
 from bench.chaos_kit.faults import Stage, strike
-from bench.chaos_kit.services import PrivatePostgres, PrivateRedis
+from bench.chaos_kit.services import BENCH_SECRET_KEY, PrivatePostgres, PrivateRedis
 from bench.chaos_kit.topology import Crash, Topology
 from bench.chaos_kit.workload import Workload, create_org, sending_period, set_up, write_once
 from reengage.adapters.db.migrate import upgrade
@@ -93,6 +93,7 @@ def environment(db_url: str, redis: PrivateRedis, options: Options) -> dict[str,
         # As deployed: JSON logs (the console renderer spends seconds drawing each traceback).
         "REENGAGE_LOG_JSON": "true",
         "REENGAGE_DATABASE_URL": db_url,
+        "REENGAGE_SECRET_KEY": BENCH_SECRET_KEY,
         "REENGAGE_REDIS_URL": f"{redis.url}/0",
         "REENGAGE_BROKER_URL": f"{redis.url}/1",
         "REENGAGE_TELEGRAM_API_BASE": f"http://127.0.0.1:{options.platform_port}",

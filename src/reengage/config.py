@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reengage.domain.duration import parse_duration
 
 Language = Literal["pt-BR", "en"]
+# Fine for the embedded SQLite mode on a laptop; refused by the long-running commands elsewhere.
+DEFAULT_SECRET_KEY = "change-me-in-production"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def _duration(value: object) -> object:
@@ -38,7 +41,7 @@ class Settings(BaseSettings):
         default=None, description="Celery broker; unset = work runs in-process (embedded mode)."
     )
     secret_key: SecretStr = Field(
-        default=SecretStr("change-me-in-production"),
+        default=SecretStr(DEFAULT_SECRET_KEY),
         description="Encrypts bot credentials at rest and signs callbacks.",
     )
     default_language: Language = "pt-BR"
@@ -81,6 +84,17 @@ class Settings(BaseSettings):
         "given the same epoch agrees on the time); default: when the process starts.",
     )
     log_json: bool = False
+    startup_timeout: Duration = Field(
+        default=timedelta(seconds=15),
+        description="How long a starting command waits for an unreachable database or Redis "
+        "(a restart in progress) before it gives up with one line and exit code 2.",
+    )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1024,
+        description="The largest request body the API reads (413 beyond); the media upload "
+        "(`POST /v1/media`) has its own: 50 MB plus 1 MiB of multipart framing.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Where platforms reach this API (used when registering webhooks).",

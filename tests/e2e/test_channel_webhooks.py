@@ -25,6 +25,7 @@ from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from reengage.testing.whatsapp import FakeWhatsApp
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
+from tests.conftest import TEST_SECRET_KEY
 from tests.factories import make_bot, make_org
 
 APP_SECRET = "wa-app-secret"
@@ -329,6 +330,7 @@ def test_cli_registers_the_telegram_webhook(
         "DATABASE_URL": db_url,
         "TELEGRAM_API_BASE": telegram_url,
         "PUBLIC_URL": "https://bots.example.org",
+        "SECRET_KEY": TEST_SECRET_KEY,  # the runtime's: the bot's token is decrypted with it
     }.items():
         monkeypatch.setenv(f"REENGAGE_{name}", value)
     result = CliRunner().invoke(app, ["bots", "set-webhook", str(org.org_id), str(bot)])

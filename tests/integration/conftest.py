@@ -16,7 +16,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import BROKER_URL, REDIS_URL
+from tests.conftest import BROKER_URL, REDIS_URL, TEST_SECRET_KEY
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 Scrape = dict[str, float]
@@ -65,6 +65,7 @@ def spawn_process(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
         "REENGAGE_REDIS_URL": REDIS_URL,
         "REENGAGE_BROKER_URL": broker,
         "REENGAGE_DEFAULT_INACTIVITY_THRESHOLD": "600",
+        "REENGAGE_SECRET_KEY": TEST_SECRET_KEY,
     }
 
     def spawn(name: str, args: Sequence[str], **settings: str) -> subprocess.Popen[bytes]:

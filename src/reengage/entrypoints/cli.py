@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from reengage.config import Settings
 from reengage.domain.activity import ChannelKind
+from reengage.entrypoints import startup
 from reengage.entrypoints.logging import configure_logging
 
 if TYPE_CHECKING:
@@ -19,6 +22,7 @@ app = typer.Typer(
     help="reengage: keeps chatbot conversations from dying silently.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals hold settings: URLs with passwords, keys
 )
 orgs_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
 bots_app = typer.Typer(help="Bots of an organization.", no_args_is_help=True)
@@ -32,12 +36,66 @@ def _settings() -> Settings:
     return settings
 
 
+def _settings_to_run(*, redis: bool = True) -> Settings:
+    """The settings of a long-running command (or `migrate`), checked before it starts: a
+    real secret key outside SQLite, a database URL reengage runs on, the database (and with
+    `redis`, Redis) reachable within `startup_timeout`. A failure is one line on stderr and
+    exit code 2 (`main`)."""
+    settings = _settings()
+    startup.database_url(settings.database_url)
+    startup.check_secret_key(settings)
+    startup.wait_for(lambda: startup.check_database(settings), settings.startup_timeout)
+    if redis:
+        startup.wait_for(lambda: startup.check_redis(settings), settings.startup_timeout)
+    return settings
+
+
+def _version() -> str:
+    try:
+        return version("reengage")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from reengage import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"reengage {_version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """reengage: keeps chatbot conversations from dying silently."""
+
+
+def main() -> None:
+    """The `reengage` command: a known failure to start (configuration, an unreachable
+    database or Redis) is one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        message = startup.explain(exc)
+        if message is None:
+            raise
+        print(f"reengage: error: {message}", file=sys.stderr)
+        sys.exit(startup.EXIT_CONFIG)
+
+
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (Alembic) at REENGAGE_DATABASE_URL."""
     from reengage.adapters.db.migrate import upgrade
 
-    settings = _settings()
+    settings = _settings_to_run(redis=False)
     upgrade(settings.database_url)
     typer.echo("database is at the latest schema")
 
@@ -63,7 +121,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API. Without a broker (embedded mode) it also runs the scheduler and
     executes due work in-process."""
-    settings = _settings()
+    settings = _settings_to_run()
     if workers > 1:
         if settings.embedded:
             raise typer.BadParameter("--workers needs a broker (REENGAGE_BROKER_URL)")
@@ -77,6 +135,8 @@ def serve(
 
     options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
     options["access_log"] = access_log
+    if settings.log_json:  # uvicorn's lines go through our JSON formatter, not its own
+        options["log_config"] = None
     if workers > 1:
         # Each process builds its own runtime (connections are not shared across a fork).
         factory = "reengage.entrypoints.api.app:app_from_environment"
@@ -100,7 +160,7 @@ MetricsHost = Annotated[str, typer.Option(help="Address the metrics port listens
 @app.command()
 def scheduler(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "127.0.0.1") -> None:
     """Claim due timers and hand them to Celery workers (or run them here if no broker)."""
-    settings = _settings()
+    settings = _settings_to_run()
     if metrics_port is not None:
         from reengage.entrypoints import metrics_server
 
@@ -119,7 +179,7 @@ def worker(
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run a Celery worker executing due work (REENGAGE_BROKER_URL must be set)."""
-    settings = _settings()
+    settings = _settings_to_run()
     if settings.broker_url is None:
         raise typer.BadParameter("REENGAGE_BROKER_URL is not set: nothing to consume")
     if metrics_port is not None:
@@ -192,7 +252,7 @@ def manager_bot() -> None:
     from reengage.entrypoints.manager_bot.dispatcher import run_polling
     from reengage.runtime import Runtime
 
-    settings = _settings()
+    settings = _settings_to_run()
     if settings.manager_bot_token is None:
         raise typer.BadParameter("REENGAGE_MANAGER_BOT_TOKEN is not set")
     runtime = Runtime.build(settings)
@@ -248,4 +308,4 @@ def bots_create(
 
 
 if __name__ == "__main__":
-    app()
+    main()

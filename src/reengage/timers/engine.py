@@ -10,6 +10,7 @@ from datetime import datetime
 
 import structlog
 
+from reengage.adapters.outage import is_outage, one_line
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.ports import TimerStore
 from reengage.timers.handler import BatchHandler, Handlers, Outcome
@@ -45,7 +46,12 @@ class TimerEngine:
         for purpose, items in _by_purpose(claimed):
             handler = self.handlers.get(purpose)
             if isinstance(handler, BatchHandler) and len(items) > 1:
-                outcomes = self._batch(handler, items, now)
+                try:
+                    outcomes = self._batch(handler, items, now)
+                except Exception as exc:  # an outage: each timer alone would fail alike
+                    log.warning("timer.batch_unavailable", purpose=purpose, error=one_line(exc))
+                    report.failed += items
+                    continue
                 if outcomes is not None:
                     for item, outcome in zip(items, outcomes, strict=True):
                         follow_ups += self._after(outcome)
@@ -54,8 +60,11 @@ class TimerEngine:
             for item in items:
                 try:
                     follow_ups += self._run(item.timer, now)
-                except Exception:
-                    log.exception("timer.failed", key=item.timer.key, attempts=item.attempts)
+                except Exception as exc:
+                    if is_outage(exc):  # the database or Redis away: a line, no traceback
+                        log.warning("timer.failed", key=item.timer.key, error=one_line(exc))
+                    else:
+                        log.exception("timer.failed", key=item.timer.key, attempts=item.attempts)
                     if item.attempts >= MAX_ATTEMPTS:
                         log.error("timer.abandoned", key=item.timer.key, attempts=item.attempts)
                         report.executed.append(item)
@@ -77,6 +86,8 @@ class TimerEngine:
         try:
             return handler.handle_batch(timers, now)
         except Exception as exc:
+            if is_outage(exc):
+                raise
             log.warning(
                 "timer.batch_failed", purpose=handler.purpose, timers=len(timers), error=repr(exc)
             )

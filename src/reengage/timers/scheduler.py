@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage import metrics
+from reengage.adapters.outage import Backoff, Outage
 from reengage.metrics import TIMERS_CLAIMED, TIMERS_IN_FLIGHT
 from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore, Wakeups
 from reengage.timers.handler import Handlers
@@ -32,6 +33,11 @@ WAKE_MARGIN = 0.001
 NAP = 0.005
 # How often a sleeping scheduler looks at its stop signal (real seconds).
 STOP_CHECK = 0.25
+# After a failed round (real seconds): the first wait, doubled after each failure up to the
+# cap. The cap bounds how late the scheduler notices that the store is back (one connection
+# attempt every few seconds costs a recovering server nothing); lines are logged per change.
+BACKOFF_FIRST = 0.1
+BACKOFF_CAP = 5.0
 # Seconds over which the executors' pace is measured.
 RATE_WINDOW = 1.0
 # How often a scheduler counts the due timers and the write-behind for its gauges (real
@@ -148,10 +154,12 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set: a full batch goes round again at once; otherwise sleep
-        until the next due timer or maintenance, woken early by an earlier schedule. A failure
-        (Redis or the database away) is logged and the loop goes on after `poll`."""
+        until the next due timer or maintenance, woken early by an earlier schedule. A failed
+        round (Redis or the database away) waits a capped exponential backoff, and an outage
+        is logged once when it starts and once when it ends (`Outage`)."""
         log.info("scheduler.started", batch=self.batch, lease=self.lease.total_seconds())
         wakeups: Wakeups | None = None
+        outage = Outage("scheduler", Backoff(BACKOFF_FIRST, BACKOFF_CAP))
         try:
             while not stop.is_set():
                 try:
@@ -161,12 +169,14 @@ class Scheduler:
                     elif claimed < self.batch:
                         wakeups = wakeups or self.store.wakeups()
                         self._sleep(stop, wakeups, claimed > 0)
-                except Exception:
-                    log.exception("scheduler.round_failed")
+                except Exception as exc:
+                    wait = outage.failed(exc)
                     if wakeups is not None:  # listen anew: its connection may be gone
                         _close_quietly(wakeups)
                         wakeups = None
-                    stop.wait(self.poll.total_seconds())
+                    stop.wait(wait)
+                else:
+                    outage.succeeded()
         finally:
             if wakeups is not None:
                 _close_quietly(wakeups)

@@ -12,11 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from reengage import __version__
-from reengage.config import Settings
+from reengage.config import DEFAULT_MAX_BODY_BYTES, Settings
 from reengage.entrypoints import metrics_server
 from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
 from reengage.entrypoints.api.audit import audit_router
+from reengage.entrypoints.api.body_limit import BodyLimit
 from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.campaign_edits import campaign_edits_router
 from reengage.entrypoints.api.campaign_results import campaign_results_router
@@ -28,6 +29,7 @@ from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
 from reengage.entrypoints.api.media import media_router
 from reengage.entrypoints.api.policies import policies_router
+from reengage.entrypoints.api.request_id import RequestId
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
 from reengage.entrypoints.logging import configure_logging
@@ -64,7 +66,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Activity tracking, inactivity timeouts and recovery campaigns for bots.",
     )
     app.state.runtime = runtime
+    # Inside the safety net: a body cut short must be a 413, not an unexpected error.
+    # (`create_app(None)` builds the app for its OpenAPI schema alone.)
+    limit = runtime.settings.max_body_bytes if runtime is not None else DEFAULT_MAX_BODY_BYTES
+    app.add_middleware(BodyLimit, limit=limit)
     install_error_handlers(app)
+    app.add_middleware(RequestId)  # outermost: the safety net's 500 carries the id too
     # The hot paths first: a request is matched against the routes in this order.
     app.include_router(events_router)
     app.include_router(webhooks_router)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, StatementError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reengage.entrypoints.api.schemas import UnstorableValue
+from reengage.entrypoints.logging import exception_fields
 from reengage.services.errors import ServiceError
 
 log = structlog.get_logger(__name__)
@@ -133,7 +134,9 @@ class SafetyNet:
             log.warning("api.unstorable_value", problem=problem, **fields)
             status, body = 422, {"error": "invalid_input", "field": None, "message": problem}
         else:
-            log.error("api.unexpected_error", error=f"{type(exc).__name__}: {exc}"[:300], **fields)
+            # One line (a hostile client must not flood the logs): in JSON the traceback, no
+            # locals, rides in it; in the console only the exception's type and message do.
+            log.error("api.unexpected_error", **exception_fields(exc), **fields)
             status = 500
             body = {"error": "internal_error", "field": None, "message": "unexpected error"}
         if not started:  # after the answer began (a background task), logging is all we can do

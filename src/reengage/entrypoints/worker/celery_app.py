@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from reengage.adapters.outage import Outage, is_outage
 from reengage.config import Settings
 from reengage.entrypoints import metrics_server
 from reengage.entrypoints.logging import configure_logging
@@ -45,6 +46,7 @@ _runtime: Runtime | None = None
 
 
 _building = threading.Lock()
+_outage = Outage("worker")
 
 
 def runtime() -> Runtime:
@@ -72,8 +74,17 @@ def _child_metrics_done(pid: int, **_: Any) -> None:
 @app.task(name=FIRE_TIMERS_TASK)
 def fire_timers_task(chunk: list[dict[str, Any]], now_iso: str) -> int:
     """Execute a chunk of claimed timers; `now` is the scheduler's claim time."""
-    rt = runtime()
     claimed = [claimed_from_wire(item) for item in chunk]
-    report = rt.timer_engine.fire(claimed, datetime.fromisoformat(now_iso))
+    try:
+        rt = runtime()
+        report = rt.timer_engine.fire(claimed, datetime.fromisoformat(now_iso))
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        # The database or Redis is away: one line when it goes, one when it is back, not a
+        # traceback per chunk; the chunk's timers are claimed again when their lease ends.
+        _outage.failed(exc)
+        return 0
+    _outage.succeeded()
     observe(report.executed, rt.clock.now())
     return len(report.executed)
