@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -140,23 +139,29 @@ def _events(log: Path) -> list[str]:
     return [json.loads(line)["event"] for line in lines if line.startswith("{")]
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def _logging(
+    args: list[str], log: Path, database_url: str, redis_port: int, **extra: str
+) -> subprocess.Popen[bytes]:
+    """`reengage <args>` with JSON logs to `log`, on the database and a local Redis port."""
+    settings = {
+        "database_url": database_url,
+        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+        "secret_key": TEST_SECRET_KEY,
+        "log_json": "true",
+        **extra,
+    }
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [*CLI, *args], env=_env(**settings), stdout=out, stderr=subprocess.STDOUT
+        )
+
+
 def test_a_starting_command_waits_for_a_redis_that_is_restarting(
     pg_url: str, tmp_path: Path
 ) -> None:
     port = _free_port()
-    settings = {
-        "database_url": pg_url,
-        "redis_url": f"redis://127.0.0.1:{port}/0",
-        "secret_key": TEST_SECRET_KEY,
-        "log_json": "true",
-        "startup_timeout": "30s",
-    }
     log = tmp_path / "scheduler.log"
-    with log.open("w") as out:
-        scheduler = subprocess.Popen(
-            [*CLI, "scheduler"], env=_env(**settings), stdout=out, stderr=subprocess.STDOUT
-        )
+    scheduler = _logging(["scheduler"], log, pg_url, port, startup_timeout="30s")
     server = None
     try:
         time.sleep(1.5)
@@ -175,23 +180,13 @@ def test_a_starting_command_waits_for_a_redis_that_is_restarting(
             server.wait()
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_the_scheduler_backs_off_while_redis_is_away_and_recovers(
     pg_url: str, tmp_path: Path
 ) -> None:
     port = _free_port()
     server = _redis_server(port)
     log = tmp_path / "scheduler.log"
-    settings = {
-        "database_url": pg_url,
-        "redis_url": f"redis://127.0.0.1:{port}/0",
-        "secret_key": TEST_SECRET_KEY,
-        "log_json": "true",
-    }
-    with log.open("w") as out:
-        scheduler = subprocess.Popen(
-            [*CLI, "scheduler"], env=_env(**settings), stdout=out, stderr=subprocess.STDOUT
-        )
+    scheduler = _logging(["scheduler"], log, pg_url, port)
     try:
         wait_until(lambda: "scheduler.started" in _events(log), timeout=30)
         server.send_signal(signal.SIGKILL)
@@ -230,7 +225,6 @@ def _json_lines(log: Path) -> list[dict[str, object]]:
     return out
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_json_logs_carry_the_exception_and_the_request_id(pg_db: str, tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
@@ -245,19 +239,7 @@ def test_json_logs_carry_the_exception_and_the_request_id(pg_db: str, tmp_path: 
     redis_port, api_port = _free_port(), _free_port()
     server = _redis_server(redis_port)
     log = tmp_path / "serve.log"
-    settings = {
-        "database_url": pg_db,
-        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-        "secret_key": TEST_SECRET_KEY,
-        "log_json": "true",
-    }
-    with log.open("w") as out:
-        serve = subprocess.Popen(
-            [*CLI, "serve", "--port", str(api_port), "--access-log"],
-            env=_env(**settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    serve = _logging(["serve", "--port", str(api_port), "--access-log"], log, pg_db, redis_port)
     url = f"http://127.0.0.1:{api_port}"
     try:
         wait_until(lambda: _up(f"{url}/healthz"), timeout=30)

@@ -80,16 +80,21 @@ def _register(client: TestClient, fake: FakeTelegram, key: str, bot: int) -> str
     return str(fake.calls_to("setWebhook")[-1].params["secret_token"])
 
 
+def _telegram_bot(runtime: Runtime, client: TestClient, fake: FakeTelegram) -> tuple[str, int, str]:
+    """A Telegram bot made through the API, its webhook registered: (API key, bot, secret)."""
+    key = make_org(runtime).api_key
+    bot = client.post(
+        "/v1/bots",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
+    ).json()["id"]
+    return key, bot, _register(client, fake, key, bot)
+
+
 def test_a_known_bots_text_is_its_one_database_write_and_a_rotated_secret_is_refused(
     runtime: Runtime, client: TestClient, fake_telegram: FakeTelegram
 ) -> None:
-    org = make_org(runtime)
-    bot = client.post(
-        "/v1/bots",
-        headers={"Authorization": f"Bearer {org.api_key}"},
-        json={"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
-    ).json()["id"]
-    secret = _register(client, fake_telegram, org.api_key, bot)
+    key, bot, secret = _telegram_bot(runtime, client, fake_telegram)
     assert _post_update(client, bot, secret, FakeTelegram.text_update(1, 4242, "oi")) == 200
 
     seen = _statements(runtime)
@@ -106,7 +111,7 @@ def test_a_known_bots_text_is_its_one_database_write_and_a_rotated_secret_is_ref
 
     # The webhook is registered again with a new secret: the old one is refused at once,
     # though this process still holds the bot's old credentials, and nothing is written.
-    fresh = _register(client, fake_telegram, org.api_key, bot)
+    fresh = _register(client, fake_telegram, key, bot)
     assert fresh != secret
     assert _post_update(client, bot, secret, FakeTelegram.text_update(3, 4242, "forged")) == 401
     assert _messages(runtime) == ["oi", "preço?"]
@@ -198,13 +203,7 @@ def test_a_crash_before_the_text_is_stored_loses_nothing_when_telegram_retries(
     retries; the retry finds the activity recorded (a duplicate) and stores the text, once."""
     client = TestClient(create_app(runtime), raise_server_exceptions=False)
     with client:
-        org = make_org(runtime)
-        bot = client.post(
-            "/v1/bots",
-            headers={"Authorization": f"Bearer {org.api_key}"},
-            json={"name": "Loja", "channel": "telegram", "credentials": {"token": TG_TOKEN}},
-        ).json()["id"]
-        secret = _register(client, fake_telegram, org.api_key, bot)
+        _, bot, secret = _telegram_bot(runtime, client, fake_telegram)
         assert _post_update(client, bot, secret, FakeTelegram.text_update(1, 7, "oi")) == 200
         failures = [1]
 

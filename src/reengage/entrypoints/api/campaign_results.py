@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -169,15 +169,19 @@ def results_out(results: cr.Results, filters: cr.Filters) -> ResultsOut:
     )
 
 
-def _filters(start: datetime | None, end: datetime | None, version: int | None) -> cr.Filters:
-    return cr.Filters(start, end, version).check()
-
-
 From = Annotated[
     AwareDatetime | None, Query(alias="from", description="Episodes started at or after this")
 ]
 To = Annotated[AwareDatetime | None, Query(description="Episodes started before this")]
 Version = Annotated[Id | None, Query(description="One campaign version")]
+
+
+def _filters(start: From = None, to: To = None, version: Version = None) -> cr.Filters:
+    """The query's filters, shared by the results, their listings and their exports."""
+    return cr.Filters(start, to, version).check()
+
+
+Filters = Annotated[cr.Filters, Depends(_filters)]
 
 
 @campaign_results_router.get(
@@ -189,9 +193,7 @@ def results(
     runtime: RuntimeDep,
     org_id: OrgId,
     bot_id: Id,
-    start: From = None,
-    to: To = None,
-    version: Version = None,
+    filters: Filters,
 ) -> ResultsOut:
     """Whether the campaign works, per version and step, for episodes started in
     [`from`, `to`): started (treatment and holdout apart), each step reached, sent,
@@ -201,7 +203,6 @@ def results(
     campaign's last step too), opt-outs and blocks; and the lift of the return and
     conversion rates over the holdout with a 95 % interval (Newcombe's hybrid score), or
     `enough_data: false` below each arm 30 episodes and 5 successes in both together."""
-    filters = _filters(start, to, version)
     with runtime.sessions() as session:
         return results_out(cr.campaign_results(session, org_id, bot_id, filters), filters)
 
@@ -215,7 +216,7 @@ def results(
 def stats(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> ResultsOut:
     """The campaign's results over all its history: `GET .../campaign/results` without
     filters (kept for clients of the former per-step counts)."""
-    return results(runtime, org_id, bot_id)
+    return results(runtime, org_id, bot_id, _filters())
 
 
 # --- the episodes and deliveries behind the numbers ----------------------------------------
@@ -296,14 +297,12 @@ def list_episodes(
     runtime: RuntimeDep,
     org_id: OrgId,
     bot_id: Id,
-    start: From = None,
-    to: To = None,
-    version: Version = None,
+    filters: Filters,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> EpisodePage:
     """The episodes counted by the results (same filters), oldest first, a page at a time."""
-    filters, after = _filters(start, to, version), _after(cursor)
+    after = _after(cursor)
     with runtime.sessions() as session:
         rows = cr.episode_page(session, org_id, bot_id, filters, after, limit)
         items = [EpisodeRowOut.model_validate(r, from_attributes=True) for r in rows]
@@ -317,14 +316,12 @@ def list_deliveries(
     runtime: RuntimeDep,
     org_id: OrgId,
     bot_id: Id,
-    start: From = None,
-    to: To = None,
-    version: Version = None,
+    filters: Filters,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> DeliveryPage:
     """The deliveries of the episodes counted by the results (same filters), oldest first."""
-    filters, after = _filters(start, to, version), _after(cursor)
+    after = _after(cursor)
     with runtime.sessions() as session:
         rows = cr.delivery_page(session, org_id, bot_id, filters, after, limit)
         items = [DeliveryRowOut.model_validate(r, from_attributes=True) for r in rows]
@@ -373,12 +370,10 @@ def episodes_csv(
     runtime: RuntimeDep,
     org_id: OrgId,
     bot_id: Id,
-    start: From = None,
-    to: To = None,
-    version: Version = None,
+    filters: Filters,
 ) -> StreamingResponse:
     """Every episode the results count (same filters), as CSV, streamed."""
-    args = (org_id, bot_id, _filters(start, to, version))
+    args = (org_id, bot_id, filters)
     return _csv(runtime, EpisodeRowOut, cr.episode_page, args, f"episodes-bot-{bot_id}.csv")
 
 
@@ -391,10 +386,8 @@ def deliveries_csv(
     runtime: RuntimeDep,
     org_id: OrgId,
     bot_id: Id,
-    start: From = None,
-    to: To = None,
-    version: Version = None,
+    filters: Filters,
 ) -> StreamingResponse:
     """Every delivery of the episodes the results count (same filters), as CSV, streamed."""
-    args = (org_id, bot_id, _filters(start, to, version))
+    args = (org_id, bot_id, filters)
     return _csv(runtime, DeliveryRowOut, cr.delivery_page, args, f"deliveries-bot-{bot_id}.csv")
