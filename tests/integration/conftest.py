@@ -32,16 +32,25 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
 
 def scrape(port: int, path: str = "/metrics") -> Scrape:
     """A process' `/metrics`, each sample by name and labels
-    (`name[('label', 'value'), ...]`); empty while the port does not answer."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).text
-    except httpx.TransportError:
-        return {}
-    return {
-        sample.name + str(sorted(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    (`name[('label', 'value'), ...]`); empty while the port does not answer. A page that does
+    not parse is fetched again (at most twice): prometheus_client's multiprocess mode reads
+    its children's files while they write, and can serve a torn line now and then (a
+    Prometheus server's next scrape is whole again)."""
+    for attempt in range(3):
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).text
+        except httpx.TransportError:
+            return {}
+        try:
+            return {
+                sample.name + str(sorted(sample.labels.items())): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+            }
+        except ValueError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
