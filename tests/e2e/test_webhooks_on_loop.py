@@ -249,3 +249,45 @@ def test_statuses_signed_with_a_rotated_app_secret_move_nothing(
     )
     with runtime.sessions() as s:
         assert s.scalars(select(Delivery.platform_status)).one() == "read"
+
+
+def test_what_the_hot_paths_refuse_gets_the_routes_precise_error_and_writes_nothing(
+    runtime: Runtime, client: TestClient, fake_telegram: FakeTelegram
+) -> None:
+    """With the key and the bot in memory, a request answered beneath the routing when it is
+    good is handed to them, body and all, when it is not: the error is theirs, exact."""
+    key, bot, secret = _telegram_bot(runtime, client, fake_telegram)
+    auth = {"Authorization": f"Bearer {key}"}
+    good = {"id": "e1", "type": "message.user", "bot_id": bot, "user_id": "4242"}
+    r = client.post("/v1/events", json=good, headers=auth)
+    assert (r.status_code, r.json()) == (200, {"accepted": 1, "duplicates": 0})
+    assert _post_update(client, bot, secret, FakeTelegram.text_update(1, 4242, "oi")) == 200
+    assert runtime.activity.hot_seq(bot, "4242") == 2
+
+    def error(r: Any) -> tuple[int, str | None]:
+        return r.status_code, r.json()["field"]
+
+    r = client.post("/v1/events", json={**good, "id": "e2", "user_id": ""}, headers=auth)
+    assert error(r) == (422, "user_id")
+    r = client.post("/v1/events", json={**good, "id": "e3", "bot_id": bot + 99}, headers=auth)
+    assert error(r) == (422, "bot_id")
+    r = client.post("/v1/events", content=b'{"id": "e4", "type": ', headers=auth)
+    assert error(r) == (422, "body")
+    r = client.post("/v1/events", json=good, headers={"Authorization": "Bearer rg_not_a_key"})
+    assert r.status_code == 401
+    hook = f"/webhooks/telegram/{bot}"
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret, "Content-Type": "application/json"}
+    r = client.post(hook, content=b'{"update_id": 2, "message": ', headers=headers)
+    assert (r.status_code, r.json()["error"]) == (400, "bad_payload")
+    assert _post_update(client, bot, "wrong", FakeTelegram.text_update(3, 4242, "x")) == 401
+    # Chunked (no Content-Length): the body limit still cuts it, with its own answer.
+    too_big = iter([b'{"update_id": 4, "x": "', b"a" * runtime.settings.max_body_bytes, b'"}'])
+    assert client.post(hook, content=too_big, headers=headers).status_code == 413
+
+    assert runtime.activity.hot_seq(bot, "4242") == 2
+    assert _messages(runtime) == ["oi"]
+    # And the good ones still go through, their ids deduplicated as before.
+    r = client.post("/v1/events", json=good, headers=auth)
+    assert r.json() == {"accepted": 0, "duplicates": 1}
+    assert _post_update(client, bot, secret, FakeTelegram.text_update(5, 4242, "ok")) == 200
+    assert _messages(runtime) == ["oi", "ok"]

@@ -27,6 +27,7 @@ from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.errors import install_error_handlers
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
+from reengage.entrypoints.api.hot_paths import HotPaths
 from reengage.entrypoints.api.media import media_router
 from reengage.entrypoints.api.policies import policies_router
 from reengage.entrypoints.api.request_id import RequestId
@@ -69,10 +70,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     # Inside the safety net: a body cut short must be a 413, not an unexpected error.
     # (`create_app(None)` builds the app for its OpenAPI schema alone.)
     limit = runtime.settings.max_body_bytes if runtime is not None else DEFAULT_MAX_BODY_BYTES
+    app.add_middleware(HotPaths)  # beneath the body limit, the safety net and the request id
     app.add_middleware(BodyLimit, limit=limit)
     install_error_handlers(app)
     app.add_middleware(RequestId)  # outermost: the safety net's 500 carries the id too
-    # The hot paths first: a request is matched against the routes in this order.
+    # The hot paths first: a request is matched against the routes in this order (what
+    # `HotPaths` answers never reaches them).
     app.include_router(events_router)
     app.include_router(webhooks_router)
     app.include_router(bots_router)

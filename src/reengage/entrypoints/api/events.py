@@ -14,6 +14,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import redis.asyncio
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
@@ -136,13 +137,30 @@ async def post_events(
     try:
         now = runtime.clock.now()
         events = to_domain(batch, now)
-        result = await recorded_on_loop(request, runtime, org_id, events, now, key)
+        client = getattr(request.app.state, "loop_redis", None)
+        result = await recorded_on_loop(runtime, client, org_id, events, now, key)
         if result is None:
             result = await run_in_threadpool(_record, runtime, org_id, events, key)
     except InvalidInput as exc:
         if single and exc.field:
             exc.field = exc.field.removeprefix("events[0].")
         raise
+    return _recorded(result)
+
+
+async def events_on_loop(
+    runtime: Runtime, client: redis.asyncio.Redis, org_id: int, key: str, body: bytes
+) -> Response | None:
+    """`post_events`' answer when the key's organization is known and the batch is recorded
+    on the event loop; None, with nothing applied, otherwise (an invalid body raises)."""
+    parsed = parse_events(body)
+    batch = [parsed] if isinstance(parsed, EventIn) else parsed.events
+    now = runtime.clock.now()
+    result = await recorded_on_loop(runtime, client, org_id, to_domain(batch, now), now, key)
+    return None if result is None else _recorded(result)
+
+
+def _recorded(result: RecordResult) -> Response:
     EVENTS_RECORDED.labels("accepted").inc(result.accepted)
     EVENTS_RECORDED.labels("duplicate").inc(result.duplicates)
     return Response(
@@ -152,8 +170,8 @@ async def post_events(
 
 
 async def recorded_on_loop(
-    request: Request,
     runtime: Runtime,
+    client: redis.asyncio.Redis | None,
     org_id: int,
     events: list[ActivityEvent],
     now: datetime,
@@ -161,7 +179,6 @@ async def recorded_on_loop(
 ) -> RecordResult | None:
     """The events recorded without a thread hop when memory and Redis suffice, else None
     with nothing applied."""
-    client = getattr(request.app.state, "loop_redis", None)
     store = runtime.activity
     if (
         client is None

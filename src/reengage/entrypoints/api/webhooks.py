@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
+import redis.asyncio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from reengage.adapters.channels import standard_webhooks
 from reengage.adapters.channels.telegram import answer_callback_query
@@ -83,14 +83,27 @@ def _cached(
     return found if ok(found) else None
 
 
-async def _still_current(request: Request, found: _Found) -> bool:
+async def _still_current(client: redis.asyncio.Redis, found: _Found) -> bool:
     """Whether the credentials `found` was checked with are still the organization's (one
     read on the event loop), for what no record script checks (statuses alone)."""
-    client = getattr(request.app.state, "loop_redis", None)
-    if client is None or found.stamp is None:
+    if found.stamp is None:
         return False
     value = await client.get(found.stamp.key)
     return str(value or "") == found.stamp.value
+
+
+async def _recorded(
+    runtime: Runtime,
+    client: redis.asyncio.Redis,
+    found: _Found,
+    events: list[ActivityEvent],
+    now: datetime,
+) -> bool:
+    """Whether a request of a cached bot is recorded on the event loop: its events, or, when
+    it has none (statuses alone), the check that its credentials are still current."""
+    if not events:
+        return await _still_current(client, found)
+    return await recorded_on_loop(runtime, client, found.bot.org_id, events, now) is not None
 
 
 def _read_or_none(read: Callable[[], R]) -> R | None:
@@ -134,7 +147,7 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-# Read on the event loop: known bots' updates are recorded there, the rest in the thread pool.
+# Read on the event loop; the sync routes then run in the thread pool.
 RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
@@ -151,36 +164,46 @@ def _recheck(
     return recheck
 
 
+def _secret_holds(secret: str | None) -> Callable[[_Found], bool]:
+    """Whether a Telegram request's secret token is the bot's."""
+    return lambda found: same_secret(secret, found.credentials.get("webhook_secret"))
+
+
+def _signed(body: bytes, signature: str | None) -> Callable[[_Found], bool]:
+    """Whether a WhatsApp request's `X-Hub-Signature-256` holds with the bot's app secret."""
+    return lambda found: whatsapp_signature_ok(
+        str(found.credentials.get("app_secret", "")), body, signature
+    )
+
+
 # --- Telegram -------------------------------------------------------------------------------
 
 
+async def telegram_on_loop(
+    runtime: Runtime, client: redis.asyncio.Redis, bot_id: int, body: bytes, secret: str | None
+) -> Response | None:
+    """The answer to a Telegram update of a cached bot whose secret holds, recorded on the
+    event loop; None, with nothing applied, for what `telegram_webhook` must check."""
+    found = _cached(runtime, bot_id, ChannelKind.TELEGRAM, _secret_holds(secret))
+    if found is None:
+        return None
+    now = runtime.clock.now()
+    update = _read_or_none(lambda: read_telegram_update(bot_id, json_object(body), now))
+    if update is None or update.membership is not None:
+        return None
+    if not await _recorded(runtime, client, found, update.events, now):
+        return None
+    return _ok(runtime, found, update.callback_query_id)
+
+
 @webhooks_router.post("/telegram/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def telegram_webhook(bot_id: Id, request: Request) -> Response:
+def telegram_webhook(bot_id: Id, request: Request, body: RawBody, runtime: RuntimeDep) -> Response:
     """Telegram `setWebhook` target; checks `X-Telegram-Bot-Api-Secret-Token`.
 
-    Answers at once; a button press is acknowledged to Telegram after the response."""
-    runtime: Runtime = request.app.state.runtime
-    body = await request.body()
-    secret = request.headers.get("x-telegram-bot-api-secret-token")
-
-    def ok(found: _Found) -> bool:
-        return same_secret(secret, found.credentials.get("webhook_secret"))
-
-    now = runtime.clock.now()
-    found = _cached(runtime, bot_id, ChannelKind.TELEGRAM, ok)
-    if found is not None:
-        update = _read_or_none(lambda: read_telegram_update(bot_id, json_object(body), now))
-        if (
-            update is not None
-            and update.membership is None
-            and (
-                await _still_current(request, found)
-                if not update.events
-                else await recorded_on_loop(request, runtime, found.bot.org_id, update.events, now)
-            )
-        ):
-            return _ok(runtime, found, update.callback_query_id)
-    return await run_in_threadpool(_telegram, runtime, bot_id, body, ok, now)
+    Answers at once; a button press is acknowledged to Telegram after the response. (A cached
+    bot's update is usually answered before the routing, by `telegram_on_loop`.)"""
+    ok = _secret_holds(request.headers.get("x-telegram-bot-api-secret-token"))
+    return _telegram(runtime, bot_id, body, ok, runtime.clock.now())
 
 
 def _telegram(
@@ -233,32 +256,33 @@ def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainT
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
-@webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
-async def whatsapp_webhook(bot_id: Id, request: Request) -> Response:
-    """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body."""
-    runtime: Runtime = request.app.state.runtime
-    body = await request.body()
-    signature = request.headers.get("x-hub-signature-256")
-
-    def ok(found: _Found) -> bool:
-        app_secret = str(found.credentials.get("app_secret", ""))
-        return whatsapp_signature_ok(app_secret, body, signature)
-
+async def whatsapp_on_loop(
+    runtime: Runtime, client: redis.asyncio.Redis, bot_id: int, body: bytes, signature: str | None
+) -> Response | None:
+    """The answer to a WhatsApp notification of a cached bot whose signature holds, recorded
+    on the event loop; None, with nothing applied, for what `whatsapp_webhook` must check."""
+    found = _cached(runtime, bot_id, ChannelKind.WHATSAPP, _signed(body, signature))
+    if found is None:
+        return None
     now = runtime.clock.now()
-    found = _cached(runtime, bot_id, ChannelKind.WHATSAPP, ok)
-    if found is not None:
-        read = _read_or_none(lambda: read_whatsapp_notification(bot_id, json_object(body), now))
-        if read is not None:
-            events, statuses = read
-            if (
-                await _still_current(request, found)
-                if not events
-                else await recorded_on_loop(request, runtime, found.bot.org_id, events, now)
-            ):
-                if statuses:
-                    await runtime.statuses_on_loop(Statuses(bot_id, statuses, now))
-                return Response(status_code=200)
-    return await run_in_threadpool(_whatsapp, runtime, bot_id, body, ok, now)
+    read = _read_or_none(lambda: read_whatsapp_notification(bot_id, json_object(body), now))
+    if read is None:
+        return None
+    events, statuses = read
+    if not await _recorded(runtime, client, found, events, now):
+        return None
+    if statuses:
+        await runtime.statuses_on_loop(Statuses(bot_id, statuses, now))
+    return Response(status_code=200)
+
+
+@webhooks_router.post("/whatsapp/{bot_id}", responses={400: {}, 401: {}, 404: {}})
+def whatsapp_webhook(bot_id: Id, request: Request, body: RawBody, runtime: RuntimeDep) -> Response:
+    """WhatsApp Cloud API notifications; `X-Hub-Signature-256` is checked over the raw body.
+    (A cached bot's notification is usually answered before the routing, by
+    `whatsapp_on_loop`.)"""
+    ok = _signed(body, request.headers.get("x-hub-signature-256"))
+    return _whatsapp(runtime, bot_id, body, ok, runtime.clock.now())
 
 
 def _whatsapp(
