@@ -30,6 +30,7 @@ from reengage.adapters.db.models import (
     MediaAsset,
     MediaUpload,
 )
+from reengage.adapters.db.sets import among
 from reengage.delivery.auto_delete import delete_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.delivery.outcome import (
@@ -304,7 +305,10 @@ def _locked(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
     """The delivery rows, locked in id order (two batches never wait on each other
     crosswise)."""
     rows = session.scalars(
-        select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id).with_for_update()
+        select(Delivery)
+        .where(among(session, Delivery.id, ids))
+        .order_by(Delivery.id)
+        .with_for_update()
     )
     return {row.id: row for row in rows}
 

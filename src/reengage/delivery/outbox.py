@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery
-from reengage.adapters.db.session import insert_for
+from reengage.adapters.db.sets import insert_many
 from reengage.domain.outbound import OutboundMessage, message_from_json, message_to_json
 from reengage.domain.timer import Payload, Purpose, Timer, timer_key
 from reengage.services.errors import InvalidInput, NotFound
@@ -80,13 +81,9 @@ def enqueue_many(session: Session, requests: list[DeliveryRequest], now: datetim
         return []
     rows = [_row(request, now) for request in requests]
     with session.no_autoflush:  # the rows refer to rows that exist; pending work stays batched
-        table = Delivery.__table__  # Core: rows written here are not loaded as objects
-        made = session.execute(
-            insert_for(session, table)
-            .on_conflict_do_nothing()
-            .returning(table.c.org_id, table.c.dedup_key, table.c.id),
-            rows,
-        ).tuples()
+        table: Any = Delivery.__table__  # Core: rows written here are not loaded as objects
+        returning = (table.c.org_id, table.c.dedup_key, table.c.id)
+        made = insert_many(session, table, rows, returning=returning).tuples()
         ids = {(org, key): delivery_id for org, key, delivery_id in made}
     earlier = {(r.org_id, r.dedup_key) for r in requests} - set(ids)
     if earlier:  # made before, under the same keys

@@ -24,6 +24,7 @@ from reengage.adapters.db.models import (
     MediaUpload,
     Organization,
 )
+from reengage.adapters.db.sets import among
 from reengage.delivery.outbox import delivery_timer
 from reengage.domain import delivery as dl
 from reengage.domain import voice as vc
@@ -176,7 +177,7 @@ def latest_seqs(
     if cold:
         found = session.execute(
             select(Conversation.contact_id, func.max(Conversation.activity_seq))
-            .where(Conversation.contact_id.in_(cold))
+            .where(among(session, Conversation.contact_id, cold))
             .group_by(Conversation.contact_id)
         ).tuples()
         seqs.update({contact_id: seq for contact_id, seq in found})
@@ -276,18 +277,21 @@ def load_for_claim(session: Session, rows: list[Delivery]) -> list[object]:
     held: list[object] = []
     if proactive:
         held += session.scalars(
-            select(Contact).where(Contact.id.in_(proactive)).order_by(Contact.id).with_for_update()
+            select(Contact)
+            .where(among(session, Contact.id, proactive))
+            .order_by(Contact.id)
+            .with_for_update()
         ).all()
     if plain:
-        held += session.scalars(select(Contact).where(Contact.id.in_(plain))).all()
+        held += session.scalars(select(Contact).where(among(session, Contact.id, plain))).all()
     conversations = {r.conversation_id for r in rows if r.conversation_id is not None}
     if conversations:
         held += session.scalars(
-            select(Conversation).where(Conversation.id.in_(conversations))
+            select(Conversation).where(among(session, Conversation.id, conversations))
         ).all()
     episodes = {r.episode_id for r in rows if r.episode_id is not None}
     if episodes:
-        held += session.scalars(select(Episode).where(Episode.id.in_(episodes))).all()
+        held += session.scalars(select(Episode).where(among(session, Episode.id, episodes))).all()
     # Every row's bot: its channel labels the metrics; a proactive one's voice is decided.
     bots = session.scalars(select(Bot).where(Bot.id.in_({r.bot_id for r in rows}))).all()
     held += bots

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Conversation, ConversationEvent
 from reengage.adapters.db.session import insert_for
+from reengage.adapters.db.sets import insert_many
 
 # Written with Core statements on the table: an event row is written once, never loaded.
-_TABLE = ConversationEvent.__table__
+_TABLE: Any = ConversationEvent.__table__
 
 
 def append_event(
@@ -65,10 +66,9 @@ def append_events(session: Session, events: list[NewEvent]) -> list[int]:
     conversations whose event was appended."""
     if not events:
         return []
-    appended = session.execute(
-        insert_for(session, _TABLE)
-        .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
-        .returning(_TABLE.c.conversation_id),
+    appended = insert_many(
+        session,
+        _TABLE,
         [
             {
                 "org_id": e.conversation.org_id,
@@ -81,5 +81,7 @@ def append_events(session: Session, events: list[NewEvent]) -> list[int]:
             }
             for e in events
         ],
+        conflict=["conversation_id", "dedup_key"],
+        returning=[_TABLE.c.conversation_id],
     )
     return list(appended.scalars())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select, update
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage import metrics
 from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
+from reengage.adapters.db.sets import among
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
 from reengage.delivery.outcome import latest_seqs
@@ -91,31 +92,31 @@ def start_episode(
     first = campaign.next_step()
     assert first is not None  # decide_start refuses a campaign that sends nothing
     due = rec.step_due(campaign, first, decision.started_at, contact.time_zone)
-    episode = Episode(
-        org_id=conv.org_id,
-        campaign_id=row.id,
-        version=row.version,
-        bot_id=conv.bot_id,
-        contact_id=contact.id,
-        conversation_id=conv.id,
-        seq=conv.activity_seq,
-        holdout=decision.holdout,
-        status="running",
-        next_step=first,
-        next_due_at=due,
-        started_at=decision.started_at,
-    )
-    session.add(episode)  # inserted with the batch's others, by `SilencesSeen.write`
-    seen.latest[contact.id] = (episode.seq, episode.started_at)
-    seen.started.append(Started(episode, conv, follow))
+    episode = {
+        "org_id": conv.org_id,
+        "campaign_id": row.id,
+        "version": row.version,
+        "bot_id": conv.bot_id,
+        "contact_id": contact.id,
+        "conversation_id": conv.id,
+        "seq": conv.activity_seq,
+        "holdout": decision.holdout,
+        "status": "running",
+        "next_step": first,
+        "next_due_at": due,
+        "started_at": decision.started_at,
+    }
+    seen.latest[contact.id] = (conv.activity_seq, decision.started_at)
+    seen.started.append(Started(episode, conv, follow))  # inserted by `SilencesSeen.write`
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    """An episode a silence started: its first step's timer and its event follow its insert."""
+    """An episode a silence started (its row, to insert with the batch's others): its first
+    step's timer and its event follow its insert."""
 
-    episode: Episode
+    row: dict[str, Any]
     conv: Conversation
     follow: FollowUps
 
@@ -149,7 +150,7 @@ class StepHandler:
                 e.id: e
                 for e in session.scalars(
                     select(Episode)
-                    .where(Episode.id.in_(ids))
+                    .where(among(session, Episode.id, ids))
                     .order_by(Episode.id)
                     .with_for_update()
                 )
@@ -251,10 +252,10 @@ class StepsSeen:
     def load(cls, session: Session, activity: ActivityStore, episodes: list[Episode]) -> StepsSeen:
         running = [e for e in episodes if e.status == "running"]
         contacts = session.scalars(  # unscoped: the contacts of episodes a timer names
-            select(Contact).where(Contact.id.in_({e.contact_id for e in running}))
+            select(Contact).where(among(session, Contact.id, {e.contact_id for e in running}))
         ).all()
         campaigns = session.scalars(  # unscoped: the campaigns of episodes a timer names
-            select(Campaign).where(Campaign.id.in_({e.campaign_id for e in running}))
+            select(Campaign).where(among(session, Campaign.id, {e.campaign_id for e in running}))
         ).all()
         return cls(latest_seqs(session, activity, contacts), [*contacts, *campaigns])
 
@@ -353,7 +354,7 @@ class StepSends:
         if held_out:
             session.execute(  # unscoped: rows this batch just wrote
                 update(Delivery)
-                .where(Delivery.id.in_(held_out), Delivery.status == "scheduled")
+                .where(among(session, Delivery.id, held_out), Delivery.status == "scheduled")
                 .values(status="skipped", reason="holdout", finished_at=now)
             )
         self.planned.clear()

@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import BigInteger, String, func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage import metrics
 from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Episode
+from reengage.adapters.db.sets import Rows, among, insert_many, on_postgres
 from reengage.domain import inactivity
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ConversationStatus
@@ -62,13 +64,22 @@ def latest_conversations(
     order, so that two batches never wait on each other crosswise)."""
     if not subjects:
         return {}
-    rows = session.execute(
+    stmt = (
         select(Conversation, Contact)
         .join(Contact, Contact.id == Conversation.contact_id)
-        .where(tuple_(Contact.bot_id, Contact.external_id).in_(list(subjects)))
         .order_by(Conversation.id)
         .with_for_update(of=Conversation)
-    ).tuples()
+    )
+    if on_postgres(session):  # one statement text whatever the batch
+        keys = Rows(session, bot_id=BigInteger(), external_id=String())
+        stmt = stmt.where(
+            Contact.bot_id == keys["bot_id"], Contact.external_id == keys["external_id"]
+        )
+        values = [{"bot_id": b, "external_id": u} for b, u in subjects]
+        rows = keys.execute(stmt, values).tuples()
+    else:
+        stmt = stmt.where(tuple_(Contact.bot_id, Contact.external_id).in_(list(subjects)))
+        rows = session.execute(stmt).tuples()
     latest: dict[tuple[int, str], tuple[Conversation, Contact]] = {}
     for conv, contact in rows:  # ascending ids: the newest comes last
         latest[contact.bot_id, contact.external_id] = (conv, contact)
@@ -94,7 +105,7 @@ class SilencesSeen:
         contacts = {contact.id for _, contact in found}
         newest = (
             select(func.max(Episode.id))
-            .where(Episode.contact_id.in_(contacts))
+            .where(among(session, Episode.contact_id, contacts))
             .group_by(Episode.contact_id)
         )
         latest = session.execute(  # unscoped: the contacts of conversations a timer names
@@ -109,20 +120,24 @@ class SilencesSeen:
         """Insert the episodes this batch started (one statement) and give each its first
         step's timer and its `recovery_episode_started` event (one statement)."""
         session.flush()
+        if not self.started:
+            return
+        table: Any = Episode.__table__
+        made = insert_many(
+            session,
+            table,
+            [s.row for s in self.started],
+            returning=[table.c.contact_id, table.c.seq, table.c.id],
+        ).tuples()
+        ids = {(contact, seq): episode for contact, seq, episode in made}
+        events = []
         for s in self.started:
-            assert s.episode.next_due_at is not None
-            s.follow.timers.append(step_timer(s.episode.id, s.episode.next_due_at))
-            log.info("recovery.episode.started", episode_id=s.episode.id, holdout=s.episode.holdout)
-        events = [
-            NewEvent(
-                s.conv,
-                "recovery_episode_started",
-                f"recovery:{s.episode.id}",
-                now,
-                detail={"episode": s.episode.id},
-            )
-            for s in self.started
-        ]
+            episode = ids[s.row["contact_id"], s.row["seq"]]
+            s.follow.timers.append(step_timer(episode, s.row["next_due_at"]))
+            log.info("recovery.episode.started", episode_id=episode, holdout=s.row["holdout"])
+            key = f"recovery:{episode}"
+            detail = {"episode": episode}
+            events.append(NewEvent(s.conv, "recovery_episode_started", key, now, detail=detail))
         append_events(session, events)
         metrics.EPISODES_STARTED.inc(len(self.started))
         self.started.clear()

@@ -7,17 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import InboundMessage
-from reengage.adapters.db.session import insert_for
-from reengage.adapters.db.sets import Rows, on_postgres
+from reengage.adapters.db.sets import insert_many
 from reengage.domain.activity import ActivityEvent, EventType, subject_key
 from reengage.domain.timer import Purpose, Timer, timer_key
-
-_CHUNK = 500
 
 
 def inbound_timer(bot_id: int, user_id: str, due_at: datetime) -> Timer:
@@ -63,25 +58,10 @@ _FIXED = {"status": "pending", "effects": []}
 
 
 def insert_rows(session: Session, groups: Sequence[list[dict[str, Any]]]) -> None:
-    """Insert groups of rows (each from `inbound_rows`) together, once per event id: one
-    statement for the whole batch on PostgreSQL."""
-    rows = [row for group in groups for row in group]
-    if not rows:
-        return
-    if on_postgres(session):
-        varying = list(rows[0])
-        values = Rows(session, **{name: _TABLE.c[name].type for name in varying})
-        source = select(
-            *(values[name] for name in varying),
-            *(literal(v, _TABLE.c[k].type) for k, v in _FIXED.items()),
-        )
-        stmt = postgresql.insert(_TABLE).from_select([*varying, *_FIXED], source)
-        values.execute(stmt.on_conflict_do_nothing(), rows)
-        return
-    connection = session.connection()  # Core: no unit of work for rows written once
-    for start in range(0, len(rows), _CHUNK):
-        stmt = insert_for(session, _TABLE).on_conflict_do_nothing()
-        connection.execute(stmt, [{**row, **_FIXED} for row in rows[start : start + _CHUNK]])
+    """Insert groups of rows (each from `inbound_rows`) together, once per event id."""
+    rows = [{**row, **_FIXED} for group in groups for row in group]
+    if rows:
+        insert_many(session, _TABLE, rows)
 
 
 def inbound_timers(events: Sequence[ActivityEvent], now: datetime) -> list[Timer]:

@@ -13,13 +13,26 @@ chunks of `IN` terms.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Executable, Result, Text, any_, bindparam, cast, column, func
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Result,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.type_api import TypeEngine
 
 T = TypeVar("T")
@@ -37,11 +50,14 @@ def chunks(session: Session, values: Sequence[T]) -> Iterator[Sequence[T]]:
         yield values[start : start + size]
 
 
-def among(session: Session, col: ColumnElement[T], values: Sequence[T]) -> ColumnElement[bool]:
-    """`col IN values`; on PostgreSQL `col = ANY(:array)`, a single parameter."""
+def among(
+    session: Session, col: ColumnElement[T] | InstrumentedAttribute[T], values: Iterable[T]
+) -> ColumnElement[bool]:
+    """`col IN values`; on PostgreSQL `col = ANY(:array)`, a single parameter (one statement
+    text whatever the number of values, so its parse and plan are cached)."""
     if on_postgres(session):
         return col == any_(bindparam(None, list(values), type_=ARRAY(col.type)))
-    return col.in_(values)
+    return col.in_(list(values))
 
 
 class Rows:
@@ -74,3 +90,29 @@ class Rows:
         else:
             params = [{f"r_{n}": r[n] for n in self._names} for r in rows]
         return self._session.execute(stmt, params)
+
+
+def insert_many(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str] | None = None,
+    returning: Sequence[ColumnElement[Any]] = (),
+) -> Result[Any]:
+    """INSERT `rows` (all with the same keys), skipping those that conflict (on the unique
+    index of the `conflict` columns, or any); the `returning` columns of those inserted.
+
+    On PostgreSQL one statement of fixed text reads the rows from one JSON document, so its
+    parse and plan are cached however many rows it carries (a multi-row VALUES list is new
+    text each time, which psycopg then splits in Python and the server plans again)."""
+    if on_postgres(session):
+        names = list(rows[0])
+        values = Rows(session, **{name: table.c[name].type for name in names})
+        stmt: Any = postgresql.insert(table).from_select(
+            names, select(*(values[name] for name in names))
+        )
+        stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+        return values.execute(stmt.returning(*returning) if returning else stmt, rows)
+    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    return session.execute(stmt.returning(*returning) if returning else stmt, list(rows))
