@@ -96,6 +96,7 @@ class Topology:
         self.env = {**inherited, **{f"REENGAGE_{k.upper()}": v for k, v in settings.items()}}
         self.env["PATH"] = f"{bin_dir}{os.pathsep}/usr/bin:/bin"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.closing: list[httpx.Client] = []
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -126,6 +127,8 @@ class Topology:
         return (self.cwd / f"{name}.log").read_text(errors="replace")
 
     def stop(self) -> None:
+        for client in self.closing:
+            client.close()
         for proc in self.procs.values():
             if proc.poll() is None:  # the command itself: it stops its own children
                 proc.send_signal(signal.SIGTERM)
@@ -195,6 +198,7 @@ def test_the_installed_wheel_runs_the_production_topology(
             wait_until(lambda: topology.alive() or _up(f"{url}/healthz"), timeout=60)
 
             api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"})
+            topology.closing.append(api)
             bot = api.post(
                 "/v1/bots",
                 json={"name": "Loja", "channel": "telegram", "credentials": {"token": TOKEN}},
