@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,22 +49,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not _uv_available():  # scripts/install installs it; `bash scripts/test` always has it
         pytest.fail("uv is not installed: run `bash scripts/install`")
     work = tmp_path_factory.mktemp("wheel")
-    run = {"check": True, "capture_output": True, "cwd": work}
-    subprocess.run([*UV, "build", "--wheel", "--out-dir", str(work / "dist"), str(ROOT)], **run)  # type: ignore[call-overload]
+
+    def uv(*args: str) -> None:
+        subprocess.run([*UV, *args], check=True, capture_output=True, cwd=work)
+
+    uv("build", "--wheel", "--out-dir", str(work / "dist"), str(ROOT))
     [wheel] = (work / "dist").glob("reengage-*.whl")
     requirements = work / "requirements.txt"
-    subprocess.run(  # type: ignore[call-overload]
-        [*UV, "export", "--project", str(ROOT), "--frozen", "--no-dev", "--no-hashes"]
-        + ["--no-emit-project", "--quiet", "-o", str(requirements)],
-        **run,
-    )
+    uv("export", "--project", str(ROOT), "--frozen", "--no-dev", "--no-hashes",
+       "--no-emit-project", "--quiet", "-o", str(requirements))  # fmt: skip
     venv = work / "venv"
-    subprocess.run([*UV, "venv", "--quiet", "--python", "python3", str(venv)], **run)  # type: ignore[call-overload]
-    subprocess.run(  # type: ignore[call-overload]
-        [*UV, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-        + ["-r", str(requirements), str(wheel)],
-        **run,
-    )
+    uv("venv", "--quiet", "--python", "python3", str(venv))
+    python = str(venv / "bin" / "python")
+    uv("pip", "install", "--quiet", "--python", python, "-r", str(requirements), str(wheel))
     return venv / "bin"
 
 
@@ -182,7 +178,8 @@ def test_the_installed_wheel_runs_the_production_topology(
                 text=True,
                 check=True,
             ).stdout
-            assert str(installed.parent) in located and str(ROOT) not in located
+            assert str(installed.parent) in located
+            assert str(ROOT) not in located
 
             migrated = topology.run("migrate")
             assert migrated.returncode == 0, migrated.stderr

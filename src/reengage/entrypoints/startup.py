@@ -37,15 +37,20 @@ def check_secret_key(settings: Settings) -> None:
     bot buttons signed) must not be the shipped default nor short."""
     if make_url(settings.database_url).get_backend_name() == "sqlite":
         return
-    key = settings.secret_key.get_secret_value()
-    if key == DEFAULT_SECRET_KEY or len(key) < MIN_SECRET_KEY:
+    keys = settings.secret_keys()
+    for position, key in enumerate(keys, 1):
+        if key != DEFAULT_SECRET_KEY and len(key) >= MIN_SECRET_KEY:
+            continue
         why = (
             "the default"
             if key == DEFAULT_SECRET_KEY
             else f"shorter than {MIN_SECRET_KEY} characters"
         )
+        which = (
+            "REENGAGE_SECRET_KEY" if len(keys) == 1 else f"key {position} of REENGAGE_SECRET_KEY"
+        )
         raise StartupError(
-            f"REENGAGE_SECRET_KEY is {why}: it encrypts bot tokens and signs the "
+            f"{which} is {why}: it encrypts bot tokens and signs the "
             f"manager bot's buttons; set a long random one, e.g. from `{MAKE_A_KEY}`"
         )
 
