@@ -308,13 +308,20 @@ def bots_set_webhook(org_id: int, bot_id: int) -> None:
     typer.echo(f"webhook set: {url}")
 
 
+def _bad(message: str, option: str | None = None) -> Exception:
+    """A refused command-line value: one line (`main`), naming the option."""
+    from reengage.services.errors import InvalidInput
+
+    return InvalidInput(f"{option}: {message}" if option else message, option)
+
+
 def _secret(value: str | None) -> str | None:
     """A secret option's value; `-` reads it from stdin (kept out of the process list and the
     shell's history)."""
     if value == "-":
         value = sys.stdin.readline().strip()
         if not value:
-            raise typer.BadParameter("nothing read from stdin")
+            raise _bad("nothing read from stdin")
     return value
 
 
@@ -324,7 +331,7 @@ def _threshold(value: str | None) -> timedelta | None:
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--threshold") from exc
+        raise _bad(str(exc), "--threshold") from exc
 
 
 def _credentials(pairs: list[str]) -> dict[str, str]:
@@ -332,9 +339,7 @@ def _credentials(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise typer.BadParameter(
-                f"expected NAME=VALUE, got {name!r}", param_hint="--credential"
-            )
+            raise _bad(f"expected NAME=VALUE, got {name!r}", "--credential")
         out[name] = value
     return out
 
@@ -369,14 +374,12 @@ def bots_create(
     token = _secret(token)
     if token is not None:
         if channel not in TOKEN_FIELD:
-            raise typer.BadParameter(f"{channel.value} bots take no token", param_hint="--token")
+            raise _bad(f"{channel.value} bots take no token", "--token")
         credentials[TOKEN_FIELD[channel]] = token
     missing = missing_credentials(channel, credentials)
     if missing:
         hint = "--token" if missing[0] == TOKEN_FIELD.get(channel) else "--credential"
-        raise typer.BadParameter(
-            f"{channel.value} bots need credentials.{missing[0]}", param_hint=hint
-        )
+        raise _bad(f"{channel.value} bots need credentials.{missing[0]}", hint)
     with _runtime() as runtime:
         bot = create_bot(
             runtime.sessions,
@@ -420,9 +423,9 @@ def bots_update(
     from reengage.services.tenancy import UNSET, update_bot
 
     if name is None and threshold is None:
-        raise typer.BadParameter("give --name or --threshold")
+        raise _bad("give --name or --threshold")
     if name is not None and not name.strip():
-        raise typer.BadParameter("the name is empty", param_hint="--name")
+        raise _bad("the name is empty", "--name")
     with _runtime() as runtime:
         bot = update_bot(
             runtime.sessions,
