@@ -220,6 +220,22 @@ def worker(
 
 
 @app.command()
+def doctor() -> None:
+    """Check the configuration, the database and its schema, Redis, the broker and every
+    bot's credentials with its platform; one line per check, exit code 1 if one fails."""
+    from reengage.entrypoints.doctor import FAIL, run
+
+    configure_logging(level=logging.WARNING)
+    failed = 0
+    for check in run():
+        typer.echo(check.line())
+        failed += check.status == FAIL
+    if failed:
+        typer.echo(f"{failed} check(s) failed", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     speed: Annotated[float, typer.Option(help="Time acceleration (60 = a minute per second)")] = 60,
     port: Annotated[int, typer.Option(help="TCP port of the API")] = 8000,
