@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr = Field(
         default=SecretStr(DEFAULT_SECRET_KEY),
-        description="Encrypts bot credentials at rest and signs callbacks.",
+        description="Encrypts bot credentials at rest and signs callbacks. Several keys, "
+        "newest first and comma-separated, while rotating: the newest encrypts and signs, "
+        "every one decrypts and verifies (`reengage keys rotate`).",
     )
     default_language: Language = "pt-BR"
     timer_lease: Duration = Field(
@@ -113,6 +115,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    def secret_keys(self) -> list[str]:
+        """The secret keys, newest first."""
+        keys = [k.strip() for k in self.secret_key.get_secret_value().split(",")]
+        return [k for k in keys if k] or [DEFAULT_SECRET_KEY]
 
     @cached_property
     def embedded(self) -> bool:

@@ -92,7 +92,7 @@ class Runtime:
             pacer = InMemoryPacer(clock.real_time)
         else:
             pacer = RedisPacer(client, clock.real_time if isinstance(clock, ManualClock) else None)
-        credentials = Credentials(settings.secret_key.get_secret_value())
+        credentials = Credentials(settings.secret_keys())
         stamps = None
         if isinstance(activity, RedisActivityStore) and client is not None:
             # Bots and keys are cached only where a change can be seen at once (Redis).

@@ -86,6 +86,8 @@ BODIES: dict[str, Any] = {
     "PUT /v1/voice": {"min_gap": "1h"},
     "PUT /v1/bots/{bot_id}/voice": {"min_gap": "1h"},
     "PUT /v1/bots/{bot_id}/credentials": {"credentials": {"token": "1:x"}},
+    "PUT /v1/bots/{bot_id}/token": {"token": "1:x"},
+    "PATCH /v1/bots/{bot_id}": {"name": "b"},
     "POST /v1/simulator/{bot_id}/messages": {"chat_id": "42", "text": "oi"},
     "POST /v1/media": None,  # multipart: the file is left out (422)
 }

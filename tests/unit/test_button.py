@@ -78,3 +78,17 @@ def test_a_non_canonical_spelling_is_refused() -> None:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     twin = alphabet[alphabet.index(last) ^ 1]
     assert btn.verify(KEY, f"{prefix}:{token[:-1]}{twin}", ADMIN, NOW) == btn.Refused("malformed")
+
+
+OLD = b"o" * 32
+
+
+def test_a_button_signed_with_the_previous_key_works_for_its_15_minutes() -> None:
+    """While the secret key rotates (REENGAGE_SECRET_KEY=new,old) a button the manager bot
+    showed before the change still works, until it expires; a third key's does not."""
+    before = btn.sign(OLD, "recovery", ADMIN, BIG, NOW + btn.TTL)
+    assert btn.verify([KEY, OLD], before, ADMIN, NOW) == ("recovery", BIG)
+    assert btn.verify([KEY, OLD], before, ADMIN, NOW + btn.TTL) == btn.Refused("expired")
+    assert btn.verify([KEY], before, ADMIN, NOW) == btn.Refused("bad_signature")
+    stranger = btn.sign(b"s" * 32, "recovery", ADMIN, BIG, NOW + btn.TTL)
+    assert btn.verify([KEY, OLD], stranger, ADMIN, NOW) == btn.Refused("bad_signature")

@@ -112,8 +112,9 @@ def test_every_alert_rule_is_complete() -> None:
     } <= set(names)
 
 
-def test_the_alerts_watch_the_jobs_the_scrape_example_defines() -> None:
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+@pytest.mark.parametrize("scrape", ["prometheus.yml", "compose.yml"])
+def test_the_alerts_watch_the_jobs_the_scrape_example_defines(scrape: str) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / scrape).read_text())
     jobs = {scrape["job_name"] for scrape in config["scrape_configs"]}
     watched = {job for r in rules() for job in re.findall(r'job="([^"]+)"', r["expr"])}
     assert watched <= jobs

@@ -1,4 +1,8 @@
-"""Secrets at rest: bot credentials encrypted with a key derived from the secret key."""
+"""Secrets at rest: bot credentials encrypted with a key derived from the secret key.
+
+Several secret keys may be given, newest first (`REENGAGE_SECRET_KEY=new,old`): the newest
+encrypts, any of them decrypts (Fernet's MultiFernet), and `rotate` re-encrypts a stored value
+with the newest, so that the old key can then be dropped."""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import json
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -23,8 +28,12 @@ class Credentials:
     the stored ciphertext, so a changed token (any new encryption) is decrypted afresh, in
     every process, the first time it is read."""
 
-    def __init__(self, secret_key: str, size: int = 10_000) -> None:
-        self._fernet = _fernet(secret_key)
+    def __init__(self, secret_keys: str | Sequence[str], size: int = 10_000) -> None:
+        keys = [secret_keys] if isinstance(secret_keys, str) else list(secret_keys)
+        if not keys:
+            raise ValueError("at least one secret key is needed")
+        self._newest = _fernet(keys[0])
+        self._fernet = MultiFernet([_fernet(k) for k in keys])
         self._size = size
         self._kept: OrderedDict[int, tuple[bytes, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -32,6 +41,20 @@ class Credentials:
 
     def encrypt(self, value: dict[str, Any]) -> bytes:
         return self._fernet.encrypt(json.dumps(value, sort_keys=True).encode())
+
+    def rotate(self, blob: bytes) -> bytes | None:
+        """`blob` encrypted with the newest key, or None when it already is."""
+        blob = bytes(blob)
+        try:
+            self._newest.decrypt(blob)
+        except InvalidToken:
+            pass
+        else:
+            return None
+        try:
+            return self._fernet.rotate(blob)
+        except InvalidToken as exc:
+            raise ValueError("credentials cannot be decrypted with any secret key") from exc
 
     def of(self, bot_id: int, blob: bytes | None) -> dict[str, Any]:
         """The bot's credentials (a copy: callers may change it freely)."""

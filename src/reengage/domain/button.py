@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -58,9 +59,14 @@ def sign(key: bytes, prefix: str, admin_id: int, button: Button, expires_at: dat
     return f"{prefix}:{_encode(body + _mac(key, prefix, admin_id, body))}"
 
 
-def verify(key: bytes, data: str, admin_id: int, now: datetime) -> tuple[str, Button] | Refused:
+def verify(
+    key: bytes | Sequence[bytes], data: str, admin_id: int, now: datetime
+) -> tuple[str, Button] | Refused:
     """The prefix and button of `data` if this admin may press it now (MAC compared in
-    constant time); otherwise why not."""
+    constant time); otherwise why not. With several keys (newest first, while the secret key
+    rotates) a button signed with any of them is accepted: one signed with the previous key
+    stays usable for the rest of its 15 minutes."""
+    keys = [key] if isinstance(key, bytes) else list(key)
     prefix, _, token = data.partition(":")
     if not prefix or len(token) != len(_encode(bytes(_TOKEN_SIZE))):
         return Refused("malformed")
@@ -71,7 +77,7 @@ def verify(key: bytes, data: str, admin_id: int, now: datetime) -> tuple[str, Bu
     if len(raw) != _TOKEN_SIZE or _encode(raw) != token:  # one spelling per token
         return Refused("malformed")
     body, mac = raw[: _BODY.size], raw[_BODY.size :]
-    if not hmac.compare_digest(mac, _mac(key, prefix, admin_id, body)):
+    if not any(hmac.compare_digest(mac, _mac(k, prefix, admin_id, body)) for k in keys):
         return Refused("bad_signature")
     action, obj, arg, extra, expiry = _BODY.unpack(body)
     if now.timestamp() >= expiry:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +15,7 @@ import typer
 
 from reengage.config import Settings
 from reengage.domain.activity import ChannelKind
+from reengage.domain.duration import parse_duration
 from reengage.entrypoints import startup
 from reengage.entrypoints.logging import configure_logging
 
@@ -26,8 +30,10 @@ app = typer.Typer(
 )
 orgs_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
 bots_app = typer.Typer(help="Bots of an organization.", no_args_is_help=True)
+keys_app = typer.Typer(help="The secret key (REENGAGE_SECRET_KEY).", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(bots_app, name="bots")
+app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:
@@ -77,11 +83,29 @@ def _main(
     """reengage: keeps chatbot conversations from dying silently."""
 
 
+@contextmanager
+def _runtime(settings: Settings | None = None) -> Iterator[Runtime]:
+    """A runtime for one management command, closed after it."""
+    from reengage.runtime import Runtime
+
+    runtime = Runtime.build(settings or _settings())
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
 def main() -> None:
     """The `reengage` command: a known failure to start (configuration, an unreachable
-    database or Redis) is one line on stderr and exit code 2, never a traceback."""
+    database or Redis) is one line on stderr and exit code 2, never a traceback; a refused
+    management command (an unknown bot, a missing credential) one line and exit code 1."""
+    from reengage.services.errors import ServiceError
+
     try:
         app()
+    except ServiceError as exc:
+        print(f"reengage: error: {exc.message}", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:
         message = startup.explain(exc)
         if message is None:
@@ -196,6 +220,22 @@ def worker(
 
 
 @app.command()
+def doctor() -> None:
+    """Check the configuration, the database and its schema, Redis, the broker and every
+    bot's credentials with its platform; one line per check, exit code 1 if one fails."""
+    from reengage.entrypoints.doctor import FAIL, run
+
+    configure_logging(level=logging.WARNING)
+    failed = 0
+    for check in run():
+        typer.echo(check.line())
+        failed += check.status == FAIL
+    if failed:
+        typer.echo(f"{failed} check(s) failed", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     speed: Annotated[float, typer.Option(help="Time acceleration (60 = a minute per second)")] = 60,
     port: Annotated[int, typer.Option(help="TCP port of the API")] = 8000,
@@ -284,27 +324,206 @@ def bots_set_webhook(org_id: int, bot_id: int) -> None:
     typer.echo(f"webhook set: {url}")
 
 
+def _bad(message: str, option: str | None = None) -> Exception:
+    """A refused command-line value: one line (`main`), naming the option."""
+    from reengage.services.errors import InvalidInput
+
+    return InvalidInput(f"{option}: {message}" if option else message, option)
+
+
+def _secret(value: str | None) -> str | None:
+    """A secret option's value; `-` reads it from stdin (kept out of the process list and the
+    shell's history)."""
+    if value == "-":
+        value = sys.stdin.readline().strip()
+        if not value:
+            raise _bad("nothing read from stdin")
+    return value
+
+
+def _threshold(value: str | None) -> timedelta | None:
+    if value is None or value == "default":
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise _bad(str(exc), "--threshold") from exc
+
+
+def _credentials(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise _bad(f"expected NAME=VALUE, got {name!r}", "--credential")
+        out[name] = value
+    return out
+
+
+Token = Annotated[
+    str | None,
+    typer.Option(help="The bot's token (Telegram) or access token (WhatsApp); - reads stdin"),
+]
+Threshold = Annotated[
+    str | None,
+    typer.Option(help="Silence before a conversation counts as inactive: 600, 10m, 0 = off"),
+]
+
+
 @bots_app.command("create")
 def bots_create(
     org_id: int,
     name: str,
     channel: Annotated[ChannelKind, typer.Option()] = ChannelKind.SIMULATOR,
+    token: Token = None,
+    credential: Annotated[
+        list[str] | None,
+        typer.Option(help="Another credential, NAME=VALUE (repeatable): phone_number_id=..."),
+    ] = None,
+    threshold: Threshold = None,
 ) -> None:
-    """Register a bot for an organization."""
-    from reengage.runtime import Runtime
-    from reengage.services.tenancy import create_bot
+    """Register a bot for an organization, with its credentials (encrypted at rest)."""
+    from reengage.adapters.channels.factory import missing_credentials
+    from reengage.services.tenancy import TOKEN_FIELD, create_bot
+
+    credentials = _credentials(credential or [])
+    token = _secret(token)
+    if token is not None:
+        if channel not in TOKEN_FIELD:
+            raise _bad(f"{channel.value} bots take no token", "--token")
+        credentials[TOKEN_FIELD[channel]] = token
+    missing = missing_credentials(channel, credentials)
+    if missing:
+        hint = "--token" if missing[0] == TOKEN_FIELD.get(channel) else "--credential"
+        raise _bad(f"{channel.value} bots need credentials.{missing[0]}", hint)
+    with _runtime() as runtime:
+        bot = create_bot(
+            runtime.sessions,
+            runtime.credentials,
+            org_id,
+            name=name,
+            channel=channel,
+            now=runtime.clock.now(),
+            credentials=credentials or None,
+            inactivity_threshold=_threshold(threshold),
+        )
+    typer.echo(f"bot {bot.id}")
+
+
+@bots_app.command("list")
+def bots_list(org_id: int) -> None:
+    """The organization's bots: id, channel, name, threshold (seconds), credentials."""
+    from reengage.services.tenancy import list_bots
+
+    with _runtime() as runtime, runtime.sessions() as session:
+        bots = list_bots(session, org_id)
+        for bot in bots:
+            threshold = (
+                "default" if bot.inactivity_threshold_s is None else bot.inactivity_threshold_s
+            )
+            has = "credentials" if bot.credentials else "no credentials"
+            typer.echo(f"{bot.id}\t{bot.channel}\t{bot.name}\t{threshold}\t{has}")
+
+
+@bots_app.command("update")
+def bots_update(
+    org_id: int,
+    bot_id: int,
+    name: Annotated[str | None, typer.Option(help="A new name")] = None,
+    threshold: Annotated[
+        str | None, typer.Option(help="A new inactivity threshold (10m, 0 = off, default)")
+    ] = None,
+) -> None:
+    """Rename a bot or change its inactivity threshold (from each conversation's next event
+    on)."""
+    from reengage.services.tenancy import UNSET, update_bot
+
+    if name is None and threshold is None:
+        raise _bad("give --name or --threshold")
+    if name is not None and not name.strip():
+        raise _bad("the name is empty", "--name")
+    with _runtime() as runtime:
+        bot = update_bot(
+            runtime.sessions,
+            org_id,
+            bot_id,
+            name=name,
+            inactivity_threshold=UNSET if threshold is None else _threshold(threshold),
+        )
+    typer.echo(f"bot {bot.id} updated")
+
+
+@bots_app.command("rotate-token")
+def bots_rotate_token(
+    org_id: int,
+    bot_id: int,
+    token: Annotated[str, typer.Argument(help="The new token; - reads it from stdin")],
+) -> None:
+    """Replace a Telegram bot's token or a WhatsApp number's access token (the other
+    credentials stay). A Telegram bot then needs `reengage bots set-webhook` again."""
+    from reengage.services.tenancy import rotate_token
+
+    with _runtime() as runtime:
+        bot = rotate_token(
+            runtime.sessions, runtime.credentials, org_id, bot_id, _secret(token) or ""
+        )
+    typer.echo(f"bot {bot.id}: token replaced")
+
+
+@orgs_app.command("list")
+def orgs_list() -> None:
+    """Every organization: id, language, name."""
+    from reengage.services.tenancy import list_organizations
+
+    with _runtime() as runtime, runtime.sessions() as session:
+        for org in list_organizations(session):
+            typer.echo(f"{org.id}\t{org.language}\t{org.name}")
+
+
+@orgs_app.command("keys")
+def orgs_keys(
+    org_id: int,
+    prefix: Annotated[str | None, typer.Option(help="Only the keys whose prefix starts so")] = None,
+) -> None:
+    """The organization's API keys: prefix (rg_<prefix>_...), name, created, revoked."""
+    from reengage.services.tenancy import list_api_keys
+
+    with _runtime() as runtime, runtime.sessions() as session:
+        for key in list_api_keys(session, org_id, prefix):
+            revoked = key.revoked_at.isoformat() if key.revoked_at else "active"
+            typer.echo(f"{key.prefix}\t{key.name}\t{key.created_at.isoformat()}\t{revoked}")
+
+
+@orgs_app.command("revoke-key")
+def orgs_revoke_key(org_id: int, prefix: str) -> None:
+    """Revoke an API key by its prefix (rg_<prefix>_...): refused at once by every API
+    process."""
+    from reengage.services.tenancy import revoke_api_key_by_prefix
+
+    with _runtime() as runtime:
+        revoke_api_key_by_prefix(runtime.sessions, org_id, prefix, runtime.clock.now())
+    typer.echo(f"api key {prefix} revoked")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored credential with the newest secret key. Rotate by setting
+    REENGAGE_SECRET_KEY=new,old everywhere, running this, then dropping the old key."""
+    from reengage.services.secret_keys import rotate_credentials
 
     settings = _settings()
-    runtime = Runtime.build(settings)
-    bot = create_bot(
-        runtime.sessions,
-        runtime.credentials,
-        org_id,
-        name=name,
-        channel=channel,
-        now=runtime.clock.now(),
+    startup.check_secret_key(settings)
+    with _runtime(settings) as runtime:
+        try:
+            done = rotate_credentials(runtime.sessions, runtime.credentials)
+        except ValueError as exc:
+            raise startup.StartupError(
+                f"{exc}: give every key it may be encrypted with in REENGAGE_SECRET_KEY, "
+                "newest first"
+            ) from exc
+    typer.echo(
+        f"credentials re-encrypted: {done.rotated}; already on the newest key: {done.current}"
     )
-    typer.echo(f"bot {bot.id}")
 
 
 if __name__ == "__main__":

@@ -37,15 +37,20 @@ def check_secret_key(settings: Settings) -> None:
     bot buttons signed) must not be the shipped default nor short."""
     if make_url(settings.database_url).get_backend_name() == "sqlite":
         return
-    key = settings.secret_key.get_secret_value()
-    if key == DEFAULT_SECRET_KEY or len(key) < MIN_SECRET_KEY:
+    keys = settings.secret_keys()
+    for position, key in enumerate(keys, 1):
+        if key != DEFAULT_SECRET_KEY and len(key) >= MIN_SECRET_KEY:
+            continue
         why = (
             "the default"
             if key == DEFAULT_SECRET_KEY
             else f"shorter than {MIN_SECRET_KEY} characters"
         )
+        which = (
+            "REENGAGE_SECRET_KEY" if len(keys) == 1 else f"key {position} of REENGAGE_SECRET_KEY"
+        )
         raise StartupError(
-            f"REENGAGE_SECRET_KEY is {why}: it encrypts bot tokens and signs the "
+            f"{which} is {why}: it encrypts bot tokens and signs the "
             f"manager bot's buttons; set a long random one, e.g. from `{MAKE_A_KEY}`"
         )
 
@@ -93,7 +98,7 @@ def check_redis(settings: Settings) -> None:
         ("REENGAGE_BROKER_URL", settings.broker_url),
     ):
         if value and value.startswith(("redis://", "rediss://", "unix://")):
-            _ping(name, value)
+            ping(name, value)
 
 
 def database_url(value: str) -> URL:
@@ -122,21 +127,21 @@ def database_url(value: str) -> URL:
     return url
 
 
-def _ping(name: str, value: str) -> None:
+def ping(name: str, value: str) -> None:
+    """Ping a Redis URL once; a `StartupError` naming it when it does not answer."""
     client = redis.Redis.from_url(value, socket_connect_timeout=CONNECT_TIMEOUT)
     try:
         client.ping()
     except redis.exceptions.RedisError as exc:
-        where = _where(value)
         raise StartupError(
-            f"cannot reach Redis at {where} ({name}): {one_line(exc)}; check the address "
+            f"cannot reach Redis at {where(value)} ({name}): {one_line(exc)}; check the address "
             "and password, and that Redis is running"
         ) from exc
     finally:
         client.close()  # type: ignore[no-untyped-call]
 
 
-def _where(value: str) -> str:
+def where(value: str) -> str:
     """host:port/db of a URL, its password masked."""
     try:
         url = make_url(value)
@@ -146,11 +151,17 @@ def _where(value: str) -> str:
     return f"{host}/{url.database}" if url.database else host
 
 
+def where_database(value: str) -> str:
+    """Where a database URL points (host:port/name, or the SQLite file), no password."""
+    url = make_url(value)
+    return (url.database or "?") if url.get_backend_name() == "sqlite" else where(value)
+
+
 def _unreachable_db(url: URL, exc: BaseException) -> str:
     sqlite = url.get_backend_name() == "sqlite"
-    where = (url.database or "?") if sqlite else _where(str(url))
+    place = (url.database or "?") if sqlite else where(str(url))
     return (
-        f"cannot reach the database at {where} (REENGAGE_DATABASE_URL): {one_line(exc)}; "
+        f"cannot reach the database at {place} (REENGAGE_DATABASE_URL): {one_line(exc)}; "
         "check the address, user and password, and that the server is running"
     )
 

@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 from sqlalchemy import Delete, Select, Update, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.crypto import Credentials, hash_api_key, new_api_key
 from reengage.adapters.db.models import ApiKey, Bot, Organization
 from reengage.domain.activity import ChannelKind
-from reengage.services.errors import NotFound, Unauthorized
+from reengage.services.errors import InvalidInput, NotFound, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,37 @@ def revoke_api_key(
             key.revoked_at = now
 
 
+def list_organizations(session: Session) -> list[Organization]:
+    """Every organization, oldest first (the operator's `reengage orgs list`)."""
+    # unscoped: the operator's command, over every organization
+    return list(session.scalars(select(Organization).order_by(Organization.id)))
+
+
+def list_api_keys(session: Session, org_id: int, prefix: str | None = None) -> list[ApiKey]:
+    """The organization's API keys (revoked ones too), oldest first; with `prefix`, the
+    keys whose display prefix (`rg_<prefix>_...`) starts with it."""
+    stmt = scoped(ApiKey, org_id)
+    if prefix:
+        stmt = stmt.where(ApiKey.prefix.startswith(prefix, autoescape=True))
+    return list(session.scalars(stmt.order_by(ApiKey.id)))
+
+
+def revoke_api_key_by_prefix(
+    sessions: sessionmaker[Session], org_id: int, prefix: str, now: datetime
+) -> ApiKey:
+    """Revoke the organization's API key shown as `rg_<prefix>_...` (the whole 8-character
+    prefix); refused at once by every API process (the configuration stamp moves)."""
+    with sessions.begin() as session:
+        key = session.scalar(scoped(ApiKey, org_id, ApiKey.prefix == prefix).with_for_update())
+        if key is None:
+            raise NotFound(f"API key {prefix} not found", "prefix")
+        if key.revoked_at is None:
+            key.revoked_at = now
+        session.flush()
+        session.expunge(key)
+        return key
+
+
 def create_bot(
     sessions: sessionmaker[Session],
     credentials_of: Credentials,
@@ -106,6 +138,83 @@ def create_bot(
         )
         session.add(bot)
         session.flush()
+        return bot
+
+
+TOKEN_FIELD = {ChannelKind.TELEGRAM: "token", ChannelKind.WHATSAPP: "access_token"}
+
+
+def rotate_token(
+    sessions: sessionmaker[Session],
+    credentials_of: Credentials,
+    org_id: int,
+    bot_id: int,
+    token: str,
+) -> Bot:
+    """Replace the platform token of a Telegram or WhatsApp bot, keeping its other
+    credentials."""
+    with sessions() as session:
+        channel = ChannelKind(get_bot(session, org_id, bot_id).channel)
+    field = TOKEN_FIELD.get(channel)
+    if field is None:
+        raise InvalidInput(f"{channel.value} bots have no token; replace their credentials")
+    return replace_credentials(sessions, credentials_of, org_id, bot_id, {field: token}, merge=True)
+
+
+class Unset:
+    """No change asked (distinct from None, which means the default)."""
+
+
+UNSET = Unset()
+
+
+def update_bot(
+    sessions: sessionmaker[Session],
+    org_id: int,
+    bot_id: int,
+    *,
+    name: str | None = None,
+    inactivity_threshold: timedelta | None | Unset = UNSET,
+) -> Bot:
+    """Rename a bot or change its inactivity threshold (None: the default). The threshold
+    applies from each conversation's next event on; timers already armed keep their time."""
+    with sessions.begin() as session:
+        bot = owned(session, Bot, org_id, bot_id, field="bot_id", for_update=True)
+        if name is not None:
+            bot.name = name
+        if not isinstance(inactivity_threshold, Unset):
+            bot.inactivity_threshold_s = (
+                None if inactivity_threshold is None else int(inactivity_threshold.total_seconds())
+            )
+        session.flush()
+        session.expunge(bot)
+        return bot
+
+
+def replace_credentials(
+    sessions: sessionmaker[Session],
+    credentials_of: Credentials,
+    org_id: int,
+    bot_id: int,
+    credentials: dict[str, Any],
+    *,
+    merge: bool = False,
+) -> Bot:
+    """Replace a bot's credentials (with `merge`, only the fields given: a rotated token
+    keeps the rest). Every send from the next one on uses them; a Telegram bot then needs its
+    webhook registered again. InvalidInput naming the first required field missing."""
+    with sessions.begin() as session:
+        bot = owned(session, Bot, org_id, bot_id, field="bot_id", for_update=True)
+        if merge:
+            credentials = credentials_of.of(bot.id, bot.credentials) | credentials
+        missing = missing_credentials(ChannelKind(bot.channel), credentials)
+        if missing:
+            raise InvalidInput(
+                f"{bot.channel} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
+            )
+        bot.credentials = credentials_of.encrypt(credentials) if credentials else None
+        session.flush()
+        session.expunge(bot)
         return bot
 
 

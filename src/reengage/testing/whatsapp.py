@@ -294,6 +294,14 @@ class FakeWhatsApp:
         if kind == "media":
             return self._upload(request.path_params["phone_number_id"], body, files)
         media_id = request.path_params["media_id"]
+        if kind == "media_info" and "display_phone_number" in request.query_params.get(
+            "fields", ""
+        ):  # the phone-number lookup: any number id is one of the account's
+            return {
+                "id": media_id,
+                "display_phone_number": f"+1 555-{media_id[-7:]}",
+                "verified_name": "Test Business",
+            }
         media = self._media.get(media_id)
         if media is None or media.deleted:
             verb = "get" if kind == "media_info" else "delete"

@@ -276,6 +276,18 @@ def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) 
         raise WebhookRefused(str(detail)[:300])
 
 
+def check_token(token: str, api_base: str | None = None) -> str:
+    """The bot's @username when Telegram accepts the token (getMe); ValueError saying why
+    not (refused, or no answer)."""
+    reply = _once(token, "getMe", {}, api_base)
+    if isinstance(reply, Reply) and reply.ok and isinstance(reply.result, dict):
+        return f"@{reply.result.get('username', '?')}"
+    if isinstance(reply, Reply):
+        detail = reply.description or reply.body[:100] or f"HTTP {reply.status}"
+        raise ValueError(f"Telegram refused the token: {detail}")
+    raise ValueError(f"Telegram did not answer: {reply}")
+
+
 def answer_callback_query(token: str, callback_query_id: str, api_base: str | None = None) -> None:
     """Stop the button's spinner on the user's side (Telegram expects every callback answered).
     Too late (queries expire) or already answered: nothing left to do."""

@@ -90,6 +90,36 @@ _MEDIA_TYPES = {
 }
 
 
+def check_number(
+    phone_number_id: str,
+    access_token: str,
+    api_base: str = GRAPH_API,
+    version: str = GRAPH_VERSION,
+    timeout: float = 10.0,
+) -> str:
+    """The number as WhatsApp shows it when the Graph API accepts the token for it (the
+    phone-number lookup); ValueError saying why not."""
+    url = f"{api_base.rstrip('/')}/{version}/{phone_number_id}"
+    try:
+        response = httpx.get(
+            url,
+            params={"fields": "display_phone_number,verified_name"},
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=timeout,
+        )
+    except httpx.TransportError as exc:
+        raise ValueError(f"WhatsApp did not answer: {type(exc).__name__}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 200 and isinstance(body, dict):
+        return str(body.get("display_phone_number") or phone_number_id)
+    error = body.get("error") if isinstance(body, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else f"HTTP {response.status_code}"
+    raise ValueError(f"WhatsApp refused the number or token: {detail}")
+
+
 @dataclass(frozen=True, slots=True)
 class WhatsAppLimits:
     per_number: float = 80.0  # messages/s per phone number (Cloud API default)

@@ -1,21 +1,32 @@
-"""Run the Alembic migrations programmatically (used by `reengage migrate` and tests)."""
+"""Run the Alembic migrations programmatically (used by `reengage migrate` and tests).
+
+The migrations ship inside the package (`reengage/migrations`, found with
+`importlib.resources`), so an installed wheel migrates a database from anywhere; no
+`alembic.ini` is needed. From a source checkout, `alembic` itself works too (`alembic.ini`
+points at the same directory)."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parents[4]
+
+def migrations_directory() -> Path:
+    """The directory of the migration scripts, inside the installed package."""
+    location = files("reengage") / "migrations"
+    path = Path(str(location))
+    if not (path / "env.py").is_file():
+        raise RuntimeError(f"the migrations are missing from the installed package ({path})")
+    return path
 
 
 def alembic_config(database_url: str) -> Config:
-    ini = ROOT / "alembic.ini"
-    if not ini.exists():
-        raise RuntimeError(f"alembic.ini not found at {ini}: run from a source checkout")
-    config = Config(str(ini))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 

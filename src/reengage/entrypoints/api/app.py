@@ -16,6 +16,7 @@ from reengage.config import DEFAULT_MAX_BODY_BYTES, Settings
 from reengage.entrypoints import metrics_server
 from reengage.entrypoints.api.admins import admins_router
 from reengage.entrypoints.api.agents import agents_router
+from reengage.entrypoints.api.api_keys import api_keys_router
 from reengage.entrypoints.api.audit import audit_router
 from reengage.entrypoints.api.body_limit import BodyLimit
 from reengage.entrypoints.api.bots import bots_router
@@ -79,6 +80,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(events_router)
     app.include_router(webhooks_router)
     app.include_router(bots_router)
+    app.include_router(api_keys_router)
     app.include_router(conversations_router)
     app.include_router(simulator_router)
     app.include_router(flows_router)

@@ -10,7 +10,15 @@ from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ChannelKind
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
-from reengage.entrypoints.api.schemas import BotIn, BotOut, CredentialsIn, ErrorOut, Id
+from reengage.entrypoints.api.schemas import (
+    BotIn,
+    BotOut,
+    BotUpdateIn,
+    CredentialsIn,
+    ErrorOut,
+    Id,
+    TokenIn,
+)
 from reengage.services import tenancy
 from reengage.services.errors import InvalidInput
 from reengage.services.webhook_setup import register_telegram_webhook
@@ -77,17 +85,53 @@ def replace_credentials(
 ) -> BotOut:
     """Replace a bot's credentials, whole (after revoking a token, say). Every send from the
     next one on uses them; a Telegram bot then needs its webhook registered again."""
-    with runtime.sessions.begin() as session:
-        bot = tenancy.get_bot(session, org_id, bot_id)
-        missing = missing_credentials(ChannelKind(bot.channel), body.credentials)
-        if missing:
-            raise InvalidInput(
-                f"{bot.channel} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
-            )
-        bot.credentials = (
-            runtime.credentials.encrypt(body.credentials) if body.credentials else None
-        )
-        return bot_out(bot)
+    bot = tenancy.replace_credentials(
+        runtime.sessions, runtime.credentials, org_id, bot_id, body.credentials
+    )
+    return bot_out(bot)
+
+
+@bots_router.patch(
+    "/{bot_id}",
+    response_model=BotOut,
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def update_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: BotUpdateIn) -> BotOut:
+    """Rename a bot or change its inactivity threshold (`null`: the default). A new threshold
+    applies from each conversation's next event on; timers already armed keep their time."""
+    given = body.model_fields_set
+    if not given:
+        raise InvalidInput("nothing to change: give name or inactivity_threshold_seconds")
+    if "name" in given and body.name is None:
+        raise InvalidInput("name cannot be null", "name")
+    seconds = body.inactivity_threshold_seconds
+    bot = tenancy.update_bot(
+        runtime.sessions,
+        org_id,
+        bot_id,
+        name=body.name,
+        inactivity_threshold=(
+            tenancy.UNSET
+            if "inactivity_threshold_seconds" not in given
+            else None
+            if seconds is None
+            else timedelta(seconds=seconds)
+        ),
+    )
+    return bot_out(bot)
+
+
+@bots_router.put(
+    "/{bot_id}/token",
+    response_model=BotOut,
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+)
+def rotate_token(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: TokenIn) -> BotOut:
+    """Replace the bot's platform token (Telegram's bot token, WhatsApp's access token) and
+    keep its other credentials. Every send from the next one on uses it; a Telegram bot then
+    needs its webhook registered again (`POST /v1/bots/{id}/webhook`)."""
+    bot = tenancy.rotate_token(runtime.sessions, runtime.credentials, org_id, bot_id, body.token)
+    return bot_out(bot)
 
 
 @bots_router.post(

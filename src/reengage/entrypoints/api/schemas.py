@@ -166,6 +166,38 @@ class CredentialsIn(BaseModel):
     )
 
 
+class BotUpdateIn(BaseModel):
+    """The fields to change; those left out keep their value."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Loja", "inactivity_threshold_seconds": 900}]},
+    )
+
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    inactivity_threshold_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=30 * 86400,
+        description="Silence before a conversation counts as inactive; null = default, 0 = off",
+    )
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"token": "123456:ABC-new-token"}]}
+    )
+
+    token: Text = Field(min_length=1, max_length=512, description="The new token; never returned")
+
+
+class ApiKeyOut(BaseModel):
+    prefix: str = Field(description="The key is shown as rg_<prefix>_...")
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
 class BotOut(BaseModel):
     id: int
     name: str

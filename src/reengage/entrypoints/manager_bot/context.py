@@ -54,8 +54,12 @@ class Manager:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        secret = runtime.settings.secret_key.get_secret_value().encode()
-        self.key = hashlib.sha256(b"reengage-manager-buttons:" + secret).digest()
+        # Buttons are signed with the newest secret key and verified with every one given.
+        self.verifying = [
+            hashlib.sha256(b"reengage-manager-buttons:" + secret.encode()).digest()
+            for secret in runtime.settings.secret_keys()
+        ]
+        self.key = self.verifying[0]
 
     async def db(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one transaction, off the event loop."""
@@ -74,7 +78,7 @@ class Manager:
         return await self.db(load)
 
     def verify(self, data: str, telegram_id: int) -> Signed | btn.Refused:
-        verified = btn.verify(self.key, data, telegram_id, self.runtime.clock.now())
+        verified = btn.verify(self.verifying, data, telegram_id, self.runtime.clock.now())
         return verified if isinstance(verified, btn.Refused) else Signed(*verified)
 
     def keys(self, admin: Admin) -> Keys:
