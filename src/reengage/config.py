@@ -66,9 +66,18 @@ class Settings(BaseSettings):
         default=timedelta(seconds=30),
         description="How often the database is checked for timers missing from the timer index.",
     )
-    event_dedup_ttl: Duration = Field(
-        default=timedelta(hours=24),
-        description="With Redis: how long an event id is remembered to drop retries.",
+    event_dedup_per_subject: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="With Redis: how many of a subject's latest event ids are remembered to "
+        "drop platform retries (kept in the subject's hot state).",
+    )
+    hot_state_idle: Duration = Field(
+        default=timedelta(hours=1),
+        description="With Redis: how long a subject stays quiet (its activity written to the "
+        "database, no silence timer pending) before its hot state leaves Redis; it is "
+        "reloaded from the database when the subject comes back.",
     )
     flush_interval: Duration = Field(
         default=timedelta(seconds=1),

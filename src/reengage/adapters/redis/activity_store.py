@@ -52,23 +52,51 @@ FIELDS = {
     "closed_at": "cl",
 }
 
-_RECORD = """
-local ns, ttl, zkey, dkey, chan = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+# A Bloom filter of the subjects ever written to the database: fixed size (2^25 bits, 4 MiB),
+# four bits per subject from its SHA-1. A subject missing from Redis and from the filter is
+# new (no database read); a false positive costs one database read that finds nothing.
+_KNOWN = """
+local function bits(s)
+  local hex, out = redis.sha1hex(s), {}
+  for i = 0, 3 do out[#out + 1] = tonumber(string.sub(hex, i * 7 + 1, i * 7 + 7), 16) % 33554432 end
+  return out
+end
+local function known(ns, s)
+  for _, b in ipairs(bits(s)) do
+    if redis.call('GETBIT', ns .. ':known', b) == 0 then return false end
+  end
+  return true
+end
+local function remember(ns, s)
+  for _, b in ipairs(bits(s)) do redis.call('SETBIT', ns .. ':known', b, 1) end
+end
+"""
+
+_RECORD = (
+    _KNOWN
+    + """
+local ns, ring, zkey, dkey, chan = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local skey, sval, check, nx = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 local first = 10 + nx
 -- The caller's view of the organization's configuration must still be current.
 if skey ~= '' and (redis.call('GET', skey) or '') ~= sval then return {-1} end
 local events = {}
 for i = first, #ARGV do events[#events + 1] = cjson.decode(ARGV[i]) end
--- Until every subject of the database is known here (after a loss), a subject missing here
--- may exist there: name them, apply nothing; the caller seeds them and calls again.
-if check == '1' and redis.call('EXISTS', ns .. ':complete') == 0 then
+-- A subject missing here may exist in the database: all of them until every subject of the
+-- database is known here again (after a loss), afterwards those the filter of subjects ever
+-- written there may hold (expired when quiet). Name them, apply nothing; the caller seeds
+-- them and calls again.
+if check == '1' then
+  local whole = redis.call('EXISTS', ns .. ':complete') == 1
+  local function missing(s)
+    return redis.call('EXISTS', ns .. ':s:' .. s) == 0 and (not whole or known(ns, s))
+  end
   local out = {-2}
   for i = 10, first - 1 do
-    if redis.call('EXISTS', ns .. ':s:' .. ARGV[i]) == 0 then out[#out + 1] = ARGV[i] end
+    if missing(ARGV[i]) then out[#out + 1] = ARGV[i] end
   end
   for _, e in ipairs(events) do
-    if redis.call('EXISTS', ns .. ':s:' .. e.s) == 0 then out[#out + 1] = e.s end
+    if missing(e.s) then out[#out + 1] = e.s end
   end
   if #out > 1 then return out end
 end
@@ -78,14 +106,22 @@ head = head and tonumber(head) or math.huge
 local earliest = math.huge
 local accepted = 0
 for _, e in ipairs(events) do
-  if redis.call('SET', ns .. ':ev:' .. e.o .. ':' .. e.e, '1', 'NX', 'EX', ttl) then
+  local h = ns .. ':s:' .. e.s
+  -- One read, one write: the whole clock is merged here.
+  local cur = redis.call('HMGET', h, 'ev', 'st', 'gen', 'seq', unpack(F))
+  local id = tostring(e.e)
+  -- The subject's last `ring` event ids: a retry of one of them is dropped.
+  local ids = cur[1] or ''
+  if not string.find('\31' .. ids .. '\31', '\31' .. id .. '\31', 1, true) then
     accepted = accepted + 1
-    local h = ns .. ':s:' .. e.s
-    -- One read, one write: the whole clock is merged here.
-    local cur = redis.call('HMGET', h, 'st', 'gen', 'seq', unpack(F))
-    local st, gen, seq = cur[1] or 'bot', tonumber(cur[2] or '0'), tonumber(cur[3] or '0')
+    local kept = {id}
+    for x in string.gmatch(ids, '[^\31]+') do
+      if #kept >= ring then break end
+      kept[#kept + 1] = x
+    end
+    local st, gen, seq = cur[2] or 'bot', tonumber(cur[3] or '0'), tonumber(cur[4] or '0')
     local v = {}
-    for j, f in ipairs(F) do v[f] = tonumber(cur[j + 3] or '0') end
+    for j, f in ipairs(F) do v[f] = tonumber(cur[j + 4] or '0') end
     local cleared = false
     if st == 'closed' then
       -- Activity after a close belongs to the next conversation, with fresh clocks.
@@ -101,7 +137,7 @@ for _, e in ipairs(events) do
     if fresh then seq = seq + 1 end
     for f, x in pairs(e.f) do if x > v[f] then v[f] = x end end
     local set = {'st', st, 'gen', gen, 'seq', string.format('%d', seq), 'o', e.o, 'th', e.th,
-      'ac', e.ac}
+      'ac', e.ac, 'ev', table.concat(kept, '\31')}
     local gone = {}
     for _, f in ipairs(F) do
       if v[f] > 0 then
@@ -139,12 +175,57 @@ end
 if earliest < head then redis.call('PUBLISH', chan, string.format('%d', earliest)) end
 return {accepted}
 """
+)
 
-# Seed one subject from the database, unless it is here already (then it is newer).
-_SEED = """
+# Seed one subject from the database, unless it is here already (then it is newer); it is
+# clean, so it may expire once quiet.
+_SEED = (
+    _KNOWN
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+remember(ARGV[2], ARGV[3])
 return 1
+"""
+)
+
+# After a flush committed: the subjects are no longer in flight; those not dirty again are
+# in the database (remembered in the filter) and may expire once quiet.
+_SETTLE = (
+    _KNOWN
+    + """
+for i = 3, #ARGV do
+  local s = ARGV[i]
+  redis.call('ZREM', KEYS[2], s)
+  if redis.call('SISMEMBER', KEYS[1], s) == 0 then
+    redis.call('ZADD', KEYS[3], ARGV[2], s)
+    remember(ARGV[1], s)
+  end
+end
+return 0
+"""
+)
+
+# Quiet subjects leave Redis: not dirty, not in flight, no silence timer pending (it keeps
+# its subject until it has fired, and for the quiet time after). The database has them all.
+_EXPIRE = """
+local now, idle, ns = tonumber(ARGV[1]), tonumber(ARGV[3]), ARGV[4]
+local gone = 0
+for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])) do
+  local timer = redis.call('HGET', KEYS[4], 'inactivity:' .. s)
+  if redis.call('SISMEMBER', KEYS[2], s) == 1 or redis.call('ZSCORE', KEYS[3], s) then
+    redis.call('ZREM', KEYS[1], s)  -- its flush brings it back
+  elseif timer then
+    local due = tonumber(string.match(timer, '^[^|]*|[^|]*|[^|]*|([^|]*)|'))
+    redis.call('ZADD', KEYS[1], math.max(due, now) + idle, s)
+  else
+    redis.call('DEL', ns .. ':s:' .. s)
+    redis.call('ZREM', KEYS[1], s)
+    gone = gone + 1
+  end
+end
+return gone
 """
 
 # Compare-and-set of the restore's cursor; at the end, the dataset is declared complete.
@@ -212,7 +293,8 @@ class RedisActivityStore:
         sessions: sessionmaker[Session],
         *,
         namespace: str = "reengage",
-        dedup_ttl: timedelta = timedelta(hours=24),
+        dedup_per_subject: int = 16,
+        idle: timedelta = timedelta(hours=1),
         stuck_after: timedelta = timedelta(seconds=60),
     ) -> None:
         self._r = client
@@ -224,13 +306,18 @@ class RedisActivityStore:
         # Present while every subject of the database is also here; gone with the data.
         self._complete = f"{self._ns}:complete"
         self._cursor = f"{self._ns}:restoring"
-        self._ttl = int(dedup_ttl.total_seconds())
+        # Quiet subjects, scored by when they may leave Redis (clock milliseconds).
+        self._idle_set = f"{self._ns}:idle"
+        self._ring = dedup_per_subject
+        self._idle = idle
         self._stuck = stuck_after
         self._record = client.register_script(_RECORD)
         self._take = client.register_script(_TAKE)
         self._change_status = client.register_script(_CHANGE_STATUS)
         self._seed_one = client.register_script(_SEED)
         self._advance = client.register_script(_ADVANCE)
+        self._settle = client.register_script(_SETTLE)
+        self._expire = client.register_script(_EXPIRE)
         # Concurrent requests' messages share a transaction (each still waits for its commit).
         self._store_inbound = GroupCommit(sessions, insert_rows)
         self._store_inbound_on_loop = LoopGroupCommit(
@@ -256,7 +343,7 @@ class RedisActivityStore:
             # Checked once, before anything is written: the first script call can only see
             # its own segment, and what the messages say goes to the database first.
             subjects = list(dict.fromkeys(subject_key(e.bot_id, e.user_id) for e in ordered))
-            self._script(org_id, stamp, subjects, [])
+            self._script(org_id, stamp, subjects, [], now)
             stamp, segments_checked = None, True
         else:
             segments_checked = False
@@ -269,7 +356,9 @@ class RedisActivityStore:
         accepted = 0
         for segment in segments:
             payloads = [_payload(org_id, policies[e.bot_id], e) for e in segment]
-            accepted += self._script(org_id, stamp, extra, payloads, check=not segments_checked)
+            accepted += self._script(
+                org_id, stamp, extra, payloads, now, check=not segments_checked
+            )
             last = segment[-1]
             if last.type is EventType.CONVERSATION_STATUS:
                 # Status changes are rare and shape the conversation history: written through
@@ -302,7 +391,7 @@ class RedisActivityStore:
         ordered = sorted(events, key=lambda e: e.occurred_at)
         said = inbound_rows(org_id, ordered, now)
         zkey, dkey = self._timers.keys
-        args: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
+        args: list[str | int] = [self._ns, self._ring, zkey, dkey, self._timers.wake_channel]
         args += [stamp.key, stamp.value] if stamp else ["", ""]
         args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
         try:
@@ -322,12 +411,13 @@ class RedisActivityStore:
         stamp: ConfigStamp | None,
         subjects: list[str],
         payloads: list[str],
+        now: datetime,
         *,
         check: bool = True,
     ) -> int:
         """One call of the record script; seeds what it names missing and calls again."""
         zkey, dkey = self._timers.keys
-        head: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
+        head: list[str | int] = [self._ns, self._ring, zkey, dkey, self._timers.wake_channel]
         head += [stamp.key, stamp.value] if stamp else ["", ""]
         while True:
             out = self._record(
@@ -338,10 +428,10 @@ class RedisActivityStore:
                 raise StaleConfig(org_id)
             if code != -2:
                 return code
-            self._seed_missing([str(s) for s in out[1:]])
+            self._seed_missing([str(s) for s in out[1:]], now)
             check = False
 
-    def _seed_missing(self, subjects: list[str]) -> None:
+    def _seed_missing(self, subjects: list[str], now: datetime) -> None:
         """Subjects unknown to Redis while it may lack some of the database's (it was emptied
         and is not restored yet) continue from the database's conversation, so versions,
         generations and status carry on."""
@@ -355,14 +445,15 @@ class RedisActivityStore:
                     .where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
                     .order_by(Conversation.id)
                 )
-                self._seed(session.execute(stmt))
+                self._seed(session.execute(stmt), now)
 
-    def _seed(self, rows: Iterable[Row[tuple[int, str, int, Conversation]]]) -> int:
+    def _seed(self, rows: Iterable[Row[tuple[int, str, int, Conversation]]], now: datetime) -> int:
         """Write each subject's latest conversation to Redis, unless the subject is there."""
         latest: dict[tuple[int, str], tuple[int, Conversation]] = {}
         for bot_id, user_id, org_id, conv in rows:
             latest[(bot_id, user_id)] = (org_id, conv)
         pipe = self._r.pipeline(transaction=False)
+        quiet = _ms(now + self._idle)
         for (bot_id, user_id), (org_id, conv) in latest.items():
             values: list[str] = [
                 "seq", str(conv.activity_seq), "gen", str(conv.generation),
@@ -372,8 +463,11 @@ class RedisActivityStore:
                 stamp = getattr(conv, attr, None)
                 if stamp is not None:
                     values += [field, str(_ms(stamp))]
+            subject = subject_key(bot_id, user_id)
             self._seed_one(
-                keys=[self._hash(subject_key(bot_id, user_id))], args=values, client=pipe
+                keys=[self._hash(subject), self._idle_set],
+                args=[quiet, self._ns, subject, *values],
+                client=pipe,
             )
         pipe.execute()  # type: ignore[no-untyped-call]
         return len(latest)
@@ -407,7 +501,7 @@ class RedisActivityStore:
                  by_id[conv.contact_id].org_id, conv)
                 for conv in convs
             ]  # fmt: skip
-            self._seed(cast(Iterable[Row[tuple[int, str, int, Conversation]]], rows))
+            self._seed(cast(Iterable[Row[tuple[int, str, int, Conversation]]], rows), now)
         done = len(contacts) < limit
         following = "" if done else f"{run}:{contacts[-1].id}"
         # Fails when Redis was emptied again meanwhile (the cursor went with it): start over.
@@ -477,8 +571,23 @@ class RedisActivityStore:
         if items:
             with self._sessions.begin() as session:
                 write_subject_clocks(session, items, now)
-        self._r.zrem(self._inflight, *taken)
+        self._settle(
+            keys=[self._dirty, self._inflight, self._idle_set],
+            args=[self._ns, _ms(now + self._idle), *taken],
+        )
         return len(items)
+
+    def expire_idle(self, now: datetime, limit: int = 2000) -> int:
+        """Drop up to `limit` subjects quiet for the idle time, written to the database and
+        with no silence timer pending; return how many left. A returning one is reloaded
+        from the database."""
+        dkey = self._timers.keys[1]
+        return int(
+            self._expire(
+                keys=[self._idle_set, self._dirty, self._inflight, dkey],
+                args=[_ms(now), limit, int(self._idle.total_seconds() * 1000), self._ns],
+            )
+        )
 
     def change_status(
         self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime
