@@ -93,6 +93,17 @@ class Settings(BaseSettings):
         "given the same epoch agrees on the time); default: when the process starts.",
     )
     log_json: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="info: state changes, refusals and failures; debug: every decision too "
+        "(each silence, step and send).",
+    )
+    log_repeats_per_minute: int = Field(
+        default=20,
+        ge=0,
+        description="Lines of one event and level written a minute at most, above debug; the "
+        "next one written says how many were left out (0: all).",
+    )
     startup_timeout: Duration = Field(
         default=timedelta(seconds=15),
         description="How long a starting command waits for an unreachable database or Redis "

@@ -13,7 +13,7 @@ import typer
 from reengage.config import Settings
 from reengage.domain.activity import ChannelKind
 from reengage.entrypoints import startup
-from reengage.entrypoints.logging import configure_logging
+from reengage.entrypoints.logging import configure_logging, configure_logging_from
 
 if TYPE_CHECKING:
     from reengage.runtime import Runtime
@@ -32,7 +32,7 @@ app.add_typer(bots_app, name="bots")
 
 def _settings() -> Settings:
     settings = Settings()
-    configure_logging(settings.log_json)
+    configure_logging_from(settings)
     return settings
 
 
@@ -133,7 +133,7 @@ def serve(
     from reengage.entrypoints.api.app import create_app
     from reengage.runtime import Runtime
 
-    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": settings.log_level}
     options["access_log"] = access_log
     if settings.log_json:  # uvicorn's lines go through our JSON formatter, not its own
         options["log_config"] = None

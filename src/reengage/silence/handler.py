@@ -112,7 +112,9 @@ class SilencesSeen:
         for s in self.started:
             assert s.episode.next_due_at is not None
             s.follow.timers.append(step_timer(s.episode.id, s.episode.next_due_at))
-            log.info("recovery.episode.started", episode_id=s.episode.id, holdout=s.episode.holdout)
+            log.debug(
+                "recovery.episode.started", episode_id=s.episode.id, holdout=s.episode.holdout
+            )
         events = [
             NewEvent(
                 s.conv,

@@ -32,7 +32,7 @@ from reengage.entrypoints.api.policies import policies_router
 from reengage.entrypoints.api.request_id import RequestId
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
-from reengage.entrypoints.logging import configure_logging
+from reengage.entrypoints.logging import configure_logging_from
 from reengage.runtime import Runtime
 
 
@@ -54,7 +54,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def app_from_environment() -> FastAPI:
     """The API of a runtime built from the environment's settings (one per API process)."""
     settings = Settings()
-    configure_logging(settings.log_json)
+    configure_logging_from(settings)
     return create_app(Runtime.build(settings))
 
 
