@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Literal
@@ -23,6 +24,9 @@ def _duration(value: object) -> object:
 
 # Environment values like `600`, `10m`, `1h30m` or `PT10M`.
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")
 
 
 class Settings(BaseSettings):
@@ -125,6 +129,13 @@ class Settings(BaseSettings):
     manager_bot_token: SecretStr | None = Field(
         default=None, description="Token of the Telegram manager bot (`reengage manager-bot`)."
     )
+    manager_bot_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="16-256 characters of A-Z, a-z, 0-9, _ and -. Set: the manager bot's "
+        "updates come by webhook to the API at <public_url>/webhooks/manager-bot with this "
+        "secret (`reengage manager-bot --webhook` registers it); unset: `reengage manager-bot` "
+        "long-polls.",
+    )
     whatsapp_api_base: str = Field(
         default="https://graph.facebook.com", description="WhatsApp Cloud (Graph) API."
     )
@@ -133,6 +144,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("manager_bot_webhook_secret")
+    @classmethod
+    def _telegram_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # What Telegram accepts as a webhook's secret_token, at least 16 characters long.
+        if value is not None and not _WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 16-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @cached_property
     def embedded(self) -> bool:

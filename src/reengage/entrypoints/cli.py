@@ -247,19 +247,50 @@ def orgs_invite_admin(org_id: int) -> None:
 
 
 @app.command("manager-bot")
-def manager_bot() -> None:
-    """Run the Telegram manager bot (long polling; REENGAGE_MANAGER_BOT_TOKEN must be set)."""
+def manager_bot(
+    webhook: bool = typer.Option(
+        False,
+        "--webhook",
+        help="Register the webhook (REENGAGE_PUBLIC_URL, REENGAGE_MANAGER_BOT_WEBHOOK_SECRET) "
+        "and exit: the API (`reengage serve`) then receives the updates.",
+    ),
+) -> None:
+    """Run the Telegram manager bot (long polling; REENGAGE_MANAGER_BOT_TOKEN must be set),
+    or with --webhook point Telegram at the API instead."""
     from reengage.entrypoints.manager_bot.dispatcher import run_polling
     from reengage.runtime import Runtime
 
     settings = _settings_to_run()
     if settings.manager_bot_token is None:
         raise typer.BadParameter("REENGAGE_MANAGER_BOT_TOKEN is not set")
+    if webhook:
+        _set_manager_webhook(settings)
+        return
     runtime = Runtime.build(settings)
     try:
         run_polling(settings, runtime)
     finally:
         runtime.close()
+
+
+def _set_manager_webhook(settings: Settings) -> None:
+    import asyncio
+
+    from aiogram.exceptions import TelegramAPIError
+
+    from reengage.entrypoints.manager_bot.webhook import set_manager_webhook
+
+    if settings.manager_bot_webhook_secret is None:
+        raise typer.BadParameter(
+            "REENGAGE_MANAGER_BOT_WEBHOOK_SECRET is not set (16+ characters of A-Z, a-z, 0-9, "
+            "_ and -; e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    try:
+        url = asyncio.run(set_manager_webhook(settings))
+    except TelegramAPIError as exc:
+        typer.echo(f"error: Telegram refused the webhook: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"manager bot webhook set: {url}")
 
 
 @bots_app.command("set-webhook")
