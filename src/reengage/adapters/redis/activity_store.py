@@ -109,8 +109,9 @@ for _, e in ipairs(events) do
   local h = ns .. ':s:' .. e.s
   -- One read, one write: the whole clock is merged here.
   local cur = redis.call('HMGET', h, 'ev', 'st', 'gen', 'seq', unpack(F))
-  local id = tostring(e.e)
-  -- The subject's last `ring` event ids: a retry of one of them is dropped.
+  -- The subject's last `ring` event ids, each as 48 bits of its SHA-1 (13 bytes whatever the
+  -- id's length): a retry of one of them is dropped.
+  local id = string.sub(redis.sha1hex(tostring(e.e)), 1, 12)
   local ids = cur[1] or ''
   if not string.find('\31' .. ids .. '\31', '\31' .. id .. '\31', 1, true) then
     accepted = accepted + 1
