@@ -15,6 +15,7 @@ from reengage.runtime import Runtime
 from reengage.services.manager_access import create_invite
 from reengage.testing.server import RunningServer, serve
 from reengage.testing.telegram import FakeTelegram
+from tests.conftest import TEST_SECRET_KEY
 from tests.factories import make_org
 from tests.manager_console import MANAGER_BOT_ID, MANAGER_TOKEN
 
@@ -107,3 +108,40 @@ def test_without_a_webhook_secret_the_route_is_not_there(
     for server in _api(runtime):
         reply = httpx.post(f"{server.url}/webhooks/manager-bot", json={"update_id": 1})
         assert reply.status_code == 404
+
+
+@pytest.mark.parametrize("secret", [SECRET, None])
+def test_the_command_registers_the_webhook_or_says_what_is_missing(
+    secret: str | None,
+    db_url: str,
+    telegram_url: str,
+    fake_telegram: FakeTelegram,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from reengage.entrypoints.cli import app
+
+    settings = {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": "",
+        "TELEGRAM_API_BASE": telegram_url,
+        "PUBLIC_URL": PUBLIC,
+        "MANAGER_BOT_TOKEN": MANAGER_TOKEN,
+        "MANAGER_BOT_WEBHOOK_SECRET": secret or "",
+        "SECRET_KEY": TEST_SECRET_KEY,
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(f"REENGAGE_{name}", value)
+    if secret is None:
+        monkeypatch.delenv("REENGAGE_MANAGER_BOT_WEBHOOK_SECRET")
+    result = CliRunner().invoke(app, ["manager-bot", "--webhook"])
+    if secret is None:
+        assert result.exit_code == 2
+        assert "REENGAGE_MANAGER_BOT_WEBHOOK_SECRET is not set" in result.output
+        assert fake_telegram.calls_to("setWebhook") == []
+        return
+    assert result.exit_code == 0, result.output
+    assert result.output == f"manager bot webhook set: {PUBLIC}/webhooks/manager-bot\n"
+    [call] = fake_telegram.calls_to("setWebhook")
+    assert call.params["secret_token"] == SECRET
