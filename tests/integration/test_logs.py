@@ -180,3 +180,22 @@ def test_a_repeated_line_is_written_a_few_times_a_minute_then_counted(
         ("other", None),
         ("store.unreachable", 97),
     ]
+
+
+def test_uvicorns_lines_are_never_dropped_mid_request(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    configure_logging(json_output=True, repeats_per_minute=1)
+    for _ in range(3):  # the same line: a drop here would raise inside uvicorn's response
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/healthz", "1.1", 200
+        )
+    log = structlog.get_logger("test")
+    log.warning("store.unreachable")
+    log.warning("store.unreachable")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line.get("status", line["event"]) for line in lines] == [
+        200,
+        200,
+        200,
+        "store.unreachable",
+    ]

@@ -144,14 +144,15 @@ def configure_logging(
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,  # the request id, among others
         structlog.processors.add_log_level,
-        RepeatLimit(repeats_per_minute),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _exception_fields,
         structlog.processors.format_exc_info,  # a plain traceback (no locals), as a string
         _redact,
     ]
     structlog.configure(
-        processors=[*shared, renderer],
+        # Only reengage's own lines are limited: a drop inside the standard library's
+        # formatter would be an error in the caller (uvicorn's access line, mid-response).
+        processors=[RepeatLimit(repeats_per_minute), *shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_stderr_logger,
         # Not cached: a module's logger follows a later configuration (another level), and a
