@@ -132,9 +132,6 @@ class Path:
     def hash_key(self, bot_id: int, user_id: str) -> str:
         return f"{{{self.namespace}:activity}}:s:{subject_key(bot_id, user_id)}"
 
-    def dedup_key(self, org_id: int, event_id: str) -> str:
-        return f"{{{self.namespace}:activity}}:ev:{org_id}:{event_id}"
-
 
 class Ours(Path):
     """The library API: `Runtime.record`, Redis activity store + Redis timer store (db 11)."""
@@ -168,7 +165,11 @@ class Naive(Path):
         client = redis.Redis.from_url(NAIVE_URL, decode_responses=True)
         timers = RedisTimerStore(client, NAIVE_NS)  # stays empty: no thresholds
         store = RedisActivityStore(
-            client, timers, rt.sessions, namespace=NAIVE_NS, dedup_ttl=rt.settings.event_dedup_ttl
+            client,
+            timers,
+            rt.sessions,
+            namespace=NAIVE_NS,
+            dedup_per_subject=rt.settings.event_dedup_per_subject,
         )
         super().__init__(rt, client, store, timers)
 
@@ -215,7 +216,6 @@ class Phase:
     queued: int = 0  # tasks in the Celery queue
     timer_bytes: int = 0  # MEMORY USAGE of the timer mechanism's keys
     hash_bytes: float = 0.0  # mean MEMORY USAGE of a subject hash
-    dedup_bytes: float = 0.0  # mean MEMORY USAGE of an event-id dedup key
     flush_seconds: float = 0.0
     flushed: int = 0
 
@@ -317,8 +317,6 @@ def measure(phase: Phase, org_id: int) -> None:
     phase.queued = path.queued()
     phase.timer_bytes = path.timer_bytes(phase.people)
     phase.hash_bytes = mean_usage(path.client, [path.hash_key(b, u) for b, u in touched])
-    dedup = [path.dedup_key(org_id, e.event_id) for e in phase.events]
-    phase.dedup_bytes = mean_usage(path.client, dedup)
 
 
 def flush(phases: list[Phase]) -> None:
@@ -385,27 +383,27 @@ def memory_summary(ours: Phase, naive: Phase, chat: Phase, timers_before_chat: i
     per_timer = ours.timer_bytes / ours.pending
     print(
         f"memory: per pending timer {per_timer:,.0f} B (timer zset + hash / {ours.pending:,}); "
-        f"per subject hash {ours.hash_bytes:,.0f} B (mean of {SAMPLES} samples); "
-        f"per event-id dedup key {ours.dedup_bytes:,.0f} B (kept for event_dedup_ttl)"
+        f"per subject hash {ours.hash_bytes:,.0f} B (mean of {SAMPLES} samples, its last "
+        f"event ids included)"
     )
     print(
         f"memory, naive: per queued task {naive.timer_bytes / max(1, naive.queued):,.0f} B "
         f"(queue list + version keys / {naive.queued:,} tasks); "
-        f"per subject hash {naive.hash_bytes:,.0f} B; per dedup key {naive.dedup_bytes:,.0f} B"
+        f"per subject hash {naive.hash_bytes:,.0f} B"
     )
     per_subject = per_timer + ours.hash_bytes
     print(
         f"projection for {PRODUCT_SUBJECTS:,} tracked subjects: timer + subject hash "
-        f"= {per_subject:,.0f} B each = {per_subject * PRODUCT_SUBJECTS / 2**20:,.0f} MiB, "
-        f"plus {ours.dedup_bytes:,.0f} B per event id seen within the dedup TTL"
+        f"= {per_subject:,.0f} B each = {per_subject * PRODUCT_SUBJECTS / 2**20:,.0f} MiB "
+        f"while they are hot (quiet ones leave Redis after hot_state_idle)"
     )
     growth = chat.timer_bytes - timers_before_chat
     print(
         f"activity only: {chat.n:,} more events over {chat.subjects:,} subjects: timer "
         f"state {timers_before_chat:,} -> {chat.timer_bytes:,} B ({growth:+,}), "
         f"pending timers {chat.pending:,}; used_memory {chat.mem_delta:+,} B "
-        f"= {chat.mem_delta / chat.n:,.0f} B/event: the event-id dedup keys "
-        f"({chat.dedup_bytes:,.0f} B each by MEMORY USAGE, plus key-space and expiry entries)"
+        f"= {chat.mem_delta / chat.n:,.0f} B/event (event ids are kept per subject, the "
+        f"last event_dedup_per_subject of them)"
     )
 
 

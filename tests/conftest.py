@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import structlog
 from prometheus_client import REGISTRY
 
 from reengage.adapters.clock import ManualClock
@@ -160,6 +161,14 @@ def claim_all(scheduler: Scheduler, timeout: float = 600) -> None:
 def metric(name: str, **labels: str) -> float:
     """A sample of this process' Prometheus registry (0 before its first count)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that configures logging (a command run in-process, a log test) leaves the
+    tests after it structlog's defaults: every level, to the console."""
+    yield
+    structlog.reset_defaults()
 
 
 def settle(runtime: Runtime) -> None:

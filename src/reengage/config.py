@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Literal
@@ -23,6 +24,9 @@ def _duration(value: object) -> object:
 
 # Environment values like `600`, `10m`, `1h30m` or `PT10M`.
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")
 
 
 class Settings(BaseSettings):
@@ -68,9 +72,18 @@ class Settings(BaseSettings):
         default=timedelta(seconds=30),
         description="How often the database is checked for timers missing from the timer index.",
     )
-    event_dedup_ttl: Duration = Field(
-        default=timedelta(hours=24),
-        description="With Redis: how long an event id is remembered to drop retries.",
+    event_dedup_per_subject: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="With Redis: how many of a subject's latest event ids are remembered to "
+        "drop platform retries (kept in the subject's hot state).",
+    )
+    hot_state_idle: Duration = Field(
+        default=timedelta(hours=1),
+        description="With Redis: how long a subject stays quiet (its activity written to the "
+        "database, no silence timer pending) before its hot state leaves Redis; it is "
+        "reloaded from the database when the subject comes back.",
     )
     flush_interval: Duration = Field(
         default=timedelta(seconds=1),
@@ -86,6 +99,17 @@ class Settings(BaseSettings):
         "given the same epoch agrees on the time); default: when the process starts.",
     )
     log_json: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="info: state changes, refusals and failures; debug: every decision too "
+        "(each silence, step and send).",
+    )
+    log_repeats_per_minute: int = Field(
+        default=20,
+        ge=0,
+        description="Lines of one event and level written a minute at most, above debug; the "
+        "next one written says how many were left out (0: all).",
+    )
     startup_timeout: Duration = Field(
         default=timedelta(seconds=15),
         description="How long a starting command waits for an unreachable database or Redis "
@@ -107,6 +131,13 @@ class Settings(BaseSettings):
     manager_bot_token: SecretStr | None = Field(
         default=None, description="Token of the Telegram manager bot (`reengage manager-bot`)."
     )
+    manager_bot_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="16-256 characters of A-Z, a-z, 0-9, _ and -. Set: the manager bot's "
+        "updates come by webhook to the API at <public_url>/webhooks/manager-bot with this "
+        "secret (`reengage manager-bot --webhook` registers it); unset: `reengage manager-bot` "
+        "long-polls.",
+    )
     whatsapp_api_base: str = Field(
         default="https://graph.facebook.com", description="WhatsApp Cloud (Graph) API."
     )
@@ -120,6 +151,14 @@ class Settings(BaseSettings):
         """The secret keys, newest first."""
         keys = [k.strip() for k in self.secret_key.get_secret_value().split(",")]
         return [k for k in keys if k] or [DEFAULT_SECRET_KEY]
+
+    @field_validator("manager_bot_webhook_secret")
+    @classmethod
+    def _telegram_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # What Telegram accepts as a webhook's secret_token, at least 16 characters long.
+        if value is not None and not _WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 16-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @cached_property
     def embedded(self) -> bool:

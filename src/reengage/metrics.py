@@ -87,6 +87,10 @@ WRITE_BEHIND_LAG = Gauge(
 WRITE_BEHIND_FLUSHED = Counter(
     "reengage_write_behind_flushed_total", "Subjects written from Redis to the database"
 )
+HOT_STATE_EXPIRED = Counter(
+    "reengage_hot_state_expired_total",
+    "Quiet subjects whose hot state left Redis (reloaded from the database on return)",
+)
 
 
 def delivery_settled(purpose: str, channel: str, bot: int, status: str, reason: str | None) -> None:

@@ -168,6 +168,11 @@ class ActivityStore(Protocol):
         """How many subjects have activity not yet written to the database (write-behind)."""
         ...
 
+    def expire_idle(self, now: datetime, limit: int = 2000) -> int:
+        """Let quiet subjects' hot state go once it is in the database and no silence timer
+        needs it; return how many went (a returning subject is reloaded from the database)."""
+        ...
+
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         """Write one subject's recent activity to the database now."""
         ...

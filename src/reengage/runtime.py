@@ -76,7 +76,11 @@ class Runtime:
         activity: ActivityStore
         if client is not None and isinstance(timers, RedisTimerStore):
             activity = RedisActivityStore(
-                client, timers, sessions, dedup_ttl=settings.event_dedup_ttl
+                client,
+                timers,
+                sessions,
+                dedup_per_subject=settings.event_dedup_per_subject,
+                idle=settings.hot_state_idle,
             )
         else:
             activity = SqlActivityStore(sessions, timers)

@@ -8,6 +8,7 @@ next run, once. Only a request that left without an answer is ambiguous.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -273,7 +274,7 @@ def _record(
             ):
                 # Another attempt took the row over while this one waited its turn in the
                 # batch (ours never left: its in-flight mark would have kept the row ours).
-                log.info("delivery.superseded", delivery_id=delivery_id, status=row.status)
+                log.debug("delivery.superseded", delivery_id=delivery_id, status=row.status)
                 attempts[delivery_id] = Attempt(DeliveryResult(delivery_id, row.status))
                 overtaken.add(delivery_id)
                 continue
@@ -291,7 +292,9 @@ def _record(
             continue
         channel = claimed[delivery_id].channel
         delivery_settled(row.purpose, channel, row.bot_id, result.status, result.reason)
-        log.info(
+        # A send is a decision carried out (debug); a failure or a retry is news (info).
+        log.log(
+            logging.DEBUG if result.status == "sent" else logging.INFO,
             f"delivery.{result.status}",
             delivery_id=delivery_id,
             reason=result.reason,

@@ -61,7 +61,7 @@ class AutoDeleteHandler:
             if isinstance(outcome, Sent):
                 row.deleted_at = now
             status = row.delete_status
-        log.info("delivery.auto_delete", delivery_id=delivery_id, status=status)
+        log.debug("delivery.auto_delete", delivery_id=delivery_id, status=status)
         return NOTHING
 
     def pending(

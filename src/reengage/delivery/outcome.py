@@ -101,7 +101,7 @@ def claim(
             return None
         if isinstance(decision, vc.Hold):
             row.reason = "held_min_gap"
-            log.info("delivery.held", delivery_id=row.id, until=decision.until.isoformat())
+            log.debug("delivery.held", delivery_id=row.id, until=decision.until.isoformat())
             return Retry(decision.until)
         contact.last_proactive_at, contact.last_proactive_group = now, row.proactive_group
     row.status, row.reason, row.sending_at = "sending", None, now

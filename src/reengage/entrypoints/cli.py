@@ -17,7 +17,7 @@ from reengage.config import Settings
 from reengage.domain.activity import ChannelKind
 from reengage.domain.duration import parse_duration
 from reengage.entrypoints import startup
-from reengage.entrypoints.logging import configure_logging
+from reengage.entrypoints.logging import configure_logging, configure_logging_from
 
 if TYPE_CHECKING:
     from reengage.runtime import Runtime
@@ -38,7 +38,7 @@ app.add_typer(keys_app, name="keys")
 
 def _settings() -> Settings:
     settings = Settings()
-    configure_logging(settings.log_json)
+    configure_logging_from(settings)
     return settings
 
 
@@ -157,7 +157,7 @@ def serve(
     from reengage.entrypoints.api.app import create_app
     from reengage.runtime import Runtime
 
-    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": settings.log_level}
     options["access_log"] = access_log
     if settings.log_json:  # uvicorn's lines go through our JSON formatter, not its own
         options["log_config"] = None
@@ -287,19 +287,50 @@ def orgs_invite_admin(org_id: int) -> None:
 
 
 @app.command("manager-bot")
-def manager_bot() -> None:
-    """Run the Telegram manager bot (long polling; REENGAGE_MANAGER_BOT_TOKEN must be set)."""
+def manager_bot(
+    webhook: bool = typer.Option(
+        False,
+        "--webhook",
+        help="Register the webhook (REENGAGE_PUBLIC_URL, REENGAGE_MANAGER_BOT_WEBHOOK_SECRET) "
+        "and exit: the API (`reengage serve`) then receives the updates.",
+    ),
+) -> None:
+    """Run the Telegram manager bot (long polling; REENGAGE_MANAGER_BOT_TOKEN must be set),
+    or with --webhook point Telegram at the API instead."""
     from reengage.entrypoints.manager_bot.dispatcher import run_polling
     from reengage.runtime import Runtime
 
     settings = _settings_to_run()
     if settings.manager_bot_token is None:
         raise typer.BadParameter("REENGAGE_MANAGER_BOT_TOKEN is not set")
+    if webhook:
+        _set_manager_webhook(settings)
+        return
     runtime = Runtime.build(settings)
     try:
         run_polling(settings, runtime)
     finally:
         runtime.close()
+
+
+def _set_manager_webhook(settings: Settings) -> None:
+    import asyncio
+
+    from aiogram.exceptions import TelegramAPIError
+
+    from reengage.entrypoints.manager_bot.webhook import set_manager_webhook
+
+    if settings.manager_bot_webhook_secret is None:
+        raise typer.BadParameter(
+            "REENGAGE_MANAGER_BOT_WEBHOOK_SECRET is not set (16+ characters of A-Z, a-z, 0-9, "
+            "_ and -; e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    try:
+        url = asyncio.run(set_manager_webhook(settings))
+    except TelegramAPIError as exc:
+        typer.echo(f"error: Telegram refused the webhook: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"manager bot webhook set: {url}")
 
 
 @bots_app.command("set-webhook")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
 
+from reengage.config import Settings
 from reengage.redaction import redact
 
 _SECRET_FIELDS = {"credentials", "api_key", "token", "secret", "password"}
@@ -76,6 +79,36 @@ def exception_fields(exc: BaseException) -> dict[str, str]:
     return fields
 
 
+class RepeatLimit:
+    """At most `per_minute` lines of one event name and level a minute (info and above; debug
+    is asked for, so it is all written). The rest are dropped and counted: the next line of
+    that event that is written carries `suppressed=<count>`."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute, self._clock = per_minute, clock
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str], list[float]] = {}  # start, written, dropped
+
+    def __call__(
+        self, _logger: Any, name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if name == "debug" or self.per_minute <= 0:
+            return event
+        key, at = (str(event.get("event")), name), self._clock()
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None or at - window[0] >= 60.0:
+                dropped = int(window[2]) if window else 0
+                window = self._windows[key] = [at, 0, 0]
+                if dropped:
+                    event["suppressed"] = dropped
+            if window[1] >= self.per_minute:
+                window[2] += 1
+                raise structlog.DropEvent
+            window[1] += 1
+        return event
+
+
 # uvicorn's access line `client - "METHOD path HTTP/x" status`, as fields.
 _ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
@@ -92,10 +125,13 @@ def _stdlib_fields(
     return event
 
 
-def configure_logging(json_output: bool = False, level: int = logging.INFO) -> None:
+def configure_logging(
+    json_output: bool = False, level: int = logging.INFO, repeats_per_minute: int = 0
+) -> None:
     """structlog for reengage's own lines; with `json_output`, uvicorn's `uvicorn.error` and
     `uvicorn.access` go through the same processors and JSON renderer (run uvicorn with
-    `log_config=None`, or it puts its plain-text handlers back)."""
+    `log_config=None`, or it puts its plain-text handlers back). `repeats_per_minute`: lines
+    of one event and level written a minute at most (0: all; see `RepeatLimit`)."""
     global _json_output
     _json_output = json_output
     renderer: structlog.types.Processor = (
@@ -114,10 +150,14 @@ def configure_logging(json_output: bool = False, level: int = logging.INFO) -> N
         _redact,
     ]
     structlog.configure(
-        processors=[*shared, renderer],
+        # Only reengage's own lines are limited: a drop inside the standard library's
+        # formatter would be an error in the caller (uvicorn's access line, mid-response).
+        processors=[RepeatLimit(repeats_per_minute), *shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_stderr_logger,
-        cache_logger_on_first_use=True,
+        # Not cached: a module's logger follows a later configuration (another level), and a
+        # line below the level still costs about a microsecond.
+        cache_logger_on_first_use=False,
     )
     if json_output:
         _route_stdlib_logging(shared, level)
@@ -139,3 +179,12 @@ def _route_stdlib_logging(shared: list[structlog.types.Processor], level: int) -
         logger.handlers = [handler]
         logger.propagate = False
         logger.setLevel(level)
+
+
+def configure_logging_from(settings: Settings) -> None:
+    """`configure_logging` as the settings ask: format, level, repeats."""
+    configure_logging(
+        settings.log_json,
+        logging.getLevelNamesMapping()[settings.log_level.upper()],
+        settings.log_repeats_per_minute,
+    )

@@ -87,7 +87,7 @@ def start_episode(
     if isinstance(decision, rec.NoEpisode):
         if decision.reason == "not_due":
             return silent_since + campaign.threshold
-        log.info("recovery.episode.skipped", contact_id=contact.id, reason=decision.reason)
+        log.debug("recovery.episode.skipped", contact_id=contact.id, reason=decision.reason)
         return None
     first = campaign.next_step()
     assert first is not None  # decide_start refuses a campaign that sends nothing
@@ -124,7 +124,7 @@ class Started:
 def end_episode(episode: Episode, end: rec.EndEpisode, now: datetime) -> None:
     episode.status, episode.end_reason = end.status, end.reason
     episode.ended_at, episode.next_due_at = end.at or now, None
-    log.info("recovery.step.skipped", episode_id=episode.id, reason=end.reason, status=end.status)
+    log.debug("recovery.step.skipped", episode_id=episode.id, reason=end.reason, status=end.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +176,7 @@ class StepHandler:
     def _skipped(episode: Episode) -> None:
         # Ended meanwhile (the user came back, paid, opted out, the campaign was disabled):
         # the step that was due is reported skipped for that reason.
-        log.info(
+        log.debug(
             "recovery.step.skipped",
             episode_id=episode.id,
             step=episode.next_step,
@@ -220,7 +220,7 @@ class StepHandler:
         episode.last_sent_at, episode.last_step = now, index
         episode.return_until = now + campaign.return_window
         episode.convert_until = now + campaign.conversion_window
-        log.info("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
+        log.debug("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
         following = campaign.next_step(index)
         if following is None:
             episode.next_step = index + 1
@@ -229,7 +229,7 @@ class StepHandler:
         episode.next_step = following
         due = rec.step_due(campaign, following, anchor, contact.time_zone)
         episode.next_due_at = due
-        log.info("recovery.step.scheduled", episode_id=episode.id, step=following, due_at=due)
+        log.debug("recovery.step.scheduled", episode_id=episode.id, step=following, due_at=due)
         follow.timers.append(step_timer(episode.id, due))
 
     def pending(

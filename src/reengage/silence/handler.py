@@ -134,7 +134,7 @@ class SilencesSeen:
         for s in self.started:
             episode = ids[s.row["contact_id"], s.row["seq"]]
             s.follow.timers.append(step_timer(episode, s.row["next_due_at"]))
-            log.info("recovery.episode.started", episode_id=episode, holdout=s.row["holdout"])
+            log.debug("recovery.episode.started", episode_id=episode, holdout=s.row["holdout"])
             key = f"recovery:{episode}"
             detail = {"episode": episode}
             events.append(NewEvent(s.conv, "recovery_episode_started", key, now, detail=detail))

@@ -45,7 +45,7 @@ def detect_inactivity(conv: Conversation, bot: Bot, now: datetime, default: time
 def record_detections(session: Session, events: list[NewEvent]) -> None:
     """Append the batch's `inactivity_detected` events in one statement (each once)."""
     for conversation_id in append_events(session, events):
-        log.info("inactivity.detected", conversation_id=conversation_id)
+        log.debug("inactivity.detected", conversation_id=conversation_id)
 
 
 def pending_inactivity_timers(

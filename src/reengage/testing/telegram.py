@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -214,6 +215,22 @@ class FakeTelegram:
         `kind` is photo, video, audio, document or animation. Returns the file_id."""
         with self._lock:
             return self._api.store_file(bot_id_of(token), kind, content, file_name, {}).file_id
+
+    def post_update(self, token: str, update: dict[str, Any], *, reach: str) -> int:
+        """Deliver `update` to the bot's webhook as Telegram does: a JSON POST carrying the
+        registered secret in `X-Telegram-Bot-Api-Secret-Token`. The webhook is HTTPS; `reach`
+        is the plain-HTTP address its origin stands for here (as behind a TLS-terminating
+        proxy). Returns the HTTP status; 404 raises when no webhook is set."""
+        with self._lock:
+            webhook = self._api.webhook(bot_id_of(token))
+        if webhook is None:
+            raise TelegramError(404, "no webhook is set for this bot")
+        url = httpx.URL(str(webhook["url"]))
+        local = httpx.URL(reach).copy_with(path=url.path, query=url.query or None)
+        headers = {}
+        if webhook.get("secret_token"):
+            headers["X-Telegram-Bot-Api-Secret-Token"] = str(webhook["secret_token"])
+        return httpx.post(local, json=update, headers=headers, timeout=30).status_code
 
     def reset(self) -> None:
         """Forget calls, messages, files, webhooks, scripted failures, blocks, revocations."""

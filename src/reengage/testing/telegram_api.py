@@ -176,6 +176,10 @@ class BotApi:
             raise TelegramError(404, "Not Found")
         return handler(token, method.lower(), params, uploads)
 
+    def webhook(self, bot_id: int) -> dict[str, Any] | None:
+        """What the bot's last `setWebhook` registered (url, secret_token, ...), if any."""
+        return self._webhooks.get(bot_id)
+
     def clear(self) -> None:
         self.messages.clear()
         self.files.clear()

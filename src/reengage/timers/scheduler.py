@@ -97,6 +97,11 @@ class Scheduler:
                 if time.monotonic() >= budget:
                     break
             self._last_flush = now
+            # Quiet subjects already in the database leave Redis (bounded memory).
+            while (gone := self.activity.expire_idle(now)) > 0:
+                metrics.HOT_STATE_EXPIRED.inc(gone)
+                if time.monotonic() >= budget:
+                    break
             # After Redis was emptied: bring its subjects back, so that new ones need no
             # database read on the way in (until then each missing one is read on arrival).
             while not self.activity.restore(now) and time.monotonic() < budget:

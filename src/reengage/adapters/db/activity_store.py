@@ -71,6 +71,9 @@ class SqlActivityStore:
     def unflushed(self) -> int:
         return 0  # written before `record` returns
 
+    def expire_idle(self, now: datetime, limit: int = 2000) -> int:
+        return 0  # nothing hot to let go
+
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
         return None
 

@@ -1,9 +1,12 @@
 """Activity in Redis first, written behind to the database.
 
 Each subject (bot user) is a hash of max-merged clock fields; one Lua script per batch
-deduplicates events by id, merges clocks, moves the subject's one inactivity timer in the
-timer store and marks the subject dirty. The scheduler's flush writes dirty subjects to the
-database every second, so Redis never holds more than that much activity alone.
+deduplicates events by id (the subject's last few), merges clocks, moves the subject's one
+inactivity timer in the timer store and marks the subject dirty. The scheduler's flush writes
+dirty subjects to the database every second, so Redis never holds more than that much
+activity alone; once a written subject has been quiet for the idle time (and no silence timer
+waits for it), it leaves Redis, and comes back from the database when it is active again.
+Redis memory thus follows the active subjects. The scripts are in `activity_scripts`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from reengage.adapters.db.group_commit import GroupCommit, LoopGroupCommit
 from reengage.adapters.db.inbound import inbound_rows, inbound_timers, insert_rows, rows_timers
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.subjects import write_subject_clocks
+from reengage.adapters.redis import activity_scripts as lua
 from reengage.domain.activity import (
     MESSAGE_TYPES,
     ActivityEvent,
@@ -52,144 +56,6 @@ FIELDS = {
     "closed_at": "cl",
 }
 
-_RECORD = """
-local ns, ttl, zkey, dkey, chan = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local skey, sval, check, nx = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
-local first = 10 + nx
--- The caller's view of the organization's configuration must still be current.
-if skey ~= '' and (redis.call('GET', skey) or '') ~= sval then return {-1} end
-local events = {}
-for i = first, #ARGV do events[#events + 1] = cjson.decode(ARGV[i]) end
--- Until every subject of the database is known here (after a loss), a subject missing here
--- may exist there: name them, apply nothing; the caller seeds them and calls again.
-if check == '1' and redis.call('EXISTS', ns .. ':complete') == 0 then
-  local out = {-2}
-  for i = 10, first - 1 do
-    if redis.call('EXISTS', ns .. ':s:' .. ARGV[i]) == 0 then out[#out + 1] = ARGV[i] end
-  end
-  for _, e in ipairs(events) do
-    if redis.call('EXISTS', ns .. ':s:' .. e.s) == 0 then out[#out + 1] = e.s end
-  end
-  if #out > 1 then return out end
-end
-local F = {'la', 'lm', 'li', 'lc', 'lg', 'we', 'pa', 'cl'}
-local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')[2]
-head = head and tonumber(head) or math.huge
-local earliest = math.huge
-local accepted = 0
-for _, e in ipairs(events) do
-  if redis.call('SET', ns .. ':ev:' .. e.o .. ':' .. e.e, '1', 'NX', 'EX', ttl) then
-    accepted = accepted + 1
-    local h = ns .. ':s:' .. e.s
-    -- One read, one write: the whole clock is merged here.
-    local cur = redis.call('HMGET', h, 'st', 'gen', 'seq', unpack(F))
-    local st, gen, seq = cur[1] or 'bot', tonumber(cur[2] or '0'), tonumber(cur[3] or '0')
-    local v = {}
-    for j, f in ipairs(F) do v[f] = tonumber(cur[j + 3] or '0') end
-    local cleared = false
-    if st == 'closed' then
-      -- Activity after a close belongs to the next conversation, with fresh clocks.
-      gen, st, cleared = gen + 1, 'bot', true
-      for _, f in ipairs(F) do if f ~= 'pa' then v[f] = 0 end end
-    end
-    if type(e.st) == 'string' then
-      st, cleared = e.st, true
-      if st == 'closed' then v.cl = e.t else v.cl = 0 end
-    end
-    -- A message older than the last activity moves its clocks, not the silence.
-    local fresh = not (e.m == 1 and v.la > 0 and e.t < v.la)
-    if fresh then seq = seq + 1 end
-    for f, x in pairs(e.f) do if x > v[f] then v[f] = x end end
-    local set = {'st', st, 'gen', gen, 'seq', string.format('%d', seq), 'o', e.o, 'th', e.th,
-      'ac', e.ac}
-    local gone = {}
-    for _, f in ipairs(F) do
-      if v[f] > 0 then
-        set[#set + 1] = f
-        set[#set + 1] = string.format('%d', v[f])
-      elseif cleared then
-        gone[#gone + 1] = f
-      end
-    end
-    redis.call('HSET', h, unpack(set))
-    if #gone > 0 then redis.call('HDEL', h, unpack(gone)) end
-    redis.call('SADD', ns .. ':dirty', e.s)
-    local tk = 'inactivity:' .. e.s
-    local wake = 0
-    if st ~= 'closed' and e.th > 0 and v.la > 0 then
-      wake = v.la + e.th
-    elseif st == 'closed' and e.ac > 0 and v.la > 0 then
-      wake = math.max(v.la, v.cl) + e.ac
-    end
-    if not fresh then
-      -- the timer of this silence stands
-    elseif wake > 0 then
-      local due = string.format('%d', wake)
-      local payload = cjson.encode({bot_id = e.b, user_id = e.u, seq = seq})
-      redis.call('ZADD', zkey, due, tk)
-      earliest = math.min(earliest, wake)
-      redis.call('HSET', dkey, tk, string.format('%d', seq) .. '|h' .. string.format('%d', seq) ..
-        '|0|' .. due .. '|inactivity|' .. payload)
-    else
-      redis.call('ZREM', zkey, tk)
-      redis.call('HDEL', dkey, tk)
-    end
-  end
-end
-if earliest < head then redis.call('PUBLISH', chan, string.format('%d', earliest)) end
-return {accepted}
-"""
-
-# Seed one subject from the database, unless it is here already (then it is newer).
-_SEED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1
-"""
-
-# Compare-and-set of the restore's cursor; at the end, the dataset is declared complete.
-_ADVANCE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[2], ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[2])
-end
-return 1
-"""
-
-# A flush's one round trip: subjects taken by a flusher that died before committing (in
-# flight since before ARGV[3]) go back to dirty; then up to N dirty subjects move into the
-# in-flight set (scored by when), each returned with its hash.
-_TAKE = """
-local stuck = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-for _, s in ipairs(stuck) do
-  redis.call('SADD', KEYS[1], s)
-  redis.call('ZREM', KEYS[2], s)
-end
-local out = {}
-for _, s in ipairs(redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))) do
-  redis.call('ZADD', KEYS[2], ARGV[2], s)
-  out[#out + 1] = s
-  out[#out + 1] = redis.call('HGETALL', ARGV[4] .. s)
-end
-return out
-"""
-
-# Compare-and-set of a subject's status against its activity version.
-_CHANGE_STATUS = """
-local seq = redis.call('HGET', KEYS[1], 'seq')
-if seq and tonumber(seq) ~= tonumber(ARGV[1]) then return 0 end
-if not seq then return 1 end
-redis.call('HSET', KEYS[1], 'st', ARGV[2])
-if ARGV[2] == 'closed' then
-  redis.call('HSET', KEYS[1], 'cl', ARGV[3])
-  redis.call('ZREM', KEYS[2], ARGV[4])
-  redis.call('HDEL', KEYS[3], ARGV[4])
-end
-return 1
-"""
 
 _CHUNK = 500
 # The API's largest batch, in one script call on the event loop (about 20 ms of Redis).
@@ -212,7 +78,8 @@ class RedisActivityStore:
         sessions: sessionmaker[Session],
         *,
         namespace: str = "reengage",
-        dedup_ttl: timedelta = timedelta(hours=24),
+        dedup_per_subject: int = 16,
+        idle: timedelta = timedelta(hours=1),
         stuck_after: timedelta = timedelta(seconds=60),
     ) -> None:
         self._r = client
@@ -224,13 +91,18 @@ class RedisActivityStore:
         # Present while every subject of the database is also here; gone with the data.
         self._complete = f"{self._ns}:complete"
         self._cursor = f"{self._ns}:restoring"
-        self._ttl = int(dedup_ttl.total_seconds())
+        # Quiet subjects, scored by when they may leave Redis (clock milliseconds).
+        self._idle_set = f"{self._ns}:idle"
+        self._ring = dedup_per_subject
+        self._idle = idle
         self._stuck = stuck_after
-        self._record = client.register_script(_RECORD)
-        self._take = client.register_script(_TAKE)
-        self._change_status = client.register_script(_CHANGE_STATUS)
-        self._seed_one = client.register_script(_SEED)
-        self._advance = client.register_script(_ADVANCE)
+        self._record = client.register_script(lua.RECORD)
+        self._take = client.register_script(lua.TAKE)
+        self._change_status = client.register_script(lua.CHANGE_STATUS)
+        self._seed_one = client.register_script(lua.SEED)
+        self._advance = client.register_script(lua.ADVANCE)
+        self._settle = client.register_script(lua.SETTLE)
+        self._expire = client.register_script(lua.EXPIRE)
         # Concurrent requests' messages share a transaction (each still waits for its commit).
         self._store_inbound = GroupCommit(sessions, insert_rows)
         self._store_inbound_on_loop = LoopGroupCommit(
@@ -256,7 +128,7 @@ class RedisActivityStore:
             # Checked once, before anything is written: the first script call can only see
             # its own segment, and what the messages say goes to the database first.
             subjects = list(dict.fromkeys(subject_key(e.bot_id, e.user_id) for e in ordered))
-            self._script(org_id, stamp, subjects, [])
+            self._script(org_id, stamp, subjects, [], now)
             stamp, segments_checked = None, True
         else:
             segments_checked = False
@@ -269,7 +141,9 @@ class RedisActivityStore:
         accepted = 0
         for segment in segments:
             payloads = [_payload(org_id, policies[e.bot_id], e) for e in segment]
-            accepted += self._script(org_id, stamp, extra, payloads, check=not segments_checked)
+            accepted += self._script(
+                org_id, stamp, extra, payloads, now, check=not segments_checked
+            )
             last = segment[-1]
             if last.type is EventType.CONVERSATION_STATUS:
                 # Status changes are rare and shape the conversation history: written through
@@ -302,7 +176,7 @@ class RedisActivityStore:
         ordered = sorted(events, key=lambda e: e.occurred_at)
         said = inbound_rows(org_id, ordered, now)
         zkey, dkey = self._timers.keys
-        args: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
+        args: list[str | int] = [self._ns, self._ring, zkey, dkey, self._timers.wake_channel]
         args += [stamp.key, stamp.value] if stamp else ["", ""]
         args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
         try:
@@ -322,12 +196,13 @@ class RedisActivityStore:
         stamp: ConfigStamp | None,
         subjects: list[str],
         payloads: list[str],
+        now: datetime,
         *,
         check: bool = True,
     ) -> int:
         """One call of the record script; seeds what it names missing and calls again."""
         zkey, dkey = self._timers.keys
-        head: list[str | int] = [self._ns, self._ttl, zkey, dkey, self._timers.wake_channel]
+        head: list[str | int] = [self._ns, self._ring, zkey, dkey, self._timers.wake_channel]
         head += [stamp.key, stamp.value] if stamp else ["", ""]
         while True:
             out = self._record(
@@ -338,10 +213,10 @@ class RedisActivityStore:
                 raise StaleConfig(org_id)
             if code != -2:
                 return code
-            self._seed_missing([str(s) for s in out[1:]])
+            self._seed_missing([str(s) for s in out[1:]], now)
             check = False
 
-    def _seed_missing(self, subjects: list[str]) -> None:
+    def _seed_missing(self, subjects: list[str], now: datetime) -> None:
         """Subjects unknown to Redis while it may lack some of the database's (it was emptied
         and is not restored yet) continue from the database's conversation, so versions,
         generations and status carry on."""
@@ -355,14 +230,15 @@ class RedisActivityStore:
                     .where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
                     .order_by(Conversation.id)
                 )
-                self._seed(session.execute(stmt))
+                self._seed(session.execute(stmt), now)
 
-    def _seed(self, rows: Iterable[Row[tuple[int, str, int, Conversation]]]) -> int:
+    def _seed(self, rows: Iterable[Row[tuple[int, str, int, Conversation]]], now: datetime) -> int:
         """Write each subject's latest conversation to Redis, unless the subject is there."""
         latest: dict[tuple[int, str], tuple[int, Conversation]] = {}
         for bot_id, user_id, org_id, conv in rows:
             latest[(bot_id, user_id)] = (org_id, conv)
         pipe = self._r.pipeline(transaction=False)
+        quiet = _ms(now + self._idle)
         for (bot_id, user_id), (org_id, conv) in latest.items():
             values: list[str] = [
                 "seq", str(conv.activity_seq), "gen", str(conv.generation),
@@ -372,8 +248,11 @@ class RedisActivityStore:
                 stamp = getattr(conv, attr, None)
                 if stamp is not None:
                     values += [field, str(_ms(stamp))]
+            subject = subject_key(bot_id, user_id)
             self._seed_one(
-                keys=[self._hash(subject_key(bot_id, user_id))], args=values, client=pipe
+                keys=[self._hash(subject), self._idle_set],
+                args=[quiet, self._ns, subject, *values],
+                client=pipe,
             )
         pipe.execute()  # type: ignore[no-untyped-call]
         return len(latest)
@@ -407,7 +286,7 @@ class RedisActivityStore:
                  by_id[conv.contact_id].org_id, conv)
                 for conv in convs
             ]  # fmt: skip
-            self._seed(cast(Iterable[Row[tuple[int, str, int, Conversation]]], rows))
+            self._seed(cast(Iterable[Row[tuple[int, str, int, Conversation]]], rows), now)
         done = len(contacts) < limit
         following = "" if done else f"{run}:{contacts[-1].id}"
         # Fails when Redis was emptied again meanwhile (the cursor went with it): start over.
@@ -477,8 +356,23 @@ class RedisActivityStore:
         if items:
             with self._sessions.begin() as session:
                 write_subject_clocks(session, items, now)
-        self._r.zrem(self._inflight, *taken)
+        self._settle(
+            keys=[self._dirty, self._inflight, self._idle_set],
+            args=[self._ns, _ms(now + self._idle), *taken],
+        )
         return len(items)
+
+    def expire_idle(self, now: datetime, limit: int = 2000) -> int:
+        """Drop up to `limit` subjects quiet for the idle time, written to the database and
+        with no silence timer pending; return how many left. A returning one is reloaded
+        from the database."""
+        dkey = self._timers.keys[1]
+        return int(
+            self._expire(
+                keys=[self._idle_set, self._dirty, self._inflight, dkey],
+                args=[_ms(now), limit, int(self._idle.total_seconds() * 1000), self._ns],
+            )
+        )
 
     def change_status(
         self, bot_id: int, user_id: str, expected_seq: int, status: str, now: datetime

@@ -34,7 +34,8 @@ from reengage.entrypoints.api.policies import policies_router
 from reengage.entrypoints.api.request_id import RequestId
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
-from reengage.entrypoints.logging import configure_logging
+from reengage.entrypoints.logging import configure_logging_from
+from reengage.entrypoints.manager_bot.webhook import ManagerWebhook, manager_webhook_router
 from reengage.runtime import Runtime
 
 
@@ -51,12 +52,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loop_redis = None
         if client is not None:
             await client.aclose()
+        if app.state.manager_bot is not None:
+            await app.state.manager_bot.close()
 
 
 def app_from_environment() -> FastAPI:
     """The API of a runtime built from the environment's settings (one per API process)."""
     settings = Settings()
-    configure_logging(settings.log_json)
+    configure_logging_from(settings)
     return create_app(Runtime.build(settings))
 
 
@@ -68,6 +71,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Activity tracking, inactivity timeouts and recovery campaigns for bots.",
     )
     app.state.runtime = runtime
+    # The manager bot by webhook, when configured (else it long-polls on its own).
+    app.state.manager_bot = ManagerWebhook.configured(runtime) if runtime is not None else None
     # Inside the safety net: a body cut short must be a 413, not an unexpected error.
     # (`create_app(None)` builds the app for its OpenAPI schema alone.)
     limit = runtime.settings.max_body_bytes if runtime is not None else DEFAULT_MAX_BODY_BYTES
@@ -93,6 +98,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(admins_router)
     app.include_router(campaign_edits_router)
     app.include_router(contacts_router)
+    app.include_router(manager_webhook_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -12,7 +12,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from reengage.adapters.outage import Outage, is_outage
 from reengage.config import Settings
 from reengage.entrypoints import metrics_server
-from reengage.entrypoints.logging import configure_logging
+from reengage.entrypoints.logging import configure_logging_from
 from reengage.runtime import Runtime
 from reengage.timers.executors import (
     FIRE_TIMERS_TASK,
@@ -63,7 +63,7 @@ def _fresh_runtime_after_fork(**_: Any) -> None:
     # Connections must not be shared across a fork.
     global _runtime
     _runtime = None
-    configure_logging(settings.log_json)
+    configure_logging_from(settings)
 
 
 @worker_process_shutdown.connect
