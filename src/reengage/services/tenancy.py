@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.adapters.crypto import Credentials, hash_api_key, new_api_key
 from reengage.adapters.db.models import ApiKey, Bot, Organization
 from reengage.domain.activity import ChannelKind
+from reengage.services.audit_log import record_change
 from reengage.services.errors import NotFound, Unauthorized
 
 
@@ -35,17 +36,34 @@ def create_organization(
         return NewOrganization(org.id, key)
 
 
-def issue_api_key(sessions: sessionmaker[Session], org_id: int, name: str, now: datetime) -> str:
+def issue_api_key(
+    sessions: sessionmaker[Session],
+    org_id: int,
+    name: str,
+    now: datetime,
+    actor: str | None = None,
+) -> str:
+    """A new API key (its plaintext, shown once); `actor` writes the change to the audit
+    log."""
     with sessions.begin() as session:
         if session.get(Organization, org_id) is None:
             raise NotFound(f"organization {org_id} does not exist", "org_id")
-        return _add_api_key(session, org_id, name, now)
+        plaintext = _add_api_key(session, org_id, name, now)
+        if actor is not None:
+            after = {"name": name, "prefix": plaintext.split("_")[1]}
+            record_change(session, org_id, actor, "api_key.create", name, now, after=after)
+        return plaintext
 
 
 def _add_api_key(session: Session, org_id: int, name: str, now: datetime) -> str:
     plaintext, prefix, digest = new_api_key()
     session.add(ApiKey(org_id=org_id, name=name, prefix=prefix, key_hash=digest, created_at=now))
     return plaintext
+
+
+def list_api_keys(session: Session, org_id: int) -> list[ApiKey]:
+    """The organization's API keys (revoked ones too), newest first."""
+    return list(session.scalars(scoped(ApiKey, org_id).order_by(ApiKey.id.desc())))
 
 
 def authenticate(session: Session, plaintext: str) -> int:
@@ -69,7 +87,11 @@ def key_is_valid(session: Session, org_id: int, digest: str) -> bool:
 
 
 def revoke_api_key(
-    sessions: sessionmaker[Session], org_id: int, key_id: int, now: datetime
+    sessions: sessionmaker[Session],
+    org_id: int,
+    key_id: int,
+    now: datetime,
+    actor: str | None = None,
 ) -> None:
     """Revoke one of the organization's API keys; every API process refuses it from its next
     request on."""
@@ -77,6 +99,17 @@ def revoke_api_key(
         key = owned(session, ApiKey, org_id, key_id, field="key_id")
         if key.revoked_at is None:
             key.revoked_at = now
+            if actor is not None:
+                record_change(
+                    session,
+                    org_id,
+                    actor,
+                    "api_key.revoke",
+                    f"rg_{key.prefix} ({key.name})",
+                    now,
+                    before={"revoked": False},
+                    after={"revoked": True},
+                )
 
 
 def create_bot(
@@ -90,8 +123,10 @@ def create_bot(
     credentials: dict[str, Any] | None = None,
     inactivity_threshold: timedelta | None = None,
     paid_broadcast: bool = False,
+    actor: str | None = None,
 ) -> Bot:
-    """Register a bot; its credentials are encrypted before they reach the database."""
+    """Register a bot; its credentials are encrypted before they reach the database. With
+    `actor`, the change goes to the audit log (never the credentials)."""
     with sessions.begin() as session:
         bot = Bot(
             org_id=org_id,
@@ -106,7 +141,22 @@ def create_bot(
         )
         session.add(bot)
         session.flush()
+        if actor is not None:
+            record_change(
+                session, org_id, actor, "bot.create", f"bot {bot.id}", now, after=bot_summary(bot)
+            )
         return bot
+
+
+def bot_summary(bot: Bot) -> dict[str, Any]:
+    """What the audit log keeps of a bot: its settings, never its credentials."""
+    return {
+        "name": bot.name,
+        "channel": bot.channel,
+        "has_credentials": bot.credentials is not None,
+        "inactivity_threshold_s": bot.inactivity_threshold_s,
+        "paid_broadcast": bot.paid_broadcast,
+    }
 
 
 M = TypeVar("M")

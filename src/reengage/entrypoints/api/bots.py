@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ChannelKind
-from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.deps import Actor, OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import BotIn, BotOut, CredentialsIn, ErrorOut, Id
 from reengage.services import tenancy
+from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput
 from reengage.services.webhook_setup import register_telegram_webhook
 
@@ -31,7 +32,7 @@ def bot_out(bot: Bot) -> BotOut:
 
 
 @bots_router.post("", response_model=BotOut, status_code=201)
-def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
+def create_bot(runtime: RuntimeDep, org_id: OrgId, actor: Actor, body: BotIn) -> BotOut:
     """Register a bot. Credentials are encrypted at rest and never returned."""
     missing = missing_credentials(body.channel, body.credentials or {})
     if missing:
@@ -49,6 +50,7 @@ def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
         credentials=body.credentials,
         inactivity_threshold=None if seconds is None else timedelta(seconds=seconds),
         paid_broadcast=body.paid_broadcast,
+        actor=actor,
     )
     return bot_out(bot)
 
@@ -73,7 +75,7 @@ def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> BotOut:
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 def replace_credentials(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: CredentialsIn
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: CredentialsIn
 ) -> BotOut:
     """Replace a bot's credentials, whole (after revoking a token, say). Every send from the
     next one on uses them; a Telegram bot then needs its webhook registered again."""
@@ -84,8 +86,19 @@ def replace_credentials(
             raise InvalidInput(
                 f"{bot.channel} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
             )
+        had = bot.credentials is not None
         bot.credentials = (
             runtime.credentials.encrypt(body.credentials) if body.credentials else None
+        )
+        record_change(
+            session,
+            org_id,
+            actor,
+            "bot.credentials",
+            f"bot {bot_id}",
+            runtime.clock.now(),
+            before={"has_credentials": had},
+            after={"has_credentials": bot.credentials is not None},
         )
         return bot_out(bot)
 
@@ -94,7 +107,9 @@ def replace_credentials(
     "/{bot_id}/webhook",
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, str]:
+def register_webhook(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id
+) -> dict[str, str]:
     """Register the Telegram webhook of a bot with a freshly generated secret token."""
     settings = runtime.settings
     url = register_telegram_webhook(
@@ -105,4 +120,9 @@ def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str
         settings.public_url,
         settings.telegram_api_base,
     )
+    with runtime.sessions.begin() as session:
+        record_change(
+            session, org_id, actor, "bot.webhook", f"bot {bot_id}", runtime.clock.now(),
+            after={"url": url},
+        )
     return {"url": url}
