@@ -136,7 +136,9 @@ def session_user(sessions: sessionmaker[Session], token: str, now: datetime) -> 
     if row is None or row[1].disabled_at is not None:
         return None
     login, user, org_name = row
-    return SessionUser(user.id, user.org_id, user.email, Role(user.role), login.csrf_token, org_name)
+    return SessionUser(
+        user.id, user.org_id, user.email, Role(user.role), login.csrf_token, org_name
+    )
 
 
 def log_out(sessions: sessionmaker[Session], token: str) -> None:

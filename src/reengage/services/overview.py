@@ -64,8 +64,8 @@ def _active(
 ) -> list[tuple[int, int]]:
     # Each bot has its own threshold: one CASE gives every row its bot's cutoff.
     cutoffs = {
-        b.id: now - (timedelta(seconds=b.inactivity_threshold_s) if b.inactivity_threshold_s
-                     else default)
+        b.id: now
+        - (timedelta(seconds=b.inactivity_threshold_s) if b.inactivity_threshold_s else default)
         for b in bots
     }
     cutoff = case(cutoffs, value=Conversation.bot_id, else_=now - default)
@@ -92,7 +92,9 @@ def _oldest_due(session: Session, org_id: int, now: datetime) -> list[tuple[int,
     queries = (
         scoped_columns(
             Conversation, org_id, Conversation.bot_id, func.min(Conversation.inactivity_due_at)
-        ).where(Conversation.inactivity_due_at <= now).group_by(Conversation.bot_id),
+        )
+        .where(Conversation.inactivity_due_at <= now)
+        .group_by(Conversation.bot_id),
         scoped_columns(Episode, org_id, Episode.bot_id, func.min(Episode.next_due_at))
         .where(Episode.status == "running", Episode.next_due_at <= now)
         .group_by(Episode.bot_id),

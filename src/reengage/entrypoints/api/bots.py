@@ -122,7 +122,12 @@ def register_webhook(
     )
     with runtime.sessions.begin() as session:
         record_change(
-            session, org_id, actor, "bot.webhook", f"bot {bot_id}", runtime.clock.now(),
+            session,
+            org_id,
+            actor,
+            "bot.webhook",
+            f"bot {bot_id}",
+            runtime.clock.now(),
             after={"url": url},
         )
     return {"url": url}
