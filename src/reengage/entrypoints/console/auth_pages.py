@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -64,7 +63,7 @@ async def login(request: Request) -> Response:
     except ServiceError:
         return _login_page(request, "err_login", status=401)
     response = redirect(f"{PREFIX}/")
-    set_session_cookie(response, request, new.token, new.expires_at)
+    set_session_cookie(response, request, new.token)
     return response
 
 
@@ -110,7 +109,7 @@ async def invite_accept(request: Request, token: str) -> Response:
     runtime = runtime_of(request)
     now = runtime.clock.now()
 
-    def accept() -> tuple[str, datetime]:
+    def accept() -> str:
         user, new = accept_invite(
             runtime.sessions,
             token[:100],
@@ -129,9 +128,9 @@ async def invite_accept(request: Request, token: str) -> Response:
                 now,
                 after={"role": user.role},
             )
-        return new.token, new.expires_at
+        return new.token
 
-    cookie, expires = await run_in_threadpool(accept)
+    cookie = await run_in_threadpool(accept)
     response = redirect(f"{PREFIX}/")
-    set_session_cookie(response, request, cookie, expires)
+    set_session_cookie(response, request, cookie)
     return response

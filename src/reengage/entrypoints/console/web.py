@@ -3,6 +3,7 @@ and how a refusal is answered (a page, never JSON)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
@@ -82,7 +83,13 @@ def _ago(delta: timedelta) -> str:
     return f"{seconds // 3600} h"
 
 
+def _pretty(value: object) -> str:
+    # Plain text, escaped by the template like any other (tojson would hide `<` as \u003c).
+    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True)
+
+
 _ENV.filters["when"] = _when
+_ENV.filters["pretty"] = _pretty
 _ENV.filters["ago"] = _ago
 
 
@@ -196,11 +203,14 @@ class Allowed:
         return user, fields
 
 
-def set_session_cookie(response: Response, request: Request, token: str, expires: datetime) -> None:
+def set_session_cookie(response: Response, request: Request, token: str) -> None:
+    # The server ends the session at its expiry; the browser keeps the cookie as long (the
+    # server's clock may run fast in a demo: a lifetime, not a date).
+    ttl = runtime_of(request).settings.console_session_ttl
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        expires=expires,
+        max_age=int(ttl.total_seconds()),
         path=PREFIX,
         httponly=True,
         samesite="lax",
