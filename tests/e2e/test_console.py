@@ -291,6 +291,55 @@ def test_the_api_writes_its_changes_to_the_audit_log(
     assert "api bot" in audit
 
 
+def test_campaign_and_policy_changes_through_the_api_are_logged_with_before_and_after(
+    console_runtime: Runtime, owner: ConsoleBrowser, app_client: TestClient
+) -> None:
+    assert owner.org is not None
+    headers = {"Authorization": f"Bearer {owner.org.api_key}"}
+    bot_id = make_bot(console_runtime, owner.org.org_id, channel=SIMULATOR)
+    base = f"/v1/bots/{bot_id}"
+    policy = {"enabled": True, "timeout": "30m", "action": "close"}
+    assert app_client.put(f"{base}/policy", json=policy, headers=headers).is_success
+    changed = {**policy, "timeout": "45m"}
+    assert app_client.put(f"{base}/policy", json=changed, headers=headers).is_success
+    draft = {
+        "threshold": "10m",
+        "steps": [{"schedule": "30m", "blocks": [{"kind": "text", "text": "Oi!"}]}],
+    }
+    assert app_client.put(f"{base}/campaign", json=draft, headers=headers).is_success
+    assert app_client.post(
+        f"{base}/campaign/steps", json={"schedule": "2h"}, headers=headers
+    ).is_success
+    assert app_client.post(f"{base}/campaign/publish", headers=headers).is_success
+    on = app_client.put(f"{base}/campaign/enabled", json={"enabled": True}, headers=headers)
+    assert on.is_success
+    refused = app_client.put(f"{base}/policy", json={"timeout": "forever"}, headers=headers)
+    assert refused.status_code == 422
+    with console_runtime.sessions() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+    assert [e.action for e in entries] == [
+        "policy.put",
+        "policy.put",
+        "campaign.draft",
+        "campaign.edit",
+        "campaign.publish",
+        "campaign.enabled",
+    ]  # the refused change wrote nothing
+    first, second = entries[0], entries[1]
+    assert first.before is None
+    assert (second.before or {})["timeout"] == "30m"
+    assert (second.after or {})["timeout"] == "45m"
+    draft_entry, edit = entries[2], entries[3]
+    assert draft_entry.before is None
+    assert len((edit.before or {})["draft"]["steps"]) == 1
+    assert len((edit.after or {})["draft"]["steps"]) == 2
+    assert ((entries[4].before or {})["version"], (entries[4].after or {})["version"]) == (0, 1)
+    assert (entries[5].before or {})["enabled"] is False
+    assert (entries[5].after or {})["enabled"] is True
+    assert all(e.actor == f"api key rg_{owner.org.api_key.split('_')[1]}" for e in entries)
+    assert "campaign.publish" in owner.get("/console/audit").text
+
+
 def test_the_language_switch(owner: ConsoleBrowser) -> None:
     assert "Visão geral" in owner.get("/console/").text
     switched = owner.get("/console/language?to=en&back=/console/bots")
