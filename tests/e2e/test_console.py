@@ -4,7 +4,7 @@ tenancy, the language switch, and the API keys and audit log it manages."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -12,7 +12,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from reengage.adapters.clock import ManualClock
-from reengage.adapters.db.models import ApiKey, AuditEntry, Bot, ConsoleInvite, ConsoleUser
+from reengage.adapters.db.models import (
+    ApiKey,
+    AuditEntry,
+    Bot,
+    Campaign,
+    ConsoleInvite,
+    ConsoleUser,
+    Contact,
+    Delivery,
+    Episode,
+)
 from reengage.domain.activity import ChannelKind
 from reengage.domain.console_access import Role
 from reengage.entrypoints.api.app import create_app
@@ -171,6 +181,23 @@ def test_a_token_telegram_refuses_adds_no_bot(
     malformed = owner.post("/console/bots", {"name": "Loja", "token": "no colon here"})
     assert malformed.status_code == 422
     assert owner.post("/console/bots", {"name": "", "token": TOKEN}).status_code == 422
+    assert count(console_runtime, Bot) == 0
+
+
+def test_a_value_no_column_may_hold_is_a_422_page_and_changes_nothing(
+    console_runtime: Runtime, owner: ConsoleBrowser
+) -> None:
+    for name in ("a\x00b", "x" * 10_001):
+        refused = owner.post("/console/bots", {"name": name, "token": TOKEN})
+        assert refused.status_code == 422
+        assert "Valor inválido: name." in refused.text
+    login_page = owner.get("/console/login")
+    nul_login = owner.client.post(
+        "/console/login",
+        data={"email": "owner@acme.example\x00", "password": PASSWORD, "csrf": csrf_of(login_page)},
+        follow_redirects=False,
+    )
+    assert nul_login.status_code == 422
     assert count(console_runtime, Bot) == 0
 
 
@@ -374,6 +401,90 @@ def test_the_overview_counts_per_bot(
     card = owner.get("/console/").text.split(f'data-bot="{bot_id}"')[1]
     assert 'data-figure="active_now">0<' in card
     assert "(há 60 s)" in card
+
+
+def test_the_overview_counts_sends_problems_episodes_and_late_work_per_bot(
+    console_runtime: Runtime, owner: ConsoleBrowser, clock: ManualClock
+) -> None:
+    assert owner.org is not None
+    now = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    clock.set(now)
+    owner.login("owner@acme.example")  # the clock moved: a fresh session
+    org_id = owner.org.org_id
+    shop = make_bot(console_runtime, org_id, name="shop", channel=SIMULATOR)
+    quiet = make_bot(console_runtime, org_id, name="quiet", channel=SIMULATOR)
+    other = make_org(console_runtime, "Other")
+    elsewhere = make_bot(console_runtime, other.org_id, name="elsewhere", channel=SIMULATOR)
+    today, yesterday = now - timedelta(hours=1), now - timedelta(days=1)
+    with console_runtime.sessions.begin() as session:
+        contacts = {}
+        for org, bot in ((org_id, shop), (other.org_id, elsewhere)):
+            contact = Contact(org_id=org, bot_id=bot, external_id="ana", created_at=yesterday)
+            session.add(contact)
+            session.flush()
+            contacts[bot] = contact.id
+        rows = [
+            (shop, "sent", None, today),
+            (shop, "sent", None, today),
+            (shop, "sent", None, yesterday),
+            (shop, "failed", "blocked", today),
+            (shop, "skipped", "window_closed", today),
+            (shop, "skipped", "window_closed", today),
+            (shop, "skipped", "opted_out", yesterday),
+            (shop, "scheduled", None, now - timedelta(minutes=5)),
+            (elsewhere, "sent", None, today),
+            (elsewhere, "failed", "blocked", today),
+        ]
+        for n, (bot, status, reason, at) in enumerate(rows):
+            session.add(
+                Delivery(
+                    org_id=org_id if bot == shop else other.org_id,
+                    bot_id=bot,
+                    contact_id=contacts[bot],
+                    dedup_key=f"d-{n}",
+                    purpose="recovery",
+                    status=status,
+                    reason=reason,
+                    scheduled_at=at,
+                    sent_at=at if status == "sent" else None,
+                    finished_at=at if status != "scheduled" else None,
+                )
+            )
+        campaign = Campaign(org_id=org_id, bot_id=shop, updated_at=yesterday)
+        session.add(campaign)
+        session.flush()
+        for seq, (status, due) in enumerate(
+            (
+                ("running", now - timedelta(minutes=9)),
+                ("running", now + timedelta(hours=1)),
+                ("completed", None),
+            )
+        ):
+            session.add(
+                Episode(
+                    org_id=org_id,
+                    campaign_id=campaign.id,
+                    version=1,
+                    bot_id=shop,
+                    contact_id=contacts[shop],
+                    seq=seq,
+                    status=status,
+                    next_due_at=due,
+                    started_at=yesterday,
+                )
+            )
+    page = owner.get("/console/").text
+    assert "elsewhere" not in page
+    card = page.split(f'data-bot="{shop}"')[1].split("</section>")[0]
+    assert 'data-figure="sent_today">2<' in card
+    assert 'data-figure="episodes_running">2<' in card
+    assert "blocked: <strong>1</strong>" in card
+    assert "window_closed: <strong>2</strong>" in card
+    assert "opted_out" not in card  # yesterday's
+    assert "(há 9 min)" in card  # the episode's step, later than the scheduled delivery
+    empty = page.split(f'data-bot="{quiet}"')[1].split("</section>")[0]
+    assert 'data-figure="sent_today">0<' in empty
+    assert "nenhum atrasado" in empty
 
 
 def test_the_api_docs_load_their_assets_from_the_package(app_client: TestClient) -> None:

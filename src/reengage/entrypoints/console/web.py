@@ -183,6 +183,10 @@ async def checked_form(request: Request, expected: str) -> dict[str, str]:
     sent = fields.get("csrf", "")
     if not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
         raise Refused(403, "err_csrf")
+    for name, value in fields.items():
+        # What no column may hold (PostgreSQL refuses NUL; a lone surrogate is no text).
+        if len(value) > 10_000 or any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in value):
+            raise Refused(422, "err_invalid", field=name[:40])
     return fields
 
 
