@@ -3,6 +3,7 @@ tenancy, the language switch, and the API keys and audit log it manages."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -70,7 +71,7 @@ def count(runtime: Runtime, model: type[object]) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def console_paths() -> list[tuple[str, str]]:
+def console_paths(with_ids: bool = True) -> list[tuple[str, str]]:
     """(method, path) of every console route that needs a login, ids filled with 1."""
     out = []
     for route in (*auth_router.routes, *pages_router.routes, *admin_router.routes):
@@ -79,7 +80,8 @@ def console_paths() -> list[tuple[str, str]]:
         if not path.startswith("/console/") or path.startswith(public):
             continue
         for method in sorted(getattr(route, "methods", ()) or ()):
-            out.append((method, path.replace("{bot_id}", "1").replace("{key_id}", "1")))
+            filled = path.replace("{bot_id}", "1").replace("{key_id}", "1")
+            out.append((method, filled if with_ids else path))
     return out
 
 
@@ -94,6 +96,27 @@ def test_every_console_page_sends_a_logged_out_browser_to_the_login(
             method,
             path,
         )
+
+
+HOSTILE = ["0", "-1", str(2**63), "9" * 30, "abc", "%00", "x" * 300, "%F0%9F", "1.5"]
+
+
+def test_every_console_route_answers_hostile_path_values_with_a_4xx_page(
+    owner: ConsoleBrowser,
+) -> None:
+    calls = 0
+    for method, template in console_paths(with_ids=False):
+        if "{" not in template:
+            continue
+        for bad in HOSTILE:
+            path = re.sub(r"{\w+}", bad, template)
+            answer = owner.post(path) if method == "POST" else owner.get(path)
+            assert 400 <= answer.status_code < 500, (method, path, answer.status_code)
+            assert answer.headers["content-type"].startswith("text/html"), (method, path)
+            calls += 1
+    for bad in HOSTILE:  # an invitation's token, logged out
+        assert owner.get(f"/console/invite/{bad}").status_code in (404, 422)
+    assert calls >= 30
 
 
 def test_a_wrong_password_is_refused_and_a_right_one_opens_a_session(
