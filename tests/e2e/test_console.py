@@ -279,6 +279,10 @@ def test_a_viewer_can_read_but_every_form_is_refused(
     )
     assert joined.status_code == 303
     assert viewer.get("/console/").status_code == 200
+    with console_runtime.sessions() as session:
+        log = [(e.actor, e.action) for e in session.scalars(select(AuditEntry))]
+    assert ("user owner@acme.example", "user.invite") in log
+    assert ("user vera@acme.example", "user.join") in log
     assert viewer.get(bot_path).status_code == 200
     assert 'action="/console/bots"' not in viewer.get("/console/bots").text  # no form shown
     before = {m: count(console_runtime, m) for m in (Bot, ApiKey, ConsoleInvite, ConsoleUser)}

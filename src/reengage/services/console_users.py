@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.adapters.db.models import ConsoleInvite, ConsoleSession, ConsoleUser, Organization
 from reengage.adapters.passwords import hash_password, verify_password
 from reengage.domain.console_access import Role
+from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput, NotFound, Unauthorized
 from reengage.services.tenancy import scoped
 
@@ -148,11 +149,20 @@ def log_out(sessions: sessionmaker[Session], token: str) -> None:
 
 
 def create_invite(
-    sessions: sessionmaker[Session], org_id: int, role: Role, by: int | None, now: datetime
+    sessions: sessionmaker[Session],
+    org_id: int,
+    role: Role,
+    by: int | None,
+    now: datetime,
+    actor: str | None = None,
 ) -> str:
-    """A one-time invitation token for a new person with `role` (valid for 7 days)."""
+    """A one-time invitation token for a new person with `role` (valid for 7 days); with
+    `actor`, written to the audit log."""
     token = secrets.token_urlsafe(24)
     with sessions.begin() as session:
+        if actor is not None:
+            after = {"role": role.value}
+            record_change(session, org_id, actor, "user.invite", role.value, now, after=after)
         session.add(
             ConsoleInvite(
                 org_id=org_id,
@@ -200,6 +210,15 @@ def accept_invite(
             raise NotFound("this invitation is unknown, used or expired", "invite")
         user = create_user(session, invite.org_id, email, password, Role(invite.role), now)
         invite.used_at, invite.used_by = now, user.id
+        record_change(
+            session,
+            user.org_id,
+            f"user {user.email}",
+            "user.join",
+            user.email,
+            now,
+            after={"role": user.role},
+        )
         return user, open_session(session, user, now, ttl)
 
 

@@ -20,7 +20,6 @@ from reengage.entrypoints.console.web import (
     runtime_of,
 )
 from reengage.services import tenancy
-from reengage.services.audit_log import record_change
 from reengage.services.console_users import (
     SessionUser,
     create_invite,
@@ -100,20 +99,8 @@ async def invite(request: Request, allowed: Owner) -> Response:
     runtime = runtime_of(request)
     now = runtime.clock.now()
 
-    def make() -> str:
-        token = create_invite(runtime.sessions, user.org_id, role, user.user_id, now)
-        with runtime.sessions.begin() as session:
-            record_change(
-                session,
-                user.org_id,
-                actor_of(user),
-                "user.invite",
-                role.value,
-                now,
-                after={"role": role.value},
-            )
-        return token
-
-    token = await run_in_threadpool(make)
+    token = await run_in_threadpool(
+        create_invite, runtime.sessions, user.org_id, role, user.user_id, now, actor_of(user)
+    )
     link = str(request.url_for("invite_form", token=token))
     return _people_page(request, user, link=link)

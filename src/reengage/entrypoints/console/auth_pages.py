@@ -23,7 +23,6 @@ from reengage.entrypoints.console.web import (
     set_form_cookie,
     set_session_cookie,
 )
-from reengage.services.audit_log import record_change
 from reengage.services.console_users import (
     accept_invite,
     invite_role,
@@ -110,7 +109,7 @@ async def invite_accept(request: Request, token: str) -> Response:
     now = runtime.clock.now()
 
     def accept() -> str:
-        user, new = accept_invite(
+        _, new = accept_invite(
             runtime.sessions,
             token[:100],
             fields.get("email", "")[:300],
@@ -118,16 +117,6 @@ async def invite_accept(request: Request, token: str) -> Response:
             now,
             runtime.settings.console_session_ttl,
         )
-        with runtime.sessions.begin() as session:
-            record_change(
-                session,
-                user.org_id,
-                f"user {user.email}",
-                "user.join",
-                user.email,
-                now,
-                after={"role": user.role},
-            )
         return new.token
 
     cookie = await run_in_threadpool(accept)
