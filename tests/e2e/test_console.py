@@ -30,6 +30,7 @@ from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.console.admin_pages import admin_router
 from reengage.entrypoints.console.auth_pages import auth_router
 from reengage.entrypoints.console.pages import pages_router
+from reengage.entrypoints.demo import FLOW
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from tests.conftest import REDIS_URL
@@ -392,6 +393,33 @@ def test_campaign_and_policy_changes_through_the_api_are_logged_with_before_and_
     assert (entries[5].after or {})["enabled"] is True
     assert all(e.actor == f"api key rg_{owner.org.api_key.split('_')[1]}" for e in entries)
     assert "campaign.publish" in owner.get("/console/audit").text
+
+
+def test_flow_and_voice_changes_through_the_api_are_logged(
+    console_runtime: Runtime, owner: ConsoleBrowser, app_client: TestClient
+) -> None:
+    assert owner.org is not None
+    headers = {"Authorization": f"Bearer {owner.org.api_key}"}
+    bot_id = make_bot(console_runtime, owner.org.org_id, channel=SIMULATOR)
+    flow_url = f"/v1/bots/{bot_id}/flows/atendimento"
+    assert app_client.put(flow_url, json=FLOW, headers=headers).is_success
+    entry = {"entry_flow": "atendimento"}
+    assert app_client.put(f"/v1/bots/{bot_id}/entry-flow", json=entry, headers=headers).is_success
+    rules = {"min_gap": "1h", "optout_keywords": ["pare"]}
+    assert app_client.put("/v1/voice", json=rules, headers=headers).is_success
+    bad = app_client.put("/v1/voice", json={"min_gap": "never"}, headers=headers)
+    assert bad.status_code == 422
+    with console_runtime.sessions() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+    assert [(e.action, e.subject) for e in entries] == [
+        ("flow.put", f"bot {bot_id} flow atendimento"),
+        ("bot.entry_flow", f"bot {bot_id}"),
+        ("voice.put", "organization"),
+    ]
+    assert entries[0].before is None
+    assert (entries[0].after or {})["start"] == "hello"
+    assert (entries[1].before, entries[1].after) == ({"entry_flow": None}, entry)
+    assert (entries[2].after or {})["optout_keywords"] == ["pare"]
 
 
 def test_the_language_switch(owner: ConsoleBrowser) -> None:
