@@ -139,6 +139,27 @@ def test_a_wrong_password_is_refused_and_a_right_one_opens_a_session(
     assert browser.get("/console/").status_code == 200
 
 
+def test_the_session_cookie_is_secure_when_the_public_url_is_https(
+    db_url: str, make_runtime: Callable[..., Runtime]
+) -> None:
+    runtime = make_runtime(db_url, public_url="https://console.acme.example")
+    org = make_org(runtime)
+    make_user(runtime, org.org_id, "ana@acme.example")
+    with TestClient(create_app(runtime)) as client:  # plain http, as behind a TLS proxy
+        page = client.get("/console/login")
+        assert "Secure" in page.headers["set-cookie"]  # the form's token too
+        token = csrf_of(page)
+        client.cookies.clear()  # an http client keeps no Secure cookie: hand it over
+        answer = client.post(
+            "/console/login",
+            data={"email": "ana@acme.example", "password": PASSWORD, "csrf": token},
+            headers={"Cookie": f"rg_form={token}"},
+            follow_redirects=False,
+        )
+    assert answer.status_code == 303
+    assert "Secure" in answer.headers["set-cookie"]
+
+
 def test_a_session_ends_at_logout_and_when_it_expires(
     console_runtime: Runtime, owner: ConsoleBrowser, clock: ManualClock
 ) -> None:

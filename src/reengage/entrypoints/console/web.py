@@ -207,6 +207,12 @@ class Allowed:
         return user, fields
 
 
+def _secure(request: Request) -> bool:
+    # Behind a TLS-terminating proxy the request arrives as http: the public URL tells.
+    public = runtime_of(request).settings.public_url
+    return request.url.scheme == "https" or public.startswith("https://")
+
+
 def set_session_cookie(response: Response, request: Request, token: str) -> None:
     # The server ends the session at its expiry; the browser keeps the cookie as long (the
     # server's clock may run fast in a demo: a lifetime, not a date).
@@ -218,7 +224,7 @@ def set_session_cookie(response: Response, request: Request, token: str) -> None
         path=PREFIX,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )
 
 
@@ -235,5 +241,5 @@ def set_form_cookie(response: Response, request: Request, token: str) -> None:
         path=PREFIX,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_secure(request),
     )
