@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         default="https://graph.facebook.com", description="WhatsApp Cloud (Graph) API."
     )
 
+    console_session_ttl: Duration = Field(
+        default=timedelta(hours=12),
+        description="How long a web console login lasts before the user logs in again.",
+    )
+
     @field_validator("redis_url", "broker_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

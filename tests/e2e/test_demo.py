@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -49,3 +52,46 @@ def test_demo_shows_reminders_and_closes(tmp_path: Path) -> None:
     assert not any(
         "bruno: reminder_sent" in line or "bruno: closed_by_timeout" in line for line in lines
     )
+
+
+def test_demo_prints_a_console_login_that_works(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "reengage.entrypoints.cli", "demo", "--speed", "60"]
+    proc = subprocess.Popen(
+        [*command, "--duration", "60", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        for _ in range(20):
+            line = proc.stdout.readline()
+            if "console:" in line:
+                break
+        # "  console:  http://127.0.0.1:PORT/console/  login: EMAIL / PASSWORD"
+        url, rest = line.split("console:", 1)[1].split("login:")
+        email, password = (part.strip() for part in rest.split(" / "))
+        base = url.strip()
+        with httpx.Client(base_url=base, follow_redirects=False) as client:
+            for _ in range(100):
+                try:
+                    page = client.get("login")
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+            token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert token is not None
+            form = {"email": email, "password": password, "csrf": token.group(1)}
+            answer = client.post("login", data=form)
+            assert answer.status_code == 303, answer.text
+            overview = client.get("")
+            assert overview.status_code == 200
+            assert "Demo bot" in overview.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -104,7 +104,9 @@ def is_int(annotation: Any) -> bool:
 def api_routes(world: World) -> Iterator[tuple[str, str, APIRoute]]:
     for context in iter_route_contexts(world.client.app.routes):
         route = context.original_route
-        if isinstance(route, APIRoute):
+        # The console's pages answer a browser (a login page, not a 401): test_console.py
+        # sweeps them with hostile values as a logged-in user.
+        if isinstance(route, APIRoute) and not str(context.path_format).startswith("/console"):
             for method in sorted(context.methods or ()):
                 yield method, str(context.path_format), route
 

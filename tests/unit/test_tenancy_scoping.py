@@ -13,7 +13,12 @@ import reengage
 from reengage.adapters.db.models import Base
 
 SRC = Path(reengage.__file__).parent
-TENANT_FACING = [SRC / "entrypoints" / "api", SRC / "entrypoints" / "manager_bot", SRC / "services"]
+TENANT_FACING = [
+    SRC / "entrypoints" / "api",
+    SRC / "entrypoints" / "console",
+    SRC / "entrypoints" / "manager_bot",
+    SRC / "services",
+]
 TENANT_MODELS = {
     mapper.class_.__name__
     for mapper in Base.registry.mappers

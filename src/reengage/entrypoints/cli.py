@@ -31,9 +31,11 @@ app = typer.Typer(
 orgs_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
 bots_app = typer.Typer(help="Bots of an organization.", no_args_is_help=True)
 keys_app = typer.Typer(help="The secret key (REENGAGE_SECRET_KEY).", no_args_is_help=True)
+users_app = typer.Typer(help="People who log in to the web console.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(bots_app, name="bots")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 
 def _settings() -> Settings:
@@ -284,6 +286,41 @@ def orgs_invite_admin(org_id: int) -> None:
     finally:
         runtime.close()
     typer.echo(f"invite code {code}\nexpires {expires_at.isoformat()}\nsend: /start {code}")
+
+
+@users_app.command("create-owner")
+def users_create_owner(
+    org_id: int,
+    email: str,
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="REENGAGE_OWNER_PASSWORD",
+            help="10 to 128 characters (asked for when not given)",
+        ),
+    ],
+) -> None:
+    """Create a web console owner of an organization (the first one; owners invite the rest
+    from the console's People page)."""
+    from reengage.domain.console_access import Role
+    from reengage.runtime import Runtime
+    from reengage.services.console_users import create_user
+    from reengage.services.errors import ServiceError
+
+    runtime = Runtime.build(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            user = create_user(session, org_id, email, password, Role.OWNER, runtime.clock.now())
+            user_id, address = user.id, user.email
+    except ServiceError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        runtime.close()
+    typer.echo(f"owner {user_id} {address}: log in at {runtime.settings.public_url}/console/")
 
 
 @app.command("manager-bot")

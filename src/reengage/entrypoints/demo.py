@@ -7,6 +7,7 @@ the simulator's chat page.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from datetime import datetime, timedelta
@@ -25,14 +26,17 @@ from reengage.adapters.db.models import (
 )
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbound
+from reengage.domain.console_access import Role
 from reengage.domain.policy import Level
 from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.scheduler.main import build_scheduler
 from reengage.runtime import Runtime
+from reengage.services.console_users import create_user
 from reengage.services.flows import put_flow
 from reengage.services.policies import Scope, put_policy
 from reengage.services.tenancy import create_bot, create_organization
 
+DEMO_OWNER = "owner@demo.example"
 FLOW = {
     "start": "hello",
     "nodes": [
@@ -161,6 +165,8 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
         broker_url=None,
         clock_speed=speed,
         scheduler_poll=timedelta(milliseconds=20),
+        # Time runs fast in the demo: a console login must outlast a real afternoon.
+        console_session_ttl=timedelta(days=3650),
     )
     upgrade(settings.database_url)
     runtime = Runtime.build(settings)
@@ -174,7 +180,9 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
         channel=ChannelKind.SIMULATOR,
         now=now,
     )
+    password = secrets.token_urlsafe(12)  # a new demo database each run, a new password too
     with runtime.sessions.begin() as session:
+        create_user(session, org.org_id, DEMO_OWNER, password, Role.OWNER, now)
         put_flow(session, org.org_id, bot.id, "atendimento", FLOW, now)
         for node in ("plan", "email"):
             put_policy(
@@ -189,6 +197,7 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
         flush=True,
     )
     print(f"  chat page: {url}/simulator#key={org.api_key}&bot={bot.id}&user=ana", flush=True)
+    print(f"  console:  {url}/console/  login: {DEMO_OWNER} / {password}", flush=True)
     stop = threading.Event()
     with runtime.sessions.begin() as session:
         session.get_one(Bot, bot.id).entry_flow = "atendimento"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -141,6 +142,22 @@ def draft_of(row: Campaign) -> dict[str, Any]:
 
 def get_campaign(session: Session, org_id: int, bot_id: int) -> Campaign:
     return _campaign(session, org_id, bot_id)
+
+
+def campaign_state(session: Session, org_id: int, bot_id: int) -> dict[str, Any] | None:
+    """What the audit log keeps of a campaign before and after a change (None: none yet)."""
+    get_bot(session, org_id, bot_id)
+    row = session.scalar(scoped(Campaign, org_id, Campaign.bot_id == bot_id))
+    if row is None:
+        return None
+    return copy.deepcopy(
+        {
+            "enabled": row.enabled,
+            "version": row.version,
+            "draft": row.draft,
+            "exclusions": list(row.exclusions),
+        }
+    )
 
 
 def publish(session: Session, org_id: int, bot_id: int, now: datetime) -> int:

@@ -103,6 +103,12 @@ def get_policy(session: Session, org_id: int, scope: Scope) -> pol.PolicyLayer:
     return pol.parse_layer(row.settings)
 
 
+def stored_settings(session: Session, org_id: int, scope: Scope) -> dict[str, Any] | None:
+    """One level's settings as stored (for the audit log's before and after), None if unset."""
+    row = session.scalar(scoped(PolicyRow, org_id, PolicyRow.scope == scope.key))
+    return dict(row.settings) if row is not None else None
+
+
 def delete_policy(session: Session, org_id: int, scope: Scope) -> None:
     _check_scope(session, org_id, scope)
     deleted = session.execute(scoped_delete(PolicyRow, org_id, PolicyRow.scope == scope.key))

@@ -15,6 +15,7 @@ from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.crypto import Credentials, hash_api_key, new_api_key
 from reengage.adapters.db.models import ApiKey, Bot, Organization
 from reengage.domain.activity import ChannelKind
+from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput, NotFound, Unauthorized
 
 
@@ -36,11 +37,23 @@ def create_organization(
         return NewOrganization(org.id, key)
 
 
-def issue_api_key(sessions: sessionmaker[Session], org_id: int, name: str, now: datetime) -> str:
+def issue_api_key(
+    sessions: sessionmaker[Session],
+    org_id: int,
+    name: str,
+    now: datetime,
+    actor: str | None = None,
+) -> str:
+    """A new API key (its plaintext, shown once); `actor` writes the change to the audit
+    log."""
     with sessions.begin() as session:
         if session.get(Organization, org_id) is None:
             raise NotFound(f"organization {org_id} does not exist", "org_id")
-        return _add_api_key(session, org_id, name, now)
+        plaintext = _add_api_key(session, org_id, name, now)
+        if actor is not None:
+            after = {"name": name, "prefix": plaintext.split("_")[1]}
+            record_change(session, org_id, actor, "api_key.create", name, now, after=after)
+        return plaintext
 
 
 def _add_api_key(session: Session, org_id: int, name: str, now: datetime) -> str:
@@ -70,7 +83,11 @@ def key_is_valid(session: Session, org_id: int, digest: str) -> bool:
 
 
 def revoke_api_key(
-    sessions: sessionmaker[Session], org_id: int, key_id: int, now: datetime
+    sessions: sessionmaker[Session],
+    org_id: int,
+    key_id: int,
+    now: datetime,
+    actor: str | None = None,
 ) -> None:
     """Revoke one of the organization's API keys; every API process refuses it from its next
     request on."""
@@ -78,6 +95,17 @@ def revoke_api_key(
         key = owned(session, ApiKey, org_id, key_id, field="key_id")
         if key.revoked_at is None:
             key.revoked_at = now
+            if actor is not None:
+                record_change(
+                    session,
+                    org_id,
+                    actor,
+                    "api_key.revoke",
+                    f"rg_{key.prefix} ({key.name})",
+                    now,
+                    before={"revoked": False},
+                    after={"revoked": True},
+                )
 
 
 def list_organizations(session: Session) -> list[Organization]:
@@ -122,8 +150,10 @@ def create_bot(
     credentials: dict[str, Any] | None = None,
     inactivity_threshold: timedelta | None = None,
     paid_broadcast: bool = False,
+    actor: str | None = None,
 ) -> Bot:
-    """Register a bot; its credentials are encrypted before they reach the database."""
+    """Register a bot; its credentials are encrypted before they reach the database. With
+    `actor`, the change goes to the audit log (never the credentials)."""
     with sessions.begin() as session:
         bot = Bot(
             org_id=org_id,
@@ -138,6 +168,10 @@ def create_bot(
         )
         session.add(bot)
         session.flush()
+        if actor is not None:
+            record_change(
+                session, org_id, actor, "bot.create", f"bot {bot.id}", now, after=bot_summary(bot)
+            )
         return bot
 
 
@@ -150,6 +184,7 @@ def rotate_token(
     org_id: int,
     bot_id: int,
     token: str,
+    actor: Actor = None,
 ) -> Bot:
     """Replace the platform token of a Telegram or WhatsApp bot, keeping its other
     credentials."""
@@ -158,7 +193,12 @@ def rotate_token(
     field = TOKEN_FIELD.get(channel)
     if field is None:
         raise InvalidInput(f"{channel.value} bots have no token; replace their credentials")
-    return replace_credentials(sessions, credentials_of, org_id, bot_id, {field: token}, merge=True)
+    changed = {field: token}
+    return replace_credentials(sessions, credentials_of, org_id, bot_id, changed, True, actor)
+
+
+# Who made a change and when, for the audit log (None: not logged).
+Actor = tuple[str, datetime] | None
 
 
 class Unset:
@@ -175,16 +215,24 @@ def update_bot(
     *,
     name: str | None = None,
     inactivity_threshold: timedelta | None | Unset = UNSET,
+    actor: Actor = None,
 ) -> Bot:
     """Rename a bot or change its inactivity threshold (None: the default). The threshold
     applies from each conversation's next event on; timers already armed keep their time."""
     with sessions.begin() as session:
         bot = owned(session, Bot, org_id, bot_id, field="bot_id", for_update=True)
+        before = bot_summary(bot)
         if name is not None:
             bot.name = name
         if not isinstance(inactivity_threshold, Unset):
             bot.inactivity_threshold_s = (
                 None if inactivity_threshold is None else int(inactivity_threshold.total_seconds())
+            )
+        if actor is not None:
+            who, now = actor
+            after = bot_summary(bot)
+            record_change(
+                session, org_id, who, "bot.update", f"bot {bot_id}", now, before=before, after=after
             )
         session.flush()
         session.expunge(bot)
@@ -197,8 +245,8 @@ def replace_credentials(
     org_id: int,
     bot_id: int,
     credentials: dict[str, Any],
-    *,
     merge: bool = False,
+    actor: Actor = None,
 ) -> Bot:
     """Replace a bot's credentials (with `merge`, only the fields given: a rotated token
     keeps the rest). Every send from the next one on uses them; a Telegram bot then needs its
@@ -212,10 +260,34 @@ def replace_credentials(
             raise InvalidInput(
                 f"{bot.channel} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
             )
+        had = bot.credentials is not None
         bot.credentials = credentials_of.encrypt(credentials) if credentials else None
+        if actor is not None:
+            who, now = actor
+            record_change(
+                session,
+                org_id,
+                who,
+                "bot.credentials",
+                f"bot {bot_id}",
+                now,
+                before={"has_credentials": had},
+                after={"has_credentials": bot.credentials is not None},
+            )
         session.flush()
         session.expunge(bot)
         return bot
+
+
+def bot_summary(bot: Bot) -> dict[str, Any]:
+    """What the audit log keeps of a bot: its settings, never its credentials."""
+    return {
+        "name": bot.name,
+        "channel": bot.channel,
+        "has_credentials": bot.credentials is not None,
+        "inactivity_threshold_s": bot.inactivity_threshold_s,
+        "paid_broadcast": bot.paid_broadcast,
+    }
 
 
 M = TypeVar("M")

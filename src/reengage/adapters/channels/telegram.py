@@ -288,6 +288,16 @@ def check_token(token: str, api_base: str | None = None) -> str:
     raise ValueError(f"Telegram did not answer: {reply}")
 
 
+def get_me(token: str, api_base: str | None = None) -> dict[str, Any] | str:
+    """The bot's own `User` (its `username`, `first_name`...) when Telegram accepts the
+    token, else why not (one line)."""
+    reply = _once(token, "getMe", {}, api_base)
+    if isinstance(reply, Reply) and reply.ok and isinstance(reply.result, dict):
+        return reply.result
+    detail = reply.description or reply.body if isinstance(reply, Reply) else reply
+    return str(detail).splitlines()[0][:300] if str(detail) else "no answer"
+
+
 def answer_callback_query(token: str, callback_query_id: str, api_base: str | None = None) -> None:
     """Stop the button's spinner on the user's side (Telegram expects every callback answered).
     Too late (queries expire) or already answered: nothing left to do."""

@@ -25,6 +25,7 @@ from reengage.entrypoints.api.campaign_results import campaign_results_router
 from reengage.entrypoints.api.campaigns import campaigns_router
 from reengage.entrypoints.api.contacts import contacts_router
 from reengage.entrypoints.api.conversations import conversations_router
+from reengage.entrypoints.api.docs import install_offline_docs
 from reengage.entrypoints.api.errors import install_error_handlers
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
@@ -34,6 +35,7 @@ from reengage.entrypoints.api.policies import policies_router
 from reengage.entrypoints.api.request_id import RequestId
 from reengage.entrypoints.api.simulator import simulator_router
 from reengage.entrypoints.api.webhooks import webhooks_router
+from reengage.entrypoints.console.app import install_console
 from reengage.entrypoints.logging import configure_logging_from
 from reengage.entrypoints.manager_bot.webhook import ManagerWebhook, manager_webhook_router
 from reengage.runtime import Runtime
@@ -69,6 +71,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         title="reengage",
         version=__version__,
         description="Activity tracking, inactivity timeouts and recovery campaigns for bots.",
+        docs_url=None,  # served from the package's assets below, not from a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     # The manager bot by webhook, when configured (else it long-polls on its own).
@@ -99,6 +103,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(campaign_edits_router)
     app.include_router(contacts_router)
     app.include_router(manager_webhook_router)
+    install_console(app)
+    install_offline_docs(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ChannelKind
-from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.deps import Actor, OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import (
     BotIn,
     BotOut,
@@ -20,6 +20,7 @@ from reengage.entrypoints.api.schemas import (
     TokenIn,
 )
 from reengage.services import tenancy
+from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput
 from reengage.services.webhook_setup import register_telegram_webhook
 
@@ -39,7 +40,7 @@ def bot_out(bot: Bot) -> BotOut:
 
 
 @bots_router.post("", response_model=BotOut, status_code=201)
-def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
+def create_bot(runtime: RuntimeDep, org_id: OrgId, actor: Actor, body: BotIn) -> BotOut:
     """Register a bot. Credentials are encrypted at rest and never returned."""
     missing = missing_credentials(body.channel, body.credentials or {})
     if missing:
@@ -57,6 +58,7 @@ def create_bot(runtime: RuntimeDep, org_id: OrgId, body: BotIn) -> BotOut:
         credentials=body.credentials,
         inactivity_threshold=None if seconds is None else timedelta(seconds=seconds),
         paid_broadcast=body.paid_broadcast,
+        actor=actor,
     )
     return bot_out(bot)
 
@@ -81,12 +83,17 @@ def get_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> BotOut:
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 def replace_credentials(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: CredentialsIn
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: CredentialsIn
 ) -> BotOut:
     """Replace a bot's credentials, whole (after revoking a token, say). Every send from the
     next one on uses them; a Telegram bot then needs its webhook registered again."""
     bot = tenancy.replace_credentials(
-        runtime.sessions, runtime.credentials, org_id, bot_id, body.credentials
+        runtime.sessions,
+        runtime.credentials,
+        org_id,
+        bot_id,
+        body.credentials,
+        actor=(actor, runtime.clock.now()),
     )
     return bot_out(bot)
 
@@ -96,7 +103,9 @@ def replace_credentials(
     response_model=BotOut,
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def update_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: BotUpdateIn) -> BotOut:
+def update_bot(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: BotUpdateIn
+) -> BotOut:
     """Rename a bot or change its inactivity threshold (`null`: the default). A new threshold
     applies from each conversation's next event on; timers already armed keep their time."""
     given = body.model_fields_set
@@ -117,6 +126,7 @@ def update_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: BotUpdateIn
             if seconds is None
             else timedelta(seconds=seconds)
         ),
+        actor=(actor, runtime.clock.now()),
     )
     return bot_out(bot)
 
@@ -126,11 +136,16 @@ def update_bot(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: BotUpdateIn
     response_model=BotOut,
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def rotate_token(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: TokenIn) -> BotOut:
+def rotate_token(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: TokenIn
+) -> BotOut:
     """Replace the bot's platform token (Telegram's bot token, WhatsApp's access token) and
     keep its other credentials. Every send from the next one on uses it; a Telegram bot then
     needs its webhook registered again (`POST /v1/bots/{id}/webhook`)."""
-    bot = tenancy.rotate_token(runtime.sessions, runtime.credentials, org_id, bot_id, body.token)
+    now = runtime.clock.now()
+    bot = tenancy.rotate_token(
+        runtime.sessions, runtime.credentials, org_id, bot_id, body.token, (actor, now)
+    )
     return bot_out(bot)
 
 
@@ -138,7 +153,9 @@ def rotate_token(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: TokenIn) 
     "/{bot_id}/webhook",
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
-def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, str]:
+def register_webhook(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id
+) -> dict[str, str]:
     """Register the Telegram webhook of a bot with a freshly generated secret token."""
     settings = runtime.settings
     url = register_telegram_webhook(
@@ -149,4 +166,14 @@ def register_webhook(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str
         settings.public_url,
         settings.telegram_api_base,
     )
+    with runtime.sessions.begin() as session:
+        record_change(
+            session,
+            org_id,
+            actor,
+            "bot.webhook",
+            f"bot {bot_id}",
+            runtime.clock.now(),
+            after={"url": url},
+        )
     return {"url": url}

@@ -11,11 +11,12 @@ from pydantic import BaseModel, Field
 
 from reengage.domain import campaign_draft as cd
 from reengage.domain.schedule import ScheduleError
-from reengage.entrypoints.api.campaigns import CampaignOut, campaign_out
-from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.campaigns import CampaignOut, audit_campaign, campaign_out
+from reengage.entrypoints.api.deps import Actor, OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id, Index, Text, UserId
 from reengage.runtime import Runtime
 from reengage.services.campaign_edit import edit_draft
+from reengage.services.campaigns import campaign_state
 from reengage.services.errors import InvalidInput
 
 campaign_edits_router = APIRouter(
@@ -40,11 +41,18 @@ class ExclusionIn(BaseModel):
 
 
 def _edit(
-    runtime: Runtime, org_id: int, bot_id: int, edit: Callable[[dict[str, Any]], cd.Draft]
+    runtime: Runtime,
+    org_id: int,
+    actor: str,
+    bot_id: int,
+    edit: Callable[[dict[str, Any]], cd.Draft],
 ) -> CampaignOut:
+    now = runtime.clock.now()
     try:
         with runtime.sessions.begin() as session:
-            row = edit_draft(session, org_id, bot_id, edit, runtime.clock.now())
+            before = campaign_state(session, org_id, bot_id)
+            row = edit_draft(session, org_id, bot_id, edit, now)
+            audit_campaign(session, org_id, actor, bot_id, "campaign.edit", now, before)
             return campaign_out(session, row)
     except (ScheduleError, cd.DraftError) as exc:
         field = "schedule" if isinstance(exc, ScheduleError) else exc.code
@@ -52,50 +60,56 @@ def _edit(
 
 
 @campaign_edits_router.post("/steps", response_model=CampaignOut)
-def add_step(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: StepIn) -> CampaignOut:
+def add_step(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: StepIn
+) -> CampaignOut:
     """Append a step (without blocks) to the draft."""
-    return _edit(runtime, org_id, bot_id, lambda d: cd.add_step(d, body.schedule))
+    return _edit(runtime, org_id, actor, bot_id, lambda d: cd.add_step(d, body.schedule))
 
 
 @campaign_edits_router.put("/steps/{step}/schedule", response_model=CampaignOut)
 def set_schedule(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index, body: StepIn
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, step: Index, body: StepIn
 ) -> CampaignOut:
     """Change a step's schedule (steps are numbered from 0)."""
-    return _edit(runtime, org_id, bot_id, lambda d: cd.set_schedule(d, step, body.schedule))
+    return _edit(runtime, org_id, actor, bot_id, lambda d: cd.set_schedule(d, step, body.schedule))
 
 
 @campaign_edits_router.post("/steps/{step}/move", response_model=CampaignOut)
 def move_step(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index, body: MoveIn
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, step: Index, body: MoveIn
 ) -> CampaignOut:
     """Swap a step with the one above (-1) or below (+1)."""
-    return _edit(runtime, org_id, bot_id, lambda d: cd.move_step(d, step, body.offset))
+    return _edit(runtime, org_id, actor, bot_id, lambda d: cd.move_step(d, step, body.offset))
 
 
 @campaign_edits_router.delete("/steps/{step}", response_model=CampaignOut)
-def delete_step(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index) -> CampaignOut:
+def delete_step(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, step: Index
+) -> CampaignOut:
     """Remove a step and its blocks from the draft."""
-    return _edit(runtime, org_id, bot_id, lambda d: cd.delete_step(d, step))
+    return _edit(runtime, org_id, actor, bot_id, lambda d: cd.delete_step(d, step))
 
 
 @campaign_edits_router.delete("/steps/{step}/blocks/{block}", response_model=CampaignOut)
 def delete_block(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, step: Index, block: Index
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, step: Index, block: Index
 ) -> CampaignOut:
     """Remove one block of a step."""
-    return _edit(runtime, org_id, bot_id, lambda d: cd.delete_block(d, step, block))
+    return _edit(runtime, org_id, actor, bot_id, lambda d: cd.delete_block(d, step, block))
 
 
 @campaign_edits_router.post("/exclusions", response_model=CampaignOut)
-def add_exclusion(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: ExclusionIn) -> CampaignOut:
+def add_exclusion(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: ExclusionIn
+) -> CampaignOut:
     """Never contact this user."""
-    return _edit(runtime, org_id, bot_id, lambda d: cd.add_exclusion(d, body.user_id))
+    return _edit(runtime, org_id, actor, bot_id, lambda d: cd.add_exclusion(d, body.user_id))
 
 
 @campaign_edits_router.delete("/exclusions/{user_id}", response_model=CampaignOut)
 def remove_exclusion(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, user_id: UserId
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, user_id: UserId
 ) -> CampaignOut:
     """Contact this user again."""
-    return _edit(runtime, org_id, bot_id, lambda d: cd.remove_exclusion(d, user_id))
+    return _edit(runtime, org_id, actor, bot_id, lambda d: cd.remove_exclusion(d, user_id))

@@ -3,6 +3,7 @@ in campaign_results."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -10,9 +11,10 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.orm import Session
 
 from reengage.domain.duration import format_duration
-from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.deps import Actor, OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id, JsonObject, Text
 from reengage.services import campaigns
+from reengage.services.audit_log import record_change
 from reengage.services.campaign_preview import preview_campaign
 
 campaigns_router = APIRouter(
@@ -76,10 +78,30 @@ class PreviewIn(BaseModel):
     "parameters}} (a parameter may hold {name} or {name|fallback}). Schedules: "
     "30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30.",
 )
-def put_campaign(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: JsonObject) -> CampaignOut:
+def put_campaign(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: JsonObject
+) -> CampaignOut:
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
-        row = campaigns.put_draft(session, org_id, bot_id, body, runtime.clock.now())
+        before = campaigns.campaign_state(session, org_id, bot_id)
+        row = campaigns.put_draft(session, org_id, bot_id, body, now)
+        audit_campaign(session, org_id, actor, bot_id, "campaign.draft", now, before)
         return campaign_out(session, row)
+
+
+def audit_campaign(
+    session: Session,
+    org_id: int,
+    actor: str,
+    bot_id: int,
+    action: str,
+    now: datetime,
+    before: dict[str, Any] | None,
+) -> None:
+    """Write a campaign change, its state before and after, to the audit log."""
+    after = campaigns.campaign_state(session, org_id, bot_id)
+    subject = f"bot {bot_id} campaign"
+    record_change(session, org_id, actor, action, subject, now, before=before, after=after)
 
 
 @campaigns_router.get("/v1/bots/{bot_id}/campaign", response_model=CampaignOut)
@@ -90,17 +112,26 @@ def get_campaign(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> CampaignOut:
 
 
 @campaigns_router.post("/v1/bots/{bot_id}/campaign/publish")
-def publish(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, int]:
+def publish(runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id) -> dict[str, int]:
     """Freeze the draft as a new version. Running episodes finish on the version they began."""
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
-        return {"version": campaigns.publish(session, org_id, bot_id, runtime.clock.now())}
+        before = campaigns.campaign_state(session, org_id, bot_id)
+        version = campaigns.publish(session, org_id, bot_id, now)
+        audit_campaign(session, org_id, actor, bot_id, "campaign.publish", now, before)
+        return {"version": version}
 
 
 @campaigns_router.put("/v1/bots/{bot_id}/campaign/enabled", response_model=CampaignOut)
-def enable(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: EnabledIn) -> CampaignOut:
+def enable(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: EnabledIn
+) -> CampaignOut:
     """Switch the campaign on or off (off stops every running episode)."""
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
-        row = campaigns.set_enabled(session, org_id, bot_id, body.enabled, runtime.clock.now())
+        before = campaigns.campaign_state(session, org_id, bot_id)
+        row = campaigns.set_enabled(session, org_id, bot_id, body.enabled, now)
+        audit_campaign(session, org_id, actor, bot_id, "campaign.enabled", now, before)
         return campaign_out(session, row)
 
 

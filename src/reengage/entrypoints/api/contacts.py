@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reengage.adapters.db.models import Contact
 from reengage.domain.contact import valid_zone
-from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.deps import Actor, OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id, JsonObject, Text, UserId
 from reengage.services import voice
+from reengage.services.audit_log import record_change
 from reengage.services.contacts import ContactChange, change_contact, find_contact
 
 contacts_router = APIRouter(
@@ -115,11 +116,17 @@ def get_org_voice(runtime: RuntimeDep, org_id: OrgId) -> VoiceOut:
 
 @contacts_router.put("/v1/voice", response_model=VoiceOut, description=_VOICE_DOC)
 def put_org_voice(
-    runtime: RuntimeDep, org_id: OrgId, body: Annotated[JsonObject, Body()]
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, body: Annotated[JsonObject, Body()]
 ) -> VoiceOut:
     """Set the organization's one-voice rules."""
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
-        return VoiceOut(settings=voice.put_settings(session, org_id, None, body))
+        before = voice.get_settings(session, org_id, None)
+        stored = voice.put_settings(session, org_id, None, body)
+        record_change(
+            session, org_id, actor, "voice.put", "organization", now, before=before, after=stored
+        )
+        return VoiceOut(settings=stored)
 
 
 @contacts_router.get("/v1/bots/{bot_id}/voice", response_model=VoiceOut)
@@ -134,10 +141,19 @@ def get_bot_voice(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> VoiceOut:
 
 @contacts_router.put("/v1/bots/{bot_id}/voice", response_model=VoiceOut, description=_VOICE_DOC)
 def put_bot_voice(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: Annotated[JsonObject, Body()]
+    runtime: RuntimeDep,
+    org_id: OrgId,
+    actor: Actor,
+    bot_id: Id,
+    body: Annotated[JsonObject, Body()],
 ) -> VoiceOut:
     """Set a bot's one-voice rules (over the organization's)."""
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
+        before = voice.get_settings(session, org_id, bot_id)
         stored = voice.put_settings(session, org_id, bot_id, body)
+        record_change(
+            session, org_id, actor, "voice.put", f"bot {bot_id}", now, before=before, after=stored
+        )
         session.flush()
         return VoiceOut(settings=stored, resolved=voice.resolved(session, org_id, bot_id))

@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reengage.runtime import Runtime
+from reengage.services.audit_log import api_key_actor
 from reengage.services.errors import Unauthorized
 from reengage.services.tenancy import authenticate
 
@@ -35,3 +36,16 @@ def get_org_id(
 
 
 OrgId = Annotated[int, Depends(get_org_id)]
+
+
+def get_actor(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
+    """Who the audit log says made a change through the API: the key, by its prefix (read
+    after `OrgId` checked it)."""
+    key = bearer.credentials if bearer else x_api_key
+    return api_key_actor(key or "")
+
+
+Actor = Annotated[str, Depends(get_actor)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from reengage.adapters.db.models import FlowRow
-from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.deps import Actor, OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import (
     ErrorOut,
     FlowKey,
@@ -18,6 +18,7 @@ from reengage.entrypoints.api.schemas import (
     NodeId,
 )
 from reengage.services import flows
+from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot, scoped
 
@@ -49,14 +50,28 @@ def _flow_out(row: FlowRow) -> FlowOut:
 
 
 @flows_router.put("/v1/bots/{bot_id}/flows/{key}", response_model=FlowOut)
-def put_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, body: FlowIn) -> FlowOut:
+def put_flow(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, key: FlowKey, body: FlowIn
+) -> FlowOut:
     """Create or replace a flow. Unknown node ids, unreachable nodes, loops without a question
     and missing targets are refused with the node named (`nodes.<id>`)."""
     definition = body.model_dump(exclude_none=True)
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
-        return _flow_out(
-            flows.put_flow(session, org_id, bot_id, key, definition, runtime.clock.now())
+        old = session.scalar(scoped(FlowRow, org_id, FlowRow.bot_id == bot_id, FlowRow.key == key))
+        before = dict(old.definition) if old is not None else None
+        row = flows.put_flow(session, org_id, bot_id, key, definition, now)
+        record_change(
+            session,
+            org_id,
+            actor,
+            "flow.put",
+            f"bot {bot_id} flow {key}",
+            now,
+            before=before,
+            after=definition,
         )
+        return _flow_out(row)
 
 
 @flows_router.get("/v1/bots/{bot_id}/flows", response_model=list[FlowOut])
@@ -79,7 +94,7 @@ def get_flow(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey) -> Fl
 
 @flows_router.put("/v1/bots/{bot_id}/entry-flow", response_model=EntryFlowIn)
 def set_entry_flow(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: EntryFlowIn
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: EntryFlowIn
 ) -> EntryFlowIn:
     """The flow a new conversation of this bot starts in (null: none)."""
     with runtime.sessions.begin() as session:
@@ -91,5 +106,15 @@ def set_entry_flow(
                 raise InvalidInput(
                     f"flow {body.entry_flow!r} does not exist", "entry_flow"
                 ) from exc
+        record_change(
+            session,
+            org_id,
+            actor,
+            "bot.entry_flow",
+            f"bot {bot_id}",
+            runtime.clock.now(),
+            before={"entry_flow": bot.entry_flow},
+            after={"entry_flow": body.entry_flow},
+        )
         bot.entry_flow = body.entry_flow
     return body

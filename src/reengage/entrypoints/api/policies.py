@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from reengage.domain import policy as pol
-from reengage.entrypoints.api.deps import OrgId, RuntimeDep
+from reengage.entrypoints.api.deps import Actor, OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, FlowKey, Id, JsonObject, NodeId
 from reengage.services import policies
+from reengage.services.audit_log import record_change
 
 policies_router = APIRouter(
     tags=["policies"],
@@ -27,10 +28,16 @@ class PolicyOut(BaseModel):
 
 
 def _put(
-    runtime: RuntimeDep, org_id: int, scope: policies.Scope, settings: dict[str, Any]
+    runtime: RuntimeDep, org_id: int, actor: str, scope: policies.Scope, settings: dict[str, Any]
 ) -> PolicyOut:
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
-        layer, warnings = policies.put_policy(session, org_id, scope, settings, runtime.clock.now())
+        before = policies.stored_settings(session, org_id, scope)
+        layer, warnings = policies.put_policy(session, org_id, scope, settings, now)
+        after = policies.stored_settings(session, org_id, scope)
+        record_change(
+            session, org_id, actor, "policy.put", scope.key, now, before=before, after=after
+        )
     return PolicyOut(
         scope=scope.key,
         level=scope.level.value,
@@ -45,9 +52,12 @@ def _get(runtime: RuntimeDep, org_id: int, scope: policies.Scope) -> PolicyOut:
     return PolicyOut(scope=scope.key, level=scope.level.value, settings=pol.layer_to_json(layer))
 
 
-def _delete(runtime: RuntimeDep, org_id: int, scope: policies.Scope) -> dict[str, str]:
+def _delete(runtime: RuntimeDep, org_id: int, actor: str, scope: policies.Scope) -> dict[str, str]:
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
+        before = policies.stored_settings(session, org_id, scope)
         policies.delete_policy(session, org_id, scope)
+        record_change(session, org_id, actor, "policy.delete", scope.key, now, before=before)
     return {"deleted": scope.key}
 
 
@@ -66,8 +76,8 @@ POLICY_DOC = (
     response_model=PolicyOut,
     description="The organization's default inactivity policy." + POLICY_DOC,
 )
-def put_org_policy(runtime: RuntimeDep, org_id: OrgId, body: JsonObject) -> PolicyOut:
-    return _put(runtime, org_id, ORG, body)
+def put_org_policy(runtime: RuntimeDep, org_id: OrgId, actor: Actor, body: JsonObject) -> PolicyOut:
+    return _put(runtime, org_id, actor, ORG, body)
 
 
 @policies_router.get("/v1/policies/organization", response_model=PolicyOut)
@@ -77,9 +87,9 @@ def get_org_policy(runtime: RuntimeDep, org_id: OrgId) -> PolicyOut:
 
 
 @policies_router.delete("/v1/policies/organization")
-def delete_org_policy(runtime: RuntimeDep, org_id: OrgId) -> dict[str, str]:
+def delete_org_policy(runtime: RuntimeDep, org_id: OrgId, actor: Actor) -> dict[str, str]:
     """Remove the organization's default (the shipped defaults apply again)."""
-    return _delete(runtime, org_id, ORG)
+    return _delete(runtime, org_id, actor, ORG)
 
 
 @policies_router.put(
@@ -87,8 +97,10 @@ def delete_org_policy(runtime: RuntimeDep, org_id: OrgId) -> dict[str, str]:
     response_model=PolicyOut,
     description="The bot's (channel's) inactivity policy." + POLICY_DOC,
 )
-def put_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, body: JsonObject) -> PolicyOut:
-    return _put(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id), body)
+def put_bot_policy(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: JsonObject
+) -> PolicyOut:
+    return _put(runtime, org_id, actor, policies.Scope(pol.Level.BOT, bot_id), body)
 
 
 @policies_router.get("/v1/bots/{bot_id}/policy", response_model=PolicyOut)
@@ -98,9 +110,11 @@ def get_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> PolicyOut:
 
 
 @policies_router.delete("/v1/bots/{bot_id}/policy")
-def delete_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[str, str]:
+def delete_bot_policy(
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id
+) -> dict[str, str]:
     """Remove the bot's policy."""
-    return _delete(runtime, org_id, policies.Scope(pol.Level.BOT, bot_id))
+    return _delete(runtime, org_id, actor, policies.Scope(pol.Level.BOT, bot_id))
 
 
 @policies_router.put(
@@ -109,9 +123,9 @@ def delete_bot_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id) -> dict[st
     description="A flow's inactivity policy." + POLICY_DOC,
 )
 def put_flow_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, body: JsonObject
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, key: FlowKey, body: JsonObject
 ) -> PolicyOut:
-    return _put(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key), body)
+    return _put(runtime, org_id, actor, policies.Scope(pol.Level.FLOW, bot_id, key), body)
 
 
 @policies_router.get("/v1/bots/{bot_id}/flows/{key}/policy", response_model=PolicyOut)
@@ -122,10 +136,10 @@ def get_flow_policy(runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey
 
 @policies_router.delete("/v1/bots/{bot_id}/flows/{key}/policy")
 def delete_flow_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, key: FlowKey
 ) -> dict[str, str]:
     """Remove a flow's policy."""
-    return _delete(runtime, org_id, policies.Scope(pol.Level.FLOW, bot_id, key))
+    return _delete(runtime, org_id, actor, policies.Scope(pol.Level.FLOW, bot_id, key))
 
 
 @policies_router.put(
@@ -134,9 +148,15 @@ def delete_flow_policy(
     description="A question node's inactivity policy." + POLICY_DOC,
 )
 def put_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId, body: JsonObject
+    runtime: RuntimeDep,
+    org_id: OrgId,
+    actor: Actor,
+    bot_id: Id,
+    key: FlowKey,
+    node: NodeId,
+    body: JsonObject,
 ) -> PolicyOut:
-    return _put(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node), body)
+    return _put(runtime, org_id, actor, policies.Scope(pol.Level.NODE, bot_id, key, node), body)
 
 
 @policies_router.get("/v1/bots/{bot_id}/flows/{key}/nodes/{node}/policy", response_model=PolicyOut)
@@ -149,7 +169,7 @@ def get_node_policy(
 
 @policies_router.delete("/v1/bots/{bot_id}/flows/{key}/nodes/{node}/policy")
 def delete_node_policy(
-    runtime: RuntimeDep, org_id: OrgId, bot_id: Id, key: FlowKey, node: NodeId
+    runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, key: FlowKey, node: NodeId
 ) -> dict[str, str]:
     """Remove a node's policy."""
-    return _delete(runtime, org_id, policies.Scope(pol.Level.NODE, bot_id, key, node))
+    return _delete(runtime, org_id, actor, policies.Scope(pol.Level.NODE, bot_id, key, node))

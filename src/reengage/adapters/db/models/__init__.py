@@ -1,6 +1,12 @@
 """The relational model: the source of truth."""
 
 from reengage.adapters.db.models.base import NAMING, Base
+from reengage.adapters.db.models.console import (
+    AuditEntry,
+    ConsoleInvite,
+    ConsoleSession,
+    ConsoleUser,
+)
 from reengage.adapters.db.models.conversations import (
     ActivityRecord,
     Contact,
@@ -29,10 +35,14 @@ __all__ = [
     "ActivityRecord",
     "AdminInvite",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Bot",
     "Campaign",
     "CampaignVersion",
+    "ConsoleInvite",
+    "ConsoleSession",
+    "ConsoleUser",
     "Contact",
     "Conversation",
     "ConversationEvent",

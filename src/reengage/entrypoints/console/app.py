@@ -1,0 +1,27 @@
+"""Where the console joins the API's FastAPI app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from reengage.entrypoints.console.admin_pages import admin_router
+from reengage.entrypoints.console.auth_pages import auth_router
+from reengage.entrypoints.console.pages import pages_router
+from reengage.entrypoints.console.web import PREFIX
+
+STATIC = Path(__file__).parent / "static"
+
+
+def install_console(app: FastAPI) -> None:
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
+    app.include_router(auth_router)
+    app.include_router(pages_router)
+    app.include_router(admin_router)
+
+    @app.get(PREFIX, include_in_schema=False)
+    def console_root() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/", status_code=307)
