@@ -25,6 +25,7 @@ from reengage.entrypoints.api.campaigns import campaigns_router
 from reengage.entrypoints.api.contacts import contacts_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.errors import install_error_handlers
+from reengage.entrypoints.api.event_subscriptions import event_subscriptions_router
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
 from reengage.entrypoints.api.media import media_router
@@ -88,6 +89,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(admins_router)
     app.include_router(campaign_edits_router)
     app.include_router(contacts_router)
+    app.include_router(event_subscriptions_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
