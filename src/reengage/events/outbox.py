@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.adapters.db.models import (
     Contact,
     Conversation,
+    Episode,
     EventDelivery,
     EventSubscription,
     OutboundEvent,
@@ -145,16 +146,22 @@ def iso(at: datetime | None) -> str | None:
 
 
 def conversation_data(
-    session: Session, conv: Conversation, reason: str | None, now: datetime, **extra: Any
+    session: Session,
+    conv: Conversation,
+    reason: str | None,
+    now: datetime,
+    status: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The payload of a conversation event: the conversation where it stands now."""
+    """The payload of a conversation event: the conversation where it stands now (`status`:
+    the one the decision gives it, when it is applied after the commit)."""
     contact = session.get_one(Contact, conv.contact_id)
     return {
         "bot_id": conv.bot_id,
         "contact": contact_ref(contact),
         "conversation": {
             "id": conv.id,
-            "status": conv.status,
+            "status": status or conv.status,
             "flow": conv.active_flow,
             "node": conv.active_node,
             "queue": conv.handoff_queue,
@@ -176,6 +183,7 @@ def emit_for_conversation(
     reason: str | None,
     dedup_key: str,
     now: datetime,
+    status: str | None = None,
     **extra: Any,
 ) -> None:
     """`emit` of a conversation's event, in the conversation's order."""
@@ -185,7 +193,7 @@ def emit_for_conversation(
         session,
         conv.org_id,
         event_type,
-        conversation_data(session, conv, reason, now, **extra),
+        conversation_data(session, conv, reason, now, status, **extra),
         dedup_key=f"conversation:{conv.id}:{dedup_key}",
         ordering_key=f"conversation:{conv.id}",
         now=now,
@@ -219,3 +227,60 @@ def emit_for_contact(
         ordering_key=f"contact:{contact.id}",
         now=now,
     )
+
+
+def emit_for_episode(
+    session: Session,
+    episode: Episode,
+    event_type: ev.EventType,
+    *,
+    dedup_key: str,
+    now: datetime,
+    **extra: Any,
+) -> None:
+    """`emit` of a recovery episode's event, in its conversation's order."""
+    if not _subscriptions(session, episode.org_id):
+        return
+    contact = session.get_one(Contact, episode.contact_id)
+    data = {
+        "bot_id": episode.bot_id,
+        "contact": contact_ref(contact),
+        "conversation_id": episode.conversation_id,
+        "episode": {
+            "id": episode.id,
+            "campaign_id": episode.campaign_id,
+            "version": episode.version,
+            "holdout": episode.holdout,
+            "status": episode.status,
+            "reason": episode.end_reason,
+            "started_at": iso(episode.started_at),
+        },
+        "occurred_at": iso(now),
+    } | extra
+    emit(
+        session,
+        episode.org_id,
+        event_type,
+        data,
+        dedup_key=f"episode:{episode.id}:{dedup_key}",
+        ordering_key=f"conversation:{episode.conversation_id}",
+        now=now,
+    )
+
+
+def emit_episodes_stopped(
+    session: Session, contact: Contact, ended: list[int], reason: str, now: datetime
+) -> None:
+    """`episode.ended` of episodes a contact's decision stopped at once (by id)."""
+    if not ended or not _subscriptions(session, contact.org_id):
+        return
+    for episode in session.scalars(select(Episode).where(Episode.id.in_(ended))):
+        emit_for_episode(
+            session,
+            episode,
+            ev.EventType.EPISODE_ENDED,
+            dedup_key="ended",
+            now=now,
+            status="stopped",
+            reason=reason,
+        )

@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage import metrics
 from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Episode
+from reengage.domain import event as ev
 from reengage.domain import inactivity
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ConversationStatus
 from reengage.domain.timer import Purpose, Timer
+from reengage.events.outbox import emit_for_episode
 from reengage.ports import ActivityStore
 from reengage.services.event_log import NewEvent, append_events
 from reengage.services.record_activity import Record
@@ -124,6 +126,10 @@ class SilencesSeen:
             for s in self.started
         ]
         append_events(session, events)
+        for s in self.started:
+            emit_for_episode(
+                session, s.episode, ev.EventType.EPISODE_STARTED, dedup_key="started", now=now
+            )
         metrics.EPISODES_STARTED.inc(len(self.started))
         self.started.clear()
 
