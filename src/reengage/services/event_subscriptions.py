@@ -179,4 +179,4 @@ def event_types_of(session: Session, event_ids: list[int]) -> dict[int, str]:
     rows = session.execute(
         select(OutboundEvent.id, OutboundEvent.type).where(OutboundEvent.id.in_(set(event_ids)))
     ).tuples()
-    return dict(rows)
+    return {event_id: event_type for event_id, event_type in rows}
