@@ -9,13 +9,16 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import EventSubscription, OutboundEvent
 from reengage.runtime import Runtime
 from reengage.testing.time_travel import TimeTravel
+from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.conftest import Tenant
+from tests.factories import make_org
 
 SUBS = "/v1/event-subscriptions"
 
@@ -141,3 +144,42 @@ def test_a_receiver_that_never_answers_fails_its_event_after_24_hours_and_is_dis
     travel.drain()
     after: Any = t.get(f"/v1/event-deliveries/{failed['id']}/attempts")
     assert len(after.json()) == len(waits) + 1
+
+
+def test_the_cli_subscribes_lists_rotates_disables_and_refuses_precisely(
+    runtime: Runtime, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from reengage.entrypoints.cli import app
+
+    org = make_org(runtime)
+    monkeypatch.setenv("REENGAGE_DATABASE_URL", db_url)
+    monkeypatch.setenv("REENGAGE_SECRET_KEY", TEST_SECRET_KEY)
+    cli = CliRunner()
+    made = cli.invoke(
+        app,
+        ["events", "subscribe", str(org.org_id), "https://example.com/h", "--type", "contact.*"],
+    )
+    assert made.exit_code == 0, made.output
+    assert "subscription 1 https://example.com/h contact.* enabled" in made.output
+    secret = made.output.split("secret ")[1].strip()
+    assert secret.startswith("whsec_")
+    rotated = cli.invoke(app, ["events", "rotate-secret", str(org.org_id), "1"])
+    assert rotated.exit_code == 0, rotated.output
+    assert secret not in rotated.output
+    off = cli.invoke(app, ["events", "enable", str(org.org_id), "1", "--off"])
+    assert "disabled (by_operator)" in off.output
+    listed = cli.invoke(app, ["events", "list", str(org.org_id)])
+    assert (
+        listed.output.strip()
+        == "subscription 1 https://example.com/h contact.* disabled (by_operator)"
+    )
+    bad = cli.invoke(app, ["events", "subscribe", str(org.org_id), "https://e.com", "--type", "x"])
+    assert bad.exit_code == 1
+    assert bad.output.strip() == "reengage: error: unknown event type 'x'"
+    other = cli.invoke(app, ["events", "resend", str(org.org_id), "99"])
+    assert (other.exit_code, other.output.strip()) == (
+        1,
+        "reengage: error: event delivery 99 not found",
+    )

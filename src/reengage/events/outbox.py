@@ -102,8 +102,13 @@ def emit(
                 for sid in wanted
             ],
         ).all()
-    session.info.setdefault(_PENDING, []).extend(event_timer(i, now) for i in made)
+    publish_on_commit(session, [event_timer(i, now) for i in made])
     return int(event_id)
+
+
+def publish_on_commit(session: Session, timers: list[Timer]) -> None:
+    """Have these event timers published once the session's transaction commits."""
+    session.info.setdefault(_PENDING, []).extend(timers)
 
 
 def _subscriptions(session: Session, org_id: int) -> list[tuple[int, list[str]]]:

@@ -20,8 +20,7 @@ from reengage.adapters.db.models import (
     OutboundEvent,
 )
 from reengage.domain import event as ev
-from reengage.domain.timer import Timer
-from reengage.events.outbox import event_timer
+from reengage.events.outbox import event_timer, publish_on_commit
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import owned, scoped
 
@@ -156,11 +155,9 @@ def attempts(session: Session, org_id: int, delivery_id: int) -> list[EventAttem
     )
 
 
-def resend(
-    session: Session, org_id: int, delivery_id: int, now: datetime
-) -> tuple[EventDelivery, Timer]:
+def resend(session: Session, org_id: int, delivery_id: int, now: datetime) -> EventDelivery:
     """Send a settled delivery again (same `webhook-id`: receivers that have it drop it), with
-    a fresh retry period; the timer to publish after the commit."""
+    a fresh retry period; its timer is published when the transaction commits."""
     row = owned(session, EventDelivery, org_id, delivery_id, field="delivery_id", for_update=True)
     if row.status == "pending":
         raise InvalidInput("this delivery is still being sent", "delivery_id")
@@ -169,7 +166,8 @@ def resend(
         raise InvalidInput("its subscription is disabled: enable it first", "delivery_id")
     row.status, row.next_at, row.retry_from, row.finished_at = "pending", now, now, None
     log.info("events.resend", org_id=org_id, delivery_id=row.id)
-    return row, event_timer(row.id, now)
+    publish_on_commit(session, [event_timer(row.id, now)])
+    return row
 
 
 def event_types_of(session: Session, event_ids: list[int]) -> dict[int, str]:

@@ -234,7 +234,5 @@ def resend_delivery(runtime: RuntimeDep, org_id: OrgId, delivery_id: Id) -> Even
     """Send a delivered or failed event again, now, with a fresh retry period. It keeps its
     `webhook-id`: a receiver that deduplicates drops what it already has."""
     with runtime.sessions.begin() as session:
-        row, timer = subs.resend(session, org_id, delivery_id, runtime.clock.now())
-        out = delivery_out(row, subs.event_types_of(session, [row.event_id])[row.event_id])
-    runtime.timers.schedule([timer])
-    return out
+        row = subs.resend(session, org_id, delivery_id, runtime.clock.now())
+        return delivery_out(row, subs.event_types_of(session, [row.event_id])[row.event_id])
