@@ -177,7 +177,9 @@ def scheduler(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "127
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated Celery queues")] = "timers,recovery",
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated Celery queues")
+    ] = "timers,recovery,events",
     concurrency: Annotated[int, typer.Option(help="Worker processes/threads")] = 2,
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo")] = "prefork",
     metrics_port: MetricsPort = None,

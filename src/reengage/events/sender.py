@@ -99,7 +99,8 @@ class EventHandler:
     credentials: Credentials
     client: httpx.Client
     purpose: str = Purpose.EVENT
-    queue: str = "timers"
+    # A queue of their own: a slow receiver holds event workers, never the messages'.
+    queue: str = "events"
 
     def handle(self, timer: Timer, now: datetime) -> Outcome:
         delivery_id = int(timer.payload["event_delivery_id"] or 0)
