@@ -4,6 +4,7 @@ a timer lost between the commit and its publication is put back by the sweep."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -273,19 +274,29 @@ def emit_for_episode(
     )
 
 
-def emit_episodes_stopped(
-    session: Session, contact: Contact, ended: list[int], reason: str, now: datetime
+def emit_episodes_ended(
+    session: Session, ended: Sequence[tuple[int, int, str, str | None]], now: datetime
 ) -> None:
-    """`episode.ended` of episodes a contact's decision stopped at once (by id)."""
-    if not ended or not _subscriptions(session, contact.org_id):
+    """`episode.ended` of episodes ended at once by one statement: (organization, episode,
+    status, reason) each."""
+    wanted = {
+        i: (status, reason) for org, i, status, reason in ended if _subscriptions(session, org)
+    }
+    if not wanted:
         return
-    for episode in session.scalars(select(Episode).where(Episode.id.in_(ended))):
+    episodes = session.scalars(
+        select(Episode)
+        .where(Episode.id.in_(list(wanted)))
+        .execution_options(populate_existing=True)  # ended by a statement: read them afresh
+    )
+    for episode in episodes:
+        status, reason = wanted[episode.id]
         emit_for_episode(
             session,
             episode,
             ev.EventType.EPISODE_ENDED,
             dedup_key="ended",
             now=now,
-            status="stopped",
+            status=status,
             reason=reason,
         )

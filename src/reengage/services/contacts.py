@@ -13,7 +13,7 @@ from reengage.adapters.db.models import Contact, Conversation, Episode
 from reengage.domain.event import EventType
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.timer import Purpose, timer_key
-from reengage.events.outbox import emit_episodes_stopped, emit_for_contact
+from reengage.events.outbox import emit_episodes_ended, emit_for_contact
 from reengage.services.errors import NotFound
 from reengage.services.tenancy import get_bot, scoped, scoped_update
 
@@ -62,7 +62,7 @@ def stop_episodes(session: Session, contact: Contact, reason: str, now: datetime
     ).all()
     for episode_id in ended:
         log.info("recovery.episode.stopped", episode_id=episode_id, reason=reason)
-    emit_episodes_stopped(session, contact, list(ended), reason, now)
+    emit_episodes_ended(session, [(contact.org_id, i, "stopped", reason) for i in ended], now)
     metrics.episodes_ended("stopped", reason, len(ended))
     return [timer_key(Purpose.RECOVERY_STEP, str(i)) for i in ended]
 

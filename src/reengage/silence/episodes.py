@@ -26,7 +26,7 @@ from reengage.delivery.outcome import latest_seqs
 from reengage.domain import event as ev
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
-from reengage.events.outbox import emit_for_episode
+from reengage.events.outbox import emit_episodes_ended, emit_for_episode
 from reengage.ports import ActivityStore
 from reengage.services.contacts import stop_completed
 from reengage.silence.live_campaign import version_of
@@ -399,26 +399,33 @@ def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: 
     """The contact opted out: their running episodes stop, and so does the one their opt-out
     message itself ended as a return (it is activity too) — `stopped/opted_out` says why. A
     return credited to that message is no return."""
-    stopped = session.execute(
-        update(Episode)
-        .where(
-            Episode.contact_id == contact.id,
-            (Episode.status == "running")
-            | (
-                (Episode.status == "cancelled")
-                & (Episode.end_reason == "user_active")
-                & (Episode.ended_at >= said_at)
-            ),
+    stopped = (
+        session.execute(
+            update(Episode)
+            .where(
+                Episode.contact_id == contact.id,
+                (Episode.status == "running")
+                | (
+                    (Episode.status == "cancelled")
+                    & (Episode.end_reason == "user_active")
+                    & (Episode.ended_at >= said_at)
+                ),
+            )
+            .values(
+                status="stopped",
+                end_reason="opted_out",
+                ended_at=now,
+                next_due_at=None,
+                returned_at=None,
+            )
+            .returning(Episode.id)
         )
-        .values(
-            status="stopped",
-            end_reason="opted_out",
-            ended_at=now,
-            next_due_at=None,
-            returned_at=None,
-        )
+        .scalars()
+        .all()
     )
     # An episode the opt-out message itself had ended as a return is counted again here.
-    metrics.episodes_ended("stopped", "opted_out", stopped.rowcount)  # type: ignore[attr-defined]
+    metrics.episodes_ended("stopped", "opted_out", len(stopped))
+    ended = [(contact.org_id, i, "stopped", "opted_out") for i in stopped]
+    emit_episodes_ended(session, ended, now)
     stop_completed(session, contact, "opted_out", said_at)
     log.info("recovery.opted_out", contact_id=contact.id)
