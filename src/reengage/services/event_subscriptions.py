@@ -8,7 +8,6 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage.adapters.channels.standard_webhooks import new_secret
@@ -22,7 +21,7 @@ from reengage.adapters.db.models import (
 from reengage.domain import event as ev
 from reengage.events.outbox import event_timer, publish_on_commit
 from reengage.services.errors import InvalidInput
-from reengage.services.tenancy import owned, scoped
+from reengage.services.tenancy import owned, scoped, scoped_columns
 
 log = structlog.get_logger(__name__)
 
@@ -147,8 +146,7 @@ def attempts(session: Session, org_id: int, delivery_id: int) -> list[EventAttem
     owned(session, EventDelivery, org_id, delivery_id, field="delivery_id")
     return list(
         session.scalars(
-            select(EventAttempt)
-            .where(EventAttempt.delivery_id == delivery_id)
+            scoped(EventAttempt, org_id, EventAttempt.delivery_id == delivery_id)
             .order_by(EventAttempt.id)
             .limit(MAX_LISTED)
         )
@@ -161,7 +159,7 @@ def resend(session: Session, org_id: int, delivery_id: int, now: datetime) -> Ev
     row = owned(session, EventDelivery, org_id, delivery_id, field="delivery_id", for_update=True)
     if row.status == "pending":
         raise InvalidInput("this delivery is still being sent", "delivery_id")
-    sub = session.get_one(EventSubscription, row.subscription_id)
+    sub = get(session, org_id, row.subscription_id)
     if not sub.enabled:
         raise InvalidInput("its subscription is disabled: enable it first", "delivery_id")
     row.status, row.next_at, row.retry_from, row.finished_at = "pending", now, now, None
@@ -170,11 +168,13 @@ def resend(session: Session, org_id: int, delivery_id: int, now: datetime) -> Ev
     return row
 
 
-def event_types_of(session: Session, event_ids: list[int]) -> dict[int, str]:
-    """The type of each event."""
+def event_types_of(session: Session, org_id: int, event_ids: list[int]) -> dict[int, str]:
+    """The type of each of the organization's events."""
     if not event_ids:
         return {}
     rows = session.execute(
-        select(OutboundEvent.id, OutboundEvent.type).where(OutboundEvent.id.in_(set(event_ids)))
+        scoped_columns(OutboundEvent, org_id, OutboundEvent.id, OutboundEvent.type).where(
+            OutboundEvent.id.in_(set(event_ids))
+        )
     ).tuples()
     return {event_id: event_type for event_id, event_type in rows}

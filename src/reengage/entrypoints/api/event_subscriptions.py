@@ -207,7 +207,7 @@ def list_deliveries(
     """The subscription's deliveries, newest first (one per event it wanted)."""
     with runtime.sessions() as session:
         rows = subs.deliveries(session, org_id, subscription_id, status, limit)
-        types = subs.event_types_of(session, [r.event_id for r in rows])
+        types = subs.event_types_of(session, org_id, [r.event_id for r in rows])
         return [delivery_out(r, types[r.event_id]) for r in rows]
 
 
@@ -235,4 +235,4 @@ def resend_delivery(runtime: RuntimeDep, org_id: OrgId, delivery_id: Id) -> Even
     `webhook-id`: a receiver that deduplicates drops what it already has."""
     with runtime.sessions.begin() as session:
         row = subs.resend(session, org_id, delivery_id, runtime.clock.now())
-        return delivery_out(row, subs.event_types_of(session, [row.event_id])[row.event_id])
+        return delivery_out(row, subs.event_types_of(session, org_id, [row.event_id])[row.event_id])
