@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +33,7 @@ from reengage.timers.handler import NOTHING, Outcome
 log = structlog.get_logger(__name__)
 
 TIMEOUT = 10.0  # seconds a receiver has to answer
+MAX_PARALLEL = 16  # requests of one batch in flight at once
 # A delivery behind another of its order waits for it; it is released as soon as the one
 # before settles, and looks again after this in case that release was lost.
 HOLD = timedelta(seconds=30)
@@ -44,6 +47,13 @@ class Request:
     webhook_id: str
     body: str
     secrets: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Waiting for an earlier delivery of its order; looks again at `at` at the latest."""
+
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +113,37 @@ class EventHandler:
     queue: str = "events"
 
     def handle(self, timer: Timer, now: datetime) -> Outcome:
-        delivery_id = int(timer.payload["event_delivery_id"] or 0)
-        with self.sessions.begin() as session:
-            ready = self._ready(session, delivery_id, now)
-        if not isinstance(ready, Request):
-            return ready
-        answer = post(self.client, ready)
-        with self.sessions.begin() as session:
-            return self._record(session, delivery_id, answer, now)
+        return self.handle_batch([timer], now)[0]
 
-    def _ready(self, session: Session, delivery_id: int, now: datetime) -> Request | Outcome:
+    def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
+        """What to send read in one transaction, the requests sent side by side, their
+        answers written in one transaction."""
+        ids = [int(t.payload["event_delivery_id"] or 0) for t in timers]
+        with self.sessions.begin() as session:
+            ready = {i: self._ready(session, i, now) for i in ids}
+        requests = {i: r for i, r in ready.items() if isinstance(r, Request)}
+        answers: dict[int, Answer] = {}
+        if len(requests) == 1:
+            answers = {i: post(self.client, r) for i, r in requests.items()}
+        elif requests:
+            with ThreadPoolExecutor(min(len(requests), MAX_PARALLEL)) as pool:
+                sent = pool.map(lambda r: post(self.client, r), requests.values())
+                answers = dict(zip(requests, sent, strict=True))
+        with self.sessions.begin() as session:
+            recorded = {i: self._record(session, i, a, now) for i, a in answers.items()}
+        released = {
+            t.key for outcome in recorded.values() for t in outcome.timers if t.due_at <= now
+        }
+        outcomes = []
+        for i in ids:
+            step = ready[i]
+            if isinstance(step, Held):  # released above by the one it waited for, or later
+                held = event_timer(i, step.at)
+                step = NOTHING if held.key in released else Outcome([held])
+            outcomes.append(recorded[i] if isinstance(step, Request) else step)
+        return outcomes
+
+    def _ready(self, session: Session, delivery_id: int, now: datetime) -> Request | Held | Outcome:
         """What to send, or why not now."""
         row = session.get(EventDelivery, delivery_id)
         if row is None or row.status != "pending":
@@ -134,7 +165,7 @@ class EventHandler:
             .limit(1)
         )
         if before is not None:  # its order: after the one before it
-            return Outcome([event_timer(row.id, max(before, now) + HOLD)])
+            return Held(max(before, now) + HOLD)
         event = session.get_one(OutboundEvent, row.event_id)
         secrets = [str(self.credentials.decrypt(sub.secret)["secret"])]
         if sub.previous_secret and sub.previous_until and sub.previous_until > now:
