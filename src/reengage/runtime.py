@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import httpx
 import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +26,8 @@ from reengage.delivery.auto_delete import AutoDeleteHandler
 from reengage.delivery.chat_action import ChatActionHandler
 from reengage.delivery.handler import DeliveryHandler
 from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
+from reengage.events.outbox import publish_after_commit
+from reengage.events.sender import EventHandler
 from reengage.inbound.handler import InboundHandler
 from reengage.inbound.platform import Statuses, write_statuses
 from reengage.ports import ActivityStore, Channel, Clock, TimerStore
@@ -52,6 +55,8 @@ class Runtime:
     tenants: TenantCache
     registry: Handlers = field(default_factory=dict)
     send_pool: SendPool = field(default_factory=SendPool)
+    # Events out: one connection pool for every receiver.
+    events_client: httpx.Client = field(default_factory=httpx.Client)
     # Delivery statuses of concurrent webhooks share a transaction.
     statuses: GroupCommit[Statuses] = field(init=False)
     statuses_on_loop: LoopGroupCommit[Statuses] = field(init=False)
@@ -109,13 +114,15 @@ class Runtime:
         if engine.dialect.name != "sqlite":  # SQLite has one writer: its sends go one by one
             runtime.send_pool = SendPool(settings.send_concurrency)
         runtime.registry.update({h.purpose: h for h in runtime.handlers()})
+        publish_after_commit(sessions, timers)
         return runtime
 
     def handlers(self) -> list[TimerHandler]:
         """Every timer purpose and what runs it, in the order a silence flows through them:
         a user's message (`inbound`), their silence (`inactivity`: timeouts, recovery
         episodes), an episode's steps (`recovery_step`), and the messages all of them send
-        (`delivery`, with its `chat_action` and `auto_delete`)."""
+        (`delivery`, with its `chat_action` and `auto_delete`), and the events they decided
+        (`event`)."""
         sessions, activity, settings = self.sessions, self.activity, self.settings
         language = settings.default_language
         sending = SendDeps(sessions, self, activity, self.clock, self.send_pool)
@@ -128,6 +135,7 @@ class Runtime:
             DeliveryHandler(sending),
             ChatActionHandler(sessions, self, activity),
             AutoDeleteHandler(sessions, self),
+            EventHandler(sessions, self.credentials, self.events_client),
         ]
 
     @property
@@ -172,5 +180,6 @@ class Runtime:
 
     def close(self) -> None:
         self.send_pool.close()
+        self.events_client.close()
         close_connections()
         self.engine.dispose()

@@ -137,6 +137,7 @@ class World:
             "step": 0,
             "block": 0,
             "delivery_id": 1,
+            "subscription_id": 1,
             "telegram_user_id": 5_550_001,
             "prefix": "00000000",  # no key's: the world's own key stays valid
         }

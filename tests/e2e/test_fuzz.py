@@ -90,6 +90,8 @@ BODIES: dict[str, Any] = {
     "PATCH /v1/bots/{bot_id}": {"name": "b"},
     "POST /v1/simulator/{bot_id}/messages": {"chat_id": "42", "text": "oi"},
     "POST /v1/media": None,  # multipart: the file is left out (422)
+    "POST /v1/event-subscriptions": {"url": "https://example.com/h", "event_types": ["*"]},
+    "PATCH /v1/event-subscriptions/{subscription_id}": {"enabled": True},
 }
 HOSTILE_INTS_IN_URLS = [str(BIG), str(-BIG - 1), "-1", "a%00b"]
 HOSTILE_TEXTS_IN_URLS = ["a%00b", "x" * 300]

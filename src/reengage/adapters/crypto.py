@@ -56,6 +56,14 @@ class Credentials:
         except InvalidToken as exc:
             raise ValueError("credentials cannot be decrypted with any secret key") from exc
 
+    def decrypt(self, blob: bytes) -> dict[str, Any]:
+        """A value encrypted by `encrypt` (not kept: for the rare secrets read once a send)."""
+        try:
+            data: dict[str, Any] = json.loads(self._fernet.decrypt(bytes(blob)))
+        except InvalidToken as exc:
+            raise ValueError("a secret cannot be decrypted with this secret key") from exc
+        return data
+
     def of(self, bot_id: int, blob: bytes | None) -> dict[str, Any]:
         """The bot's credentials (a copy: callers may change it freely)."""
         if not blob:

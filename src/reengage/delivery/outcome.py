@@ -27,6 +27,7 @@ from reengage.adapters.db.models import (
 from reengage.adapters.db.sets import among
 from reengage.delivery.outbox import delivery_timer
 from reengage.domain import delivery as dl
+from reengage.domain import event as ev
 from reengage.domain import voice as vc
 from reengage.domain.outbound import (
     Blocked,
@@ -37,6 +38,7 @@ from reengage.domain.outbound import (
     Skipped,
 )
 from reengage.domain.timer import Timer
+from reengage.events.outbox import contact_ref, emit, emit_for_conversation, iso
 from reengage.ports import ActivityStore, Clock
 from reengage.services.contacts import mark_blocked
 from reengage.services.event_log import append_event
@@ -187,6 +189,8 @@ def latest_seqs(
 def log_outcome(session: Session, row: Delivery, now: datetime) -> None:
     """A reminder is in the conversation's log once its fate is known: sent, or skipped with
     the reason (the user answered first, opted out, ...)."""
+    if row.status == "failed":
+        _tell_failed(session, row, now)
     if row.purpose != "reminder" or row.status not in FINAL or row.conversation_id is None:
         return
     conversation = session.get(Conversation, row.conversation_id)
@@ -195,7 +199,7 @@ def log_outcome(session: Session, row: Delivery, now: datetime) -> None:
     kind = {"sent": "reminder_sent", "skipped": "reminder_skipped"}.get(
         row.status, "reminder_failed"
     )
-    append_event(
+    appended = append_event(
         session,
         conversation,
         kind=kind,
@@ -203,6 +207,47 @@ def log_outcome(session: Session, row: Delivery, now: datetime) -> None:
         dedup_key=f"{row.dedup_key}:outcome",
         now=now,
         detail={"delivery_id": row.id},
+    )
+    if appended and row.status == "sent":
+        emit_for_conversation(
+            session,
+            conversation,
+            ev.EventType.REMINDER_SENT,
+            reason=None,
+            dedup_key=f"{row.dedup_key}:sent",
+            now=now,
+            delivery_id=row.id,
+        )
+
+
+def _tell_failed(session: Session, row: Delivery, now: datetime) -> None:
+    """`delivery.failed`, or `delivery.ambiguous` (the request left, no answer came)."""
+    contact = session.get_one(Contact, row.contact_id)
+    emit(
+        session,
+        row.org_id,
+        ev.EventType.DELIVERY_AMBIGUOUS
+        if row.reason == "ambiguous"
+        else ev.EventType.DELIVERY_FAILED,
+        {
+            "bot_id": row.bot_id,
+            "contact": contact_ref(contact),
+            "conversation_id": row.conversation_id,
+            "episode_id": row.episode_id,
+            "delivery": {
+                "id": row.id,
+                "purpose": row.purpose,
+                "attempts": row.attempts,
+                "error": row.error,
+            },
+            "reason": row.reason,
+            "occurred_at": iso(now),
+        },
+        dedup_key=f"delivery:{row.id}:failed",
+        ordering_key=f"conversation:{row.conversation_id}"
+        if row.conversation_id
+        else f"contact:{row.contact_id}",
+        now=now,
     )
 
 

@@ -20,6 +20,7 @@ class Purpose(StrEnum):
     DELIVERY = "delivery"
     CHAT_ACTION = "chat_action"
     INBOUND = "inbound"
+    EVENT = "event"  # one event out to one subscription
 
 
 @dataclass(frozen=True, slots=True)

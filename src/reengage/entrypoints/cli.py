@@ -36,6 +36,11 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(bots_app, name="bots")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+events_app = typer.Typer(
+    help="Events out: signed webhooks of reengage's decisions (docs/events.md).",
+    no_args_is_help=True,
+)
+app.add_typer(events_app, name="events")
 
 
 def _settings() -> Settings:
@@ -198,7 +203,9 @@ def scheduler(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "127
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated Celery queues")] = "timers,recovery",
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated Celery queues")
+    ] = "timers,recovery,events",
     concurrency: Annotated[int, typer.Option(help="Worker processes/threads")] = 2,
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo")] = "prefork",
     metrics_port: MetricsPort = None,
@@ -592,6 +599,95 @@ def keys_rotate() -> None:
     typer.echo(
         f"credentials re-encrypted: {done.rotated}; already on the newest key: {done.current}"
     )
+
+
+def _events_run(work: Any) -> Any:
+    """Run `work(session, runtime, now)` in one transaction; a refusal is one line on stderr
+    and exit code 1."""
+    from reengage.runtime import Runtime
+    from reengage.services.errors import ServiceError
+
+    runtime = Runtime.build(_settings())
+    try:
+        with runtime.sessions.begin() as session:
+            result = work(session, runtime, runtime.clock.now())
+    except ServiceError as exc:
+        typer.echo(f"reengage: error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+    return result
+
+
+def _subscription_line(sub: Any) -> str:
+    state = "enabled" if sub.enabled else f"disabled ({sub.disabled_reason})"
+    return f"subscription {sub.id} {sub.url} {','.join(sub.event_types)} {state}"
+
+
+@events_app.command("subscribe")
+def events_subscribe(
+    org_id: int,
+    url: str,
+    event_type: Annotated[
+        list[str], typer.Option("--type", help="A type, group.* or * (repeat for more)")
+    ],
+) -> None:
+    """Subscribe a URL to event types; print its signing secret (shown only once)."""
+    from reengage.services import event_subscriptions as subs
+
+    def work(session: Any, runtime: Runtime, now: Any) -> str:
+        change = subs.SubscriptionChange(url, event_type)
+        sub, secret = subs.create(session, runtime.credentials, org_id, change, now)
+        return f"{_subscription_line(sub)}\nsecret {secret}"
+
+    typer.echo(_events_run(work))
+
+
+@events_app.command("list")
+def events_list(org_id: int) -> None:
+    """The organization's subscriptions."""
+    from reengage.services import event_subscriptions as subs
+
+    def work(session: Any, runtime: Runtime, now: Any) -> list[str]:
+        return [_subscription_line(s) for s in subs.list_all(session, org_id)]
+
+    for line in _events_run(work):
+        typer.echo(line)
+
+
+@events_app.command("enable")
+def events_enable(org_id: int, subscription_id: int, off: bool = False) -> None:
+    """Enable a subscription (its failures forgotten), or disable it with --off."""
+    from reengage.services import event_subscriptions as subs
+
+    def work(session: Any, runtime: Runtime, now: Any) -> str:
+        change = subs.SubscriptionChange(enabled=not off)
+        return _subscription_line(subs.change(session, org_id, subscription_id, change, now))
+
+    typer.echo(_events_run(work))
+
+
+@events_app.command("rotate-secret")
+def events_rotate_secret(org_id: int, subscription_id: int) -> None:
+    """A new signing secret (printed once); the previous one also signs for 24 hours."""
+    from reengage.services import event_subscriptions as subs
+
+    def work(session: Any, runtime: Runtime, now: Any) -> str:
+        sub, secret = subs.rotate_secret(session, runtime.credentials, org_id, subscription_id, now)
+        return f"{_subscription_line(sub)}\nsecret {secret}"
+
+    typer.echo(_events_run(work))
+
+
+@events_app.command("resend")
+def events_resend(org_id: int, delivery_id: int) -> None:
+    """Send a delivered or failed event again (same webhook-id); a worker sends it."""
+    from reengage.services import event_subscriptions as subs
+
+    def work(session: Any, runtime: Runtime, now: Any) -> str:
+        return f"delivery {subs.resend(session, org_id, delivery_id, now).id} pending"
+
+    typer.echo(_events_run(work))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ from reengage.adapters.db.inbound import inbound_timer
 from reengage.adapters.db.models import Bot, Contact, InboundMessage, Organization
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import contact as ct
+from reengage.domain import event as ev
 from reengage.domain import voice as vc
 from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationStatus, EventType
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import Purpose, Timer
+from reengage.events.outbox import emit_for_contact
 from reengage.ports import ActivityStore
 from reengage.services import flows
 from reengage.services.flows import REPLY_VALID
@@ -144,6 +146,16 @@ def _decide(
         timers, events = _confirm(session, row, contact, conv, text, now)
         row.outcome = "opted_out" if isinstance(keyword, vc.OptOut) else "opted_in"
         log.info(f"contact.{row.outcome}", contact_id=contact.id, bot_id=bot.id)
+        emit_for_contact(
+            session,
+            contact,
+            ev.EventType.CONTACT_OPTED_OUT
+            if isinstance(keyword, vc.OptOut)
+            else ev.EventType.CONTACT_OPTED_IN,
+            reason="keyword",
+            dedup_key=f"inbound:{row.id}",
+            now=now,
+        )
     elif conv is not None and conv.status != ConversationStatus.CLOSED.value:
         move = flows.answer_text(session, conv, row.text, now, str(row.id))
         if move is not None:

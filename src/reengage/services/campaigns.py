@@ -19,6 +19,7 @@ from reengage.adapters.db.models import (
 )
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ChannelKind
+from reengage.events.outbox import emit_episodes_ended
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.tenancy import get_bot, scoped, scoped_columns, scoped_update
 from reengage.services.wake import refresh_wake
@@ -108,16 +109,23 @@ def set_exclusions(
         contacts = scoped_columns(Contact, org_id, Contact.id).where(
             Contact.bot_id == bot_id, Contact.external_id.in_(sorted(added))
         )
-        stopped = session.execute(
-            scoped_update(
-                Episode,
-                org_id,
-                Episode.campaign_id == row.id,
-                Episode.status == "running",
-                Episode.contact_id.in_(contacts),
-            ).values(status="stopped", end_reason="excluded", ended_at=now, next_due_at=None)
+        stopped = (
+            session.execute(
+                scoped_update(
+                    Episode,
+                    org_id,
+                    Episode.campaign_id == row.id,
+                    Episode.status == "running",
+                    Episode.contact_id.in_(contacts),
+                )
+                .values(status="stopped", end_reason="excluded", ended_at=now, next_due_at=None)
+                .returning(Episode.id)
+            )
+            .scalars()
+            .all()
         )
-        metrics.episodes_ended("stopped", "excluded", stopped.rowcount)  # type: ignore[attr-defined]
+        metrics.episodes_ended("stopped", "excluded", len(stopped))
+        emit_episodes_ended(session, [(org_id, i, "stopped", "excluded") for i in stopped], now)
     return row
 
 
@@ -188,12 +196,21 @@ def set_enabled(
         raise InvalidInput("publish the campaign before enabling it", "enabled")
     row.enabled, row.updated_at = enabled, now
     if not enabled:
-        stopped = session.execute(
-            scoped_update(
-                Episode, org_id, Episode.campaign_id == row.id, Episode.status == "running"
-            ).values(status="stopped", end_reason="campaign_disabled", ended_at=now)
+        stopped = (
+            session.execute(
+                scoped_update(
+                    Episode, org_id, Episode.campaign_id == row.id, Episode.status == "running"
+                )
+                .values(status="stopped", end_reason="campaign_disabled", ended_at=now)
+                .returning(Episode.id)
+            )
+            .scalars()
+            .all()
         )
-        metrics.episodes_ended("stopped", "campaign_disabled", stopped.rowcount)  # type: ignore[attr-defined]
+        metrics.episodes_ended("stopped", "campaign_disabled", len(stopped))
+        emit_episodes_ended(
+            session, [(org_id, i, "stopped", "campaign_disabled") for i in stopped], now
+        )
     _refresh(session, org_id)
     return row
 

@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 
 from reengage import metrics
 from reengage.adapters.db.models import Contact, Conversation, Episode
+from reengage.domain.event import EventType
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.timer import Purpose, timer_key
+from reengage.events.outbox import emit_episodes_ended, emit_for_contact
 from reengage.services.errors import NotFound
 from reengage.services.tenancy import get_bot, scoped, scoped_update
 
@@ -21,6 +23,15 @@ log = structlog.get_logger(__name__)
 def mark_blocked(session: Session, contact: Contact, now: datetime) -> list[str]:
     """Mark the contact unreachable, clear its deadlines and end its running recovery
     episodes at once (`stopped/blocked`); return the timer keys to cancel."""
+    if contact.blocked_at is None:
+        emit_for_contact(
+            session,
+            contact,
+            EventType.CONTACT_BLOCKED,
+            reason="blocked",
+            dedup_key=f"blocked:{now.isoformat()}",
+            now=now,
+        )
     contact.blocked_at = contact.blocked_at or now
     conversations = session.scalars(
         scoped(
@@ -51,6 +62,7 @@ def stop_episodes(session: Session, contact: Contact, reason: str, now: datetime
     ).all()
     for episode_id in ended:
         log.info("recovery.episode.stopped", episode_id=episode_id, reason=reason)
+    emit_episodes_ended(session, [(contact.org_id, i, "stopped", reason) for i in ended], now)
     metrics.episodes_ended("stopped", reason, len(ended))
     return [timer_key(Purpose.RECOVERY_STEP, str(i)) for i in ended]
 
@@ -102,9 +114,22 @@ def change_contact(
     if change.opted_out is True and contact.opted_out_at is None:
         contact.opted_out_at = now
         stop_episodes(session, contact, "opted_out", now)
-    elif change.opted_out is False:
+        _told(session, contact, EventType.CONTACT_OPTED_OUT, now)
+    elif change.opted_out is False and contact.opted_out_at is not None:
         contact.opted_out_at = None
+        _told(session, contact, EventType.CONTACT_OPTED_IN, now)
     return contact
+
+
+def _told(session: Session, contact: Contact, event_type: EventType, now: datetime) -> None:
+    emit_for_contact(
+        session,
+        contact,
+        event_type,
+        reason="operator",
+        dedup_key=f"{event_type.value}:{now.isoformat()}",
+        now=now,
+    )
 
 
 def stop_completed(session: Session, contact: Contact, reason: str, at: datetime) -> None:

@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import Contact, Conversation, FlowRow
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
+from reengage.domain import event as ev
 from reengage.domain import flow as fl
 from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import Timer
+from reengage.events.outbox import emit_for_conversation
 from reengage.ports import ActivityStore, TimerStore
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.event_log import append_event
@@ -24,6 +26,11 @@ from reengage.services.wake import refresh_wake
 
 # A flow's answer that could not get through for this long is no longer worth sending.
 REPLY_VALID = timedelta(hours=1)
+# A flow step that ends the bot's part: what it tells events out, and the status it gives.
+_TOLD = {
+    "handoff": (ev.EventType.HANDED_OFF, ConversationStatus.HANDOFF.value),
+    "closed": (ev.EventType.CLOSED, ConversationStatus.CLOSED.value),
+}
 
 
 def put_flow(
@@ -118,6 +125,18 @@ def _apply(
     conv.context_variables = dict(position.variables)
     if position.queue:
         conv.handoff_queue = position.queue
+    told = _TOLD.get(step.outcome)
+    if told is not None:  # the status itself follows as activity, after the commit
+        event_type, status = told
+        emit_for_conversation(
+            session,
+            conv,
+            event_type,
+            reason=f"flow_{step.outcome}",
+            dedup_key=f"flow:{outcome_key}",
+            now=now,
+            status=status,
+        )
     timers = []
     for i, text in enumerate(step.say):
         request = DeliveryRequest(

@@ -24,8 +24,10 @@ from reengage.adapters.db.sets import among
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
 from reengage.delivery.outcome import latest_seqs
+from reengage.domain import event as ev
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, Timer, timer_key
+from reengage.events.outbox import emit_episodes_ended, emit_for_episode
 from reengage.ports import ActivityStore
 from reengage.services.contacts import stop_completed
 from reengage.silence.live_campaign import version_of
@@ -121,9 +123,18 @@ class Started:
     follow: FollowUps
 
 
-def end_episode(episode: Episode, end: rec.EndEpisode, now: datetime) -> None:
+def end_episode(session: Session, episode: Episode, end: rec.EndEpisode, now: datetime) -> None:
     episode.status, episode.end_reason = end.status, end.reason
     episode.ended_at, episode.next_due_at = end.at or now, None
+    emit_for_episode(
+        session,
+        episode,
+        ev.EventType.EPISODE_ENDED,
+        dedup_key="ended",
+        now=now,
+        status=end.status,
+        reason=end.reason,
+    )
     log.debug("recovery.step.skipped", episode_id=episode.id, reason=end.reason, status=end.status)
 
 
@@ -206,7 +217,10 @@ class StepHandler:
         ended = rec.decide_end(episode.seq, episode.started_at, state)
         if ended is not None:
             end_episode(
-                episode, replace(ended, at=ended.at if ended.status == "converted" else now), now
+                session,
+                episode,
+                replace(ended, at=ended.at if ended.status == "converted" else now),
+                now,
             )
             return
         campaign = seen.version(session, campaign_row.id, episode.version)
@@ -221,10 +235,18 @@ class StepHandler:
         episode.return_until = now + campaign.return_window
         episode.convert_until = now + campaign.conversion_window
         log.debug("recovery.step.sent", episode_id=episode.id, step=index, holdout=episode.holdout)
+        emit_for_episode(
+            session,
+            episode,
+            ev.EventType.EPISODE_STEP_SENT,
+            dedup_key=f"step:{index}",
+            now=now,
+            step=index,
+        )
         following = campaign.next_step(index)
         if following is None:
             episode.next_step = index + 1
-            end_episode(episode, rec.EndEpisode("completed", "completed"), now)
+            end_episode(session, episode, rec.EndEpisode("completed", "completed"), now)
             return
         episode.next_step = following
         due = rec.step_due(campaign, following, anchor, contact.time_zone)
@@ -378,26 +400,33 @@ def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: 
     """The contact opted out: their running episodes stop, and so does the one their opt-out
     message itself ended as a return (it is activity too) — `stopped/opted_out` says why. A
     return credited to that message is no return."""
-    stopped = session.execute(
-        update(Episode)
-        .where(
-            Episode.contact_id == contact.id,
-            (Episode.status == "running")
-            | (
-                (Episode.status == "cancelled")
-                & (Episode.end_reason == "user_active")
-                & (Episode.ended_at >= said_at)
-            ),
+    stopped = (
+        session.execute(
+            update(Episode)
+            .where(
+                Episode.contact_id == contact.id,
+                (Episode.status == "running")
+                | (
+                    (Episode.status == "cancelled")
+                    & (Episode.end_reason == "user_active")
+                    & (Episode.ended_at >= said_at)
+                ),
+            )
+            .values(
+                status="stopped",
+                end_reason="opted_out",
+                ended_at=now,
+                next_due_at=None,
+                returned_at=None,
+            )
+            .returning(Episode.id)
         )
-        .values(
-            status="stopped",
-            end_reason="opted_out",
-            ended_at=now,
-            next_due_at=None,
-            returned_at=None,
-        )
+        .scalars()
+        .all()
     )
     # An episode the opt-out message itself had ended as a return is counted again here.
-    metrics.episodes_ended("stopped", "opted_out", stopped.rowcount)  # type: ignore[attr-defined]
+    metrics.episodes_ended("stopped", "opted_out", len(stopped))
+    ended = [(contact.org_id, i, "stopped", "opted_out") for i in stopped]
+    emit_episodes_ended(session, ended, now)
     stop_completed(session, contact, "opted_out", said_at)
     log.info("recovery.opted_out", contact_id=contact.id)

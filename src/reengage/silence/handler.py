@@ -22,10 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage import metrics
 from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Episode
 from reengage.adapters.db.sets import Rows, among, insert_many, on_postgres
+from reengage.domain import event as ev
 from reengage.domain import inactivity
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ConversationStatus
 from reengage.domain.timer import Purpose, Timer
+from reengage.events.outbox import emit_for_episode
 from reengage.ports import ActivityStore
 from reengage.services.event_log import NewEvent, append_events
 from reengage.services.record_activity import Record
@@ -139,6 +141,11 @@ class SilencesSeen:
             detail = {"episode": episode}
             events.append(NewEvent(s.conv, "recovery_episode_started", key, now, detail=detail))
         append_events(session, events)
+        for s in self.started:  # a transient copy of the row (never added to the session)
+            episode = Episode(id=ids[s.row["contact_id"], s.row["seq"]], **s.row)
+            emit_for_episode(
+                session, episode, ev.EventType.EPISODE_STARTED, dedup_key="started", now=now
+            )
         metrics.EPISODES_STARTED.inc(len(self.started))
         self.started.clear()
 

@@ -13,8 +13,10 @@ from reengage.adapters.db.models import Bot, Contact, Conversation, FlowRow, Pol
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain import policy as pol
 from reengage.domain.activity import ConversationStatus
+from reengage.domain.event import EventType
 from reengage.domain.flow import NodeType
 from reengage.domain.outbound import MessageKind, OutboundMessage, Template
+from reengage.events.outbox import emit_for_conversation
 from reengage.ports import ActivityStore
 from reengage.services import flows
 from reengage.services.event_log import append_event
@@ -23,6 +25,12 @@ from reengage.services.record_activity import Record, RecordActivity
 from reengage.services.tenancy import scoped
 from reengage.timers.handler import FollowUps
 
+# What a final action tells the subscriptions of events out.
+_TOLD = {
+    pol.Action.CLOSE: EventType.CLOSED,
+    pol.Action.HANDOFF: EventType.HANDED_OFF,
+    pol.Action.FALLBACK_FLOW: EventType.FALLBACK_STARTED,
+}
 # A stage's message that could not get through for this long is no longer worth sending.
 STALE_AFTER = timedelta(hours=1)
 
@@ -228,7 +236,7 @@ class Stage:
             pol.Action.NONE: "timeout",
         }[action]
         self._send(_message(self.stage, None), "timeout")
-        append_event(
+        appended = append_event(
             self.session,
             conv,
             kind=reason,
@@ -243,6 +251,17 @@ class Stage:
             conv.status, conv.handoff_queue = ConversationStatus.HANDOFF.value, self.policy.queue
         elif action is pol.Action.FALLBACK_FLOW and self.policy.fallback_flow:
             self._fallback(self.policy.fallback_flow)
+        told = _TOLD.get(action)
+        if appended and told is not None:
+            emit_for_conversation(
+                self.session,
+                conv,
+                told,
+                reason=reason,
+                dedup_key=self.key,
+                now=now,
+                stage=self.stage.index,
+            )
 
     def _fallback(self, flow_key: str) -> None:
         """Jump to the fallback flow in this transaction; it speaks first, so an opted-out

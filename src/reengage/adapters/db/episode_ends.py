@@ -16,6 +16,7 @@ from reengage.adapters.db.sets import Rows, among
 from reengage.adapters.db.types import UTCDateTime
 from reengage.domain import recovery as rec
 from reengage.domain import results as res
+from reengage.events.outbox import emit_episodes_ended
 
 _EPISODE: Table = Episode.__table__  # type: ignore[assignment]
 Answered = tuple[int, int, datetime | None, datetime | None]  # contact, seq, last activity, paid
@@ -50,7 +51,15 @@ def end_answered_episodes(session: Session, answered: Sequence[Answered]) -> Non
     for row in found:
         end, credit = _decide(row, latest[row.contact_id], newest[row.contact_id] == row.id)
         if end is not None:
-            ends.append({"id": row.id, "status": end.status, "reason": end.reason, "at": end.at})
+            ends.append(
+                {
+                    "id": row.id,
+                    "org_id": row.org_id,
+                    "status": end.status,
+                    "reason": end.reason,
+                    "at": end.at,
+                }
+            )
         if credit is not None:
             credits.append(
                 {"id": row.id, "returned": credit.returned_at, "converted": credit.converted_at}
@@ -85,6 +94,7 @@ def _decide(
 
 _ATTRIBUTED = (
     "id",
+    "org_id",
     "contact_id",
     "seq",
     "started_at",
@@ -109,9 +119,11 @@ def _end(session: Session, ends: list[dict[str, Any]]) -> None:
             status=rows["status"], end_reason=rows["reason"], ended_at=rows["at"], next_due_at=None
         )
     )
-    rows.execute(stmt, ends)  # the rows are locked above: every end applies
-    for ended in ends:
+    rows.execute(stmt, [{k: e[k] for k in ("id", "status", "reason", "at")} for e in ends])
+    for ended in ends:  # the rows are locked above: every end applied
         metrics.episodes_ended(ended["status"], ended["reason"])
+        told = [(ended["org_id"], ended["id"], ended["status"], ended["reason"])]
+        emit_episodes_ended(session, told, ended["at"])
 
 
 def _credit(session: Session, credits: list[dict[str, Any]]) -> None:

@@ -27,6 +27,7 @@ from reengage.entrypoints.api.contacts import contacts_router
 from reengage.entrypoints.api.conversations import conversations_router
 from reengage.entrypoints.api.docs import install_offline_docs
 from reengage.entrypoints.api.errors import install_error_handlers
+from reengage.entrypoints.api.event_subscriptions import event_subscriptions_router
 from reengage.entrypoints.api.events import events_router
 from reengage.entrypoints.api.flows import flows_router
 from reengage.entrypoints.api.hot_paths import HotPaths
@@ -105,6 +106,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(manager_webhook_router)
     install_console(app)
     install_offline_docs(app)
+    app.include_router(event_subscriptions_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -18,6 +18,12 @@ from reengage.adapters.db.models.conversations import (
     SimulatorMessage,
 )
 from reengage.adapters.db.models.delivery import Delivery, TimerRow
+from reengage.adapters.db.models.events_out import (
+    EventAttempt,
+    EventDelivery,
+    EventSubscription,
+    OutboundEvent,
+)
 from reengage.adapters.db.models.recovery import Campaign, CampaignVersion, Episode
 from reengage.adapters.db.models.tenancy import (
     AdminInvite,
@@ -48,12 +54,16 @@ __all__ = [
     "ConversationEvent",
     "Delivery",
     "Episode",
+    "EventAttempt",
+    "EventDelivery",
+    "EventSubscription",
     "FlowRow",
     "InboundMessage",
     "ManagerAdmin",
     "MediaAsset",
     "MediaUpload",
     "Organization",
+    "OutboundEvent",
     "PolicyRow",
     "SimulatorMessage",
     "TimerRow",

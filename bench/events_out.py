@@ -1,0 +1,195 @@
+"""Events out while the engine sends messages: events delivered per second to a local
+receiver that verifies every request with the `standardwebhooks` library.
+
+PostgreSQL + Redis (production mode), the real scheduler with in-process execution, the real
+Telegram adapter against the fake Bot API on 127.0.0.1 (30 messages/s per bot, 1 per chat).
+N users on B bots go quiet under a one-step recovery campaign, and one subscription wants
+every event (`*`): each user makes three events (`episode.started`, `episode.step_sent`,
+`episode.ended`) and one message. The clock jumps past the threshold, then follows real
+time; the run ends when the receiver has every event and the fake every message.
+
+Figures: messages/s and events/s over the whole run, how long the last event arrived after
+the last message (`events_tail_s`: events out never the bottleneck when it stays near 0),
+duplicates (a webhook-id verified twice) and requests the receiver refused. The last line is
+`events_per_s=<x>`. Run:
+
+    .venv/bin/python bench/events_out.py [--quick] [--redis-url redis://127.0.0.1:6379/10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import redis
+import standardwebhooks
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.migrate import upgrade
+from reengage.adapters.db.models import OutboundEvent
+from reengage.config import Settings
+from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.entrypoints.logging import configure_logging
+from reengage.runtime import Runtime
+from reengage.services import campaigns
+from reengage.services import event_subscriptions as subs
+from reengage.services.tenancy import create_bot, create_organization
+from reengage.testing.server import serve
+from reengage.testing.telegram import FakeTelegram
+from reengage.timers.executors import InlineExecutor
+from reengage.timers.scheduler import Scheduler
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB_NAME = "reengage_bench_events_out"
+DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+CAMPAIGN = {
+    "threshold": "10m",
+    "steps": [{"schedule": "1m", "blocks": [{"kind": "text", "text": "Volte!"}]}],
+}
+EVENTS_PER_USER = 3
+
+
+class Receiver:
+    """An integrator's endpoint: verifies each request, counts each webhook-id once."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self.refused = 0
+        self.last_at = 0.0
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        body = await request.body()
+        headers = dict(request.headers)
+        try:
+            standardwebhooks.Webhook(self.secret).verify(body, headers, json_parse=False)
+        except standardwebhooks.WebhookVerificationError:
+            with self._lock:
+                self.refused += 1
+            await Response(status_code=400)(scope, receive, send)
+            return
+        with self._lock:
+            if headers["webhook-id"] in self.seen:
+                self.duplicates += 1
+            self.seen.add(headers["webhook-id"])
+            self.last_at = time.monotonic()
+        await Response(status_code=204)(scope, receive, send)
+
+
+def reset(redis_url: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def run(users: int, bots: int, redis_url: str) -> dict[str, float]:
+    reset(redis_url)
+    upgrade(DB_URL)
+    fake, receiver, clock = FakeTelegram(), Receiver(), ManualClock()
+    with serve(fake.app) as platform, serve(receiver) as hook:
+        settings = Settings(
+            database_url=DB_URL,
+            redis_url=redis_url,
+            broker_url=None,
+            telegram_api_base=platform.url,
+        )
+        runtime = Runtime.build(settings, clock=clock)
+        org = create_organization(runtime.sessions, "Bench", clock.now())
+        bot_ids = [
+            create_bot(
+                runtime.sessions,
+                runtime.credentials,
+                org.org_id,
+                name=f"b{i}",
+                channel=ChannelKind.TELEGRAM,
+                now=clock.now(),
+                credentials={"token": f"{1000 + i}:BENCH"},
+            ).id
+            for i in range(bots)
+        ]
+        with runtime.sessions.begin() as session:
+            for bot in bot_ids:
+                campaigns.put_draft(session, org.org_id, bot, CAMPAIGN, clock.now())
+                campaigns.publish(session, org.org_id, bot, clock.now())
+                campaigns.set_enabled(session, org.org_id, bot, True, clock.now())
+            change = subs.SubscriptionChange(f"{hook.url}/events", ["*"])
+            _, receiver.secret = subs.create(
+                session, runtime.credentials, org.org_id, change, clock.now()
+            )
+        events = [
+            ActivityEvent(
+                f"e{u}", EventType.USER_MESSAGE, bot_ids[u % bots], str(100_000 + u), clock.now()
+            )
+            for u in range(users)
+        ]
+        for start in range(0, users, 500):
+            runtime.record(org.org_id, events[start : start + 500])
+        scheduler = Scheduler(
+            sessions=runtime.sessions,
+            store=runtime.timers,
+            executor=InlineExecutor(runtime),
+            registry=runtime.registry,
+            clock=clock,
+            batch=500,
+            activity=runtime.activity,
+        )
+        scheduler.run_once()
+        clock.advance(timedelta(minutes=11, seconds=1))  # past threshold + the step
+        due, started = clock.now(), time.monotonic()
+        expected = users * EVENTS_PER_USER
+        last_message = 0.0
+        while len(receiver.seen) < expected or len(fake.calls_to("sendMessage")) < users:
+            clock.set(due + timedelta(seconds=time.monotonic() - started))
+            if not scheduler.run_once():
+                time.sleep(0.01)
+            if not last_message and len(fake.calls_to("sendMessage")) >= users:
+                last_message = time.monotonic()
+            if time.monotonic() - started > 600:
+                raise RuntimeError(f"only {len(receiver.seen)} of {expected} events arrived")
+        total = max(receiver.last_at, last_message) - started
+        with runtime.sessions() as session:
+            recorded = int(session.scalar(select(func.count()).select_from(OutboundEvent)) or 0)
+        runtime.close()
+    assert recorded == expected, f"{recorded} events recorded for {expected}"
+    return {
+        "messages_per_s": users / (last_message - started),
+        "events_per_s": expected / total,
+        "events_tail_s": max(0.0, receiver.last_at - last_message),
+        "duplicates": receiver.duplicates,
+        "refused": receiver.refused,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer users")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    args = parser.parse_args()
+    configure_logging(level=logging.WARNING)
+    users, bots = (600, 10) if args.quick else (3_000, 20)
+    print(f"users={users} bots={bots} events={users * EVENTS_PER_USER} messages={users}")
+    r = run(users, bots, args.redis_url)
+    print(f"messages_per_s={r['messages_per_s']:.0f}")
+    print(f"events_tail_s={r['events_tail_s']:.2f}")
+    print(f"duplicates={r['duplicates']:.0f} refused={r['refused']:.0f}")
+    print(f"events_per_s={r['events_per_s']:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""Record an event in the decision's transaction: the event, a delivery per subscription that
+wants it, and (after the commit) the timers that send them. Nothing leaves inside a decision;
+a timer lost between the commit and its publication is put back by the sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import event as sa_event
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from reengage.adapters.db.models import (
+    Contact,
+    Conversation,
+    Episode,
+    EventDelivery,
+    EventSubscription,
+    OutboundEvent,
+)
+from reengage.adapters.db.session import insert_for
+from reengage.adapters.outage import one_line
+from reengage.domain import event as ev
+from reengage.domain.timer import Purpose, Timer, timer_key
+from reengage.ports import TimerStore
+
+log = structlog.get_logger(__name__)
+
+# session.info keys: the subscriptions read in this transaction, the deliveries it made.
+_SUBSCRIPTIONS = "events_out.subscriptions"
+_PENDING = "events_out.pending"
+
+
+def event_timer(delivery_id: int, due_at: datetime) -> Timer:
+    """The timer that sends one event delivery."""
+    return Timer(
+        timer_key(Purpose.EVENT, str(delivery_id)),
+        Purpose.EVENT,
+        due_at,
+        0,
+        {"event_delivery_id": delivery_id},
+    )
+
+
+def emit(
+    session: Session,
+    org_id: int,
+    event_type: ev.EventType,
+    data: dict[str, Any],
+    *,
+    dedup_key: str,
+    ordering_key: str,
+    now: datetime,
+) -> int | None:
+    """Record an event for the organization's subscriptions that want it, once per
+    `dedup_key`, in the caller's transaction; its id (None: nobody wants it, or it was
+    recorded before). Its deliveries are published when the transaction commits."""
+    wanted = [
+        sid for sid, patterns in _subscriptions(session, org_id) if ev.matches(patterns, event_type)
+    ]
+    if not wanted:
+        return None
+    table = OutboundEvent.__table__
+    with session.no_autoflush:
+        event_id = session.scalar(
+            insert_for(session, table)
+            .values(
+                org_id=org_id,
+                type=event_type.value,
+                dedup_key=dedup_key,
+                payload={},
+                created_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(table.c.id)
+        )
+        if event_id is None:
+            return None
+        session.execute(
+            update(OutboundEvent)
+            .where(OutboundEvent.id == event_id)
+            .values(payload=ev.envelope(event_id, event_type, now, data))
+            .execution_options(synchronize_session=False)
+        )
+        deliveries = EventDelivery.__table__
+        made = session.scalars(
+            insert_for(session, deliveries).returning(deliveries.c.id),
+            [
+                {
+                    "org_id": org_id,
+                    "event_id": event_id,
+                    "subscription_id": sid,
+                    "ordering_key": ordering_key,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_at": now,
+                    "retry_from": now,
+                    "created_at": now,
+                }
+                for sid in wanted
+            ],
+        ).all()
+    publish_on_commit(session, [event_timer(i, now) for i in made])
+    return int(event_id)
+
+
+def publish_on_commit(session: Session, timers: list[Timer]) -> None:
+    """Have these event timers published once the session's transaction commits."""
+    session.info.setdefault(_PENDING, []).extend(timers)
+
+
+def _subscriptions(session: Session, org_id: int) -> list[tuple[int, list[str]]]:
+    """The organization's enabled subscriptions, read once per transaction."""
+    kept: dict[int, list[tuple[int, list[str]]]] = session.info.setdefault(_SUBSCRIPTIONS, {})
+    if org_id not in kept:
+        with session.no_autoflush:
+            rows = session.execute(
+                select(EventSubscription.id, EventSubscription.event_types).where(
+                    EventSubscription.org_id == org_id, EventSubscription.enabled
+                )
+            ).tuples()
+            kept[org_id] = [(sid, list(types)) for sid, types in rows]
+    return kept[org_id]
+
+
+def publish_after_commit(sessions: sessionmaker[Session], timers: TimerStore) -> None:
+    """Have every session of `sessions` publish the event timers its transaction made once
+    it commits (and forget them, and the subscriptions it read, when it ends)."""
+
+    def committed(session: Session) -> None:
+        made: list[Timer] = session.info.pop(_PENDING, [])
+        session.info.pop(_SUBSCRIPTIONS, None)
+        if made:
+            try:
+                timers.schedule(made)
+            except Exception as exc:  # the sweep puts them back from the database
+                log.warning("events.publish_failed", timers=len(made), error=one_line(exc))
+
+    def rolled_back(session: Session) -> None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_SUBSCRIPTIONS, None)
+
+    sa_event.listen(sessions, "after_commit", committed)
+    sa_event.listen(sessions, "after_soft_rollback", lambda s, _t: rolled_back(s))
+
+
+def iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at else None
+
+
+def conversation_data(
+    session: Session,
+    conv: Conversation,
+    reason: str | None,
+    now: datetime,
+    status: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The payload of a conversation event: the conversation where it stands now (`status`:
+    the one the decision gives it, when it is applied after the commit)."""
+    contact = session.get_one(Contact, conv.contact_id)
+    return {
+        "bot_id": conv.bot_id,
+        "contact": contact_ref(contact),
+        "conversation": {
+            "id": conv.id,
+            "status": status or conv.status,
+            "flow": conv.active_flow,
+            "node": conv.active_node,
+            "queue": conv.handoff_queue,
+        },
+        "reason": reason,
+        "occurred_at": iso(now),
+    } | extra
+
+
+def contact_ref(contact: Contact) -> dict[str, Any]:
+    return {"id": contact.id, "user_id": contact.external_id}
+
+
+def emit_for_conversation(
+    session: Session,
+    conv: Conversation,
+    event_type: ev.EventType,
+    *,
+    reason: str | None,
+    dedup_key: str,
+    now: datetime,
+    status: str | None = None,
+    **extra: Any,
+) -> None:
+    """`emit` of a conversation's event, in the conversation's order."""
+    if not _subscriptions(session, conv.org_id):
+        return  # nobody listens: not even the payload is built
+    emit(
+        session,
+        conv.org_id,
+        event_type,
+        conversation_data(session, conv, reason, now, status, **extra),
+        dedup_key=f"conversation:{conv.id}:{dedup_key}",
+        ordering_key=f"conversation:{conv.id}",
+        now=now,
+    )
+
+
+def emit_for_contact(
+    session: Session,
+    contact: Contact,
+    event_type: ev.EventType,
+    *,
+    reason: str | None,
+    dedup_key: str,
+    now: datetime,
+) -> None:
+    """`emit` of a contact's event, in the contact's order."""
+    if not _subscriptions(session, contact.org_id):
+        return
+    data = {
+        "bot_id": contact.bot_id,
+        "contact": contact_ref(contact),
+        "reason": reason,
+        "occurred_at": iso(now),
+    }
+    emit(
+        session,
+        contact.org_id,
+        event_type,
+        data,
+        dedup_key=f"contact:{contact.id}:{dedup_key}",
+        ordering_key=f"contact:{contact.id}",
+        now=now,
+    )
+
+
+def emit_for_episode(
+    session: Session,
+    episode: Episode,
+    event_type: ev.EventType,
+    *,
+    dedup_key: str,
+    now: datetime,
+    **extra: Any,
+) -> None:
+    """`emit` of a recovery episode's event, in its conversation's order."""
+    if not _subscriptions(session, episode.org_id):
+        return
+    contact = session.get_one(Contact, episode.contact_id)
+    data = {
+        "bot_id": episode.bot_id,
+        "contact": contact_ref(contact),
+        "conversation_id": episode.conversation_id,
+        "episode": {
+            "id": episode.id,
+            "campaign_id": episode.campaign_id,
+            "version": episode.version,
+            "holdout": episode.holdout,
+            "status": episode.status,
+            "reason": episode.end_reason,
+            "started_at": iso(episode.started_at),
+        },
+        "occurred_at": iso(now),
+    } | extra
+    emit(
+        session,
+        episode.org_id,
+        event_type,
+        data,
+        dedup_key=f"episode:{episode.id}:{dedup_key}",
+        ordering_key=f"conversation:{episode.conversation_id}",
+        now=now,
+    )
+
+
+def emit_episodes_ended(
+    session: Session, ended: Sequence[tuple[int, int, str, str | None]], now: datetime
+) -> None:
+    """`episode.ended` of episodes ended at once by one statement: (organization, episode,
+    status, reason) each."""
+    wanted = {
+        i: (status, reason) for org, i, status, reason in ended if _subscriptions(session, org)
+    }
+    if not wanted:
+        return
+    episodes = session.scalars(
+        select(Episode)
+        .where(Episode.id.in_(list(wanted)))
+        .execution_options(populate_existing=True)  # ended by a statement: read them afresh
+    )
+    for episode in episodes:
+        status, reason = wanted[episode.id]
+        emit_for_episode(
+            session,
+            episode,
+            ev.EventType.EPISODE_ENDED,
+            dedup_key="ended",
+            now=now,
+            status=status,
+            reason=reason,
+        )

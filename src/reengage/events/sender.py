@@ -1,0 +1,242 @@
+"""The `event` timer: one signed POST of an event to one subscription, its attempt logged;
+on failure, again with backoff until the retry period is over. Deliveries of a subscription
+with the same ordering key (a conversation, a contact) go one after the other."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import standardwebhooks
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from reengage.adapters.crypto import Credentials
+from reengage.adapters.db.models import (
+    EventAttempt,
+    EventDelivery,
+    EventSubscription,
+    OutboundEvent,
+)
+from reengage.adapters.outage import one_line
+from reengage.domain import event as ev
+from reengage.domain.timer import Purpose, Timer
+from reengage.events.outbox import event_timer
+from reengage.timers.handler import NOTHING, Outcome
+
+log = structlog.get_logger(__name__)
+
+TIMEOUT = 10.0  # seconds a receiver has to answer
+MAX_PARALLEL = 16  # requests of one batch in flight at once
+# A delivery behind another of its order waits for it; it is released as soon as the one
+# before settles, and looks again after this in case that release was lost.
+HOLD = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What one attempt sends."""
+
+    url: str
+    webhook_id: str
+    body: str
+    secrets: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Waiting for an earlier delivery of its order; looks again at `at` at the latest."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def signed_headers(request: Request, timestamp: int) -> dict[str, str]:
+    """The Standard Webhooks headers; one signature per secret still valid (rotation)."""
+    at = datetime.fromtimestamp(timestamp, UTC)
+    signatures = [
+        standardwebhooks.Webhook(secret).sign(request.webhook_id, at, request.body)
+        for secret in request.secrets
+    ]
+    return {
+        "content-type": "application/json",
+        "user-agent": "reengage-events/1",
+        "webhook-id": request.webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(signatures),
+    }
+
+
+def post(client: httpx.Client, request: Request) -> Answer:
+    """One attempt; the timestamp is the wall clock's (what receivers check it against)."""
+    started = time.monotonic()
+    try:
+        response = client.post(
+            request.url,
+            content=request.body.encode(),
+            headers=signed_headers(request, int(time.time())),
+            timeout=TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        return Answer(None, one_line(exc)[:300] or type(exc).__name__, _ms(started))
+    error = None if response.is_success else f"HTTP {response.status_code}"
+    return Answer(response.status_code, error, _ms(started))
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class EventHandler:
+    sessions: sessionmaker[Session]
+    credentials: Credentials
+    client: httpx.Client
+    purpose: str = Purpose.EVENT
+    # A queue of their own: a slow receiver holds event workers, never the messages'.
+    queue: str = "events"
+
+    def handle(self, timer: Timer, now: datetime) -> Outcome:
+        return self.handle_batch([timer], now)[0]
+
+    def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
+        """What to send read in one transaction, the requests sent side by side, their
+        answers written in one transaction."""
+        ids = [int(t.payload["event_delivery_id"] or 0) for t in timers]
+        with self.sessions.begin() as session:
+            ready = {i: self._ready(session, i, now) for i in ids}
+        requests = {i: r for i, r in ready.items() if isinstance(r, Request)}
+        answers: dict[int, Answer] = {}
+        if len(requests) == 1:
+            answers = {i: post(self.client, r) for i, r in requests.items()}
+        elif requests:
+            with ThreadPoolExecutor(min(len(requests), MAX_PARALLEL)) as pool:
+                sent = pool.map(lambda r: post(self.client, r), requests.values())
+                answers = dict(zip(requests, sent, strict=True))
+        with self.sessions.begin() as session:
+            recorded = {i: self._record(session, i, a, now) for i, a in answers.items()}
+        released = {
+            t.key for outcome in recorded.values() for t in outcome.timers if t.due_at <= now
+        }
+        outcomes = []
+        for i in ids:
+            step = ready[i]
+            if isinstance(step, Held):  # released above by the one it waited for, or later
+                held = event_timer(i, step.at)
+                step = NOTHING if held.key in released else Outcome([held])
+            outcomes.append(recorded[i] if isinstance(step, Request) else step)
+        return outcomes
+
+    def _ready(self, session: Session, delivery_id: int, now: datetime) -> Request | Held | Outcome:
+        """What to send, or why not now."""
+        row = session.get(EventDelivery, delivery_id)
+        if row is None or row.status != "pending":
+            return NOTHING
+        sub = session.get_one(EventSubscription, row.subscription_id)
+        if not sub.enabled:
+            row.status, row.finished_at = "failed", now
+            row.last_error = "subscription disabled"
+            return Outcome(_next_in_order(session, row, now))
+        before = session.scalar(
+            select(EventDelivery.next_at)
+            .where(
+                EventDelivery.subscription_id == row.subscription_id,
+                EventDelivery.ordering_key == row.ordering_key,
+                EventDelivery.status == "pending",
+                EventDelivery.id < row.id,
+            )
+            .order_by(EventDelivery.id)
+            .limit(1)
+        )
+        if before is not None:  # its order: after the one before it
+            return Held(max(before, now) + HOLD)
+        event = session.get_one(OutboundEvent, row.event_id)
+        secrets = [str(self.credentials.decrypt(sub.secret)["secret"])]
+        if sub.previous_secret and sub.previous_until and sub.previous_until > now:
+            secrets.append(str(self.credentials.decrypt(sub.previous_secret)["secret"]))
+        body = json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False)
+        return Request(sub.url, ev.webhook_id(event.id), body, secrets)
+
+    def _record(self, session: Session, delivery_id: int, answer: Answer, now: datetime) -> Outcome:
+        row = session.get(EventDelivery, delivery_id, with_for_update=True)
+        if row is None or row.status != "pending":
+            return NOTHING
+        sub = session.get_one(EventSubscription, row.subscription_id, with_for_update=True)
+        session.add(
+            EventAttempt(
+                org_id=row.org_id,
+                delivery_id=row.id,
+                at=now,
+                status_code=answer.status_code,
+                error=answer.error,
+                duration_ms=answer.duration_ms,
+            )
+        )
+        row.attempts += 1
+        if answer.ok:
+            row.status, row.finished_at, row.last_error = "delivered", now, None
+            sub.failing_since = None
+            return Outcome(_next_in_order(session, row, now))
+        row.last_error = answer.error
+        sub.failing_since = sub.failing_since or now
+        if sub.enabled and ev.should_disable(sub.failing_since, now):
+            sub.enabled, sub.disabled_reason, sub.updated_at = False, "failing", now
+            log.error(
+                "events.subscription_disabled",
+                org_id=sub.org_id,
+                subscription_id=sub.id,
+                failing_since=sub.failing_since.isoformat(),
+            )
+        decision = ev.next_retry(row.attempts, row.retry_from, now)
+        if isinstance(decision, ev.RetryAt):
+            row.next_at = decision.at
+            return Outcome([event_timer(row.id, decision.at)])
+        row.status, row.finished_at = "failed", now
+        log.warning("events.delivery_failed", delivery_id=row.id, attempts=row.attempts)
+        return Outcome(_next_in_order(session, row, now))
+
+    def pending(
+        self, session: Session, due_before: datetime | None, after_id: int, limit: int
+    ) -> list[tuple[int, Timer]]:
+        """Deliveries not settled, as the timers that send them (rebuild and sweep)."""
+        stmt = (
+            select(EventDelivery.id, EventDelivery.next_at)
+            .where(EventDelivery.status == "pending", EventDelivery.id > after_id)
+            .order_by(EventDelivery.id)
+            .limit(limit)
+        )
+        if due_before is not None:
+            stmt = stmt.where(EventDelivery.next_at <= due_before)
+        return [(i, event_timer(i, at)) for i, at in session.execute(stmt).tuples()]
+
+
+def _next_in_order(session: Session, row: EventDelivery, now: datetime) -> list[Timer]:
+    """The delivery that waited for this one, released now."""
+    after = session.scalar(
+        select(EventDelivery.id)
+        .where(
+            EventDelivery.subscription_id == row.subscription_id,
+            EventDelivery.ordering_key == row.ordering_key,
+            EventDelivery.status == "pending",
+            EventDelivery.id > row.id,
+        )
+        .order_by(EventDelivery.id)
+        .limit(1)
+    )
+    return [event_timer(after, now)] if after is not None else []

@@ -1,0 +1,261 @@
+"""Events out end to end: a local receiver that verifies every request with the
+`standardwebhooks` library, the HTTP API, the Telegram fake and the manual clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import standardwebhooks
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.models import EventDelivery, OutboundEvent
+from reengage.entrypoints.api.app import create_app
+from reengage.events import sender
+from reengage.runtime import Runtime
+from reengage.testing.server import RunningServer
+from reengage.testing.telegram import FakeTelegram
+from tests.e2e.harness import MODES, runtime_in_mode
+from tests.e2e.test_timeouts import Bot
+
+CHAT = 5550001
+
+
+@dataclass
+class Arrival:
+    webhook_id: str
+    body: bytes
+    headers: dict[str, str]
+    at: float  # real time
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Receiver:
+    """An integrator's endpoint: verifies with the library, keeps each `webhook-id` once."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.arrivals: list[Arrival] = []  # verified requests, duplicates included
+        self.refused = 0
+        self.accepted: dict[str, Arrival] = {}  # the first of each webhook-id
+        self._lock = threading.Lock()
+        self._server: RunningServer | None = None
+        self.port = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        body = await request.body()
+        headers = dict(request.headers)
+        try:
+            payload = standardwebhooks.Webhook(self.secret).verify(body, headers)
+        except standardwebhooks.WebhookVerificationError:
+            with self._lock:
+                self.refused += 1
+            await Response(status_code=400)(scope, receive, send)
+            return
+        arrival = Arrival(headers["webhook-id"], body, headers, time.time(), payload)
+        with self._lock:
+            self.arrivals.append(arrival)
+            self.accepted.setdefault(arrival.webhook_id, arrival)
+        await Response(status_code=204)(scope, receive, send)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/reengage"
+
+    def up(self) -> None:
+        self._server = RunningServer(self, port=self.port)
+        self.port = self._server.port
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def types(self) -> list[str]:
+        return [a.payload["type"] for a in self.accepted.values()]
+
+
+@pytest.fixture(params=MODES)
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Runtime:
+    return runtime_in_mode(request, tmp_path, default_inactivity_threshold=timedelta(days=2))
+
+
+@pytest.fixture
+def bot(runtime: Runtime, fake_telegram: FakeTelegram, clock: ManualClock) -> Iterator[Bot]:
+    with TestClient(create_app(runtime)) as client:
+        yield Bot(runtime, client, fake_telegram, clock)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.up()
+    yield r
+    r.down()
+
+
+def subscribe(bot: Bot, receiver: Receiver, types: list[str]) -> dict[str, Any]:
+    sub: dict[str, Any] = bot.call(
+        "post", "/v1/event-subscriptions", {"url": receiver.url, "event_types": types}
+    )
+    receiver.secret = sub["secret"]
+    return sub
+
+
+QUICK_CLOSE = {
+    "enabled": True,
+    "timeout": "3m",
+    "action": "close",
+    "final_text": "Encerrando.",
+    "reminders": [{"after": "1m", "text": "Ainda está aí?"}],
+}
+
+
+def test_a_handoff_reaches_the_receiver_verified_within_a_second(
+    bot: Bot, receiver: Receiver
+) -> None:
+    subscribe(bot, receiver, ["conversation.handed_off"])
+    bot.says("oi")
+    bot.wait(59)
+    assert receiver.arrivals == []
+    decided = time.time()
+    bot.wait(1.5)  # the legacy default hands off after one hour
+    conv = bot.conversation()
+    assert conv["status"] == "handoff"
+    [arrival] = receiver.arrivals
+    assert arrival.at - decided < 1.0
+    payload = arrival.payload
+    assert payload["type"] == "conversation.handed_off"
+    assert payload["id"] == arrival.webhook_id
+    assert payload["version"] == 1
+    data = payload["data"]
+    assert data["conversation"]["id"] == conv["id"]
+    assert data["conversation"]["status"] == "handoff"
+    assert data["conversation"]["queue"] == "default"
+    assert data["contact"]["user_id"] == str(CHAT)
+    assert data["reason"] == "handoff_by_timeout"
+    assert data["bot_id"] == bot.id
+
+
+def test_a_receiver_down_five_minutes_gets_every_event_once_and_in_order(
+    bot: Bot, receiver: Receiver
+) -> None:
+    sub = subscribe(bot, receiver, ["conversation.*"])
+    bot.api("put", f"/v1/bots/{bot.id}/policy", QUICK_CLOSE)
+    bot.says("oi")
+    receiver.down()
+    bot.wait(5)  # the reminder (1 min) and the close (3 min) are decided while it is down
+    assert bot.conversation()["status"] == "closed"
+    receiver.up()
+    bot.wait(30)
+    with bot.runtime.sessions() as session:
+        decided = session.scalars(select(OutboundEvent.payload).order_by(OutboundEvent.id)).all()
+    assert [p["type"] for p in decided] == ["conversation.reminder_sent", "conversation.closed"]
+    # Every event arrived, exactly once per webhook-id, in the conversation's order.
+    assert [a.webhook_id for a in receiver.arrivals] == [p["id"] for p in decided]
+    assert receiver.types() == ["conversation.reminder_sent", "conversation.closed"]
+    deliveries = bot.api("get", f"/v1/event-subscriptions/{sub['id']}/deliveries")
+    assert {d["status"] for d in deliveries} == {"delivered"}
+    first = deliveries[-1]  # newest first: the reminder's is the last
+    attempts = bot.api("get", f"/v1/event-deliveries/{first['id']}/attempts")
+    assert [a["status_code"] for a in attempts][-1] == 204
+    assert all(a["status_code"] is None and a["error"] for a in attempts[:-1])
+    assert len(attempts) >= 5  # 5 s, 10 s, 20 s, ... apart: the 5 minutes are covered
+    assert bot.api("get", f"/v1/event-subscriptions/{sub['id']}")["enabled"] is True
+
+
+def test_a_worker_killed_mid_send_loses_no_event(bot: Bot, receiver: Receiver) -> None:
+    subscribe(bot, receiver, ["*"])
+    handler = bot.runtime.registry["event"]
+    assert isinstance(handler, sender.EventHandler)
+    bot.says("oi")
+    bot.wait(59)
+    # A worker claims the event's timer, sends it, and dies before recording the answer or
+    # acknowledging the timer; its lease runs out (30 s) and another worker takes it.
+    killed = KilledAfterSend(handler)
+    bot.runtime.registry["event"] = killed
+    bot.wait(1.5)
+    assert killed.sent == 1
+    assert len(receiver.arrivals) == 2  # at least once: the same event again...
+    assert len({a.webhook_id for a in receiver.arrivals}) == 1  # ...with the same webhook-id
+    assert receiver.types() == ["conversation.handed_off"]
+    with bot.runtime.sessions() as session:
+        assert session.scalars(select(EventDelivery.status)).all() == ["delivered"]
+
+
+@dataclass
+class KilledAfterSend:
+    """A worker process that dies right after its request left: nothing recorded, no ack."""
+
+    inner: sender.EventHandler
+    sent: int = 0
+    purpose: str = "event"
+    queue: str = "timers"
+
+    def handle(self, timer: Any, now: Any) -> Any:
+        if self.sent:  # the next worker
+            return self.inner.handle(timer, now)
+        with self.inner.sessions.begin() as session:
+            ready = self.inner._ready(session, int(timer.payload["event_delivery_id"]), now)
+        assert isinstance(ready, sender.Request)
+        sender.post(self.inner.client, ready)
+        self.sent += 1
+        raise RuntimeError("killed")  # no answer recorded, no acknowledgement
+
+    def pending(self, *args: Any) -> Any:
+        return self.inner.pending(*args)
+
+
+def test_a_forged_or_replayed_request_is_refused_by_the_library(
+    bot: Bot, receiver: Receiver
+) -> None:
+    sub = subscribe(bot, receiver, ["conversation.handed_off"])
+    bot.says("oi")
+    bot.wait(61)
+    [real] = receiver.arrivals
+    verify = standardwebhooks.Webhook(receiver.secret).verify
+    assert verify(real.body, real.headers)["type"] == "conversation.handed_off"
+    other = standardwebhooks.Webhook("whsec_" + "A" * 43)  # forged: another secret
+    forged = dict(real.headers)
+    forged["webhook-signature"] = other.sign(real.webhook_id, _at(real.headers), real.body.decode())
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        verify(real.body, forged)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):  # tampered body
+        verify(real.body.replace(b"handoff", b"closed"), real.headers)
+    request = sender.Request("", real.webhook_id, real.body.decode(), [receiver.secret])
+    replayed = sender.signed_headers(request, int(time.time()) - 600)  # 10 minutes later
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        verify(real.body, replayed)
+    # The receiver itself refuses a forged request.
+    forged_headers = dict(real.headers) | {"webhook-signature": "v1,Zm9yZ2Vk"}
+    r = httpx.post(receiver.url, content=real.body, headers=forged_headers)
+    assert (r.status_code, receiver.refused) == (400, 1)
+    rotated = bot.call("post", f"/v1/event-subscriptions/{sub['id']}/rotate-secret")
+    # For the overlap both secrets verify: the receiver still has the old one.
+    deliveries = bot.api("get", f"/v1/event-subscriptions/{sub['id']}/deliveries")
+    bot.call("post", f"/v1/event-deliveries/{deliveries[0]['id']}/resend", status=202)
+    bot.wait(0.1)
+    again = receiver.arrivals[-1]
+    assert len(receiver.arrivals) == 2
+    assert again.webhook_id == real.webhook_id
+    assert len(again.headers["webhook-signature"].split(" ")) == 2
+    standardwebhooks.Webhook(rotated["secret"]).verify(again.body, again.headers)
+
+
+def _at(headers: dict[str, str]) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
