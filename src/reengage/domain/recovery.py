@@ -242,6 +242,8 @@ class NoEpisode:
 
 def in_holdout(contact_id: int, seq: int, percent: int) -> bool:
     """A stable draw: the same episode is always in (or out of) the holdout group."""
+    if percent <= 0:
+        return False  # what the draw below gives for 0, without hashing
     digest = hashlib.sha256(f"{contact_id}:{seq}".encode()).digest()
     return int.from_bytes(digest[:2], "big") % 100 < percent
 

@@ -121,11 +121,14 @@ class Replay:
     not_started: dict[str, int] = field(default_factory=dict)
     steps: dict[int, StepFigures] = field(default_factory=dict)
     sends: list[tuple[float, int]] = field(default_factory=list)  # (instant, local hour)
+    _learns: bool = False
 
     def __post_init__(self) -> None:
         self.steps = {
             i: StepFigures(i) for i, s in enumerate(self.campaign.steps) if s.active_blocks
         }
+        # Profiles are learned only when a step reads them (as the engine reads them).
+        self._learns = any(isinstance(s.schedule, sch.DaysUsual) for s in self.campaign.steps)
 
     def add_all(self, histories: Iterable[ContactHistory]) -> None:
         for history in histories:
@@ -140,7 +143,8 @@ class Replay:
         last_start: datetime | None = None
         activity = history.activity
         for i, silent_since in enumerate(activity):
-            profile = profile.observe(silent_since, tz)
+            if self._learns:
+                profile = profile.observe(silent_since, tz)
             back = activity[i + 1] if i + 1 < len(activity) else None
             now = silent_since + campaign.threshold
             if now < settings.start or now >= settings.end or (back is not None and back <= now):

@@ -22,6 +22,8 @@ HOURS_OF_WEEK = 168
 HALF_LIFE = timedelta(days=28)
 MIN_OBSERVATIONS = 5.0  # decayed observations before the profile is trusted
 _SCALE = 64
+_HALF_LIFE_HOURS = HALF_LIFE.total_seconds() / 3600
+_RENORMALIZE_HOURS = 100 * 24 * 28  # weights up to 2^100
 _MAX_COUNT = 0xFFFF
 _FORMAT = f">I{HOURS_OF_WEEK}H"
 ENCODED_BYTES = struct.calcsize(_FORMAT)
@@ -40,14 +42,28 @@ def hour_of_week(instant: datetime, tz: ZoneInfo) -> int:
 
 @dataclass(frozen=True, slots=True)
 class HourProfile:
-    """Decayed observation counts by local hour of week, as of `last_hour` (UTC epoch hours)."""
+    """Decayed observation counts by local hour of week, as of `last_hour` (UTC epoch hours).
 
-    counts: tuple[float, ...] = (0.0,) * HOURS_OF_WEEK
+    Held as `weights` relative to `base_hour`: an observation at hour t weighs
+    2^((t - base_hour) / half-life), so observing touches one slot; the counts as of the last
+    observation are the weights scaled by 2^(-(last_hour - base_hour) / half-life)."""
+
+    weights: tuple[float, ...] = (0.0,) * HOURS_OF_WEEK
     last_hour: int = 0  # 0: never observed
+    base_hour: int = 0
+
+    @property
+    def _scale(self) -> float:
+        return 0.5 ** ((self.last_hour - self.base_hour) / _HALF_LIFE_HOURS)
+
+    @property
+    def counts(self) -> tuple[float, ...]:
+        scale = self._scale
+        return tuple(w * scale for w in self.weights)
 
     @property
     def total(self) -> float:
-        return sum(self.counts)
+        return sum(self.weights) * self._scale
 
     def observe(self, instant: datetime, tz: ZoneInfo) -> HourProfile:
         """The profile with one more observation; an instant in (or before) the hour of the
@@ -55,13 +71,13 @@ class HourProfile:
         hour = _epoch_hour(instant)
         if hour <= self.last_hour:
             return self
-        factor = 0.5 ** ((hour - self.last_hour) / (HALF_LIFE.total_seconds() / 3600))
-        if self.last_hour == 0:
-            factor = 1.0
-        counts = [c * factor for c in self.counts]
+        weights, base = self.weights, self.base_hour if self.last_hour else hour
+        if hour - base > _RENORMALIZE_HOURS:  # keep the weights' range small
+            weights, base = self.counts, self.last_hour
         slot = hour_of_week(instant, tz)
-        counts[slot] = min(counts[slot] + 1.0, _MAX_COUNT / _SCALE)
-        return HourProfile(tuple(counts), hour)
+        weight = weights[slot] + 2.0 ** ((hour - base) / _HALF_LIFE_HOURS)
+        changed = (*weights[:slot], weight, *weights[slot + 1 :])
+        return HourProfile(changed, hour, base)
 
     def usual_hour(
         self,
@@ -75,12 +91,13 @@ class HourProfile:
         weekday twice plus its count over the whole week (a weekday alone is sparse); ties
         go to the earlier hour. `hours` limits the choice (the send window's)."""
         del tz  # the profile is already in local hours: the zone only names the day
+        weights = self.weights
         if self.total < minimum:
             return None
         base = day.weekday() * 24
         best, best_score = None, 0.0
         for h in hours if hours is not None else range(24):
-            score = 2 * self.counts[base + h] + sum(self.counts[d * 24 + h] for d in range(7))
+            score = 2 * weights[base + h] + sum(weights[h::24])
             if score > best_score:
                 best, best_score = h, score
         return best
@@ -95,7 +112,7 @@ class HourProfile:
         if not raw or len(raw) != ENCODED_BYTES:
             return cls()
         last_hour, *counts = struct.unpack(_FORMAT, raw)
-        return cls(tuple(c / _SCALE for c in counts), last_hour)
+        return cls(tuple(c / _SCALE for c in counts), last_hour, last_hour)
 
 
 def window_hours(start: time | None, end: time | None) -> range | None:
