@@ -2,21 +2,22 @@
 
 The replay core (`reengage.domain.replay`: the engine's `decide_start`, step schedules and end
 rule on a virtual clock) runs a campaign over generated histories; generating them is not
-timed. Prints `contact_days_per_s` (contacts × replayed days per second of replay) and, for
+timed. Prints `contact_days_per_s` (contacts x replayed days per second of replay) and, for
 the same contacts and days, the share of step sends followed by the contact's own activity
 within 1 h, with the draft's day steps at a fixed time vs at each contact's usual hour.
 
 Generating model (seeded, one RNG per contact): zone uniform among São Paulo, New York,
 Lisbon; a personal peak hour uniform in 08..21 local; on each day, a session with probability
-0.5 (0.35 on weekends); a session starts at the peak hour plus a normal offset (σ = 45 min)
-with probability 0.7, else at a uniform time between 08:00 and 23:00; it holds 1-4 messages
-1-4 minutes apart. Histories cover 28 days of warm-up (profiles learn from them) and the
-replayed days. Campaign: threshold 30m, step 1 at `2h`, step 2 at `+1d 10:00` (fixed) or
-`+1d usual 10:00` (usual hour), no send window, Telegram's rate (28 messages/s).
+0.5 (0.35 on weekends); a session starts at the peak hour plus a normal offset (standard
+deviation 45 min) with probability 0.7, else at a uniform time between 08:00 and 23:00; it
+holds 1-4 messages 1-4 minutes apart. Histories cover 28 days of warm-up (profiles learn
+from them) and the replayed days. Campaign: threshold 30m, step 1 at `2h`, step 2 at
+`+1d 10:00` (fixed) or `+1d usual 10:00` (usual hour), no send window, Telegram's rate
+(28 messages/s).
 
     .venv/bin/python bench/replay.py [--quick]   # last line: contact_days_per_s=… usual_vs_fixed=…
 
-`--quick`: 10,000 contacts × 30 days; the full run: 100,000 × 30 days.
+`--quick`: 10,000 contacts x 30 days; the full run: 100,000 x 30 days.
 """
 
 from __future__ import annotations
@@ -115,8 +116,10 @@ def main() -> None:
         f"peak_hour={fixed.queue.peak_hour} peak_backlog={fixed.queue.peak_backlog} "
         f"(usual: {usual.queue.peak_wait_seconds} s)"
     )
-    print(f"active_within_1h fixed={fixed.active_within_hour_share:.4f} "
-          f"usual={usual.active_within_hour_share:.4f}")
+    print(
+        f"active_within_1h fixed={fixed.active_within_hour_share:.4f} "
+        f"usual={usual.active_within_hour_share:.4f}"
+    )
     ratio = f"{usual.active_within_hour_share:.3f}/{fixed.active_within_hour_share:.3f}"
     print(f"contact_days_per_s={per_s:.0f} usual_vs_fixed={ratio}")
 

@@ -54,7 +54,7 @@ class HourProfile:
 
     @property
     def _scale(self) -> float:
-        return 0.5 ** ((self.last_hour - self.base_hour) / _HALF_LIFE_HOURS)
+        return float(0.5 ** ((self.last_hour - self.base_hour) / _HALF_LIFE_HOURS))
 
     @property
     def counts(self) -> tuple[float, ...]:
