@@ -137,6 +137,7 @@ class World:
             "step": 0,
             "block": 0,
             "delivery_id": 1,
+            "job_id": "0" * 32,
             "telegram_user_id": 5_550_001,
         }
 

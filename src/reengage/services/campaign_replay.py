@@ -271,17 +271,20 @@ class ReplayJobs:
                 self.jobs.pop(next(iter(self.jobs)))
 
         def work() -> None:
-            with self.running:
-                try:
-                    job.result = run(sessions, org_id, bot_id, request, now, self._progress(job))
-                    job.status = "done"
-                except Exception as exc:
-                    job.status, job.error = "failed", str(exc)
+            try:
+                job.result = run(sessions, org_id, bot_id, request, now, self._progress(job))
+                job.status = "done"
+            except Exception as exc:  # reported on the job, never lost in a thread
+                job.status, job.error = "failed", str(exc)
+
+        def in_turn() -> None:
+            with self.running:  # large replays one after another in this process
+                work()
 
         if count <= INLINE_CONTACTS:
-            work()
+            work()  # a small bot's at once, not behind a large one
         else:
-            threading.Thread(target=work, name=f"replay-{job.id}", daemon=True).start()
+            threading.Thread(target=in_turn, name=f"replay-{job.id}", daemon=True).start()
         return job
 
     @staticmethod
