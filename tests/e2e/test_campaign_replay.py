@@ -16,6 +16,9 @@ from reengage.runtime import Runtime
 from reengage.services import campaign_replay
 from tests.e2e.conftest import Tenant
 from tests.factories import message
+from tests.manager_console import Console
+
+ADMIN = 5_550_001
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -131,3 +134,28 @@ def test_bad_input_is_refused_without_a_job(tenant: Callable[[str], Tenant]) -> 
     assert foreign.status_code == 404  # type: ignore[attr-defined]
     missing = shop.get(f"/v1/bots/{shop.bot_id}/campaign/replay/nope")
     assert missing.status_code == 404  # type: ignore[attr-defined]
+
+
+def test_the_manager_bot_shows_the_replay_in_words(
+    runtime: Runtime, tenant: Callable[[str], Tenant], clock: ManualClock, console: Console
+) -> None:
+    shop = tenant("shop")
+    clock.set(at(1, 0))
+    record_script(runtime, shop)
+    shop.client.put(f"/v1/bots/{shop.bot_id}/campaign", json=DRAFT, headers=shop.headers)
+    clock.set(at(9, 0))
+    code = shop.post("/v1/admin-invites", {}).json()["code"]  # type: ignore[attr-defined]
+    console.send(ADMIN, f"/start {code}")
+    console.press(ADMIN, "🔁 Recuperação")
+    console.press(ADMIN, "🤖 bot")
+    before = snapshot(runtime)
+    console.press(ADMIN, "🔁 Simular 30 dias")
+    assert console.screen(ADMIN).split("\n") == [
+        "🔁 O rascunho nos últimos 30 dias de bot (nada enviado):",
+        "6 contatos · 8 silêncios · 7 episódios",
+        "Passo 1: 6 envios · 1 voltaram antes · 2 voltariam sozinhos · 0 junto do timeout",
+        "Passo 2: 4 envios · 2 voltaram antes · 0 voltariam sozinhos · 0 junto do timeout",
+        "Fila no pico: 0.179s às 09h (28/s)",
+        "Ativos em 1 h após o envio: horário fixo 10% \u00d7 horário habitual 10%",
+    ]
+    assert snapshot(runtime) == before
