@@ -138,6 +138,7 @@ class World:
             "block": 0,
             "delivery_id": 1,
             "subscription_id": 1,
+            "job_id": "0" * 32,
             "telegram_user_id": 5_550_001,
             "prefix": "00000000",  # no key's: the world's own key stays valid
         }

@@ -78,6 +78,7 @@ BODIES: dict[str, Any] = {
     "PUT /v1/bots/{bot_id}/campaign": CAMPAIGN,
     "PUT /v1/bots/{bot_id}/campaign/enabled": {"enabled": False},
     "POST /v1/bots/{bot_id}/campaign/preview": {},
+    "POST /v1/bots/{bot_id}/campaign/replay": {"days": 7},
     "POST /v1/bots/{bot_id}/campaign/steps": {"schedule": "1h"},
     "PUT /v1/bots/{bot_id}/campaign/steps/{step}/schedule": {"schedule": "1h"},
     "POST /v1/bots/{bot_id}/campaign/steps/{step}/move": {"offset": 1},

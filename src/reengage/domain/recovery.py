@@ -21,6 +21,7 @@ from reengage.domain.outbound import (
     message_problems,
 )
 from reengage.domain.results import DEFAULT_CONVERSION_WINDOW, DEFAULT_RETURN_WINDOW, MAX_WINDOW
+from reengage.domain.usual_hour import HourProfile
 
 DEFAULT_THRESHOLD = timedelta(minutes=10)
 # WhatsApp's customer-service window: past it, only a template reaches the user.
@@ -241,6 +242,8 @@ class NoEpisode:
 
 def in_holdout(contact_id: int, seq: int, percent: int) -> bool:
     """A stable draw: the same episode is always in (or out of) the holdout group."""
+    if percent <= 0:
+        return False  # what the draw below gives for 0, without hashing
     digest = hashlib.sha256(f"{contact_id}:{seq}".encode()).digest()
     return int.from_bytes(digest[:2], "big") % 100 < percent
 
@@ -331,11 +334,27 @@ def decide_end(episode_seq: int, started_at: datetime, contact: ContactNow) -> E
 
 
 def step_due(
-    campaign: Campaign, index: int, anchor: datetime, contact_zone: str | None = None
+    campaign: Campaign,
+    index: int,
+    anchor: datetime,
+    contact_zone: str | None = None,
+    profile: HourProfile | None = None,
 ) -> datetime:
-    """When step `index` is due, anchored at the episode start or the previous step's send."""
+    """When step `index` is due, anchored at the episode start or the previous step's send
+    (a usual-hour step reads the contact's hour-of-week `profile`)."""
+    return step_due_sourced(campaign, index, anchor, contact_zone, profile)[0]
+
+
+def step_due_sourced(
+    campaign: Campaign,
+    index: int,
+    anchor: datetime,
+    contact_zone: str | None = None,
+    profile: HourProfile | None = None,
+) -> tuple[datetime, str]:
+    """`step_due`, and where its time came from (`schedule.due_and_source`)."""
     tz: ZoneInfo = sch.zone(contact_zone or campaign.time_zone)
-    return sch.next_due(campaign.steps[index].schedule, anchor, tz, campaign.window)
+    return sch.due_and_source(campaign.steps[index].schedule, anchor, tz, campaign.window, profile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +364,7 @@ class PreviewStep:
     local: datetime
     description: str
     blocks: Sequence[Block]
+    source: str = "fixed"  # profile / fallback / fixed: `schedule.due_and_source`
 
 
 def preview(
@@ -352,11 +372,13 @@ def preview(
     last_activity: datetime,
     contact_zone: str | None = None,
     language: str = "pt-BR",
+    profile: HourProfile | None = None,
 ) -> list[PreviewStep]:
     """What a user quiet since `last_activity` would receive, and when (the engine's code)."""
     tz = sch.zone(contact_zone or campaign.time_zone)
     out = []
-    for index, due in step_dues(campaign, last_activity + campaign.threshold, contact_zone):
+    started = last_activity + campaign.threshold
+    for index, due, source in sourced_step_dues(campaign, started, contact_zone, profile):
         step = campaign.steps[index]
         out.append(
             PreviewStep(
@@ -365,21 +387,37 @@ def preview(
                 due.astimezone(tz),
                 sch.describe(step.schedule, language),
                 step.active_blocks,
+                source,
             )
         )
     return out
 
 
 def step_dues(
-    campaign: Campaign, started_at: datetime, contact_zone: str | None = None
+    campaign: Campaign,
+    started_at: datetime,
+    contact_zone: str | None = None,
+    profile: HourProfile | None = None,
 ) -> list[tuple[int, datetime]]:
     """Every step that sends, with its due time, for an episode started at `started_at`:
     the first at its schedule from the start, each next one from the previous one's."""
-    out: list[tuple[int, datetime]] = []
+    return [
+        (i, due) for i, due, _ in sourced_step_dues(campaign, started_at, contact_zone, profile)
+    ]
+
+
+def sourced_step_dues(
+    campaign: Campaign,
+    started_at: datetime,
+    contact_zone: str | None = None,
+    profile: HourProfile | None = None,
+) -> list[tuple[int, datetime, str]]:
+    """`step_dues`, each with where its time came from."""
+    out: list[tuple[int, datetime, str]] = []
     anchor, index = started_at, campaign.next_step()
     while index is not None:
-        anchor = step_due(campaign, index, anchor, contact_zone)
-        out.append((index, anchor))
+        anchor, source = step_due_sourced(campaign, index, anchor, contact_zone, profile)
+        out.append((index, anchor, source))
         index = campaign.next_step(index)
     return out
 

@@ -1,7 +1,10 @@
 """Recovery step schedules: parse them, describe them, and compute when a step is due.
 
 Forms: a relative delay (`30m`, `2h`, `1d12h`; at least a minute), "tomorrow at a time"
-(`tomorrow 09:00`, `amanhã 09:00`) and "N days later at a time" (`+2d 18:30`, `+2d18:30`).
+(`tomorrow 09:00`, `amanhã 09:00`), "N days later at a time" (`+2d 18:30`, `+2d18:30`) and
+"N days later at the contact's usual hour" (`+1d usual`, `+1d horário habitual`, with a stated
+fallback time for a contact whose profile holds too few observations: `+1d usual 18:00`;
+`USUAL_FALLBACK` without one).
 Wall-clock times are in the campaign's (or the contact's) time zone. A local time that does
 not exist (spring forward) moves to the first instant after the gap; an ambiguous one (fall
 back) takes its first occurrence. A send window holds a due time to the next allowed instant.
@@ -16,10 +19,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from reengage.domain.duration import format_duration
+from reengage.domain.usual_hour import HourProfile, window_hours
 
 MIN_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(days=365)
 MAX_DAYS = 365
+USUAL_FALLBACK = time(10, 0)
 
 _MESSAGES = {
     "empty": ("O agendamento está vazio", "The schedule is empty"),
@@ -61,10 +66,22 @@ class DaysAt:
     at: time
 
 
-Schedule = Delay | DaysAt
+@dataclass(frozen=True, slots=True)
+class DaysUsual:
+    """`days` calendar days after the anchor's local date, at the contact's usual hour (their
+    hour-of-week profile), or at `fallback` local time when the profile is too thin."""
+
+    days: int
+    fallback: time = USUAL_FALLBACK
+
+
+Schedule = Delay | DaysAt | DaysUsual
 
 _DELAY = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _TOMORROW = re.compile(r"(?:tomorrow|amanha)\s*(?:at|as)?\s*(\S+)")
+_DAYS_USUAL = re.compile(
+    r"\+(\d+)d\s*(?:at|as)?\s*(?:usual|horario habitual)(?:\s+(?:or|ou)?\s*(\S+))?"
+)
 _DAYS_AT = re.compile(r"\+(\d+)d\s*(?:at|as)?\s*(\S+)")
 _TIME = re.compile(r"(\d{1,2})[:h](\d{2})")
 
@@ -89,6 +106,11 @@ def parse_schedule(text: str) -> Schedule:
         raise ScheduleError("empty", text)
     if match := _TOMORROW.fullmatch(raw):
         return DaysAt(1, parse_time(match[1]))
+    if match := _DAYS_USUAL.fullmatch(raw):
+        days = int(match[1])
+        if not 1 <= days <= MAX_DAYS:
+            raise ScheduleError("days", f"+{match[1]}d")
+        return DaysUsual(days, parse_time(match[2]) if match[2] else USUAL_FALLBACK)
     if match := _DAYS_AT.fullmatch(raw):
         days = int(match[1])
         if not 1 <= days <= MAX_DAYS:
@@ -110,6 +132,8 @@ def format_schedule(schedule: Schedule) -> str:
     """The canonical written form (`parse_schedule` reads it back)."""
     if isinstance(schedule, Delay):
         return format_duration(schedule.delta)
+    if isinstance(schedule, DaysUsual):
+        return f"+{schedule.days}d usual {schedule.fallback.strftime('%H:%M')}"
     at = schedule.at.strftime("%H:%M")
     return f"tomorrow {at}" if schedule.days == 1 else f"+{schedule.days}d {at}"
 
@@ -131,6 +155,15 @@ def describe(schedule: Schedule, language: str = "pt-BR") -> str:
                 parts.append(f"{amount} {word}")
         joined = " e ".join(parts) if pt else " and ".join(parts)
         return f"{joined} depois" if pt else f"{joined} later"
+    if isinstance(schedule, DaysUsual):
+        fb = schedule.fallback.strftime("%H:%M")
+        if schedule.days == 1:
+            when = "amanhã" if pt else "tomorrow"
+        else:
+            when = f"{schedule.days} dias depois" if pt else f"{schedule.days} days later"
+        if pt:
+            return f"{when}, no horário habitual do contato (sem histórico: às {fb})"
+        return f"{when}, at the contact's usual hour (without enough history: at {fb})"
     at = schedule.at.strftime("%H:%M")
     if schedule.days == 1:
         return f"amanhã às {at}" if pt else f"tomorrow at {at}"
@@ -207,12 +240,32 @@ def window_close(at: datetime, window: SendWindow, tz: ZoneInfo) -> datetime | N
 
 
 def next_due(
-    schedule: Schedule, anchor: datetime, tz: ZoneInfo, window: SendWindow | None = None
+    schedule: Schedule,
+    anchor: datetime,
+    tz: ZoneInfo,
+    window: SendWindow | None = None,
+    profile: HourProfile | None = None,
 ) -> datetime:
     """When a step is due: after the anchor (the episode start, or the previous step's send)."""
+    return due_and_source(schedule, anchor, tz, window, profile)[0]
+
+
+def due_and_source(
+    schedule: Schedule,
+    anchor: datetime,
+    tz: ZoneInfo,
+    window: SendWindow | None = None,
+    profile: HourProfile | None = None,
+) -> tuple[datetime, str]:
+    """`next_due`, and where its wall-clock time came from: `profile` (the contact's usual
+    hour), `fallback` (a usual-hour step whose profile is too thin) or `fixed` (any other
+    form). A usual hour is chosen among the hours the send window lets a step start in."""
     if isinstance(schedule, Delay):
-        due = anchor + schedule.delta
-    else:
-        day = anchor.astimezone(tz).date() + timedelta(days=schedule.days)
-        due = resolve_local(day, schedule.at, tz)
-    return hold_to_window(due, window, tz)
+        return hold_to_window(anchor + schedule.delta, window, tz), "fixed"
+    day = anchor.astimezone(tz).date() + timedelta(days=schedule.days)
+    if isinstance(schedule, DaysAt):
+        return hold_to_window(resolve_local(day, schedule.at, tz), window, tz), "fixed"
+    hours = window_hours(window.start, window.end) if window is not None else None
+    hour = None if profile is None else profile.usual_hour(day, tz, hours)
+    at, source = (schedule.fallback, "fallback") if hour is None else (time(hour), "profile")
+    return hold_to_window(resolve_local(day, at, tz), window, tz), source

@@ -26,7 +26,9 @@ from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_ma
 from reengage.delivery.outcome import latest_seqs
 from reengage.domain import event as ev
 from reengage.domain import recovery as rec
+from reengage.domain import schedule as sch
 from reengage.domain.timer import Purpose, Timer, timer_key
+from reengage.domain.usual_hour import HourProfile
 from reengage.events.outbox import emit_episodes_ended, emit_for_episode
 from reengage.ports import ActivityStore
 from reengage.services.contacts import stop_completed
@@ -93,7 +95,9 @@ def start_episode(
         return None
     first = campaign.next_step()
     assert first is not None  # decide_start refuses a campaign that sends nothing
-    due = rec.step_due(campaign, first, decision.started_at, contact.time_zone)
+    due = rec.step_due(
+        campaign, first, decision.started_at, contact.time_zone, _profile(campaign, contact)
+    )
     episode = {
         "org_id": conv.org_id,
         "campaign_id": row.id,
@@ -249,7 +253,9 @@ class StepHandler:
             end_episode(session, episode, rec.EndEpisode("completed", "completed"), now)
             return
         episode.next_step = following
-        due = rec.step_due(campaign, following, anchor, contact.time_zone)
+        due = rec.step_due(
+            campaign, following, anchor, contact.time_zone, _profile(campaign, contact)
+        )
         episode.next_due_at = due
         log.debug("recovery.step.scheduled", episode_id=episode.id, step=following, due_at=due)
         follow.timers.append(step_timer(episode.id, due))
@@ -430,3 +436,10 @@ def stop_for_optout(session: Session, contact: Contact, said_at: datetime, now: 
     emit_episodes_ended(session, ended, now)
     stop_completed(session, contact, "opted_out", said_at)
     log.info("recovery.opted_out", contact_id=contact.id)
+
+
+def _profile(campaign: rec.Campaign, contact: Contact) -> HourProfile | None:
+    """The contact's hour-of-week profile, read only when a step is at their usual hour."""
+    if not any(isinstance(s.schedule, sch.DaysUsual) for s in campaign.steps):
+        return None
+    return HourProfile.decode(contact.hour_profile)

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.episode_ends import Answered, end_answered_episodes
+from reengage.adapters.db.hour_profiles import learn_hour_profiles
 from reengage.adapters.db.inbound import insert_inbound
 from reengage.adapters.db.models import ActivityRecord, Contact, Conversation
 from reengage.adapters.db.session import insert_for
@@ -141,6 +142,7 @@ def _apply(
     )
     updates: list[dict[str, Any]] = []
     paid: dict[int, datetime] = {}
+    messages: dict[int, list[datetime]] = defaultdict(list)  # for the hour profiles
     leftover: list[ActivityEvent] = []
     answered: list[Answered] = []
     for (bot_id, user_id), subject_events in by_subject.items():
@@ -153,6 +155,8 @@ def _apply(
                 leftover.extend(subject_events[i:])
                 break
             clock = apply_event(clock, event, policy.channel)
+            if event.type is EventType.USER_MESSAGE:
+                messages[contact_id].append(event.occurred_at)
             if event.type is EventType.PAYMENT_CONFIRMED:
                 paid[contact_id] = max(event.occurred_at, paid.get(contact_id, event.occurred_at))
         due = row.inactivity_due_at
@@ -167,5 +171,6 @@ def _apply(
     session.execute(update(Conversation), updates)
     if paid:
         session.execute(update(Contact), [{"id": c, "paid_at": at} for c, at in paid.items()])
+    learn_hour_profiles(session, messages)
     end_answered_episodes(session, answered)
     return leftover

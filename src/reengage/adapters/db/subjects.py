@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.episode_ends import end_answered_episodes
+from reengage.adapters.db.hour_profiles import learn_hour_profiles
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.session import insert_for
 from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
@@ -270,6 +271,15 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
     )
     _write_paid(
         session, sorted((c, i.clock.paid_at) for c, i in by_contact.items() if i.clock.paid_at)
+    )
+    # The hour of each contact's latest message (what the hot clock keeps of them).
+    learn_hour_profiles(
+        session,
+        {
+            c: [i.clock.last_inbound_message_at]
+            for c, i in by_contact.items()
+            if i.clock.last_inbound_message_at is not None
+        },
     )
     end_answered_episodes(
         session,

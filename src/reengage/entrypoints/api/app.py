@@ -21,6 +21,7 @@ from reengage.entrypoints.api.audit import audit_router
 from reengage.entrypoints.api.body_limit import BodyLimit
 from reengage.entrypoints.api.bots import bots_router
 from reengage.entrypoints.api.campaign_edits import campaign_edits_router
+from reengage.entrypoints.api.campaign_replay import campaign_replay_router
 from reengage.entrypoints.api.campaign_results import campaign_results_router
 from reengage.entrypoints.api.campaigns import campaigns_router
 from reengage.entrypoints.api.contacts import contacts_router
@@ -98,6 +99,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(agents_router)
     app.include_router(campaigns_router)
     app.include_router(campaign_results_router)
+    app.include_router(campaign_replay_router)
     app.include_router(audit_router)
     app.include_router(media_router)
     app.include_router(admins_router)

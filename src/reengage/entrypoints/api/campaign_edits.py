@@ -28,7 +28,9 @@ campaign_edits_router = APIRouter(
 
 class StepIn(BaseModel):
     schedule: Text = Field(
-        max_length=200, description="30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30"
+        max_length=200,
+        description="30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30, "
+        "+1d usual 18:00 / +1d horário habitual 18:00",
     )
 
 

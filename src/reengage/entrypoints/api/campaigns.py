@@ -76,7 +76,8 @@ class PreviewIn(BaseModel):
     "blocks [{kind, text | caption, url | asset_id, delay, auto_delete_after, active}]}]; "
     "WhatsApp bots also take blocks {kind: template, template: {name, language, "
     "parameters}} (a parameter may hold {name} or {name|fallback}). Schedules: "
-    "30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30.",
+    "30m, 2h, 1d12h, tomorrow 09:00 / amanhã 09:00, +2d 18:30, +1d usual 18:00 / "
+    "+1d horário habitual 18:00 (the contact's usual hour, else 18:00).",
 )
 def put_campaign(
     runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id, body: JsonObject
@@ -167,6 +168,7 @@ def preview(
                 for b in s.blocks
             ],
             "warning": preview.warnings.get(s.index),
+            "source": s.source,
         }
         for s in preview.steps
     ]

@@ -41,6 +41,7 @@ class Rec(IntEnum):
     PREVIEW = 24
     PUBLISH = 25
     RESULTS = 26
+    REPLAY = 27
 
 
 class Tmo(IntEnum):

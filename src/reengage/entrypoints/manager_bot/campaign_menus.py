@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,11 @@ from reengage.entrypoints.manager_bot.context import (
     show,
 )
 from reengage.entrypoints.manager_bot.texts import t
+from reengage.services import campaign_replay, campaigns
 from reengage.services import campaign_results as cr
-from reengage.services import campaigns
 from reengage.services.campaign_edit import edit_draft
 from reengage.services.campaign_preview import preview_campaign
+from reengage.services.campaign_replay import ReplayRequest
 from reengage.services.errors import NotFound
 from reengage.services.media import store_media
 from reengage.services.tenancy import list_bots
@@ -198,6 +200,17 @@ async def _results(p: Press) -> Screen:
     return await p.manager.db(load)
 
 
+async def _replay(p: Press) -> Screen:
+    """The draft over the last 30 days (read-only; off the event loop, however long)."""
+    now = p.manager.runtime.clock.now()
+    sessions = p.manager.runtime.sessions
+    result = await asyncio.to_thread(
+        campaign_replay.run, sessions, p.admin.org_id, p.bot, ReplayRequest(30), now
+    )
+    view = await p.manager.db(lambda s: scr.load_view(s, p.admin.org_id, p.bot))
+    return scr.replay_screen(p.manager.keys(p.admin), view, result)
+
+
 async def _publish(p: Press) -> Screen:
     now = p.manager.runtime.clock.now()
     version = await p.manager.db(lambda s: campaigns.publish(s, p.admin.org_id, p.bot, now))
@@ -230,6 +243,7 @@ ACTIONS: dict[Rec, Callable[[Press], Awaitable[Screen]]] = {
     Rec.DELETE_BLOCK: _delete_block,
     Rec.PREVIEW: _preview,
     Rec.RESULTS: _results,
+    Rec.REPLAY: _replay,
     Rec.PUBLISH: _publish,
     **dict.fromkeys(ASKS, _ask),
 }

@@ -94,7 +94,10 @@ def campaign_screen(keys: Keys, view: CampaignView) -> Screen:
         keys.button(t(lang, "btn_preview"), RECOVERY, Rec.PREVIEW, bot),
         keys.button(t(lang, "btn_publish"), RECOVERY, Rec.PUBLISH, bot),
     )
-    keys.row(keys.button(t(lang, "btn_results"), RECOVERY, Rec.RESULTS, bot))
+    keys.row(
+        keys.button(t(lang, "btn_results"), RECOVERY, Rec.RESULTS, bot),
+        keys.button(t(lang, "btn_replay"), RECOVERY, Rec.REPLAY, bot),
+    )
     keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.BOTS))
     return text, keys.markup()
 
@@ -211,6 +214,56 @@ def preview_screen(keys: Keys, view: CampaignView, preview: Preview) -> Screen:
             text.append(f"   ⚠️ {preview.warnings[step.index]}")
     if not steps:
         text.append(t(lang, "preview_empty"))
+    keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.CAMPAIGN, view.bot_id))
+    return lines(text), keys.markup()
+
+
+def replay_screen(keys: Keys, view: CampaignView, result: dict[str, Any]) -> Screen:
+    """`campaign_replay.run`'s figures, in words, in the admin's language."""
+    lang = keys.admin.language
+    text = [
+        t(lang, "replay", bot=view.bot_name),
+        t(
+            lang,
+            "replay_started",
+            contacts=result["contacts"],
+            silences=result["silences"],
+            episodes=result["episodes_started"],
+        ),
+    ]
+    for step in result["steps"]:
+        text.append(
+            t(
+                lang,
+                "replay_step",
+                n=step["step"] + 1,
+                sent=step["sent"],
+                before=step["returned_before"],
+                wasted=step["wasted"],
+                collisions=step["timeout_collisions"],
+            )
+        )
+    queue = result["queue"]
+    if queue["peak_hour"] is not None:
+        text.append(
+            t(
+                lang,
+                "replay_queue",
+                wait=f"{queue['peak_wait_seconds']:g}",
+                hour=f"{queue['peak_hour']:02d}",
+                rate=f"{queue['rate_per_second']:g}",
+            )
+        )
+    usual = result.get("usual_vs_fixed")
+    if usual:
+        text.append(
+            t(
+                lang,
+                "replay_usual",
+                fixed=f"{usual['active_within_1h_fixed']:.0%}",
+                usual=f"{usual['active_within_1h_usual']:.0%}",
+            )
+        )
     keys.row(keys.button(t(lang, "btn_back"), RECOVERY, Rec.CAMPAIGN, view.bot_id))
     return lines(text), keys.markup()
 

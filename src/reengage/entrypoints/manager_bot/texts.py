@@ -60,6 +60,29 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "btn_preview": ("👁 Prévia", "👁 Preview"),
     "btn_publish": ("🚀 Publicar", "🚀 Publish"),
     "btn_results": ("📊 Resultados", "📊 Results"),
+    "btn_replay": ("🔁 Simular 30 dias", "🔁 Replay 30 days"),
+    "replay": (
+        "🔁 O rascunho nos últimos 30 dias de {bot} (nada enviado):",
+        "🔁 The draft over {bot}'s last 30 days (nothing sent):",
+    ),
+    "replay_started": (
+        "{contacts} contatos · {silences} silêncios · {episodes} episódios",
+        "{contacts} contacts · {silences} silences · {episodes} episodes",
+    ),
+    "replay_step": (
+        "Passo {n}: {sent} envios · {before} voltaram antes · {wasted} voltariam sozinhos · "
+        "{collisions} junto do timeout",
+        "Step {n}: {sent} sends · {before} came back before · {wasted} would have come back "
+        "anyway · {collisions} next to the timeout",
+    ),
+    "replay_queue": (
+        "Fila no pico: {wait}s às {hour}h ({rate}/s)",
+        "Peak queue: {wait}s at {hour}:00 ({rate}/s)",
+    ),
+    "replay_usual": (
+        "Ativos em 1 h após o envio: horário fixo {fixed} × horário habitual {usual}",
+        "Active within 1 h of the send: fixed time {fixed} vs usual hour {usual}",
+    ),
     "results": ("📊 Resultados — {bot}", "📊 Results — {bot}"),
     "results_empty": ("Nenhum episódio ainda.", "No episodes yet."),
     "results_older": (

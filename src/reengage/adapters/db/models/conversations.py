@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -40,6 +41,9 @@ class Contact(Base):
     # The last proactive message that went out, whatever feature sent it (for the minimum gap).
     last_proactive_at: Mapped[datetime | None]
     last_proactive_group: Mapped[str | None] = mapped_column(String(160))
+    # When the contact is usually around: `domain.usual_hour.HourProfile.encode` (340 bytes),
+    # learned where activity is written to the database, a batch at a time.
+    hour_profile: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
 
 
