@@ -42,6 +42,7 @@ from reengage.delivery.outcome import (
     log_outcome,
     record,
     release_next,
+    released_after,
 )
 from reengage.domain.outbound import (
     Failed,
@@ -206,8 +207,12 @@ def send_many(
         outcome = _request(deps, item, now, channels[item.bot_id])
         # Each answer is committed as soon as it comes: a crash loses at most the requests
         # in flight (ambiguous), never the record of one already answered.
-        asked = {item.delivery_id: outcome}
-        recorded.update(_record(deps, {item.delivery_id: item}, asked, now))
+        sent = _record_sent(deps, item, outcome, now) if _plainly_sent(item, outcome) else None
+        if sent is not None:
+            recorded[item.delivery_id] = sent
+        else:
+            asked = {item.delivery_id: outcome}
+            recorded.update(_record(deps, {item.delivery_id: item}, asked, now))
         media = item.message.media
         if isinstance(outcome, Sent) and outcome.file_id and media and media.asset_id:
             uploaded.setdefault((item.bot_id, media.asset_id), outcome.file_id)
@@ -304,6 +309,48 @@ def _record(
     return attempts
 
 
+def _plainly_sent(item: Prepared, outcome: SendOutcome) -> bool:
+    """The common answer with nothing to write beside its own row: a message sent that is
+    not a reminder (whose fate goes in its conversation's log) and uploaded no new file."""
+    if not isinstance(outcome, Sent) or item.purpose == "reminder":
+        return False
+    media = item.message.media
+    return not (media and media.asset_id and outcome.file_id and media.file_id is None)
+
+
+def _record_sent(
+    deps: SendDeps, item: Prepared, outcome: SendOutcome, now: datetime
+) -> Attempt | None:
+    """`_record` of a plainly sent message in Core statements (no row loaded): the sent row,
+    the blocks that waited for it. None when the row is gone (the general path decides)."""
+    assert isinstance(outcome, Sent)
+    table = cast(Table, Delivery.__table__)
+    with deps.sessions.begin() as session:
+        written = session.execute(
+            update(table)
+            .where(table.c.id == item.delivery_id)
+            .values(
+                status="sent",
+                reason=None,
+                error=None,
+                finished_at=now,
+                channel_message_id=outcome.message_id,
+                sent_at=now,
+                platform_status="sent",
+            )
+        )
+        if not written.rowcount:  # type: ignore[attr-defined]
+            return None
+        after = released_after(session, item.delivery_id, now)
+    if item.delete_after_s:
+        after.append(delete_timer(item.delivery_id, now + timedelta(seconds=item.delete_after_s)))
+    delivery_settled(item.purpose, item.channel, item.bot_id, "sent", None)
+    log.debug(
+        "delivery.sent", delivery_id=item.delivery_id, purpose=item.purpose, bot_id=item.bot_id
+    )
+    return Attempt(DeliveryResult(item.delivery_id, "sent", None, outcome.message_id), after)
+
+
 def _locked(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
     """The delivery rows, locked in id order (two batches never wait on each other
     crosswise)."""
@@ -370,6 +417,8 @@ class Prepared:
     message: OutboundMessage
     context: SendContext
     channel: str
+    purpose: str
+    delete_after_s: int | None
     requested: bool = False  # the in-flight mark was made
 
 
@@ -418,6 +467,8 @@ def _prepare_many(
                 window_expires_at=conversation.window_expires_at if conversation else None,
             ),
             channel,
+            row.purpose,
+            row.delete_after_s,
         )
     del held
     return out
