@@ -19,7 +19,7 @@ from functools import partial
 from typing import cast
 
 import structlog
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,7 +42,6 @@ from reengage.delivery.outcome import (
     log_outcome,
     record,
     release_next,
-    released_after,
 )
 from reengage.domain.outbound import (
     Failed,
@@ -325,6 +324,18 @@ def _record_sent(
     the blocks that waited for it. None when the row is gone (the general path decides)."""
     assert isinstance(outcome, Sent)
     table = cast(Table, Delivery.__table__)
+    waiting = table.alias("waiting")
+    # The block waiting for this one, read by the same statement (a step's blocks form a
+    # chain, each enqueued `after_id` the one before: at most one waits for each).
+    follower = (
+        select(func.min(waiting.c.id))
+        .where(
+            waiting.c.after_id == table.c.id,
+            waiting.c.status == "scheduled",
+            waiting.c.reason == "after_previous",
+        )
+        .scalar_subquery()
+    )
     with deps.sessions.begin() as session:
         written = session.execute(
             update(table)
@@ -338,10 +349,11 @@ def _record_sent(
                 sent_at=now,
                 platform_status="sent",
             )
-        )
-        if not written.rowcount:  # type: ignore[attr-defined]
+            .returning(follower)
+        ).first()
+        if written is None:
             return None
-        after = released_after(session, item.delivery_id, now)
+        after = [delivery_timer(written[0], now)] if written[0] is not None else []
     if item.delete_after_s:
         after.append(delete_timer(item.delivery_id, now + timedelta(seconds=item.delete_after_s)))
     delivery_settled(item.purpose, item.channel, item.bot_id, "sent", None)

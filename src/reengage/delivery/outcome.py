@@ -132,15 +132,10 @@ def release_next(session: Session, row: Delivery, now: datetime) -> list[Timer]:
     """A settled delivery lets the block after it go (if it already came and waited)."""
     if row.status not in FINAL:
         return []
-    return released_after(session, row.id, now)
-
-
-def released_after(session: Session, delivery_id: int, now: datetime) -> list[Timer]:
-    """The timers of the blocks that waited for this (settled) delivery."""
     table = Delivery.__table__.c  # Core: other rows are read, this one's changes need no flush
     waiting = session.scalars(
         select(table.id).where(
-            table.after_id == delivery_id,
+            table.after_id == row.id,
             table.status == "scheduled",
             table.reason == "after_previous",
         )
