@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import redis
 import structlog
+from redis.cluster import RedisCluster
 from prometheus_client import REGISTRY
 
 from reengage.adapters.clock import ManualClock
@@ -40,6 +41,12 @@ def _redis_db(variable: str, default: str) -> str:
 
 REDIS_URL = _redis_db("REENGAGE_TEST_REDIS", "redis://127.0.0.1:6379/13")
 BROKER_URL = _redis_db("REENGAGE_TEST_BROKER", "redis://127.0.0.1:6379/14")
+
+# A local Redis Cluster (`scripts/redis-cluster` starts one): its nodes, comma-separated.
+CLUSTER_NODES = os.environ.get(
+    "REENGAGE_TEST_REDIS_CLUSTER", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+)
+CLUSTER_URL = f"redis://{CLUSTER_NODES.split(',')[0]}/0"
 
 DATABASES = ["sqlite", "postgresql"]
 # The secret key of the processes the tests start on PostgreSQL (the default one is refused).
@@ -111,6 +118,22 @@ def redis_client() -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def cluster_client() -> Iterator[RedisCluster]:
+    """A client of the local three-master Redis Cluster, emptied before and after. Without
+    one (and without `REENGAGE_TEST_REDIS_CLUSTER` asking for one) the test is skipped."""
+    try:
+        client = RedisCluster.from_url(CLUSTER_URL, decode_responses=True)
+    except redis.RedisError:
+        if "REENGAGE_TEST_REDIS_CLUSTER" in os.environ:
+            raise
+        pytest.skip(f"no Redis Cluster at {CLUSTER_NODES} (scripts/redis-cluster starts one)")
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
     client.close()
 
 
