@@ -14,8 +14,8 @@ import psycopg
 import pytest
 import redis
 import structlog
-from redis.cluster import RedisCluster
 from prometheus_client import REGISTRY
+from redis.cluster import RedisCluster
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pytest
-import redis
 
 from reengage.adapters.pacing import InMemoryPacer, RedisPacer, take_slot
 from reengage.adapters.redis.shards import SyncClient

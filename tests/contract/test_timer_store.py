@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from reengage.adapters.redis.shards import Layout, SyncClient
 from reengage.adapters.db.session import make_engine, make_session_factory
+from reengage.adapters.redis.shards import Layout, SyncClient
 from reengage.domain.timer import Backlog, Timer
 from reengage.ports import TimerStore
 from reengage.timers.memory_store import InMemoryTimerStore

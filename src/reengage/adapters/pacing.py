@@ -19,7 +19,7 @@ from typing import cast
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from reengage.adapters.redis.shards import SyncClient
+from reengage.adapters.redis.shards import SyncClient, script
 
 # KEYS: gap pointers..., then rate-slot prefixes...; ARGV: n_gaps, then each key's rate,
 # then the instant of a slot the caller held and is late for (-1: none).
@@ -150,8 +150,8 @@ class RedisPacer:
     def __init__(self, client: SyncClient, now: Callable[[], float] | None = None) -> None:
         # On a cluster a script runs on one slot: the keys of a reservation share a hash tag.
         self._one_slot = isinstance(client, RedisCluster)
-        self._script = client.register_script(_RESERVE if now is None else _with_now(_RESERVE))
-        self._hold = client.register_script(_HOLD if now is None else _with_now(_HOLD))
+        self._script = script(client, _RESERVE if now is None else _with_now(_RESERVE))
+        self._hold = script(client, _HOLD if now is None else _with_now(_HOLD))
         self._client = client
         self._now = now
 

@@ -15,7 +15,7 @@ from typing import cast
 
 import redis
 
-from reengage.adapters.redis.shards import SyncClient
+from reengage.adapters.redis.shards import SyncClient, script
 from reengage.domain.timer import Backlog, ClaimedTimer, Payload, Timer
 
 _SCHEDULE = """
@@ -133,11 +133,11 @@ class RedisTimerStore:
         self._leased = f"{prefix}:leased"
         # One channel for every shard (a channel is not a key: any node may publish to it).
         self._channel = f"{{{namespace}:timers}}:wake"
-        self._schedule = client.register_script(_SCHEDULE)
-        self._claim = client.register_script(_CLAIM)
-        self._ack = client.register_script(_ACK)
-        self._cancel = client.register_script(_CANCEL)
-        self._count_leased = client.register_script(_IN_FLIGHT)
+        self._schedule = script(client, _SCHEDULE)
+        self._claim = script(client, _CLAIM)
+        self._ack = script(client, _ACK)
+        self._cancel = script(client, _CANCEL)
+        self._count_leased = script(client, _IN_FLIGHT)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "reengage") -> RedisTimerStore:
@@ -211,7 +211,7 @@ class RedisTimerStore:
         pipe = self._r.pipeline(transaction=False)
         pipe.zcount(self._zset, "-inf", _ms(now))
         pipe.zrange(self._zset, 0, 0, withscores=True)
-        due, first = pipe.execute()  # type: ignore[no-untyped-call]
+        due, first = pipe.execute()
         return Backlog(int(due), _from_ms(int(first[0][1])) if due and first else None)
 
     def wakeups(self) -> RedisWakeups:

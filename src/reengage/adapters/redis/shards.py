@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.commands.core import Script
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 # A synchronous client of either kind: both answer the commands and scripts the stores send.
@@ -82,14 +84,22 @@ def shard_tag(namespace: str, index: int, count: int) -> str:
     return tag
 
 
+def script(client: SyncClient, source: str) -> Script:
+    """A Lua script on either kind of client (a cluster sends it to its keys' node)."""
+    return Script(cast(redis.Redis, client), source)
+
+
 def connect(url: str, *, cluster: bool) -> SyncClient:
     """A client of one Redis, or of a cluster reached through any of its nodes."""
     if cluster:
-        return redis.cluster.RedisCluster.from_url(url, decode_responses=True)
+        return cast(
+            redis.cluster.RedisCluster,
+            redis.cluster.RedisCluster.from_url(url, decode_responses=True),  # type: ignore[no-untyped-call]
+        )
     return redis.Redis.from_url(url, decode_responses=True)
 
 
 def connect_async(url: str, *, cluster: bool) -> AsyncClient:
     if cluster:
         return redis.asyncio.cluster.RedisCluster.from_url(url, decode_responses=True)
-    return redis.asyncio.Redis.from_url(url, decode_responses=True)
+    return cast(redis.asyncio.Redis, redis.asyncio.Redis.from_url(url, decode_responses=True))
