@@ -7,6 +7,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from redis.cluster import RedisCluster
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
 from reengage.adapters.db.models import Base
+from reengage.adapters.redis.shards import SyncClient
 from reengage.config import Settings
 from reengage.ports import TimerStore
 from reengage.runtime import Runtime
@@ -135,6 +137,34 @@ def cluster_client() -> Iterator[RedisCluster]:
     yield client
     client.flushall(target_nodes=RedisCluster.PRIMARIES)
     client.close()
+
+
+@dataclass
+class HotRedis:
+    """Where a runtime keeps its hot state: one Redis, or three shards on a Redis Cluster."""
+
+    kind: str
+    client: SyncClient
+
+    @property
+    def settings(self) -> dict[str, object]:
+        if self.kind == "redis":
+            return {"redis_url": REDIS_URL}
+        return {"redis_url": CLUSTER_URL, "redis_cluster": True, "redis_shards": 3}
+
+    def empty(self) -> None:
+        """Lose every key (a restart without persistence)."""
+        if isinstance(self.client, RedisCluster):
+            self.client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            self.client.flushdb()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def hot_redis(request: pytest.FixtureRequest) -> HotRedis:
+    """The hot state on one Redis, then on a Redis Cluster (emptied before and after)."""
+    kind: str = request.param
+    return HotRedis(kind, request.getfixturevalue(f"{kind}_client"))
 
 
 @pytest.fixture
