@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -71,6 +72,8 @@ class ShardedTimerStore:
         self._health = [ShardHealth(i, now) for i in range(len(shards))]
         self._next = 0
         self._lock = threading.Lock()
+        # The shards are asked at once: a round costs one round trip, not one per shard.
+        self._pool = ThreadPoolExecutor(len(self.shards), thread_name_prefix="timer-shard")
 
     def shard_of(self, key: str) -> int:
         return timer_shard(key, len(self.shards))
@@ -98,11 +101,11 @@ class ShardedTimerStore:
         """Ask every shard not backing off; the failing ones are left out (all failing: raise)."""
         out: list[T] = []
         error: BaseException | None = None
-        for health in self._health:
-            if not health.ready():
-                continue
+        live = [h for h in self._health if h.ready()]
+        futures = [self._pool.submit(call, self.shards[h.index]) for h in live]
+        for health, future in zip(live, futures, strict=True):
             try:
-                out.append(call(self.shards[health.index]))
+                out.append(future.result())
             except Exception as exc:
                 health.failed(exc)
                 error = exc
@@ -149,20 +152,22 @@ class ShardedTimerStore:
         order = [self._health[(start + i) % len(self.shards)] for i in range(len(self.shards))]
         live = [h for h in order if h.ready()]
         claimed: list[ClaimedTimer] = []
-        full: list[ShardHealth] = []
-        share = math.ceil(limit / len(live)) if live else 0
-        for health in live:
-            take = min(share, limit - len(claimed))
-            if take <= 0:
-                break
-            got = self._claim(health, now, take, lease)
+        # Equal shares (of a batch smaller than the shards: one each, in turn), all at once.
+        shares = [limit // len(live) + (i < limit % len(live)) for i in range(len(live))]
+        asked = [(h, share) for h, share in zip(live, shares, strict=True) if share]
+        futures = [self._pool.submit(self._claim, h, now, share, lease) for h, share in asked]
+        drained = set()
+        for (health, share), future in zip(asked, futures, strict=True):
+            got = future.result()
             claimed += got
-            if len(got) == take:
-                full.append(health)
-        for health in full:  # the room the others left
+            if len(got) < share:
+                drained.add(health.index)
+        # The room left, to those that may have more: filled their share, or had none.
+        for health in live:
             if (room := limit - len(claimed)) <= 0:
                 break
-            claimed += self._claim(health, now, room, lease)
+            if health.index not in drained:
+                claimed += self._claim(health, now, room, lease)
         return sorted(claimed, key=lambda c: c.timer.due_at)
 
     def _claim(
