@@ -10,7 +10,6 @@ shards' run on time.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
