@@ -1,4 +1,4 @@
-"""Timers over logical shards: routing, fair claims, a shard that is down."""
+"""The hot state over logical shards: routing, fair claims, a shard that is down."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from pydantic import ValidationError
+from sqlalchemy.orm import sessionmaker
 
+from reengage.adapters.redis.sharded_activity import ShardedActivityStore
 from reengage.adapters.redis.shards import Layout, shard_of, shard_tag, timer_shard
+from reengage.config import Settings
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.ports import TimerStore
 from reengage.timers.memory_store import InMemoryTimerStore
@@ -132,3 +136,41 @@ def test_a_shard_that_is_down_delays_only_its_own_timers() -> None:
     back = store.claim_due(T0, 100, LEASE)
     assert {store.shard_of(c.timer.key) for c in back} == {1}
     assert len(back) == 4
+
+
+class Upkeep:
+    """One activity shard's upkeep: `n` subjects to write, or down."""
+
+    def __init__(self, n: int, down: bool = False) -> None:
+        self.n, self.down = n, down
+
+    def flush(self, now: datetime, limit: int = 2000) -> int:
+        if self.down:
+            raise redis.ConnectionError("Connection refused")
+        return self.n
+
+    def unflushed(self) -> int:
+        return self.flush(T0)
+
+
+def test_the_activity_upkeep_goes_on_without_a_shard_that_is_down() -> None:
+    shards = [Upkeep(2), Upkeep(3, down=True), Upkeep(4)]
+    store = ShardedActivityStore(shards, sessionmaker())  # type: ignore[arg-type]
+    assert store.flush(T0) == 6
+    assert store.unflushed() == 6  # backing off: not even asked
+    every = ShardedActivityStore([Upkeep(1, down=True)], sessionmaker())  # type: ignore[list-item]
+    with pytest.raises(redis.ConnectionError):  # nothing answers: the round fails
+        every.flush(T0)
+
+
+@pytest.mark.parametrize(
+    ("values", "count"),
+    [({}, 1), ({"redis_cluster": True}, 12), ({"redis_cluster": True, "redis_shards": 3}, 3)],
+)
+def test_the_number_of_shards_defaults_by_mode(values: dict[str, object], count: int) -> None:
+    assert Settings(**values).redis_shard_count == count  # type: ignore[arg-type]
+
+
+def test_a_number_of_shards_below_one_is_refused() -> None:
+    with pytest.raises(ValidationError, match="redis_shards"):
+        Settings(redis_shards=0)

@@ -36,8 +36,11 @@ SHARD_BACKOFF_CAP = 5.0
 class ShardHealth:
     """When a failed shard may be asked again."""
 
-    def __init__(self, index: int, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, index: int, now: Callable[[], float] = time.monotonic, *, store: str = "timers"
+    ) -> None:
         self.index = index
+        self.store = store
         self._now = now
         self._backoff = Backoff(SHARD_BACKOFF_FIRST, SHARD_BACKOFF_CAP)
         self._retry_at = 0.0
@@ -51,12 +54,12 @@ class ShardHealth:
 
     def failed(self, exc: BaseException) -> None:
         if not self.down:
-            log.warning("timers.shard_down", shard=self.index, error=one_line(exc))
+            log.warning("redis.shard_down", store=self.store, shard=self.index, error=one_line(exc))
         self._retry_at = self._now() + self._backoff.next_wait()
 
     def succeeded(self) -> None:
         if self.down:
-            log.warning("timers.shard_back", shard=self.index)
+            log.warning("redis.shard_back", store=self.store, shard=self.index)
             self._backoff.reset()
         self._retry_at = 0.0
 

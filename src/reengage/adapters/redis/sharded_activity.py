@@ -17,7 +17,7 @@ import redis.asyncio
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.redis.activity_store import RedisActivityStore, write_clocks
-from reengage.adapters.redis.shards import Layout, SyncClient
+from reengage.adapters.redis.shards import Layout, SyncClient, shard_of
 from reengage.domain.activity import ActivityEvent, BotPolicy, RecordResult, subject_key
 from reengage.ports import ConfigStamp
 from reengage.timers.redis_store import RedisTimerStore
@@ -33,10 +33,10 @@ class ShardedActivityStore:
         self.shards = list(shards)
         self._sessions = sessions
         self._count = len(shards)
-        self._health = [ShardHealth(i) for i in range(len(shards))]
+        self._health = [ShardHealth(i, store="activity") for i in range(len(shards))]
 
     def _index(self, bot_id: int, user_id: str) -> int:
-        return Layout(count=self._count).of_subject(subject_key(bot_id, user_id))
+        return shard_of(subject_key(bot_id, user_id), self._count)
 
     def _of(self, bot_id: int, user_id: str) -> RedisActivityStore:
         return self.shards[self._index(bot_id, user_id)]
