@@ -17,6 +17,7 @@ import redis
 import structlog
 from prometheus_client import REGISTRY
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
@@ -129,7 +130,7 @@ def cluster_client() -> Iterator[RedisCluster]:
     one (and without `REENGAGE_TEST_REDIS_CLUSTER` asking for one) the test is skipped."""
     try:
         client = RedisCluster.from_url(CLUSTER_URL, decode_responses=True)
-    except redis.RedisError:
+    except (redis.RedisError, RedisClusterException):
         if "REENGAGE_TEST_REDIS_CLUSTER" in os.environ:
             raise
         pytest.skip(f"no Redis Cluster at {CLUSTER_NODES} (scripts/redis-cluster starts one)")
