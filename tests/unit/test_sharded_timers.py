@@ -16,7 +16,7 @@ from reengage.config import Settings
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.ports import TimerStore
 from reengage.timers.memory_store import InMemoryTimerStore
-from reengage.timers.sharded_store import ShardedTimerStore
+from reengage.timers.sharded_store import ShardedTimerStore, SparedWakeups
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -174,3 +174,48 @@ def test_the_number_of_shards_defaults_by_mode(values: dict[str, object], count:
 def test_a_number_of_shards_below_one_is_refused() -> None:
     with pytest.raises(ValidationError, match="redis_shards"):
         Settings(redis_shards=0)
+
+
+class Subscription:
+    """A wake-up subscription on a node that may go down."""
+
+    def __init__(self, node: dict[str, bool]) -> None:
+        if node["down"]:
+            raise redis.ConnectionError("Connection refused")
+        self.node = node
+        self.closed = False
+
+    @property
+    def complete(self) -> bool:
+        return True
+
+    def arm(self) -> None:
+        if self.node["down"]:
+            raise redis.ConnectionError("Connection reset by peer")
+
+    def wait(self, until: datetime, seconds: float) -> bool:
+        if self.node["down"]:
+            raise redis.ConnectionError("Connection reset by peer")
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_lost_wakeup_subscription_makes_the_scheduler_poll_not_fail() -> None:
+    node = {"down": False}
+    wakeups = SparedWakeups(lambda: Subscription(node))
+    wakeups.arm()
+    assert wakeups.complete
+    assert not wakeups.wait(T0, 0.0)
+    node["down"] = True  # the channel's node fails over
+    assert wakeups.wait(T0, 0.0)  # no exception: look now, a wake-up may have been missed
+    wakeups.arm()
+    assert not wakeups.complete  # the scheduler polls meanwhile
+    assert not wakeups.wait(T0, 0.0)
+    node["down"] = False
+    wakeups.arm()
+    assert not wakeups.complete  # tried again after a while, not at every round
+    wakeups._retry_at = 0.0
+    wakeups.arm()
+    assert wakeups.complete

@@ -10,6 +10,7 @@ shards' run on time.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -207,10 +208,68 @@ class ShardedTimerStore:
     def wakeups(self) -> Wakeups:
         # Every shard publishes on the one channel, and a cluster delivers a publication on
         # any node to every node's subscribers: one subscription hears them all.
-        return self.shards[0].wakeups()
+        return SparedWakeups(self.shards[0].wakeups)
 
     def needs_rebuild(self) -> bool:
         return any(self._reachable(lambda s: s.needs_rebuild()))
 
     def mark_rebuilt(self) -> None:
         self._reachable(lambda s: s.mark_rebuilt())
+
+
+# While the wake-up subscription is lost, how often it is tried again (seconds).
+RESUBSCRIBE = 1.0
+
+
+class SparedWakeups:
+    """The wake-up subscription, which lives on one node: while that node is down (a failover)
+    the scheduler polls instead (`complete` is False) rather than fail its rounds and back off,
+    which would hold back every shard's timers; it subscribes again once it can."""
+
+    def __init__(self, subscribe: Callable[[], Wakeups]) -> None:
+        self._subscribe = subscribe
+        self._inner: Wakeups | None = None
+        self._retry_at = 0.0
+        self._connect()
+
+    def _connect(self) -> None:
+        if self._inner is not None or time.monotonic() < self._retry_at:
+            return
+        try:
+            self._inner = self._subscribe()
+        except Exception as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: BaseException) -> None:
+        if self._inner is not None:
+            with contextlib.suppress(Exception):
+                self._inner.close()
+        self._inner = None
+        self._retry_at = time.monotonic() + RESUBSCRIBE
+        log.warning("timers.wakeups_lost", error=one_line(exc))
+
+    @property
+    def complete(self) -> bool:
+        return self._inner is not None and self._inner.complete
+
+    def arm(self) -> None:
+        self._connect()
+        if self._inner is not None:
+            try:
+                self._inner.arm()
+            except Exception as exc:
+                self._lost(exc)
+
+    def wait(self, until: datetime, seconds: float) -> bool:
+        if self._inner is None:
+            time.sleep(max(0.0, seconds))  # the scheduler caps it at its poll interval
+            return False
+        try:
+            return self._inner.wait(until, seconds)
+        except Exception as exc:
+            self._lost(exc)
+            return True  # a wake-up may have been missed: look now
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
