@@ -219,3 +219,18 @@ def test_a_lost_wakeup_subscription_makes_the_scheduler_poll_not_fail() -> None:
     wakeups._retry_at = 0.0
     wakeups.arm()
     assert wakeups.complete
+
+
+def test_with_every_shard_backing_off_a_claim_finds_nothing_and_fails_nothing() -> None:
+    seconds = Seconds()
+    shards = [Down(), Down()]
+    store = ShardedTimerStore(shards, now=seconds)
+    store.schedule(due(keys_of(store, 0, 1)) + due(keys_of(store, 1, 1)))
+    for shard in shards:
+        shard.down = True
+    assert store.claim_due(T0, 10, LEASE) == []  # both fail, and back off
+    assert store.claim_due(T0, 10, LEASE) == []  # neither is asked
+    for shard in shards:
+        shard.down = False
+    seconds.at += 10
+    assert len(store.claim_due(T0, 10, LEASE)) == 2

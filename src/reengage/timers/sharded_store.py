@@ -155,11 +155,13 @@ class ShardedTimerStore:
         order = [self._health[(start + i) % len(self.shards)] for i in range(len(self.shards))]
         live = [h for h in order if h.ready()]
         claimed: list[ClaimedTimer] = []
+        if not live or limit <= 0:  # every shard backing off: nothing to ask this round
+            return claimed
         # Equal shares (of a batch smaller than the shards: one each, in turn), all at once.
         shares = [limit // len(live) + (i < limit % len(live)) for i in range(len(live))]
         asked = [(h, share) for h, share in zip(live, shares, strict=True) if share]
         futures = [self._pool.submit(self._claim, h, now, share, lease) for h, share in asked]
-        drained = set()
+        drained: set[int] = set()
         for (health, share), future in zip(asked, futures, strict=True):
             got = future.result()
             claimed += got
