@@ -7,6 +7,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import pytest
 import redis
 import structlog
 from prometheus_client import REGISTRY
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
 from reengage.adapters.db.models import Base
+from reengage.adapters.redis.shards import SyncClient
 from reengage.config import Settings
 from reengage.ports import TimerStore
 from reengage.runtime import Runtime
@@ -40,6 +44,12 @@ def _redis_db(variable: str, default: str) -> str:
 
 REDIS_URL = _redis_db("REENGAGE_TEST_REDIS", "redis://127.0.0.1:6379/13")
 BROKER_URL = _redis_db("REENGAGE_TEST_BROKER", "redis://127.0.0.1:6379/14")
+
+# A local Redis Cluster (`scripts/redis-cluster` starts one): its nodes, comma-separated.
+CLUSTER_NODES = os.environ.get(
+    "REENGAGE_TEST_REDIS_CLUSTER", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+)
+CLUSTER_URL = f"redis://{CLUSTER_NODES.split(',')[0]}/0"
 
 DATABASES = ["sqlite", "postgresql"]
 # The secret key of the processes the tests start on PostgreSQL (the default one is refused).
@@ -112,6 +122,50 @@ def redis_client() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def cluster_client() -> Iterator[RedisCluster]:
+    """A client of the local three-master Redis Cluster, emptied before and after. Without
+    one (and without `REENGAGE_TEST_REDIS_CLUSTER` asking for one) the test is skipped."""
+    try:
+        client = RedisCluster.from_url(CLUSTER_URL, decode_responses=True)
+    except (redis.RedisError, RedisClusterException):
+        if "REENGAGE_TEST_REDIS_CLUSTER" in os.environ:
+            raise
+        pytest.skip(f"no Redis Cluster at {CLUSTER_NODES} (scripts/redis-cluster starts one)")
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    client.close()
+
+
+@dataclass
+class HotRedis:
+    """Where a runtime keeps its hot state: one Redis, or three shards on a Redis Cluster."""
+
+    kind: str
+    client: SyncClient
+
+    @property
+    def settings(self) -> dict[str, object]:
+        if self.kind == "redis":
+            return {"redis_url": REDIS_URL}
+        return {"redis_url": CLUSTER_URL, "redis_cluster": True, "redis_shards": 3}
+
+    def empty(self) -> None:
+        """Lose every key (a restart without persistence)."""
+        if isinstance(self.client, RedisCluster):
+            self.client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            self.client.flushdb()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def hot_redis(request: pytest.FixtureRequest) -> HotRedis:
+    """The hot state on one Redis, then on a Redis Cluster (emptied before and after)."""
+    kind: str = request.param
+    return HotRedis(kind, request.getfixturevalue(f"{kind}_client"))
 
 
 @pytest.fixture

@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for hot state and the timer index; unset = embedded."
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="The Redis URL names one node of a Redis Cluster (docs/redis-cluster.md).",
+    )
+    redis_shards: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Logical shards of the hot state, each one hash tag; fixed for the "
+        "data's life. Unset: 1 on one Redis (today's key names), 12 on a cluster.",
+    )
     broker_url: str | None = Field(
         default=None, description="Celery broker; unset = work runs in-process (embedded mode)."
     )
@@ -164,6 +175,11 @@ class Settings(BaseSettings):
         if value is not None and not _WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
             raise ValueError("must be 16-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
+
+    @property
+    def redis_shard_count(self) -> int:
+        """The number of logical shards (`redis_shards`, or its default for the mode)."""
+        return self.redis_shards or (12 if self.redis_cluster else 1)
 
     @cached_property
     def embedded(self) -> bool:

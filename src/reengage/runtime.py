@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
-import redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +19,12 @@ from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.pacing import InMemoryPacer, Pacer, RedisPacer
 from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.adapters.redis.config_stamps import ConfigStamps
+from reengage.adapters.redis.sharded_activity import (
+    ShardedActivityStore,
+    redis_activity,
+    redis_timers,
+)
+from reengage.adapters.redis.shards import Layout, connect
 from reengage.config import Settings
 from reengage.delivery.attempt import SendDeps, SendPool
 from reengage.delivery.auto_delete import AutoDeleteHandler
@@ -39,6 +44,7 @@ from reengage.silence.handler import SilenceHandler
 from reengage.timers.engine import TimerEngine
 from reengage.timers.handler import Handlers, TimerHandler
 from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.sharded_store import ShardedTimerStore
 from reengage.timers.sql_store import SqlTimerStore
 
 
@@ -71,19 +77,21 @@ class Runtime:
     ) -> Runtime:
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
+        layout = Layout(count=settings.redis_shard_count, cluster=settings.redis_cluster)
         client = (
-            redis.Redis.from_url(settings.redis_url, decode_responses=True)
+            connect(settings.redis_url, cluster=settings.redis_cluster)
             if settings.redis_url
             else None
         )
         if timers is None:
-            timers = RedisTimerStore(client) if client else SqlTimerStore(sessions)
+            timers = redis_timers(client, layout) if client else SqlTimerStore(sessions)
         activity: ActivityStore
-        if client is not None and isinstance(timers, RedisTimerStore):
-            activity = RedisActivityStore(
+        if client is not None and isinstance(timers, RedisTimerStore | ShardedTimerStore):
+            activity = redis_activity(
                 client,
                 timers,
                 sessions,
+                layout,
                 dedup_per_subject=settings.event_dedup_per_subject,
                 idle=settings.hot_state_idle,
             )
@@ -103,9 +111,9 @@ class Runtime:
             pacer = RedisPacer(client, clock.real_time if isinstance(clock, ManualClock) else None)
         credentials = Credentials(settings.secret_keys())
         stamps = None
-        if isinstance(activity, RedisActivityStore) and client is not None:
+        if isinstance(activity, RedisActivityStore | ShardedActivityStore) and client is not None:
             # Bots and keys are cached only where a change can be seen at once (Redis).
-            stamps = ConfigStamps(client)
+            stamps = ConfigStamps(client, layout.namespace, layout.tags())
             stamps.watch(sessions)
         tenants = TenantCache(sessions, stamps, settings.default_inactivity_threshold)
         runtime = cls(

@@ -9,21 +9,28 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pytest
-import redis
 
 from reengage.adapters.pacing import InMemoryPacer, RedisPacer, take_slot
+from reengage.adapters.redis.shards import SyncClient
 
 Pacer = InMemoryPacer | RedisPacer
 Limits = Sequence[tuple[str, float]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+# `cluster`: a three-master Redis Cluster (the keys of one reservation share a hash tag).
+KINDS = ["memory", "redis", "cluster"]
+
+
+def client_of(request: pytest.FixtureRequest, kind: str) -> SyncClient:
+    return request.getfixturevalue("redis_client" if kind == "redis" else "cluster_client")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=KINDS)
 def pacer(request: pytest.FixtureRequest) -> Iterator[Pacer]:
     if request.param == "memory":
         yield InMemoryPacer()
     else:
-        client: redis.Redis = request.getfixturevalue("redis_client")
-        yield RedisPacer(client)
+        yield RedisPacer(client_of(request, request.param))
 
 
 def instant(pacer: Pacer, gaps: Limits, rates: Limits = ()) -> float:
@@ -81,14 +88,13 @@ def test_a_late_return_waits_behind_whoever_reserved_after_it(pacer: Pacer) -> N
     assert again.at - other == pytest.approx(1.0, abs=0.05)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=KINDS)
 def timed_pacer(request: pytest.FixtureRequest) -> tuple[Pacer, list[float]]:
     """A pacer on a clock the test moves: `now[0]` seconds."""
     now = [1_000.0]
     if request.param == "memory":
         return InMemoryPacer(lambda: now[0]), now
-    client: redis.Redis = request.getfixturevalue("redis_client")
-    return RedisPacer(client, lambda: now[0]), now
+    return RedisPacer(client_of(request, request.param), lambda: now[0]), now
 
 
 def test_take_slot_sends_a_late_return_instead_of_handing_it_back_again(
@@ -109,7 +115,7 @@ def test_take_slot_sends_a_late_return_instead_of_handing_it_back_again(
     assert following.at == pytest.approx(held.at + 0.1 + 1.05, abs=0.001)
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.timeout(10)
 def test_the_next_free_slot_is_found_where_floating_point_rounds_it_down(
     kind: str, request: pytest.FixtureRequest
@@ -120,9 +126,18 @@ def test_the_next_free_slot_is_found_where_floating_point_rounds_it_down(
     pacer: Pacer = (
         InMemoryPacer(lambda: instant_)
         if kind == "memory"
-        else RedisPacer(request.getfixturevalue("redis_client"), lambda: instant_)
+        else RedisPacer(client_of(request, kind), lambda: instant_)
     )
     first = pacer.reserve([], [("{p}:bot", 30.0)]).at
     second = pacer.reserve([], [("{p}:bot", 30.0)]).at
     assert first == pytest.approx(1002.5 / 30, abs=1e-5)  # the Redis pacer answers in µs
     assert second == pytest.approx(1003 / 30, abs=1e-5)  # the next slot, found
+
+
+def test_a_reservation_across_slots_is_refused_on_a_cluster(
+    cluster_client: SyncClient,
+) -> None:
+    """A script touches one slot: the keys of one reservation share a hash tag."""
+    pacer = RedisPacer(cluster_client)
+    with pytest.raises(ValueError, match="hash tag"):
+        pacer.reserve([("{a}:chat:1", 1.0)], [("{b}:bot", 30.0)])

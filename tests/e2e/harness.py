@@ -16,7 +16,7 @@ from reengage.adapters.clock import ManualClock
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from reengage.testing.time_travel import TimeTravel
-from tests.conftest import REDIS_URL, fresh_database
+from tests.conftest import CLUSTER_URL, REDIS_URL, fresh_database
 from tests.factories import make_org
 
 
@@ -60,6 +60,8 @@ class Owner:
 # Embedded (SQLite), PostgreSQL alone, and production mode: PostgreSQL with activity, timers,
 # pacing (and the manager bot's conversation state) in Redis.
 MODES = ["sqlite", "postgresql", "postgresql+redis"]
+# The hot state on a Redis Cluster: for the tests that run there too.
+CLUSTER = "postgresql+cluster"
 
 
 def runtime_in_mode(request: pytest.FixtureRequest, tmp_path: Path, **settings: object) -> Runtime:
@@ -70,6 +72,9 @@ def runtime_in_mode(request: pytest.FixtureRequest, tmp_path: Path, **settings: 
     if kind.endswith("+redis"):
         request.getfixturevalue("redis_client")  # an empty test database, flushed after
         extra["redis_url"] = REDIS_URL
+    elif kind.endswith("+cluster"):  # three shards on a local Redis Cluster, flushed after
+        request.getfixturevalue("cluster_client")
+        extra |= {"redis_url": CLUSTER_URL, "redis_cluster": True, "redis_shards": 3}
     build = request.getfixturevalue("make_runtime")
     telegram_url = request.getfixturevalue("telegram_url")
     whatsapp_url = request.getfixturevalue("whatsapp_url")

@@ -13,13 +13,15 @@ from sqlalchemy import select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation
+from reengage.adapters.redis.sharded_activity import ShardedActivityStore
 from reengage.domain.policy import LEGACY_MESSAGE
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from reengage.timers.executors import InlineExecutor
+from reengage.timers.sharded_store import ShardedTimerStore
 from tests.channel_harness import TG_TOKEN
-from tests.e2e.harness import MODES, Owner, runtime_in_mode
+from tests.e2e.harness import CLUSTER, MODES, Owner, runtime_in_mode
 
 CHAT = 5550001
 SALES = {
@@ -133,6 +135,13 @@ def test_silence_brings_a_reminder_then_the_close(bot: Bot) -> None:
     assert bot.log(conv["id"]) == ["reminder_sent", "closed_by_timeout"]
     bot.wait(60)
     assert len(bot.heard()) == 4  # nothing more, ever
+
+
+@pytest.mark.parametrize("runtime", [CLUSTER], indirect=True)
+def test_silence_brings_a_reminder_then_the_close_on_a_redis_cluster(bot: Bot) -> None:
+    assert isinstance(bot.runtime.timers, ShardedTimerStore)
+    assert isinstance(bot.runtime.activity, ShardedActivityStore)
+    test_silence_brings_a_reminder_then_the_close(bot)
 
 
 def test_an_answer_between_reminder_and_close_keeps_the_conversation(bot: Bot) -> None:

@@ -1,11 +1,11 @@
-"""The Redis activity store: write-behind to PostgreSQL and recovery from an emptied Redis."""
+"""The Redis activity store: write-behind to PostgreSQL and recovery from an emptied Redis,
+on one Redis and on a Redis Cluster (three shards)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
 
-import redis
 from sqlalchemy import event, select
 
 from reengage.adapters.clock import ManualClock
@@ -13,7 +13,7 @@ from reengage.adapters.db.models import Contact, Conversation
 from reengage.domain.inactivity import inactivity_key
 from reengage.runtime import Runtime
 from reengage.services.record_activity import bot_policies
-from tests.conftest import REDIS_URL, settle
+from tests.conftest import HotRedis, settle
 from tests.factories import make_bot, make_org, message
 
 
@@ -21,9 +21,9 @@ def test_activity_reaches_the_database_only_when_flushed(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    runtime = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     runtime.record(org.org_id, [message(bot, "u", clock.now())])
@@ -39,9 +39,9 @@ def test_many_subjects_are_read_and_written_behind_together(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    runtime = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     b = 'Zoë "🙂" \\ ção'  # any text a platform may use as a user id, quotes included
@@ -65,14 +65,14 @@ def test_versions_continue_after_redis_restarts_empty(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    runtime = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     runtime.record(org.org_id, [message(bot, "u", clock.now()) for _ in range(5)])
     settle(runtime)
-    redis_client.flushdb()
+    hot_redis.empty()
     clock.advance(timedelta(minutes=1))
     runtime.record(org.org_id, [message(bot, "u", clock.now())])
     settle(runtime)
@@ -88,17 +88,18 @@ def test_a_flusher_that_died_mid_flush_is_taken_over(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    runtime = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     runtime.record(org.org_id, [message(bot, f"u{i}", clock.now()) for i in range(3)])
-    dirty = next(k for k in redis_client.scan_iter("*:dirty"))
-    inflight = dirty.replace(":dirty", ":flushing")
-    # A flusher took the subjects and died before writing them.
-    for subject in redis_client.spop(dirty, 10):
-        redis_client.zadd(inflight, {subject: int(clock.now().timestamp() * 1000)})
+    client = hot_redis.client
+    # A flusher took the subjects (of every shard) and died before writing them.
+    for dirty in list(client.scan_iter("*:dirty")):
+        inflight = dirty.replace(":dirty", ":flushing")
+        for subject in client.spop(dirty, 10):
+            client.zadd(inflight, {subject: int(clock.now().timestamp() * 1000)})
     assert runtime.activity.flush(clock.now()) == 0
     clock.advance(timedelta(minutes=2))
     assert runtime.activity.flush(clock.now()) == 3
@@ -126,9 +127,9 @@ def test_a_new_subject_costs_no_database_read_once_redis_holds_every_subject(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    runtime = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     # Not known to be complete yet (a fresh Redis might be an emptied one): read on arrival.
@@ -142,15 +143,15 @@ def test_a_subject_only_in_the_database_continues_after_redis_was_emptied(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    runtime = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     assert runtime.activity.restore(clock.now())
     runtime.record(org.org_id, [message(bot, u, clock.now()) for u in ("a", "b", "b", "c")])
     settle(runtime)
-    redis_client.flushdb()  # the subjects now exist only in PostgreSQL
+    hot_redis.empty()  # the subjects now exist only in PostgreSQL
     clock.advance(timedelta(minutes=1))
     # Before the scheduler restored them, a subject is read from the database on arrival.
     assert _record_counting_queries(runtime, org.org_id, bot, "a") == 1
@@ -177,16 +178,16 @@ def test_a_restore_cut_short_by_another_loss_starts_over(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
+    runtime = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     runtime.record(org.org_id, [message(bot, f"u{i}", clock.now()) for i in range(3)])
     settle(runtime)
-    redis_client.flushdb()
+    hot_redis.empty()
     assert not runtime.activity.restore(clock.now(), limit=1)
-    redis_client.flushdb()  # lost again, with the restore's progress
+    hot_redis.empty()  # lost again, with the restore's progress
     while not runtime.activity.restore(clock.now(), limit=1):
         pass
     for i in range(3):

@@ -30,7 +30,7 @@ from reengage.runtime import Runtime
 from reengage.services.record_activity import record_on_loop
 from reengage.services.tenancy import revoke_api_key
 from reengage.services.tenant_cache import TenantCache
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, HotRedis
 from tests.factories import make_bot, make_org, message
 
 
@@ -114,10 +114,10 @@ def test_a_bot_changed_in_another_process_applies_at_the_next_request(
     pg_db: str,
     make_runtime: Callable[..., Runtime],
     clock: ManualClock,
-    redis_client: redis.Redis,
+    hot_redis: HotRedis,
 ) -> None:
-    api = make_runtime(pg_db, redis_url=REDIS_URL)
-    admin = make_runtime(pg_db, redis_url=REDIS_URL)
+    api = make_runtime(pg_db, **hot_redis.settings)
+    admin = make_runtime(pg_db, **hot_redis.settings)
     org = make_org(api)
     bot = make_bot(api, org.org_id)
     with _poster(api, org.api_key, bot) as post:

@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+from reengage.adapters.redis.shards import SyncClient, script
 
 # KEYS: gap pointers..., then rate-slot prefixes...; ARGV: n_gaps, then each key's rate,
 # then the instant of a slot the caller held and is late for (-1: none).
@@ -144,9 +147,11 @@ class RedisPacer:
     """Distributed mode: one Lua script on Redis' own clock, so workers on many machines agree
     (`now`: a test's manual clock instead)."""
 
-    def __init__(self, client: redis.Redis, now: Callable[[], float] | None = None) -> None:
-        self._script = client.register_script(_RESERVE if now is None else _with_now(_RESERVE))
-        self._hold = client.register_script(_HOLD if now is None else _with_now(_HOLD))
+    def __init__(self, client: SyncClient, now: Callable[[], float] | None = None) -> None:
+        # On a cluster a script runs on one slot: the keys of a reservation share a hash tag.
+        self._one_slot = isinstance(client, RedisCluster)
+        self._script = script(client, _RESERVE if now is None else _with_now(_RESERVE))
+        self._hold = script(client, _HOLD if now is None else _with_now(_HOLD))
         self._client = client
         self._now = now
 
@@ -163,12 +168,18 @@ class RedisPacer:
         `late_for`: the caller's own earlier reservation, which it missed; where nobody has
         reserved after it, the gap counts from it, not from behind it."""
         keys = [key for key, _ in gaps] + [key for key, _ in rates]
+        self._check_slot(keys)
         args = [len(gaps), *(rate for _, rate in gaps), *(rate for _, rate in rates)]
         held = -1.0 if late_for is None else late_for
         at, wait = self._script(keys=keys, args=[*args, held, *self._time()])
         return Slot(float(at), float(wait))
 
+    def _check_slot(self, keys: Sequence[str]) -> None:
+        if self._one_slot and len({key_slot(k.encode()) for k in keys}) > 1:
+            raise ValueError(f"pacing keys {list(keys)} must share one hash tag on a cluster")
+
     def hold(self, keys: Sequence[str], until: float) -> None:
+        self._check_slot(keys)
         self._hold(keys=list(keys), args=[until, *self._time()])
 
     def now(self) -> float:

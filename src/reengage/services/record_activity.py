@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Bot
 from reengage.adapters.redis.activity_store import RedisActivityStore
+from reengage.adapters.redis.sharded_activity import ShardedActivityStore
 from reengage.domain.activity import ActivityEvent, BotPolicy, ChannelKind, RecordResult
 from reengage.domain.bounds import event_problem
 from reengage.domain.timer import Timer
@@ -128,7 +129,7 @@ def _record(
 
 async def record_on_loop(
     tenants: TenantView,
-    store: RedisActivityStore,
+    store: RedisActivityStore | ShardedActivityStore,
     client: redis.asyncio.Redis,
     org_id: int,
     events: Sequence[ActivityEvent],

@@ -15,6 +15,7 @@ from typing import cast
 
 import redis
 
+from reengage.adapters.redis.shards import SyncClient, script
 from reengage.domain.timer import Backlog, ClaimedTimer, Payload, Timer
 
 _SCHEDULE = """
@@ -77,6 +78,21 @@ end
 return n
 """
 
+# Cancel: one script rather than a MULTI, which a cluster client does not send.
+_CANCEL = """
+for _, k in ipairs(ARGV) do
+  redis.call('ZREM', KEYS[1], k)
+  redis.call('HDEL', KEYS[2], k)
+  redis.call('ZREM', KEYS[3], k)
+end
+return 0
+"""
+
+_IN_FLIGHT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"""
+
 _CHUNK = 1000
 
 
@@ -101,24 +117,35 @@ def _decode(key: str, value: str) -> ClaimedTimer:
 
 
 class RedisTimerStore:
-    """Pending timers in Redis; rebuilt from the database when Redis comes back empty."""
+    """Pending timers in Redis (one shard of them: `tag`, its hash tag; None: the names of a
+    single instance); rebuilt from the database when Redis comes back empty."""
 
-    def __init__(self, client: redis.Redis, namespace: str = "reengage") -> None:
+    def __init__(
+        self, client: SyncClient, namespace: str = "reengage", tag: str | None = None
+    ) -> None:
         self._r = client
-        # One hash tag: both keys land in the same slot on Redis Cluster.
-        self._zset = f"{{{namespace}:timers}}:due"
-        self._hash = f"{{{namespace}:timers}}:data"
-        self._sentinel = f"{{{namespace}:timers}}:built"
+        # One hash tag: every key of the store lands in the same slot on Redis Cluster.
+        prefix = f"{{{namespace}:timers}}" if tag is None else f"{{{tag}}}:timers"
+        self._zset = f"{prefix}:due"
+        self._hash = f"{prefix}:data"
+        self._sentinel = f"{prefix}:built"
         # First claims by the end of their lease: what is in flight.
-        self._leased = f"{{{namespace}:timers}}:leased"
+        self._leased = f"{prefix}:leased"
+        # One channel for every shard (a channel is not a key: any node may publish to it).
         self._channel = f"{{{namespace}:timers}}:wake"
-        self._schedule = client.register_script(_SCHEDULE)
-        self._claim = client.register_script(_CLAIM)
-        self._ack = client.register_script(_ACK)
+        self._schedule = script(client, _SCHEDULE)
+        self._claim = script(client, _CLAIM)
+        self._ack = script(client, _ACK)
+        self._cancel = script(client, _CANCEL)
+        self._count_leased = script(client, _IN_FLIGHT)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "reengage") -> RedisTimerStore:
         return cls(redis.Redis.from_url(url, decode_responses=True), namespace)
+
+    @property
+    def client(self) -> SyncClient:
+        return self._r
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -150,11 +177,7 @@ class RedisTimerStore:
 
     def cancel(self, keys: Sequence[str]) -> None:
         if keys:
-            pipe = self._r.pipeline(transaction=True)
-            pipe.zrem(self._zset, *keys)
-            pipe.hdel(self._hash, *keys)
-            pipe.zrem(self._leased, *keys)
-            pipe.execute()  # type: ignore[no-untyped-call]
+            self._cancel(keys=self._all_keys, args=list(keys))
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedTimer]:
         lease_ms = int(lease.total_seconds() * 1000)
@@ -182,16 +205,13 @@ class RedisTimerStore:
         return _from_ms(int(first[0][1])) if first else None
 
     def in_flight(self, now: datetime) -> int:
-        pipe = self._r.pipeline(transaction=True)
-        pipe.zremrangebyscore(self._leased, "-inf", _ms(now))
-        pipe.zcard(self._leased)
-        return int(pipe.execute()[1])  # type: ignore[no-untyped-call]
+        return int(self._count_leased(keys=[self._leased], args=[_ms(now)]))
 
     def backlog(self, now: datetime) -> Backlog:
         pipe = self._r.pipeline(transaction=False)
         pipe.zcount(self._zset, "-inf", _ms(now))
         pipe.zrange(self._zset, 0, 0, withscores=True)
-        due, first = pipe.execute()  # type: ignore[no-untyped-call]
+        due, first = pipe.execute()
         return Backlog(int(due), _from_ms(int(first[0][1])) if due and first else None)
 
     def wakeups(self) -> RedisWakeups:
@@ -211,7 +231,7 @@ class RedisWakeups:
     # something else (a stop) between waits.
     _SLICE = 0.25
 
-    def __init__(self, client: redis.Redis, channel: str) -> None:
+    def __init__(self, client: SyncClient, channel: str) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._pubsub.subscribe(channel)
 

@@ -11,7 +11,7 @@ Redis memory thus follows the active subjects. The scripts are in `activity_scri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 from uuid import uuid4
@@ -27,6 +27,7 @@ from reengage.adapters.db.inbound import inbound_rows, inbound_timers, insert_ro
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.subjects import write_subject_clocks
 from reengage.adapters.redis import activity_scripts as lua
+from reengage.adapters.redis.shards import SyncClient, script
 from reengage.domain.activity import (
     MESSAGE_TYPES,
     ActivityEvent,
@@ -71,9 +72,13 @@ def _dt(value: str | None) -> datetime | None:
 
 
 class RedisActivityStore:
+    """One shard of the hot state (`tag`: its hash tag, shared with its timer store; None:
+    the names of a single instance). `owns`: whether a subject belongs here, when there are
+    several shards (a restore seeds only its own)."""
+
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncClient,
         timers: RedisTimerStore,
         sessions: sessionmaker[Session],
         *,
@@ -81,11 +86,14 @@ class RedisActivityStore:
         dedup_per_subject: int = 16,
         idle: timedelta = timedelta(hours=1),
         stuck_after: timedelta = timedelta(seconds=60),
+        tag: str | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self._r = client
         self._timers = timers
         self._sessions = sessions
-        self._ns = f"{{{namespace}:activity}}"
+        self._ns = f"{{{namespace}:activity}}" if tag is None else f"{{{tag}}}:activity"
+        self._owns = owns
         self._dirty = f"{self._ns}:dirty"
         self._inflight = f"{self._ns}:flushing"
         # Present while every subject of the database is also here; gone with the data.
@@ -96,13 +104,13 @@ class RedisActivityStore:
         self._ring = dedup_per_subject
         self._idle = idle
         self._stuck = stuck_after
-        self._record = client.register_script(lua.RECORD)
-        self._take = client.register_script(lua.TAKE)
-        self._change_status = client.register_script(lua.CHANGE_STATUS)
-        self._seed_one = client.register_script(lua.SEED)
-        self._advance = client.register_script(lua.ADVANCE)
-        self._settle = client.register_script(lua.SETTLE)
-        self._expire = client.register_script(lua.EXPIRE)
+        self._record = script(client, lua.RECORD)
+        self._take = script(client, lua.TAKE)
+        self._change_status = script(client, lua.CHANGE_STATUS)
+        self._seed_one = script(client, lua.SEED)
+        self._advance = script(client, lua.ADVANCE)
+        self._settle = script(client, lua.SETTLE)
+        self._expire = script(client, lua.EXPIRE)
         # Concurrent requests' messages share a transaction (each still waits for its commit).
         self._store_inbound = GroupCommit(sessions, insert_rows)
         self._store_inbound_on_loop = LoopGroupCommit(
@@ -111,6 +119,11 @@ class RedisActivityStore:
 
     def _hash(self, subject: str) -> str:
         return f"{self._ns}:s:{subject}"
+
+    def _stamp(self, org_id: int, stamp: ConfigStamp | None) -> list[str]:
+        """The record script's stamp arguments: this shard's copy of the organization's
+        stamp (`ConfigStamps` writes one per shard), and the value the caller read."""
+        return [f"{self._ns}:config:{org_id}", stamp.value] if stamp else ["", ""]
 
     def record(
         self,
@@ -177,10 +190,11 @@ class RedisActivityStore:
         said = inbound_rows(org_id, ordered, now)
         zkey, dkey = self._timers.keys
         args: list[str | int] = [self._ns, self._ring, zkey, dkey, self._timers.wake_channel]
-        args += [stamp.key, stamp.value] if stamp else ["", ""]
+        args += self._stamp(org_id, stamp)
         args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
         try:
-            out = await client.evalsha(self._record.sha, 0, *args)  # type: ignore[misc, arg-type]
+            # The one key names the shard's slot, where a cluster runs the script.
+            out = await client.evalsha(self._record.sha, 1, self._dirty, *args)  # type: ignore[misc, arg-type]
         except redis.exceptions.NoScriptError:
             return None  # Redis restarted: `record` loads the script again
         accepted = int(out[0])
@@ -189,6 +203,13 @@ class RedisActivityStore:
         if said:
             await self._store_inbound_on_loop(said)
         return RecordResult(accepted, len(events) - accepted)
+
+    def check(
+        self, org_id: int, stamp: ConfigStamp | None, subjects: list[str], now: datetime
+    ) -> None:
+        """Raise StaleConfig when `stamp` is no longer current here; bring the named subjects
+        from the database where Redis may lack them. Applies no activity."""
+        self._script(org_id, stamp, subjects, [], now)
 
     def _script(
         self,
@@ -203,10 +224,11 @@ class RedisActivityStore:
         """One call of the record script; seeds what it names missing and calls again."""
         zkey, dkey = self._timers.keys
         head: list[str | int] = [self._ns, self._ring, zkey, dkey, self._timers.wake_channel]
-        head += [stamp.key, stamp.value] if stamp else ["", ""]
+        head += self._stamp(org_id, stamp)
         while True:
             out = self._record(
-                args=[*head, "1" if check else "0", len(subjects), *subjects, *payloads]
+                keys=[self._dirty],
+                args=[*head, "1" if check else "0", len(subjects), *subjects, *payloads],
             )
             code = int(out[0])
             if code == -1:
@@ -236,8 +258,10 @@ class RedisActivityStore:
         """Write each subject's latest conversation to Redis, unless the subject is there."""
         latest: dict[tuple[int, str], tuple[int, Conversation]] = {}
         for bot_id, user_id, org_id, conv in rows:
-            latest[(bot_id, user_id)] = (org_id, conv)
-        pipe = self._r.pipeline(transaction=False)
+            if self._owns is None or self._owns(subject_key(bot_id, user_id)):
+                latest[(bot_id, user_id)] = (org_id, conv)
+        # A cluster's pipeline cannot load a script it lacks: there, one call each.
+        pipe = self._r.pipeline(transaction=False) if isinstance(self._r, redis.Redis) else None
         quiet = _ms(now + self._idle)
         for (bot_id, user_id), (org_id, conv) in latest.items():
             values: list[str] = [
@@ -254,7 +278,8 @@ class RedisActivityStore:
                 args=[quiet, self._ns, subject, *values],
                 client=pipe,
             )
-        pipe.execute()  # type: ignore[no-untyped-call]
+        if pipe is not None:
+            pipe.execute()  # type: ignore[no-untyped-call]
         return len(latest)
 
     def restore(self, now: datetime, limit: int = 2000) -> bool:
@@ -314,7 +339,7 @@ class RedisActivityStore:
         pipe = self._r.pipeline(transaction=False)
         pipe.scard(self._dirty)
         pipe.zcard(self._inflight)
-        dirty, flushing = pipe.execute()  # type: ignore[no-untyped-call]
+        dirty, flushing = pipe.execute()
         return int(dirty) + int(flushing)
 
     def flush_subject(self, bot_id: int, user_id: str, now: datetime) -> None:
@@ -328,39 +353,47 @@ class RedisActivityStore:
         pipe = self._r.pipeline(transaction=False)
         for bot_id, user_id in subjects:
             pipe.hget(self._hash(subject_key(bot_id, user_id)), "seq")
-        seqs = pipe.execute()  # type: ignore[no-untyped-call]
+        seqs = pipe.execute()
         return [int(seq) if seq is not None else None for seq in seqs]
 
     def flush_subjects(self, subjects: Sequence[tuple[int, str]], now: datetime) -> None:
+        self._write(self.take_subjects(subjects, now), now)
+
+    def take_subjects(
+        self, subjects: Sequence[tuple[int, str]], now: datetime
+    ) -> dict[str, dict[str, str]]:
+        """The dirty ones of these subjects, moved in flight, each with its hash: to be
+        written to the database, then `settle`d."""
         keys = list(dict.fromkeys(subject_key(bot_id, user_id) for bot_id, user_id in subjects))
         if not keys:
-            return
+            return {}
         pipe = self._r.pipeline(transaction=False)
         for key in keys:
             pipe.srem(self._dirty, key)
-        taken = pipe.execute()  # type: ignore[no-untyped-call]
+        taken = pipe.execute()
         dirty = [key for key, was in zip(keys, taken, strict=True) if was]
         if not dirty:
-            return
+            return {}
         pipe.zadd(self._inflight, dict.fromkeys(dirty, _ms(now)))
         for key in dirty:
             pipe.hgetall(self._hash(key))
-        data = pipe.execute()[1:]  # type: ignore[no-untyped-call]
-        self._write(dict(zip(dirty, data, strict=True)), now)
+        data = pipe.execute()[1:]
+        return dict(zip(dirty, data, strict=True))
 
     def _write(self, taken: dict[str, dict[str, str]], now: datetime) -> int:
         """Write the subjects' clocks in one transaction; then they are no longer in flight."""
         if not taken:
             return 0
-        items = [item for subject, data in taken.items() if (item := _subject_clock(subject, data))]
-        if items:
-            with self._sessions.begin() as session:
-                write_subject_clocks(session, items, now)
+        written = write_clocks(self._sessions, taken, now)
+        self.settle(list(taken), now)
+        return written
+
+    def settle(self, subjects: Sequence[str], now: datetime) -> None:
+        """Taken subjects are in the database: no longer in flight."""
         self._settle(
             keys=[self._dirty, self._inflight, self._idle_set],
-            args=[self._ns, _ms(now + self._idle), *taken],
+            args=[self._ns, _ms(now + self._idle), *subjects],
         )
-        return len(items)
 
     def expire_idle(self, now: datetime, limit: int = 2000) -> int:
         """Drop up to `limit` subjects quiet for the idle time, written to the database and
@@ -389,6 +422,17 @@ class RedisActivityStore:
         """Drop all hot state (tests: a Redis restart without persistence)."""
         for key in self._r.scan_iter(f"{self._ns}:*"):
             self._r.delete(key)
+
+
+def write_clocks(
+    sessions: sessionmaker[Session], taken: dict[str, dict[str, str]], now: datetime
+) -> int:
+    """Write taken subjects' clocks to the database in one transaction; return how many."""
+    items = [item for subject, data in taken.items() if (item := _subject_clock(subject, data))]
+    if items:
+        with sessions.begin() as session:
+            write_subject_clocks(session, items, now)
+    return len(items)
 
 
 def _segments(events: list[ActivityEvent]) -> list[list[ActivityEvent]]:

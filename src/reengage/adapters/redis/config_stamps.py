@@ -7,6 +7,7 @@ refuses a batch whose stamp is no longer current, so a change takes effect at on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import uuid4
 from weakref import WeakKeyDictionary
 
@@ -16,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import ApiKey, Bot, Organization
+from reengage.adapters.redis.shards import SyncClient
 from reengage.ports import ConfigStamp
 
 log = structlog.get_logger(__name__)
@@ -25,20 +27,31 @@ WATCHED = (Bot, ApiKey, Organization)
 
 
 class ConfigStamps:
-    def __init__(self, client: redis.Redis, namespace: str = "reengage") -> None:
+    """`tags`: the hash tags of the activity shards (None: a single instance's names). Each
+    shard holds a copy of every stamp, so that its record script reads it in its own slot."""
+
+    def __init__(
+        self, client: SyncClient, namespace: str = "reengage", tags: Sequence[str | None] = (None,)
+    ) -> None:
         self._r = client
-        self._prefix = f"{{{namespace}:activity}}:config:"
+        self._prefixes = [
+            f"{{{namespace}:activity}}:config:" if tag is None else f"{{{tag}}}:activity:config:"
+            for tag in tags
+        ]
         self._changed: WeakKeyDictionary[Session, set[int]] = WeakKeyDictionary()
 
     def read(self, org_id: int) -> ConfigStamp:
-        key = f"{self._prefix}{org_id}"
+        key = f"{self._prefixes[0]}{org_id}"
         return ConfigStamp(key, str(self._r.get(key) or ""))
 
     def bump(self, org_ids: set[int]) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        for org_id in org_ids:
-            pipe.set(f"{self._prefix}{org_id}", uuid4().hex)
-        pipe.execute()  # type: ignore[no-untyped-call]
+        stamps = {org_id: uuid4().hex for org_id in org_ids}
+        # The copy that is read goes last: whoever reads the new stamp finds it everywhere.
+        for prefix in [*self._prefixes[1:], self._prefixes[0]]:
+            pipe = self._r.pipeline(transaction=False)
+            for org_id, value in stamps.items():
+                pipe.set(f"{prefix}{org_id}", value)
+            pipe.execute()
 
     def watch(self, sessions: sessionmaker[Session]) -> None:
         """Bump the stamp of every organization whose bots or keys a session of `sessions`

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from reengage import __version__
+from reengage.adapters.redis.shards import connect_async
 from reengage.config import DEFAULT_MAX_BODY_BYTES, Settings
 from reengage.entrypoints import metrics_server
 from reengage.entrypoints.api.admins import admins_router
@@ -48,7 +48,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """With Redis: an asyncio client for the hot path, on the loop that serves the app."""
     runtime: Runtime = app.state.runtime
     url = runtime.settings.redis_url
-    client = redis.asyncio.Redis.from_url(url, decode_responses=True) if url else None
+    cluster = runtime.settings.redis_cluster
+    client = connect_async(url, cluster=cluster) if url else None
     app.state.loop_redis = client
     try:
         yield

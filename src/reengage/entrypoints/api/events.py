@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from reengage.adapters.redis.activity_store import RedisActivityStore
+from reengage.adapters.redis.sharded_activity import ShardedActivityStore
 from reengage.domain.activity import ActivityEvent, Inbound, RecordResult
 from reengage.entrypoints.api.deps import RuntimeDep, bearer
 from reengage.entrypoints.api.schemas import ErrorOut, EventBatch, EventIn, RecordOut
@@ -182,7 +183,7 @@ async def recorded_on_loop(
     store = runtime.activity
     if (
         client is None
-        or not isinstance(store, RedisActivityStore)
+        or not isinstance(store, RedisActivityStore | ShardedActivityStore)
         or not runtime.tenants.knows(org_id, {e.bot_id for e in events})
     ):
         return None

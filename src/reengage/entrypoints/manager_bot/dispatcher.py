@@ -12,6 +12,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
 
+from reengage.adapters.redis.shards import connect_async
 from reengage.config import Settings
 from reengage.entrypoints.manager_bot.access import CallbackAccess, MessageAccess
 from reengage.entrypoints.manager_bot.campaign_menus import recovery_router
@@ -23,9 +24,18 @@ from reengage.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 
+class ClusterStorage(RedisStorage):
+    """aiogram's Redis storage on a cluster client (whose `aclose` takes no pool flag)."""
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
 def storage_for(settings: Settings) -> BaseStorage:
     """Conversation state in Redis when configured (survives restarts, shared by replicas),
     in memory in embedded mode."""
+    if settings.redis_url and settings.redis_cluster:  # one key per chat: any slot will do
+        return ClusterStorage(connect_async(settings.redis_url, cluster=True))  # type: ignore[arg-type]
     if settings.redis_url:
         return RedisStorage.from_url(settings.redis_url)
     return MemoryStorage()
