@@ -231,12 +231,21 @@ def settle(runtime: Runtime) -> None:
         pass
 
 
+def _on_cluster(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    uses = getattr(item, "fixturenames", ())
+    return "cluster_client" in uses or "cluster" in params.values()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`integration` and `e2e` by folder; `slow` is set by the tests themselves."""
+    """`integration` and `e2e` by folder; `slow` is set by the tests themselves. The tests
+    on the one local Redis Cluster (which they empty) run in one process under `-n`."""
     for item in items:
         folder = item.path.parent.name
         if folder in ("integration", "e2e"):
             item.add_marker(folder)
+        if _on_cluster(item):
+            item.add_marker(pytest.mark.xdist_group("redis_cluster"))
 
 
 pytest_plugins = ["tests.channel_harness"]
