@@ -4,6 +4,7 @@ be translated), and list those the code no longer uses.
 
     .venv/bin/python scripts/i18n_extract.py          # update the catalogue
     .venv/bin/python scripts/i18n_extract.py --check  # exit 1 when something is missing
+    .venv/bin/python scripts/i18n_extract.py --prune  # also delete what the code no longer uses
 
 It extracts as `pybabel extract -F babel.cfg -k N_` does; unlike `pybabel update` it leaves
 the texts looked up by key (msgctxt "console:…", "manager_bot:…") alone: they live in the
@@ -41,6 +42,7 @@ def extracted() -> dict[str, list[tuple[str, int]]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing, exit 1 if stale")
+    parser.add_argument("--prune", action="store_true", help="delete those no longer used")
     args = parser.parse_args(argv)
     with CATALOGUE.open("rb") as file:
         catalog = read_po(file, locale="pt_BR")
@@ -54,12 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         catalog.add(msgid, "", locations=found[msgid], flags=flags)
     for msgid in unused:
         print(f"no longer in the code: {msgid!r}")
+        if args.prune:
+            catalog.delete(msgid)
     if args.check:
         return 1 if missing or unused else 0
-    if missing:
+    if missing or (unused and args.prune):
         with CATALOGUE.open("wb") as file:
             write_po(file, catalog, width=100, include_lineno=False)
         print(f"{len(missing)} new messages in {CATALOGUE.name}: translate their msgstr")
+    if unused and not args.prune:
+        print("--prune deletes the messages no longer in the code")
     return 0
 
 

@@ -36,7 +36,7 @@ DEFAULT = "pt-BR"
 CATALOGUE = "locale/pt_BR/LC_MESSAGES/messages.po"
 
 
-def N_(msgid: str) -> str:  # noqa: N802 (gettext's name for "mark for extraction")
+def N_(msgid: str) -> str:
     """Marks `msgid` for the catalogue; translated later, where the language is known."""
     return msgid
 

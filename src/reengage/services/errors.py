@@ -38,6 +38,11 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
 # What a pure parser of a caller's JSON raises when a value has an unexpected type or size.
 MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError)
 

@@ -42,8 +42,8 @@ async def too_large(scope: Scope, limit: int) -> JSONResponse:
         "payload_too_large",
         "body",
         N_("the request body is larger than {limit} bytes"),
+        {"limit": limit},
         {"Connection": "close"},
-        limit=limit,
     )
 
 

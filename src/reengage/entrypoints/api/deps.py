@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from reengage.i18n import N_
 from reengage.runtime import Runtime
 from reengage.services.audit_log import api_key_actor
 from reengage.services.errors import Unauthorized
@@ -30,7 +31,7 @@ def get_org_id(
 ) -> int:
     key = bearer.credentials if bearer else x_api_key
     if not key:
-        raise Unauthorized("missing API key (Authorization: Bearer <key>)")
+        raise Unauthorized(N_("missing API key (Authorization: Bearer <key>)"))
     with runtime.sessions() as session:
         return authenticate(session, key)
 

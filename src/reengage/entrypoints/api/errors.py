@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -35,7 +36,9 @@ class ErrorOut(BaseModel):
     """Every error the API answers: `error` and `field` for programs, `message` for people."""
 
     error: str = Field(description="A stable, machine-readable code", examples=["not_found"])
-    field: str | None = Field(description="The input at fault, when there is one", examples=["bot_id"])
+    field: str | None = Field(
+        description="The input at fault, when there is one", examples=["bot_id"]
+    )
     message: str = Field(
         description="What went wrong, in the organization's language (else Accept-Language)",
         examples=["bot 42 não encontrado"],
@@ -54,10 +57,15 @@ class ValidationErrorOut(ErrorOut):
 
 
 def error_body(
-    language: str, code: str, field: str | None, msgid: str, **values: Any
+    language: str,
+    code: str,
+    field: str | None,
+    msgid: str,
+    values: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The error shape, its message in `language`."""
-    return {"error": code, "field": field, "message": translate(msgid, language, **values)}
+    message = translate(msgid, language, **(values or {}))
+    return {"error": code, "field": field, "message": message}
 
 
 async def error_response(
@@ -66,10 +74,10 @@ async def error_response(
     code: str,
     field: str | None,
     msgid: str,
-    headers: dict[str, str] | None = None,
-    **values: Any,
+    values: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = error_body(await language_of(scope), code, field, msgid, **values)
+    body = error_body(await language_of(scope), code, field, msgid, values)
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
@@ -93,9 +101,7 @@ def _location(err: dict[str, Any]) -> tuple[Any, ...]:
     return (*loc, *inner.path) if isinstance(inner, UnstorableValue) else loc
 
 
-def _relevant(
-    errors: list[dict[str, Any]], body: Any, language: str
-) -> list[dict[str, Any]]:
+def _relevant(errors: list[dict[str, Any]], body: Any, language: str) -> list[dict[str, Any]]:
     # A body may be one event or a batch: report only the errors of the shape that was sent.
     shape = "EventBatch" if isinstance(body, dict) and "events" in body else "EventIn"
     out = []
@@ -135,14 +141,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                 "unsupported_media_type",
                 "body",
                 N_("the body must be JSON (Content-Type: application/json), not {kind}"),
-                kind=request.headers.get("content-type", "")[:100],
+                {"kind": request.headers.get("content-type", "")[:100]},
             ),
         )
     errors = _relevant(list(exc.errors()), exc.body, language)
-    first = errors[0] if errors else {
-        "field": "body",
-        "message": translate(N_("invalid request"), language),
-    }
+    first = (
+        errors[0]
+        if errors
+        else {
+            "field": "body",
+            "message": translate(N_("invalid request"), language),
+        }
+    )
     return JSONResponse(
         status_code=422,
         content={"error": "invalid_input", **first, "errors": errors},
@@ -152,7 +162,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     return await error_response(
-        request.scope, exc.status, exc.code, exc.field, exc.msgid, **exc.values
+        request.scope, exc.status, exc.code, exc.field, exc.msgid, exc.values
     )
 
 
@@ -164,19 +174,33 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     method, path = request.method, request.url.path[:200]
     if exc.status_code == 404:
         return await error_response(
-            request.scope, 404, "not_found", None, N_("no such route: {method} {path}"),
-            headers, method=method, path=path,
+            request.scope,
+            404,
+            "not_found",
+            None,
+            N_("no such route: {method} {path}"),
+            {"method": method, "path": path},
+            headers,
         )
     if exc.status_code == 405:
         return await error_response(
-            request.scope, 405, "method_not_allowed", None,
+            request.scope,
+            405,
+            "method_not_allowed",
+            None,
             N_("{method} is not allowed on {path}; allowed: {allowed}"),
-            headers, method=method, path=path, allowed=headers.get("Allow", ""),
+            {"method": method, "path": path, "allowed": headers.get("Allow", "")},
+            headers,
         )
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
     return await error_response(
-        request.scope, exc.status_code, code, None, N_("{status} {phrase}"), headers,
-        status=exc.status_code, phrase=HTTPStatus(exc.status_code).phrase,
+        request.scope,
+        exc.status_code,
+        code,
+        None,
+        N_("{number} {phrase}"),
+        {"number": exc.status_code, "phrase": HTTPStatus(exc.status_code).phrase},
+        headers,
     )
 
 
