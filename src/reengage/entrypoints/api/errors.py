@@ -15,12 +15,12 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, StatementError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reengage.entrypoints.api.language import language_of
+from reengage.entrypoints.api.openapi import document
 from reengage.entrypoints.api.schemas import UnstorableValue
 from reengage.entrypoints.api.validation_texts import validation_message
 from reengage.entrypoints.logging import exception_fields
@@ -30,30 +30,6 @@ from reengage.services.errors import ServiceError
 log = structlog.get_logger(__name__)
 
 JSON_TYPES = re.compile(r"application/(?:[\w.+-]+\+)?json\b", re.IGNORECASE)
-
-
-class ErrorOut(BaseModel):
-    """Every error the API answers: `error` and `field` for programs, `message` for people."""
-
-    error: str = Field(description="A stable, machine-readable code", examples=["not_found"])
-    field: str | None = Field(
-        description="The input at fault, when there is one", examples=["bot_id"]
-    )
-    message: str = Field(
-        description="What went wrong, in the organization's language (else Accept-Language)",
-        examples=["bot 42 não encontrado"],
-    )
-
-
-class FieldErrorOut(BaseModel):
-    field: str
-    message: str
-
-
-class ValidationErrorOut(ErrorOut):
-    """A 422: the first mistake at the top, and every mistake in `errors`."""
-
-    errors: list[FieldErrorOut] = Field(default_factory=list)
 
 
 def error_body(
@@ -276,4 +252,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(HTTPException, _http_error)
+    document(app)  # the OpenAPI document: error responses, security schemes, examples
     app.add_middleware(SafetyNet)

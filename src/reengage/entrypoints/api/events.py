@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import redis.asyncio
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import TypeAdapter, ValidationError
@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.domain.activity import ActivityEvent, Inbound, RecordResult
-from reengage.entrypoints.api.deps import RuntimeDep, bearer
+from reengage.entrypoints.api.deps import RuntimeDep, api_key_header, bearer
 from reengage.entrypoints.api.schemas import ErrorOut, EventBatch, EventIn, RecordOut
 from reengage.i18n import N_
 from reengage.metrics import EVENTS_RECORDED
@@ -105,7 +105,7 @@ def parse_events(body: bytes) -> EventBatch | EventIn:
 
 async def api_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    x_api_key: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Depends(api_key_header)] = None,
 ) -> str:
     key = credentials.credentials if credentials else x_api_key
     if not key:
