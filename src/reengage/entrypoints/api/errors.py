@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DataError, StatementError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -142,6 +143,17 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _allowed(request: Request) -> str:
+    """Every method some route takes at this path (Starlette's `Allow` names only the first
+    route that matched the path, and `GET /v1/bots` and `POST /v1/bots` are two routes)."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        regex = getattr(context, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(context, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """What Starlette itself refuses: an unknown route (404), a method the route does not
     take (405, with `Allow`)."""
@@ -159,6 +171,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             headers,
         )
     if exc.status_code == 405:
+        headers["Allow"] = _allowed(request) or headers.get("Allow", "")
         return await error_response(
             request.scope,
             405,
