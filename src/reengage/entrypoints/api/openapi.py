@@ -25,8 +25,8 @@ _POLICY = {
 _FLOW = {
     "start": "hello",
     "nodes": [
-        {"id": "hello", "type": "message", "text": "Olá! Sou o bot da loja.", "next": "plan"},
-        {"id": "plan", "type": "question", "text": "Qual plano? (mensal/anual)", "var": "plan"},
+        {"id": "hello", "type": "message", "text": "Olá! Sou o bot da loja.", "next": "ask"},
+        {"id": "ask", "type": "question", "text": "Qual plano? (mensal/anual)", "var": "plan"},
     ],
 }
 _CAMPAIGN = {

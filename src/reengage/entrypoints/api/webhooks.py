@@ -37,7 +37,7 @@ from reengage.domain.activity import (
 )
 from reengage.entrypoints.api.deps import RuntimeDep
 from reengage.entrypoints.api.events import recorded_on_loop
-from reengage.entrypoints.api.schemas import Id, Text, UserId
+from reengage.entrypoints.api.schemas import ErrorOut, Id, Text, UserId
 from reengage.i18n import N_
 from reengage.inbound.platform import Statuses, set_blocked
 from reengage.ports import ConfigStamp
@@ -245,7 +245,9 @@ def _ok(runtime: Runtime, found: _Found, query_id: str | None) -> Response:
 # --- WhatsApp -------------------------------------------------------------------------------
 
 
-@webhooks_router.get("/whatsapp/{bot_id}", response_class=PlainTextResponse)
+@webhooks_router.get(
+    "/whatsapp/{bot_id}", response_class=PlainTextResponse, responses={403: {"model": ErrorOut}}
+)
 def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainTextResponse:
     """Meta's verification handshake: echo `hub.challenge` when `hub.verify_token` matches."""
     credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP).credentials
