@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing or (unused and args.prune):
         with CATALOGUE.open("wb") as file:
             write_po(file, catalog, width=100, include_lineno=False)
+    if missing:
         print(f"{len(missing)} new messages in {CATALOGUE.name}: translate their msgstr")
     if unused and not args.prune:
         print("--prune deletes the messages no longer in the code")
