@@ -15,6 +15,8 @@ from babel.messages.pofile import read_po
 from pydantic_core import PydanticKnownError
 
 from reengage import i18n
+from reengage.domain.campaign_draft import DraftError
+from reengage.domain.schedule import ScheduleError
 from reengage.entrypoints.api.validation_texts import TEMPLATES, validation_message
 from reengage.entrypoints.console import texts as console_texts
 from reengage.entrypoints.manager_bot import texts as bot_texts
@@ -52,10 +54,23 @@ def test_no_text_is_left_in_the_old_tuples() -> None:
     assert bot_texts._TEXTS == {}
 
 
+@pytest.mark.parametrize(
+    ("error", "pt", "en"),
+    [
+        (ScheduleError("time", "25:00"), "Horário inválido: 25:00", "Invalid time: 25:00"),
+        (DraftError("no_step", 6), "O passo 6 não existe", "Step 6 does not exist"),
+    ],
+)
+def test_domain_errors_read_the_catalogue(error: Exception, pt: str, en: str) -> None:
+    assert (error.message("pt-BR"), error.message("en")) == (pt, en)  # type: ignore[attr-defined]
+    assert str(error) == en
+
+
 def test_keys_are_unique_per_scope() -> None:
     contexts = [m.context for m in ENTRIES if m.context]
     assert len(contexts) == len(set(contexts))
-    assert all(c.split(":")[0] in {"console", "manager_bot"} for c in contexts)
+    scopes = {"console", "manager_bot", "schedule", "campaign_draft"}
+    assert all(c.split(":")[0] in scopes for c in contexts)
 
 
 @pytest.mark.parametrize(
