@@ -270,3 +270,14 @@ def test_an_error_body_is_json_even_for_a_client_that_accepts_anything(world: Wo
     answer = world.client.get("/nowhere", headers={"Accept": "text/html"})
     assert answer.status_code == 404
     assert json.loads(answer.text)["error"] == "not_found"
+
+
+def test_a_request_that_succeeds_never_looks_up_a_language(world: World) -> None:
+    org = world.orgs["en"]
+    event = {"id": "e-1", "type": "message.user", "bot_id": org.bot, "user_id": "u"}
+    headers = {"Authorization": f"Bearer {org.key}"}
+    for _ in range(2):  # the first checks the key the full way, the second from memory
+        assert world.client.post("/v1/events", json=event, headers=headers).is_success
+    assert getattr(world.client.app.state, "key_languages", None) is None  # type: ignore[attr-defined]
+    assert world.client.get("/v1/bots/999999", headers=headers).status_code == 404
+    assert world.client.app.state.key_languages is not None  # type: ignore[attr-defined]
