@@ -39,7 +39,8 @@ def _is_413(answer: object) -> None:
     assert answer.json() == {  # type: ignore[attr-defined]
         "error": "payload_too_large",
         "field": "body",
-        "message": f"the request body is larger than {LIMIT} bytes",
+        # in the organization's language (pt-BR, the default)
+        "message": f"o corpo da requisição tem mais de {LIMIT} bytes",
     }
 
 

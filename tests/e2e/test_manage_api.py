@@ -128,7 +128,7 @@ def test_a_bot_without_a_token_has_none_to_rotate(org: Org) -> None:
     bot = _bot(org, channel="simulator", credentials=None)
     answer = org.call("put", f"/v1/bots/{bot['id']}/token", {"token": "x"})
     assert answer.status_code == 422
-    assert "simulator bots have no token" in answer.json()["message"]
+    assert "bots simulator não têm token" in answer.json()["message"]  # the org's pt-BR
     empty = org.call("put", f"/v1/bots/{_bot(org)['id']}/token", {"token": ""})
     assert empty.status_code == 422
     assert empty.json()["field"] == "token"

@@ -16,6 +16,7 @@ from reengage.adapters.db.models import Delivery
 from reengage.adapters.db.sets import insert_many
 from reengage.domain.outbound import OutboundMessage, message_from_json, message_to_json
 from reengage.domain.timer import Payload, Purpose, Timer, timer_key
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput, NotFound
 
 log = structlog.get_logger(__name__)
@@ -134,9 +135,13 @@ def resend_delivery(
         select(Delivery).where(Delivery.org_id == org_id, Delivery.id == delivery_id)
     )
     if row is None:
-        raise NotFound(f"delivery {delivery_id} not found", "delivery_id")
+        raise NotFound(
+            N_("delivery {delivery_id} not found"), "delivery_id", delivery_id=delivery_id
+        )
     if row.status != "failed":
-        raise InvalidInput(f"only a failed delivery can be sent again (this one is {row.status})")
+        raise InvalidInput(
+            N_("only a failed delivery can be sent again (this one is {status})"), status=row.status
+        )
     request = DeliveryRequest(
         row.org_id,
         row.bot_id,

@@ -13,35 +13,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from reengage import i18n
 from reengage.domain import recovery as rec
 from reengage.domain import schedule as sch
 from reengage.domain.duration import format_duration, parse_duration
 
 Draft = dict[str, Any]
 
-_MESSAGES = {
-    "no_step": ("O passo {v} não existe", "Step {v} does not exist"),
-    "no_block": ("O bloco {v} não existe", "Block {v} does not exist"),
-    "duration": (
-        "Duração inválida: {v}. Use 30s, 10m, 2h ou 1d",
-        "Invalid duration: {v}. Use 30s, 10m, 2h or 1d",
-    ),
-    "threshold": (
-        "A inatividade mínima é de 1 minuto: {v}",
-        "The inactivity threshold is at least 1 minute: {v}",
-    ),
-    "auto_delete": (
-        "A exclusão automática precisa de pelo menos 1 minuto: {v}",
-        "Auto-delete needs at least 1 minute: {v}",
-    ),
-    "user_id": ("ID de usuário inválido: {v}", "Invalid user id: {v}"),
-    "not_media": ("Só blocos de mídia têm legenda", "Only media blocks have a caption"),
-    "window_format": (
-        "Janela de envio inválida: {v}. Use 08:00-21:00",
-        "Invalid send window: {v}. Use 08:00-21:00",
-    ),
-    "invalid": ("Campanha inválida: {v}", "Invalid campaign: {v}"),
-}
 _USER_ID = re.compile(r"[A-Za-z0-9_+.@-]{1,128}")
 
 
@@ -53,8 +31,8 @@ class DraftError(ValueError):
         super().__init__(self.message("en"))
 
     def message(self, language: str = "pt-BR") -> str:
-        pt, en = _MESSAGES[self.code]
-        return (en if language == "en" else pt).format(v=self.value)
+        # The texts are in the message catalogue, under "campaign_draft:<code>".
+        return i18n.keyed("campaign_draft", self.code, language, v=self.value)
 
 
 def checked(draft: Draft) -> Draft:

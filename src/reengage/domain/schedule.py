@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from reengage import i18n
 from reengage.domain.duration import format_duration
 from reengage.domain.usual_hour import HourProfile, window_hours
 
@@ -25,20 +26,6 @@ MIN_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(days=365)
 MAX_DAYS = 365
 USUAL_FALLBACK = time(10, 0)
-
-_MESSAGES = {
-    "empty": ("O agendamento está vazio", "The schedule is empty"),
-    "unknown": (
-        "Agendamento inválido: {v}. Use 30m, 2h, 1d12h, amanhã 09:00 ou +2d 18:30",
-        "Invalid schedule: {v}. Use 30m, 2h, 1d12h, tomorrow 09:00 or +2d 18:30",
-    ),
-    "too_short": ("O intervalo mínimo é de 1 minuto: {v}", "The minimum delay is 1 minute: {v}"),
-    "too_long": ("O intervalo máximo é de 365 dias: {v}", "The maximum delay is 365 days: {v}"),
-    "time": ("Horário inválido: {v}", "Invalid time: {v}"),
-    "days": ("Número de dias inválido: {v} (de 1 a 365)", "Invalid number of days: {v} (1 to 365)"),
-    "zone": ("Fuso horário desconhecido: {v}", "Unknown time zone: {v}"),
-    "window": ("Janela de envio inválida: {v}", "Invalid send window: {v}"),
-}
 
 
 class ScheduleError(ValueError):
@@ -49,8 +36,8 @@ class ScheduleError(ValueError):
         super().__init__(self.message("en"))
 
     def message(self, language: str = "pt-BR") -> str:
-        pt, en = _MESSAGES[self.code]
-        return (en if language == "en" else pt).format(v=self.value)
+        # The texts are in the message catalogue, under "schedule:<code>".
+        return i18n.keyed("schedule", self.code, language, v=self.value)
 
 
 @dataclass(frozen=True, slots=True)

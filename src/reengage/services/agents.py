@@ -12,6 +12,7 @@ from reengage.domain import event as ev
 from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.events.outbox import emit_for_conversation
+from reengage.i18n import N_
 from reengage.runtime import Runtime
 from reengage.services.errors import InvalidInput, NotFound
 from reengage.services.tenancy import scoped, scoped_columns
@@ -24,7 +25,11 @@ def load(session: Session, org_id: int, conversation_id: int) -> tuple[Conversat
         .where(Conversation.id == conversation_id)
     ).first()
     if row is None:
-        raise NotFound(f"conversation {conversation_id} not found", "conversation_id")
+        raise NotFound(
+            N_("conversation {conversation_id} not found"),
+            "conversation_id",
+            conversation_id=conversation_id,
+        )
     return row[0], row[1]
 
 
@@ -46,9 +51,9 @@ def take(runtime: Runtime, org_id: int, conversation_id: int, agent: str) -> Non
     with runtime.sessions.begin() as session:
         conv, _ = load(session, org_id, conversation_id)
         if conv.status != ConversationStatus.HANDOFF.value:
-            raise InvalidInput("only conversations in handoff can be taken", "conversation_id")
+            raise InvalidInput(N_("only conversations in handoff can be taken"), "conversation_id")
         if conv.agent and conv.agent != agent:
-            raise InvalidInput(f"already taken by {conv.agent}", "agent")
+            raise InvalidInput(N_("already taken by {agent}"), "agent", agent=conv.agent)
         conv.agent = agent
 
 
@@ -59,7 +64,7 @@ def reply(
     with runtime.sessions.begin() as session:
         conv, user_id = load(session, org_id, conversation_id)
         if conv.status != ConversationStatus.HANDOFF.value:
-            raise InvalidInput("the conversation is not with an agent", "conversation_id")
+            raise InvalidInput(N_("the conversation is not with an agent"), "conversation_id")
         conv.agent = conv.agent or agent
         key = f"agent:{conv.id}:{conv.activity_seq}:{now.timestamp()}"
         request = DeliveryRequest(

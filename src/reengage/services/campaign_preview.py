@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from reengage.domain import recovery as rec
 from reengage.domain import schedule as sch
 from reengage.domain.activity import ChannelKind
+from reengage.i18n import N_
 from reengage.services import campaigns
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot
@@ -37,7 +38,7 @@ def preview_campaign(
     row = campaigns.get_campaign(session, org_id, bot_id)
     if published:
         if row.version == 0:
-            raise InvalidInput("nothing published yet", "published")
+            raise InvalidInput(N_("nothing published yet"), "published")
         campaign = version_of(session, row.id, row.version)
     else:
         try:

@@ -25,6 +25,7 @@ from reengage.domain import policy as pol
 from reengage.domain import recovery as rec
 from reengage.domain import replay as rp
 from reengage.domain.activity import ChannelKind, EventType
+from reengage.i18n import N_
 from reengage.services import campaigns
 from reengage.services.errors import InvalidInput, NotFound
 from reengage.services.policies import Scope, get_policy
@@ -45,7 +46,7 @@ class ReplayRequest:
 
 def check_days(days: int) -> None:
     if not 1 <= days <= rp.MAX_DAYS:
-        raise InvalidInput(f"must be between 1 and {rp.MAX_DAYS}", "days")
+        raise InvalidInput(N_("must be between 1 and {MAX_DAYS}"), "days", MAX_DAYS=rp.MAX_DAYS)
 
 
 def platform_rate(channel: str, paid_broadcast: bool) -> float:
@@ -297,7 +298,7 @@ class ReplayJobs:
     def get(self, org_id: int, bot_id: int, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None or (job.org_id, job.bot_id) != (org_id, bot_id):
-            raise NotFound(f"replay {job_id} not found", "job_id")
+            raise NotFound(N_("replay {job_id} not found"), "job_id", job_id=job_id)
         return job
 
 

@@ -17,6 +17,7 @@ from reengage.adapters.db.sets import on_postgres
 from reengage.domain import recovery as rec
 from reengage.domain import results as res
 from reengage.domain.activity import ChannelKind
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput, NotFound
 from reengage.services.tenancy import get_bot, scoped, scoped_columns
 
@@ -33,9 +34,9 @@ class Filters:
 
     def check(self) -> Filters:
         if not res.valid_range(self.start, self.end):
-            raise InvalidInput("must be after `from`", "to")
+            raise InvalidInput(N_("must be after `from`"), "to")
         if self.version is not None and self.version < 1:
-            raise InvalidInput("versions start at 1", "version")
+            raise InvalidInput(N_("versions start at 1"), "version")
         return self
 
 
@@ -57,7 +58,7 @@ def campaign_of(session: Session, org_id: int, bot_id: int) -> Campaign:
     get_bot(session, org_id, bot_id)
     row = session.scalar(scoped(Campaign, org_id, Campaign.bot_id == bot_id))
     if row is None:
-        raise NotFound(f"bot {bot_id} has no campaign", "bot_id")
+        raise NotFound(N_("bot {bot_id} has no campaign"), "bot_id", bot_id=bot_id)
     return row
 
 

@@ -20,6 +20,7 @@ from reengage.adapters.db.models import (
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ChannelKind
 from reengage.events.outbox import emit_episodes_ended
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.tenancy import get_bot, scoped, scoped_columns, scoped_update
 from reengage.services.wake import refresh_wake
@@ -34,7 +35,7 @@ def _campaign(
     row = session.scalar(scoped(Campaign, org_id, Campaign.bot_id == bot_id))
     if row is None:
         if not create or now is None:
-            raise NotFound(f"bot {bot_id} has no campaign", "bot_id")
+            raise NotFound(N_("bot {bot_id} has no campaign"), "bot_id", bot_id=bot_id)
         row = Campaign(
             org_id=org_id,
             bot_id=bot_id,
@@ -65,7 +66,7 @@ def put_draft(
         for j, block in enumerate(step.blocks):
             if block.template is not None and channel != ChannelKind.WHATSAPP.value:
                 raise InvalidInput(
-                    "template blocks are for WhatsApp bots", f"steps[{i}].blocks[{j}].kind"
+                    N_("template blocks are for WhatsApp bots"), f"steps[{i}].blocks[{j}].kind"
                 )
             if (
                 block.asset_id is not None
@@ -73,13 +74,15 @@ def put_draft(
                 is None
             ):
                 raise InvalidInput(
-                    f"media asset {block.asset_id} not found", f"steps[{i}].blocks[{j}].asset_id"
+                    N_("media asset {asset_id} not found"),
+                    f"steps[{i}].blocks[{j}].asset_id",
+                    asset_id=block.asset_id,
                 )
     row = _campaign(session, org_id, bot_id, create=True, now=now)
     row.draft, row.updated_at = data, now
     if exclusions is not None:
         if not isinstance(exclusions, list):
-            raise InvalidInput("must be a list of user ids", "exclusions")
+            raise InvalidInput(N_("must be a list of user ids"), "exclusions")
         set_exclusions(session, org_id, bot_id, [str(u) for u in exclusions], now)
     session.flush()
     return row
@@ -193,7 +196,7 @@ def set_enabled(
     """Switch the campaign; switching it off stops every running episode."""
     row = _campaign(session, org_id, bot_id)
     if enabled and row.version == 0:
-        raise InvalidInput("publish the campaign before enabling it", "enabled")
+        raise InvalidInput(N_("publish the campaign before enabling it"), "enabled")
     row.enabled, row.updated_at = enabled, now
     if not enabled:
         stopped = (

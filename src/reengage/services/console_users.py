@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.adapters.db.models import ConsoleInvite, ConsoleSession, ConsoleUser, Organization
 from reengage.adapters.passwords import hash_password, verify_password
 from reengage.domain.console_access import Role
+from reengage.i18n import N_
 from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput, NotFound, Unauthorized
 from reengage.services.tenancy import scoped
@@ -50,14 +51,17 @@ def normal_email(email: str) -> str:
     if not (at and local and "." in domain and len(value) <= 254) or any(
         c.isspace() or c == "\x00" for c in value
     ):
-        raise InvalidInput("enter a valid email address", "email")
+        raise InvalidInput(N_("enter a valid email address"), "email")
     return value
 
 
 def check_password(password: str) -> str:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX or "\x00" in password:
         raise InvalidInput(
-            f"the password needs {PASSWORD_MIN} to {PASSWORD_MAX} characters", "password"
+            N_("the password needs {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
+            "password",
+            PASSWORD_MIN=PASSWORD_MIN,
+            PASSWORD_MAX=PASSWORD_MAX,
         )
     return password
 
@@ -69,10 +73,10 @@ def create_user(
     address = normal_email(email)
     check_password(password)
     if session.get(Organization, org_id) is None:
-        raise NotFound(f"organization {org_id} does not exist", "org_id")
+        raise NotFound(N_("organization {org_id} does not exist"), "org_id", org_id=org_id)
     # unscoped: an email logs in to exactly one organization, whichever it is
     if session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == address)) is not None:
-        raise InvalidInput("this email already has an account", "email")
+        raise InvalidInput(N_("this email already has an account"), "email")
     user = ConsoleUser(
         org_id=org_id,
         email=address,
@@ -112,7 +116,7 @@ def log_in(
         user = session.scalar(select(ConsoleUser).where(ConsoleUser.email == address))
         stored = user.password_hash if user is not None else None
         if not verify_password(stored, password) or user is None or user.disabled_at:
-            raise Unauthorized("wrong email or password")
+            raise Unauthorized(N_("wrong email or password"))
         # Expired sessions go when their user next logs in: the table does not grow.
         session.execute(  # unscoped: the user's own rows, found by their email
             delete(ConsoleSession).where(
@@ -207,7 +211,7 @@ def accept_invite(
     with sessions.begin() as session:
         invite = _open_invite(session, token, now)
         if invite is None:
-            raise NotFound("this invitation is unknown, used or expired", "invite")
+            raise NotFound(N_("this invitation is unknown, used or expired"), "invite")
         user = create_user(session, invite.org_id, email, password, Role(invite.role), now)
         invite.used_at, invite.used_by = now, user.id
         record_change(

@@ -14,6 +14,7 @@ from reengage.domain.event import EventType
 from reengage.domain.inactivity import inactivity_key
 from reengage.domain.timer import Purpose, timer_key
 from reengage.events.outbox import emit_episodes_ended, emit_for_contact
+from reengage.i18n import N_
 from reengage.services.errors import NotFound
 from reengage.services.tenancy import get_bot, scoped, scoped_update
 
@@ -88,7 +89,7 @@ def find_contact(session: Session, org_id: int, bot_id: int, user_id: str) -> Co
         scoped(Contact, org_id, Contact.bot_id == bot_id, Contact.external_id == user_id)
     )
     if contact is None:
-        raise NotFound(f"contact {user_id!r} not found", "user_id")
+        raise NotFound(N_("contact {user_id!r} not found"), "user_id", user_id=user_id)
     return contact
 
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class ServiceError(Exception):
-    """Base of the errors a caller can act on."""
+    """Base of the errors a caller can act on. `message` is English; written as a catalogue
+    msgid (`N_("bot {bot_id} not found")`) with its `values` apart, entry points translate
+    it into the caller's language (`reengage.i18n`)."""
 
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, field: str | None = None, **values: Any) -> None:
+        self.msgid = message
+        self.values = values
+        self.message = message.format(**values) if values else message
         self.field = field
+        super().__init__(self.message)
 
 
 class InvalidInput(ServiceError):
@@ -31,6 +36,11 @@ class NotFound(ServiceError):
 class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
 
 
 # What a pure parser of a caller's JSON raises when a value has an unexpected type or size.

@@ -20,6 +20,7 @@ from reengage.adapters.db.models import (
 )
 from reengage.domain import event as ev
 from reengage.events.outbox import event_timer, publish_on_commit
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import owned, scoped, scoped_columns
 
@@ -42,7 +43,7 @@ def check_url(url: str) -> str:
     """An absolute http(s) URL, or InvalidInput naming `url`."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("url must be an absolute http or https URL", "url")
+        raise InvalidInput(N_("url must be an absolute http or https URL"), "url")
     return url
 
 
@@ -62,7 +63,7 @@ def create(
 ) -> tuple[EventSubscription, str]:
     """A new subscription and its secret (shown this once)."""
     if change.url is None or change.event_types is None:
-        raise InvalidInput("url and event_types are required", "url")
+        raise InvalidInput(N_("url and event_types are required"), "url")
     secret = new_secret()
     sub = EventSubscription(
         org_id=org_id,
@@ -158,10 +159,10 @@ def resend(session: Session, org_id: int, delivery_id: int, now: datetime) -> Ev
     a fresh retry period; its timer is published when the transaction commits."""
     row = owned(session, EventDelivery, org_id, delivery_id, field="delivery_id", for_update=True)
     if row.status == "pending":
-        raise InvalidInput("this delivery is still being sent", "delivery_id")
+        raise InvalidInput(N_("this delivery is still being sent"), "delivery_id")
     sub = get(session, org_id, row.subscription_id)
     if not sub.enabled:
-        raise InvalidInput("its subscription is disabled: enable it first", "delivery_id")
+        raise InvalidInput(N_("its subscription is disabled: enable it first"), "delivery_id")
     row.status, row.next_at, row.retry_from, row.finished_at = "pending", now, now, None
     log.info("events.resend", org_id=org_id, delivery_id=row.id)
     publish_on_commit(session, [event_timer(row.id, now)])

@@ -17,6 +17,7 @@ from reengage.domain.activity import ActivityEvent, ConversationStatus, EventTyp
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import Timer
 from reengage.events.outbox import emit_for_conversation
+from reengage.i18n import N_
 from reengage.ports import ActivityStore, TimerStore
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.event_log import append_event
@@ -63,7 +64,7 @@ def put_flow(
 def get_flow(session: Session, org_id: int, bot_id: int, key: str) -> FlowRow:
     row = session.scalar(scoped(FlowRow, org_id, FlowRow.bot_id == bot_id, FlowRow.key == key))
     if row is None:
-        raise NotFound(f"flow {key!r} not found", "flow")
+        raise NotFound(N_("flow {key!r} not found"), "flow", key=key)
     return row
 
 
@@ -187,7 +188,7 @@ def run_flow(
     messages obey opt-outs and the minimum gap."""
     flows = load_flows(session, conv.org_id, conv.bot_id)
     if flow_key not in flows:
-        raise NotFound(f"flow {flow_key!r} not found", "flow")
+        raise NotFound(N_("flow {flow_key!r} not found"), "flow", flow_key=flow_key)
     step = fl.run(flows, flow_key, None, conv.context_variables or {})
     return _move(session, conv, step, now, f"{conv.id}:{reason}:{conv.activity_seq}", proactive)
 

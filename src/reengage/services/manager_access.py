@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import AdminInvite, ManagerAdmin, Organization, UsedButton
 from reengage.adapters.db.session import insert_for
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput, NotFound
 from reengage.services.tenancy import scoped
 
@@ -30,7 +31,7 @@ def create_invite(
 ) -> tuple[str, datetime]:
     """A one-time invite code (shown once, stored hashed) and when it expires."""
     if session.get(Organization, org_id) is None:
-        raise NotFound(f"organization {org_id} does not exist", "org_id")
+        raise NotFound(N_("organization {org_id} does not exist"), "org_id", org_id=org_id)
     code = secrets.token_urlsafe(18)
     expires_at = now + ttl
     session.add(
@@ -50,7 +51,7 @@ def redeem_invite(
     )
     if invite is None or invite.used_at is not None or invite.expires_at <= now:
         log.warning("manager.invite.refused", telegram_user_id=telegram_user_id)
-        raise InvalidInput("invalid, used or expired invite code", "code")
+        raise InvalidInput(N_("invalid, used or expired invite code"), "code")
     invite.used_at, invite.used_by = now, telegram_user_id
     # unscoped: a Telegram user is an admin of at most one organization; redeeming moves them
     admin = session.get(ManagerAdmin, telegram_user_id)
@@ -78,7 +79,7 @@ def set_language(session: Session, telegram_user_id: int, language: str) -> None
         raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}", "language")
     admin = session.get(ManagerAdmin, telegram_user_id)  # unscoped: the admin's own setting
     if admin is None:
-        raise NotFound("not an admin", "telegram_user_id")
+        raise NotFound(N_("not an admin"), "telegram_user_id")
     admin.language = language
 
 
@@ -89,7 +90,11 @@ def remove_admin(session: Session, org_id: int, telegram_user_id: int) -> None:
         scoped(ManagerAdmin, org_id, ManagerAdmin.telegram_user_id == telegram_user_id)
     )
     if admin is None:
-        raise NotFound(f"admin {telegram_user_id} not found", "telegram_user_id")
+        raise NotFound(
+            N_("admin {telegram_user_id} not found"),
+            "telegram_user_id",
+            telegram_user_id=telegram_user_id,
+        )
     session.delete(admin)
     log.info("manager.admin.removed", org_id=org_id, telegram_user_id=telegram_user_id)
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import MediaAsset
 from reengage.domain.bounds import text_problem
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import scoped
 
@@ -27,15 +28,17 @@ def store_media(
 ) -> MediaAsset:
     """Store a file for media blocks; the same bytes are stored once per organization."""
     if not content:
-        raise InvalidInput("the file is empty", "file")
+        raise InvalidInput(N_("the file is empty"), "file")
     if len(content) > MAX_BYTES:
-        raise InvalidInput("the file is larger than 50 MB", "file")
+        raise InvalidInput(N_("the file is larger than 50 MB"), "file")
     for field, value, most in (("filename", filename, 255), ("content_type", content_type, 100)):
         problem = text_problem(value) or (
             f"at most {most} characters" if len(value) > most else None
         )
         if problem:
-            raise InvalidInput(f"{field}: {problem}", f"file.{field}")
+            raise InvalidInput(
+                N_("{field_name}: {problem}"), f"file.{field}", field_name=field, problem=problem
+            )
     digest = hashlib.sha256(content).hexdigest()
     asset = session.scalar(scoped(MediaAsset, org_id, MediaAsset.sha256 == digest))
     if asset is None:

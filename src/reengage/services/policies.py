@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from reengage.adapters.db.models import PolicyRow
 from reengage.domain import policy as pol
 from reengage.domain.activity import ChannelKind
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.flows import get_flow
 from reengage.services.tenancy import get_bot, scoped, scoped_delete
@@ -46,7 +47,12 @@ def _check_scope(session: Session, org_id: int, scope: Scope) -> None:
         if scope.level is pol.Level.NODE:
             nodes = {n.get("id"): n for n in flow.definition.get("nodes", [])}
             if scope.node not in nodes:
-                raise NotFound(f"node {scope.node!r} not found in flow {scope.flow!r}", "node")
+                raise NotFound(
+                    N_("node {node!r} not found in flow {flow!r}"),
+                    "node",
+                    node=scope.node,
+                    flow=scope.flow,
+                )
 
 
 def put_policy(
@@ -63,15 +69,17 @@ def put_policy(
     if layer.fallback_flow is not None:
         if scope.bot_id is None:
             raise InvalidInput(
-                "a fallback flow belongs to a bot: set it at bot, flow or node level",
+                N_("a fallback flow belongs to a bot: set it at bot, flow or node level"),
                 "fallback_flow",
             )
         try:
             get_flow(session, org_id, scope.bot_id, layer.fallback_flow)
         except NotFound as exc:
             raise InvalidInput(
-                f"fallback flow {layer.fallback_flow!r} does not exist in bot {scope.bot_id}",
+                N_("fallback flow {fallback_flow!r} does not exist in bot {bot_id}"),
                 "fallback_flow",
+                fallback_flow=layer.fallback_flow,
+                bot_id=scope.bot_id,
             ) from exc
     row = session.scalar(scoped(PolicyRow, org_id, PolicyRow.scope == scope.key))
     if row is None:
@@ -99,7 +107,7 @@ def get_policy(session: Session, org_id: int, scope: Scope) -> pol.PolicyLayer:
     _check_scope(session, org_id, scope)
     row = session.scalar(scoped(PolicyRow, org_id, PolicyRow.scope == scope.key))
     if row is None:
-        raise NotFound(f"no policy at {scope.key}", "scope")
+        raise NotFound(N_("no policy at {key}"), "scope", key=scope.key)
     return pol.parse_layer(row.settings)
 
 
@@ -113,5 +121,5 @@ def delete_policy(session: Session, org_id: int, scope: Scope) -> None:
     _check_scope(session, org_id, scope)
     deleted = session.execute(scoped_delete(PolicyRow, org_id, PolicyRow.scope == scope.key))
     if not deleted.rowcount:  # type: ignore[attr-defined]
-        raise NotFound(f"no policy at {scope.key}", "scope")
+        raise NotFound(N_("no policy at {key}"), "scope", key=scope.key)
     refresh_wake(session, org_id)

@@ -17,6 +17,7 @@ from reengage.adapters.redis.sharded_activity import ShardedActivityStore
 from reengage.domain.activity import ActivityEvent, BotPolicy, ChannelKind, RecordResult
 from reengage.domain.bounds import event_problem
 from reengage.domain.timer import Timer
+from reengage.i18n import N_
 from reengage.ports import ActivityStore, ConfigStamp, StaleConfig
 from reengage.services.conversation_rows import inactivity_threshold
 from reengage.services.errors import InvalidInput
@@ -121,7 +122,9 @@ def _record(
     policies, stamp = tenants.bots(org_id, {e.bot_id for e in events}, key)
     for index, event in enumerate(events):
         if event.bot_id not in policies:
-            raise InvalidInput(f"unknown bot {event.bot_id}", f"events[{index}].bot_id")
+            raise InvalidInput(
+                N_("unknown bot {bot_id}"), f"events[{index}].bot_id", bot_id=event.bot_id
+            )
     result = store.record(org_id, policies, events, now, stamp)
     log.debug("activity.recorded", org_id=org_id, accepted=result.accepted)
     return result

@@ -15,6 +15,7 @@ from reengage.adapters.channels.factory import missing_credentials
 from reengage.adapters.crypto import Credentials, hash_api_key, new_api_key
 from reengage.adapters.db.models import ApiKey, Bot, Organization
 from reengage.domain.activity import ChannelKind
+from reengage.i18n import N_
 from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput, NotFound, Unauthorized
 
@@ -48,7 +49,7 @@ def issue_api_key(
     log."""
     with sessions.begin() as session:
         if session.get(Organization, org_id) is None:
-            raise NotFound(f"organization {org_id} does not exist", "org_id")
+            raise NotFound(N_("organization {org_id} does not exist"), "org_id", org_id=org_id)
         plaintext = _add_api_key(session, org_id, name, now)
         if actor is not None:
             after = {"name": name, "prefix": plaintext.split("_")[1]}
@@ -70,7 +71,7 @@ def authenticate(session: Session, plaintext: str) -> int:
         )
     ).first()
     if row is None:
-        raise Unauthorized("invalid or revoked API key")
+        raise Unauthorized(N_("invalid or revoked API key"))
     return int(row[0])
 
 
@@ -131,7 +132,7 @@ def revoke_api_key_by_prefix(
     with sessions.begin() as session:
         key = session.scalar(scoped(ApiKey, org_id, ApiKey.prefix == prefix).with_for_update())
         if key is None:
-            raise NotFound(f"API key {prefix} not found", "prefix")
+            raise NotFound(N_("API key {prefix} not found"), "prefix", prefix=prefix)
         if key.revoked_at is None:
             key.revoked_at = now
         session.flush()
@@ -192,7 +193,9 @@ def rotate_token(
         channel = ChannelKind(get_bot(session, org_id, bot_id).channel)
     field = TOKEN_FIELD.get(channel)
     if field is None:
-        raise InvalidInput(f"{channel.value} bots have no token; replace their credentials")
+        raise InvalidInput(
+            N_("{value} bots have no token; replace their credentials"), value=channel.value
+        )
     changed = {field: token}
     return replace_credentials(sessions, credentials_of, org_id, bot_id, changed, True, actor)
 
@@ -327,7 +330,7 @@ def owned(
     row = session.scalar(stmt.with_for_update() if for_update else stmt)
     if row is None:
         noun = model.__tablename__.replace("_", " ")  # type: ignore[attr-defined]
-        raise NotFound(f"{noun} {row_id} not found", field)
+        raise NotFound(N_("{noun} {row_id} not found"), field, noun=noun, row_id=row_id)
     return row
 
 

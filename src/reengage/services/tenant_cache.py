@@ -23,6 +23,7 @@ from reengage.adapters.crypto import hash_api_key
 from reengage.adapters.db.models import Bot
 from reengage.adapters.redis.config_stamps import ConfigStamps
 from reengage.domain.activity import BotPolicy, ChannelKind
+from reengage.i18n import N_
 from reengage.ports import ConfigStamp
 from reengage.services.errors import Unauthorized
 from reengage.services.record_activity import bot_policy
@@ -184,7 +185,7 @@ class TenantCache:
             for b in rows
         }
         if digest is not None and not valid:
-            raise Unauthorized("invalid or revoked API key")
+            raise Unauthorized(N_("invalid or revoked API key"))
         # Keys are checked again with every load: a revocation by hand is seen by max_age.
         keys = {digest} if digest is not None else set()
         view = OrgView(stamp, self._tick(), bots, keys)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reengage.adapters.channels.telegram import WebhookRefused, set_webhook
 from reengage.adapters.crypto import Credentials
 from reengage.domain.activity import ChannelKind
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot
 
@@ -25,18 +26,18 @@ def register_telegram_webhook(
     with sessions() as session:
         bot = get_bot(session, org_id, bot_id)
         if bot.channel != ChannelKind.TELEGRAM.value:
-            raise InvalidInput("only Telegram bots register a webhook this way", "bot_id")
+            raise InvalidInput(N_("only Telegram bots register a webhook this way"), "bot_id")
         credentials = credentials_of.of(bot.id, bot.credentials)
     token = credentials.get("token")
     if not token:
-        raise InvalidInput("the bot has no token", "credentials.token")
+        raise InvalidInput(N_("the bot has no token"), "credentials.token")
     url = f"{public_url.rstrip('/')}/webhooks/telegram/{bot_id}"
     secret = secrets.token_urlsafe(32)  # 1-256 chars of A-Z, a-z, 0-9, _ and -
     # Until Telegram confirms, updates keep arriving with the old secret: store after.
     try:
         set_webhook(token, url, secret, api_base)
     except WebhookRefused as exc:
-        raise InvalidInput(f"Telegram refused the webhook: {exc}", "webhook") from exc
+        raise InvalidInput(N_("Telegram refused the webhook: {exc}"), "webhook", exc=exc) from exc
     with sessions.begin() as session:
         bot = get_bot(session, org_id, bot_id)
         bot.credentials = credentials_of.encrypt(credentials | {"webhook_secret": secret})

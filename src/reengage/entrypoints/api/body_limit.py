@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reengage.entrypoints.api.errors import error_response
+from reengage.i18n import N_
 from reengage.services.media import MAX_BYTES as MEDIA_MAX_BYTES
 
 # The multipart framing around an uploaded file: boundaries, part headers, the file name.
@@ -33,15 +35,15 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
-def too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        status_code=413,
-        content={
-            "error": "payload_too_large",
-            "field": "body",
-            "message": f"the request body is larger than {limit} bytes",
-        },
-        headers={"Connection": "close"},
+async def too_large(scope: Scope, limit: int) -> JSONResponse:
+    return await error_response(
+        scope,
+        413,
+        "payload_too_large",
+        "body",
+        N_("the request body is larger than {limit} bytes"),
+        {"limit": limit},
+        {"Connection": "close"},
     )
 
 
@@ -59,7 +61,7 @@ class BodyLimit:
         declared = _declared_length(scope)
         if declared is not None:
             if declared > limit:
-                await too_large(limit)(scope, receive, send)
+                await (await too_large(scope, limit))(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
@@ -92,4 +94,4 @@ class BodyLimit:
             if not exceeded:  # the app's own failure: the safety net answers it
                 raise
         if exceeded and not started:
-            await too_large(limit)(scope, receive, send)
+            await (await too_large(scope, limit))(scope, receive, send)

@@ -19,6 +19,7 @@ from reengage.entrypoints.api.schemas import (
     Id,
     TokenIn,
 )
+from reengage.i18n import N_
 from reengage.services import tenancy
 from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput
@@ -110,9 +111,9 @@ def update_bot(
     applies from each conversation's next event on; timers already armed keep their time."""
     given = body.model_fields_set
     if not given:
-        raise InvalidInput("nothing to change: give name or inactivity_threshold_seconds")
+        raise InvalidInput(N_("nothing to change: give name or inactivity_threshold_seconds"))
     if "name" in given and body.name is None:
-        raise InvalidInput("name cannot be null", "name")
+        raise InvalidInput(N_("name cannot be null"), "name")
     seconds = body.inactivity_threshold_seconds
     bot = tenancy.update_bot(
         runtime.sessions,

@@ -19,6 +19,7 @@ from reengage.domain import results as res
 from reengage.domain.duration import format_duration
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id
+from reengage.i18n import N_
 from reengage.runtime import Runtime
 from reengage.services import campaign_results as cr
 from reengage.services.errors import InvalidInput
@@ -237,7 +238,7 @@ def _after(cursor: str | None) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         after = -1
     if kind != "id" or not 0 <= after < 2**63:
-        raise InvalidInput("not a cursor this API gave", "cursor")
+        raise InvalidInput(N_("not a cursor this API gave"), "cursor")
     return after
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import redis.asyncio
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import TypeAdapter, ValidationError
@@ -24,8 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.adapters.redis.sharded_activity import ShardedActivityStore
 from reengage.domain.activity import ActivityEvent, Inbound, RecordResult
-from reengage.entrypoints.api.deps import RuntimeDep, bearer
+from reengage.entrypoints.api.deps import RuntimeDep, api_key_header, bearer
 from reengage.entrypoints.api.schemas import ErrorOut, EventBatch, EventIn, RecordOut
+from reengage.i18n import N_
 from reengage.metrics import EVENTS_RECORDED
 from reengage.runtime import Runtime
 from reengage.services.errors import InvalidInput, Unauthorized
@@ -72,7 +73,7 @@ def to_domain(events: list[EventIn], now: datetime) -> list[ActivityEvent]:
     for index, e in enumerate(events):
         at = e.occurred_at or now
         if at > now + MAX_CLOCK_SKEW:
-            raise InvalidInput("occurred_at is in the future", f"events[{index}].occurred_at")
+            raise InvalidInput(N_("occurred_at is in the future"), f"events[{index}].occurred_at")
         said = None
         if e.text is not None or e.name is not None or e.time_zone is not None:
             said = Inbound(e.text, e.name, e.time_zone)
@@ -105,11 +106,11 @@ def parse_events(body: bytes) -> EventBatch | EventIn:
 
 async def api_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    x_api_key: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Depends(api_key_header)] = None,
 ) -> str:
     key = credentials.credentials if credentials else x_api_key
     if not key:
-        raise Unauthorized("missing API key (Authorization: Bearer <key>)")
+        raise Unauthorized(N_("missing API key (Authorization: Bearer <key>)"))
     return key
 
 
@@ -197,4 +198,4 @@ def _record(runtime: Runtime, org_id: int, events: list[ActivityEvent], key: str
 
 def _same_org(runtime: Runtime, key: str, org_id: int) -> None:
     if runtime.tenants.org_of_key(key) != org_id:
-        raise Unauthorized("invalid or revoked API key")
+        raise Unauthorized(N_("invalid or revoked API key"))

@@ -17,6 +17,7 @@ from reengage.entrypoints.api.schemas import (
     JsonObject,
     NodeId,
 )
+from reengage.i18n import N_
 from reengage.services import flows
 from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput
@@ -104,7 +105,9 @@ def set_entry_flow(
                 flows.get_flow(session, org_id, bot_id, body.entry_flow)
             except Exception as exc:
                 raise InvalidInput(
-                    f"flow {body.entry_flow!r} does not exist", "entry_flow"
+                    N_("flow {entry_flow!r} does not exist"),
+                    "entry_flow",
+                    entry_flow=body.entry_flow,
                 ) from exc
         record_change(
             session,

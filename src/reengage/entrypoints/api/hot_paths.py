@@ -43,7 +43,7 @@ async def _body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header_of(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             decoded: str = value.decode("latin-1")
@@ -53,12 +53,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def api_key_of(scope: Scope) -> str | None:
     """`Authorization: Bearer <key>`, else `X-API-Key` (as the route's dependencies read it)."""
-    authorization = _header(scope, b"authorization")
+    authorization = header_of(scope, b"authorization")
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials:
             return credentials
-    return _header(scope, b"x-api-key")
+    return header_of(scope, b"x-api-key")
 
 
 class HotPaths:
@@ -109,10 +109,10 @@ class HotPaths:
             return
         attempt: Attempt
         if channel == "telegram":
-            secret = _header(scope, b"x-telegram-bot-api-secret-token")
+            secret = header_of(scope, b"x-telegram-bot-api-secret-token")
             attempt = lambda: telegram_on_loop(runtime, client, bot_id, body, secret)  # noqa: E731
         else:
-            signature = _header(scope, b"x-hub-signature-256")
+            signature = header_of(scope, b"x-hub-signature-256")
             attempt = lambda: whatsapp_on_loop(runtime, client, bot_id, body, signature)  # noqa: E731
         await self._answer(scope, receive, send, body, attempt)
 

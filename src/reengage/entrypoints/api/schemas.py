@@ -120,10 +120,16 @@ class RecordOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    error: str
-    field: str | None = None
-    message: str
-    errors: list[dict[str, Any]] | None = None
+    """Every error the API answers: `error` and `field` for programs (they never change),
+    `message` for people, in the organization's language (else `Accept-Language`, else
+    pt-BR)."""
+
+    error: str = Field(description="A stable, machine-readable code", examples=["not_found"])
+    field: str | None = Field(None, description="The input at fault", examples=["bot_id"])
+    message: str = Field(description="What went wrong", examples=["bot 42 não encontrado"])
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="A 422 of request validation: every mistake, `{field, message}`"
+    )
 
 
 class BotIn(BaseModel):

@@ -15,6 +15,7 @@ from reengage.domain.activity import ActivityEvent, ChannelKind, EventType, Inbo
 from reengage.domain.bounds import MAX_BIGINT
 from reengage.entrypoints.api.deps import OrgId, RuntimeDep
 from reengage.entrypoints.api.schemas import ErrorOut, Id, Text, UserId
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot, scoped
 
@@ -60,7 +61,7 @@ def simulator_page() -> HTMLResponse:
 def _simulator_bot(runtime: RuntimeDep, org_id: int, bot_id: int) -> None:
     with runtime.sessions() as session:
         if get_bot(session, org_id, bot_id).channel != ChannelKind.SIMULATOR.value:
-            raise InvalidInput(f"bot {bot_id} is not a simulator bot", "bot_id")
+            raise InvalidInput(N_("bot {bot_id} is not a simulator bot"), "bot_id", bot_id=bot_id)
 
 
 @simulator_router.get(

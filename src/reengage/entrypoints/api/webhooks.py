@@ -37,11 +37,12 @@ from reengage.domain.activity import (
 )
 from reengage.entrypoints.api.deps import RuntimeDep
 from reengage.entrypoints.api.events import recorded_on_loop
-from reengage.entrypoints.api.schemas import Id, Text, UserId
+from reengage.entrypoints.api.schemas import ErrorOut, Id, Text, UserId
+from reengage.i18n import N_
 from reengage.inbound.platform import Statuses, set_blocked
 from reengage.ports import ConfigStamp
 from reengage.runtime import Runtime
-from reengage.services.errors import NotFound, ServiceError, Unauthorized
+from reengage.services.errors import Forbidden, NotFound, ServiceError, Unauthorized
 from reengage.services.record_activity import check_events
 from reengage.services.tenant_cache import BotEntry
 
@@ -65,7 +66,7 @@ class _Found:
 def _bot(runtime: Runtime, bot_id: int, kind: ChannelKind) -> _Found:
     bot, stamp = runtime.tenants.bot(bot_id)
     if bot is None or bot.channel is not kind:
-        raise NotFound(f"no {kind.value} bot {bot_id}", "bot_id")
+        raise NotFound(N_("no {value} bot {bot_id}"), "bot_id", value=kind.value, bot_id=bot_id)
     return _Found(bot, runtime.credentials.of(bot.id, bot.credentials), stamp)
 
 
@@ -244,7 +245,9 @@ def _ok(runtime: Runtime, found: _Found, query_id: str | None) -> Response:
 # --- WhatsApp -------------------------------------------------------------------------------
 
 
-@webhooks_router.get("/whatsapp/{bot_id}", response_class=PlainTextResponse)
+@webhooks_router.get(
+    "/whatsapp/{bot_id}", response_class=PlainTextResponse, responses={403: {"model": ErrorOut}}
+)
 def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainTextResponse:
     """Meta's verification handshake: echo `hub.challenge` when `hub.verify_token` matches."""
     credentials = _bot(runtime, bot_id, ChannelKind.WHATSAPP).credentials
@@ -252,7 +255,9 @@ def whatsapp_verify(bot_id: Id, request: Request, runtime: RuntimeDep) -> PlainT
     if params.get("hub.mode") != "subscribe" or not same_secret(
         params.get("hub.verify_token"), credentials.get("verify_token")
     ):
-        return PlainTextResponse("verification failed", status_code=403)
+        raise Forbidden(
+            N_("verification failed: wrong hub.mode or hub.verify_token"), "hub.verify_token"
+        )
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
@@ -356,7 +361,7 @@ def generic_webhook(
     try:
         kind = EventType(inbound.type)
     except ValueError as exc:
-        raise BadPayload(f"unknown type {inbound.type!r}") from exc
+        raise BadPayload(N_("unknown type {type!r}"), type=inbound.type) from exc
     said = Inbound(inbound.text) if kind is EventType.USER_MESSAGE else None
     runtime.record(
         bot.org_id,

@@ -19,6 +19,7 @@ from reengage.domain import button as btn
 from reengage.domain.campaign_draft import DraftError
 from reengage.domain.schedule import ScheduleError
 from reengage.entrypoints.manager_bot.texts import t
+from reengage.i18n import translate
 from reengage.runtime import Runtime
 from reengage.services.errors import ServiceError
 from reengage.services.manager_access import admin_of
@@ -149,8 +150,9 @@ def error_text(exc: Exception, language: str) -> str:
         if isinstance(cause, ScheduleError | DraftError):
             return cause.message(language)
         cause = cause.__cause__
-    detail = exc.message if isinstance(exc, ServiceError) else str(exc)
-    return t(language, "invalid", v=detail)
+    if isinstance(exc, ServiceError):
+        return t(language, "invalid", v=translate(exc.msgid, language, **exc.values))
+    return t(language, "invalid", v=str(exc))
 
 
 INPUT_ERRORS = (ScheduleError, DraftError, ServiceError)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from reengage.adapters.channels.updates import BadUpdate, json_object, same_secret
 from reengage.config import Settings
 from reengage.entrypoints.manager_bot.dispatcher import build_dispatcher, manager_bot, storage_for
+from reengage.i18n import N_
 from reengage.runtime import Runtime
 from reengage.services.errors import NotFound, ServiceError, Unauthorized
 
@@ -80,7 +81,7 @@ class ManagerWebhook:
         try:
             update = Update.model_validate(data, context={"bot": bot})
         except ValidationError as exc:
-            raise BadManagerUpdate("body is not a Telegram update") from exc
+            raise BadManagerUpdate(N_("body is not a Telegram update")) from exc
         await dp.feed_update(bot, update)
 
     async def close(self) -> None:
@@ -100,9 +101,9 @@ async def manager_bot_update(request: Request) -> Response:
     checks `X-Telegram-Bot-Api-Secret-Token`, then answers once the update is handled."""
     served: ManagerWebhook | None = request.app.state.manager_bot
     if served is None:
-        raise NotFound("the manager bot does not run by webhook here")
+        raise NotFound(N_("the manager bot does not run by webhook here"))
     if not served.accepts(request.headers.get("x-telegram-bot-api-secret-token")):
-        raise Unauthorized("bad or missing X-Telegram-Bot-Api-Secret-Token")
+        raise Unauthorized(N_("bad or missing X-Telegram-Bot-Api-Secret-Token"))
     try:
         data = json_object(await request.body())
     except BadUpdate as exc:
