@@ -234,7 +234,9 @@ def settle(runtime: Runtime) -> None:
 def _on_cluster(item: pytest.Item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     uses = getattr(item, "fixturenames", ())
-    return "cluster_client" in uses or "cluster" in params.values()
+    return "cluster_client" in uses or any(
+        isinstance(value, str) and value == "cluster" for value in params.values()
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
