@@ -16,15 +16,19 @@ import pytest
 import standardwebhooks
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from reengage.adapters.clock import ManualClock
-from reengage.adapters.db.models import EventDelivery, OutboundEvent
+from reengage.adapters.db import activity_store as db_activity_store
+from reengage.adapters.db import subjects
+from reengage.adapters.db.models import Conversation, EventDelivery, OutboundEvent
 from reengage.entrypoints.api.app import create_app
-from reengage.events import sender
+from reengage.events import outbox, sender
 from reengage.runtime import Runtime
+from reengage.services import agents
 from reengage.testing.server import RunningServer
 from reengage.testing.telegram import FakeTelegram
 from tests.e2e.harness import MODES, runtime_in_mode
@@ -259,3 +263,47 @@ def _at(headers: dict[str, str]) -> Any:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+
+
+def test_an_agent_close_and_its_event_are_written_together_or_not_at_all(
+    bot: Bot, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe(bot, receiver, ["conversation.agent_closed"])
+    bot.says("oi")
+    bot.wait(61)  # the legacy default hands off after one hour
+    conv = bot.conversation()
+    assert conv["status"] == "handoff"
+    # The process dies in the transaction that writes the close, right after the decision
+    # and its event are in it: neither reaches the database.
+    real = outbox.emit_agent_closed
+
+    def dies_after(session: Session, conversation_ids: Any, now: Any) -> None:
+        real(session, conversation_ids, now)
+        if conversation_ids:
+            raise RuntimeError("killed")
+
+    with bot.runtime.sessions() as session:
+        org_id = session.get_one(Conversation, conv["id"]).org_id
+    monkeypatch.setattr(subjects, "emit_agent_closed", dies_after)
+    monkeypatch.setattr(db_activity_store, "emit_agent_closed", dies_after)
+    with pytest.raises(RuntimeError, match="killed"):
+        agents.close(bot.runtime, org_id, conv["id"], bot.clock.now())
+    assert _closes_and_events(bot, conv["id"]) == ("handoff", [])
+    monkeypatch.undo()
+    # The agent presses again; the write-behind writes what the hot state kept: both at once.
+    agents.close(bot.runtime, org_id, conv["id"], bot.clock.now())
+    bot.wait(2)
+    status, events = _closes_and_events(bot, conv["id"])
+    assert (status, events) == ("closed", ["conversation.agent_closed"])
+    assert receiver.types() == ["conversation.agent_closed"]
+    assert len(receiver.arrivals) == 1
+    data = receiver.arrivals[0].payload["data"]
+    assert (data["conversation"]["id"], data["conversation"]["status"]) == (conv["id"], "closed")
+    assert data["reason"] == "agent"
+
+
+def _closes_and_events(bot: Bot, conversation_id: int) -> tuple[str, list[str]]:
+    with bot.runtime.sessions() as session:
+        status = session.get_one(Conversation, conversation_id).status
+        types = session.scalars(select(OutboundEvent.type).order_by(OutboundEvent.id)).all()
+    return status, list(types)

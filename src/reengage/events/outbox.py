@@ -24,6 +24,7 @@ from reengage.adapters.db.models import (
 from reengage.adapters.db.session import insert_for
 from reengage.adapters.outage import one_line
 from reengage.domain import event as ev
+from reengage.domain.activity import ConversationStatus
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import TimerStore
 
@@ -204,6 +205,30 @@ def emit_for_conversation(
         ordering_key=f"conversation:{conv.id}",
         now=now,
     )
+
+
+def emit_agent_closed(session: Session, conversation_ids: Sequence[int], now: datetime) -> None:
+    """`conversation.agent_closed` of conversations in handoff that activity closed (the
+    agent's close through the API, or the integrator's `conversation.status`), in the very
+    transaction that writes the close: a crash cannot keep one without the other."""
+    if not conversation_ids:
+        return
+    conversations = session.scalars(
+        select(Conversation)
+        .where(Conversation.id.in_(list(conversation_ids)))
+        .order_by(Conversation.id)
+        .execution_options(populate_existing=True)  # closed by a statement: read afresh
+    )
+    for conv in conversations:
+        emit_for_conversation(
+            session,
+            conv,
+            ev.EventType.AGENT_CLOSED,
+            reason="agent",
+            dedup_key="agent_closed",
+            now=now,
+            status=ConversationStatus.CLOSED.value,
+        )
 
 
 def emit_for_contact(
