@@ -27,6 +27,7 @@ from reengage.adapters.db.models import (
 from reengage.adapters.outage import one_line
 from reengage.domain import event as ev
 from reengage.domain.timer import Purpose, Timer
+from reengage.events.notice import notify_disabled
 from reengage.events.outbox import event_timer
 from reengage.timers.handler import NOTHING, Outcome
 
@@ -197,6 +198,8 @@ class EventHandler:
         sub.failing_since = sub.failing_since or now
         if sub.enabled and ev.should_disable(sub.failing_since, now):
             sub.enabled, sub.disabled_reason, sub.updated_at = False, "failing", now
+            sub.disabled_at = now
+            notify_disabled(session, sub, answer.error, now)
             log.error(
                 "events.subscription_disabled",
                 org_id=sub.org_id,
