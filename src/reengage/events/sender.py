@@ -38,6 +38,9 @@ MAX_PARALLEL = 16  # requests of one batch in flight at once
 # A delivery behind another of its order waits for it; it is released as soon as the one
 # before settles, and looks again after this in case that release was lost.
 HOLD = timedelta(seconds=30)
+# Their own worker queue (and, in embedded mode, their own thread): a slow receiver holds
+# event senders, never the messages'.
+EVENTS_QUEUE = "events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +113,7 @@ class EventHandler:
     credentials: Credentials
     client: httpx.Client
     purpose: str = Purpose.EVENT
-    # A queue of their own: a slow receiver holds event workers, never the messages'.
-    queue: str = "events"
+    queue: str = EVENTS_QUEUE
 
     def handle(self, timer: Timer, now: datetime) -> Outcome:
         return self.handle_batch([timer], now)[0]
