@@ -212,8 +212,10 @@ class KilledAfterSend:
     def handle(self, timer: Any, now: Any) -> Any:
         if self.sent:  # the next worker
             return self.inner.handle(timer, now)
+        delivery_id = int(timer.payload["event_delivery_id"])
         with self.inner.sessions.begin() as session:
-            ready = self.inner._ready(session, int(timer.payload["event_delivery_id"]), now)
+            firsts = sender._load(session, [delivery_id])
+            ready = self.inner._ready(session, delivery_id, now, firsts)
         assert isinstance(ready, sender.Request)
         sender.post(self.inner.client, ready)
         self.sent += 1
