@@ -170,7 +170,8 @@ class EventHandler:
         secrets = [str(self.credentials.decrypt(sub.secret)["secret"])]
         if sub.previous_secret and sub.previous_until and sub.previous_until > now:
             secrets.append(str(self.credentials.decrypt(sub.previous_secret)["secret"]))
-        body = json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False)
+        envelope = ev.envelope(event.id, event.type, event.created_at, event.payload)
+        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
         return Request(sub.url, ev.webhook_id(event.id), body, secrets)
 
     def _record(

@@ -1,4 +1,5 @@
-"""events out: when a subscription was disabled, and the manager bot's notices to admins
+"""events out: when a subscription was disabled, the manager bot's notices to admins, and
+an event's payload kept as its `data` (the envelope is built when it is sent)
 
 Revision ID: 0015
 Revises: 0013
@@ -23,6 +24,17 @@ _PENDING = sa.text("status = 'pending'")
 def upgrade() -> None:
     with op.batch_alter_table("event_subscription") as batch:
         batch.add_column(sa.Column("disabled_at", _AT, nullable=True))
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "UPDATE outbound_event SET payload = (payload::jsonb -> 'data')::json "
+            "WHERE payload::jsonb ? 'data' AND payload::jsonb ? 'version'"
+        )
+    else:
+        op.execute(
+            "UPDATE outbound_event SET payload = json_extract(payload, '$.data') "
+            "WHERE json_type(payload, '$.data') = 'object' "
+            "AND json_type(payload, '$.version') IS NOT NULL"
+        )
     op.create_table(
         "manager_notice",
         sa.Column("id", _BIG_PK, primary_key=True),

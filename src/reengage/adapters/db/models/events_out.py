@@ -57,6 +57,7 @@ class OutboundEvent(Base):
     org_id: Mapped[int] = org_fk()
     type: Mapped[str] = mapped_column(String(48))
     dedup_key: Mapped[str] = mapped_column(String(160))
+    # Its `data`; the envelope around it (id, type, version, timestamp) is built when sent.
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
 
