@@ -20,19 +20,24 @@ refused. The last line is `events_per_s=<x>`. Run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import multiprocessing
+import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 import standardwebhooks
 from sqlalchemy import func, select
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,19 +69,35 @@ EVENTS_PER_USER = 3
 
 
 class Receiver:
-    """An integrator's endpoint: verifies each request, counts each webhook-id once."""
+    """An integrator's endpoint, in a process of its own (as it would be): verifies each
+    request, counts each webhook-id once; `POST /_secret` gives it the secret, `GET /_count`
+    tells what arrived."""
 
     def __init__(self) -> None:
         self.secret = ""
         self.seen: set[str] = set()
         self.duplicates = 0
         self.refused = 0
-        self.last_at = 0.0
+        self.last_at = 0.0  # wall clock
         self._lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         body = await request.body()
+        if request.url.path == "/_secret":
+            self.secret = body.decode()
+            await Response(status_code=204)(scope, receive, send)
+            return
+        if request.url.path == "/_count":
+            with self._lock:
+                count = {
+                    "seen": len(self.seen),
+                    "duplicates": self.duplicates,
+                    "refused": self.refused,
+                    "last_at": self.last_at,
+                }
+            await JSONResponse(count)(scope, receive, send)
+            return
         headers = dict(request.headers)
         try:
             standardwebhooks.Webhook(self.secret).verify(body, headers, json_parse=False)
@@ -89,8 +110,41 @@ class Receiver:
             if headers["webhook-id"] in self.seen:
                 self.duplicates += 1
             self.seen.add(headers["webhook-id"])
-            self.last_at = time.monotonic()
+            self.last_at = time.time()
         await Response(status_code=204)(scope, receive, send)
+
+
+def _receive_forever(port: int) -> None:
+    serve(Receiver(), port=port)
+    while True:
+        time.sleep(60)
+
+
+@contextlib.contextmanager
+def receiver_process() -> Iterator[str]:
+    """A receiver in its own process: its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    process = multiprocessing.get_context("spawn").Process(
+        target=_receive_forever, args=(port,), daemon=True
+    )
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/_count", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.join(10)
 
 
 def reset(redis_url: str) -> None:
@@ -103,8 +157,8 @@ def reset(redis_url: str) -> None:
 def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, float]:
     reset(redis_url)
     upgrade(DB_URL)
-    fake, receiver, clock = FakeTelegram(), Receiver(), ManualClock()
-    with serve(fake.app) as platform, serve(receiver) as hook:
+    fake, clock = FakeTelegram(), ManualClock()
+    with serve(fake.app) as platform, receiver_process() as hook_url, httpx.Client() as hook:
         settings = Settings(
             database_url=DB_URL,
             redis_url=redis_url,
@@ -131,10 +185,11 @@ def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, fl
                 campaigns.publish(session, org.org_id, bot, clock.now())
                 campaigns.set_enabled(session, org.org_id, bot, True, clock.now())
             if events_out:
-                change = subs.SubscriptionChange(f"{hook.url}/events", ["*"])
-                _, receiver.secret = subs.create(
+                change = subs.SubscriptionChange(f"{hook_url}/events", ["*"])
+                _, secret = subs.create(
                     session, runtime.credentials, org.org_id, change, clock.now()
                 )
+                hook.post(f"{hook_url}/_secret", content=secret).raise_for_status()
         events = [
             ActivityEvent(
                 f"e{u}", EventType.USER_MESSAGE, bot_ids[u % bots], str(100_000 + u), clock.now()
@@ -159,16 +214,21 @@ def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, fl
         due, started, wall = clock.now(), time.monotonic(), time.time()
         expected = users * EVENTS_PER_USER if events_out else 0
         last_message = 0.0
-        while len(receiver.seen) < expected or len(fake.calls_to("sendMessage")) < users:
+        arrived: dict[str, float] = {"seen": 0}
+        looked = 0.0
+        while arrived["seen"] < expected or len(fake.calls_to("sendMessage")) < users:
             clock.set(due + timedelta(seconds=time.monotonic() - started))
             if not scheduler.run_once():
                 time.sleep(0.01)
             if not last_message and len(fake.calls_to("sendMessage")) >= users:
                 last_message = time.monotonic()
+            if expected and time.monotonic() - looked > 0.2:
+                arrived, looked = hook.get(f"{hook_url}/_count").json(), time.monotonic()
             if time.monotonic() - started > 600:
-                raise RuntimeError(f"only {len(receiver.seen)} of {expected} events arrived")
+                raise RuntimeError(f"only {arrived['seen']} of {expected} events arrived")
         executor.close()
-        total = max(receiver.last_at, last_message) - started
+        last_event = arrived.get("last_at", 0.0) - wall + started if expected else 0.0
+        total = max(last_event, last_message) - started
         late = sorted(c.at.timestamp() - wall for c in fake.calls_to("sendMessage"))
         with runtime.sessions() as session:
             recorded = int(session.scalar(select(func.count()).select_from(OutboundEvent)) or 0)
@@ -179,9 +239,9 @@ def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, fl
         "late_p50_s": late[len(late) // 2],
         "late_p99_s": late[min(len(late) - 1, int(len(late) * 0.99))],
         "events_per_s": expected / total,
-        "events_tail_s": max(0.0, receiver.last_at - last_message) if events_out else 0.0,
-        "duplicates": receiver.duplicates,
-        "refused": receiver.refused,
+        "events_tail_s": max(0.0, last_event - last_message) if events_out else 0.0,
+        "duplicates": arrived.get("duplicates", 0),
+        "refused": arrived.get("refused", 0),
     }
 
 
