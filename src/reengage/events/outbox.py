@@ -136,6 +136,11 @@ def _write_chunk(session: Session, chunk: list[_Recorded]) -> None:
         publish_on_commit(session, [event_timer(i, at) for i, at in zip(made, ats, strict=True)])
 
 
+# Every session writes the events it decided before it commits, whoever made it: `emit` cannot
+# be used without this module, so no event is ever left unwritten.
+sa_event.listen(Session, "before_commit", write_events)
+
+
 def publish_on_commit(session: Session, timers: list[Timer]) -> None:
     """Have these event timers published once the session's transaction commits."""
     session.info.setdefault(_PENDING, []).extend(timers)
@@ -173,7 +178,6 @@ def publish_after_commit(sessions: sessionmaker[Session], timers: TimerStore) ->
         session.info.pop(_SUBSCRIPTIONS, None)
         session.info.pop(_EVENTS, None)
 
-    sa_event.listen(sessions, "before_commit", write_events)
     sa_event.listen(sessions, "after_commit", committed)
     sa_event.listen(sessions, "after_soft_rollback", lambda s, _t: rolled_back(s))
 
