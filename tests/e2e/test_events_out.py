@@ -311,3 +311,28 @@ def _closes_and_events(bot: Bot, conversation_id: int) -> tuple[str, list[str]]:
         status = session.get_one(Conversation, conversation_id).status
         types = session.scalars(select(OutboundEvent.type).order_by(OutboundEvent.id)).all()
     return status, list(types)
+
+
+def test_an_event_whose_timer_was_lost_after_the_commit_is_swept_back_once(
+    bot: Bot, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe(bot, receiver, ["conversation.handed_off"])
+    store = bot.runtime.timers
+    real = store.schedule
+    lost: list[str] = []
+
+    def schedule(timers: Any) -> None:
+        if not lost and timers and all(t.purpose == "event" for t in timers):
+            lost.extend(t.key for t in timers)
+            raise ConnectionError("the timer store went away")  # after the commit
+        real(timers)
+
+    monkeypatch.setattr(store, "schedule", schedule)
+    bot.says("oi")
+    bot.wait(60.2)  # the hand-off is decided; its event's timer is lost
+    assert len(lost) == 1
+    bot.wait(1)  # the sweep finds the pending delivery in the database
+    assert receiver.types() == ["conversation.handed_off"]
+    assert len(receiver.arrivals) == 1
+    with bot.runtime.sessions() as session:
+        assert session.scalars(select(EventDelivery.status)).all() == ["delivered"]
