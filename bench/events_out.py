@@ -1,17 +1,18 @@
-"""Events out while the engine sends messages: events delivered per second to a local
-receiver that verifies every request with the `standardwebhooks` library.
+"""Events out while the engine sends messages: do they ever slow the messages down?
 
 PostgreSQL + Redis (production mode), the real scheduler with in-process execution, the real
 Telegram adapter against the fake Bot API on 127.0.0.1 (30 messages/s per bot, 1 per chat).
-N users on B bots go quiet under a one-step recovery campaign, and one subscription wants
-every event (`*`): each user makes three events (`episode.started`, `episode.step_sent`,
-`episode.ended`) and one message. The clock jumps past the threshold, then follows real
-time; the run ends when the receiver has every event and the fake every message.
+N users on B bots go quiet under a one-step recovery campaign. The same load runs twice in
+one run: once with no subscription, once with one subscription that wants every event (`*`)
+delivered to a local receiver that verifies every request with the `standardwebhooks`
+library: each user then makes three events (`episode.started`, `episode.step_sent`,
+`episode.ended`) beside their one message. The clock jumps past the threshold, then follows
+real time; a run ends when the fake has every message (and the receiver every event).
 
-Figures: messages/s and events/s over the whole run, how long the last event arrived after
-the last message (`events_tail_s`: events out never the bottleneck when it stays near 0),
-duplicates (a webhook-id verified twice) and requests the receiver refused. The last line is
-`events_per_s=<x>`. Run:
+Figures, side by side: messages/s, the lateness of the messages (p50/p99: when each left
+after its step fell due), then events/s, how long the last event arrived after the last
+message (`events_tail_s`), duplicates (a webhook-id verified twice) and requests the receiver
+refused. The last line is `events_per_s=<x>`. Run:
 
     .venv/bin/python bench/events_out.py [--quick] [--redis-url redis://127.0.0.1:6379/10]
 """
@@ -19,19 +20,24 @@ duplicates (a webhook-id verified twice) and requests the receiver refused. The 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import multiprocessing
+import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 import standardwebhooks
 from sqlalchemy import func, select
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,6 +48,7 @@ from reengage.adapters.db.models import OutboundEvent
 from reengage.config import Settings
 from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
 from reengage.entrypoints.logging import configure_logging
+from reengage.events.sender import EVENTS_QUEUE
 from reengage.runtime import Runtime
 from reengage.services import campaigns
 from reengage.services import event_subscriptions as subs
@@ -62,19 +69,35 @@ EVENTS_PER_USER = 3
 
 
 class Receiver:
-    """An integrator's endpoint: verifies each request, counts each webhook-id once."""
+    """An integrator's endpoint, in a process of its own (as it would be): verifies each
+    request, counts each webhook-id once; `POST /_secret` gives it the secret, `GET /_count`
+    tells what arrived."""
 
     def __init__(self) -> None:
         self.secret = ""
         self.seen: set[str] = set()
         self.duplicates = 0
         self.refused = 0
-        self.last_at = 0.0
+        self.last_at = 0.0  # wall clock
         self._lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         body = await request.body()
+        if request.url.path == "/_secret":
+            self.secret = body.decode()
+            await Response(status_code=204)(scope, receive, send)
+            return
+        if request.url.path == "/_count":
+            with self._lock:
+                count = {
+                    "seen": len(self.seen),
+                    "duplicates": self.duplicates,
+                    "refused": self.refused,
+                    "last_at": self.last_at,
+                }
+            await JSONResponse(count)(scope, receive, send)
+            return
         headers = dict(request.headers)
         try:
             standardwebhooks.Webhook(self.secret).verify(body, headers, json_parse=False)
@@ -87,8 +110,41 @@ class Receiver:
             if headers["webhook-id"] in self.seen:
                 self.duplicates += 1
             self.seen.add(headers["webhook-id"])
-            self.last_at = time.monotonic()
+            self.last_at = time.time()
         await Response(status_code=204)(scope, receive, send)
+
+
+def _receive_forever(port: int) -> None:
+    serve(Receiver(), port=port)
+    while True:
+        time.sleep(60)
+
+
+@contextlib.contextmanager
+def receiver_process() -> Iterator[str]:
+    """A receiver in its own process: its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    process = multiprocessing.get_context("spawn").Process(
+        target=_receive_forever, args=(port,), daemon=True
+    )
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/_count", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.join(10)
 
 
 def reset(redis_url: str) -> None:
@@ -98,11 +154,11 @@ def reset(redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushdb()
 
 
-def run(users: int, bots: int, redis_url: str) -> dict[str, float]:
+def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, float]:
     reset(redis_url)
     upgrade(DB_URL)
-    fake, receiver, clock = FakeTelegram(), Receiver(), ManualClock()
-    with serve(fake.app) as platform, serve(receiver) as hook:
+    fake, clock = FakeTelegram(), ManualClock()
+    with serve(fake.app) as platform, receiver_process() as hook_url, httpx.Client() as hook:
         settings = Settings(
             database_url=DB_URL,
             redis_url=redis_url,
@@ -128,10 +184,12 @@ def run(users: int, bots: int, redis_url: str) -> dict[str, float]:
                 campaigns.put_draft(session, org.org_id, bot, CAMPAIGN, clock.now())
                 campaigns.publish(session, org.org_id, bot, clock.now())
                 campaigns.set_enabled(session, org.org_id, bot, True, clock.now())
-            change = subs.SubscriptionChange(f"{hook.url}/events", ["*"])
-            _, receiver.secret = subs.create(
-                session, runtime.credentials, org.org_id, change, clock.now()
-            )
+            if events_out:
+                change = subs.SubscriptionChange(f"{hook_url}/events", ["*"])
+                _, secret = subs.create(
+                    session, runtime.credentials, org.org_id, change, clock.now()
+                )
+                hook.post(f"{hook_url}/_secret", content=secret).raise_for_status()
         events = [
             ActivityEvent(
                 f"e{u}", EventType.USER_MESSAGE, bot_ids[u % bots], str(100_000 + u), clock.now()
@@ -140,10 +198,12 @@ def run(users: int, bots: int, redis_url: str) -> dict[str, float]:
         ]
         for start in range(0, users, 500):
             runtime.record(org.org_id, events[start : start + 500])
+        # As the scheduler process runs them in embedded mode: events on a thread of their own.
+        executor = InlineExecutor(runtime, apart=(EVENTS_QUEUE,))
         scheduler = Scheduler(
             sessions=runtime.sessions,
             store=runtime.timers,
-            executor=InlineExecutor(runtime),
+            executor=executor,
             registry=runtime.registry,
             clock=clock,
             batch=500,
@@ -151,28 +211,37 @@ def run(users: int, bots: int, redis_url: str) -> dict[str, float]:
         )
         scheduler.run_once()
         clock.advance(timedelta(minutes=11, seconds=1))  # past threshold + the step
-        due, started = clock.now(), time.monotonic()
-        expected = users * EVENTS_PER_USER
+        due, started, wall = clock.now(), time.monotonic(), time.time()
+        expected = users * EVENTS_PER_USER if events_out else 0
         last_message = 0.0
-        while len(receiver.seen) < expected or len(fake.calls_to("sendMessage")) < users:
+        arrived: dict[str, float] = {"seen": 0}
+        looked = 0.0
+        while arrived["seen"] < expected or len(fake.calls_to("sendMessage")) < users:
             clock.set(due + timedelta(seconds=time.monotonic() - started))
             if not scheduler.run_once():
                 time.sleep(0.01)
             if not last_message and len(fake.calls_to("sendMessage")) >= users:
                 last_message = time.monotonic()
+            if expected and time.monotonic() - looked > 0.2:
+                arrived, looked = hook.get(f"{hook_url}/_count").json(), time.monotonic()
             if time.monotonic() - started > 600:
-                raise RuntimeError(f"only {len(receiver.seen)} of {expected} events arrived")
-        total = max(receiver.last_at, last_message) - started
+                raise RuntimeError(f"only {arrived['seen']} of {expected} events arrived")
+        executor.close()
+        last_event = arrived.get("last_at", 0.0) - wall + started if expected else 0.0
+        total = max(last_event, last_message) - started
+        late = sorted(c.at.timestamp() - wall for c in fake.calls_to("sendMessage"))
         with runtime.sessions() as session:
             recorded = int(session.scalar(select(func.count()).select_from(OutboundEvent)) or 0)
         runtime.close()
     assert recorded == expected, f"{recorded} events recorded for {expected}"
     return {
         "messages_per_s": users / (last_message - started),
+        "late_p50_s": late[len(late) // 2],
+        "late_p99_s": late[min(len(late) - 1, int(len(late) * 0.99))],
         "events_per_s": expected / total,
-        "events_tail_s": max(0.0, receiver.last_at - last_message),
-        "duplicates": receiver.duplicates,
-        "refused": receiver.refused,
+        "events_tail_s": max(0.0, last_event - last_message) if events_out else 0.0,
+        "duplicates": arrived.get("duplicates", 0),
+        "refused": arrived.get("refused", 0),
     }
 
 
@@ -183,12 +252,17 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
     users, bots = (600, 10) if args.quick else (3_000, 20)
-    print(f"users={users} bots={bots} events={users * EVENTS_PER_USER} messages={users}")
-    r = run(users, bots, args.redis_url)
-    print(f"messages_per_s={r['messages_per_s']:.0f}")
-    print(f"events_tail_s={r['events_tail_s']:.2f}")
-    print(f"duplicates={r['duplicates']:.0f} refused={r['refused']:.0f}")
-    print(f"events_per_s={r['events_per_s']:.0f}")
+    print(f"users={users} bots={bots} messages={users} events={users * EVENTS_PER_USER}")
+    without = run(users, bots, args.redis_url, events_out=False)
+    with_events = run(users, bots, args.redis_url, events_out=True)
+    print(f"{'':22}{'no events':>12}{'events out':>12}")
+    for name in ("messages_per_s", "late_p50_s", "late_p99_s"):
+        print(f"{name:22}{without[name]:12.2f}{with_events[name]:12.2f}")
+    slower = 1 - with_events["messages_per_s"] / without["messages_per_s"]
+    print(f"messages_slower_by={slower:.1%}")
+    print(f"events_tail_s={with_events['events_tail_s']:.2f}")
+    print(f"duplicates={with_events['duplicates']:.0f} refused={with_events['refused']:.0f}")
+    print(f"events_per_s={with_events['events_per_s']:.0f}")
 
 
 if __name__ == "__main__":

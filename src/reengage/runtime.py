@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.channels.factory import build_channel, close_connections
+from reengage.adapters.channels.telegram import TelegramChannel
 from reengage.adapters.clock import AcceleratedClock, ManualClock, SystemClock
 from reengage.adapters.crypto import Credentials
 from reengage.adapters.db.activity_store import SqlActivityStore
@@ -31,6 +32,7 @@ from reengage.delivery.auto_delete import AutoDeleteHandler
 from reengage.delivery.chat_action import ChatActionHandler
 from reengage.delivery.handler import DeliveryHandler
 from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
+from reengage.events.notice import ManagerNoticeHandler
 from reengage.events.outbox import publish_after_commit
 from reengage.events.sender import EventHandler
 from reengage.inbound.handler import InboundHandler
@@ -144,7 +146,21 @@ class Runtime:
             ChatActionHandler(sessions, self, activity),
             AutoDeleteHandler(sessions, self),
             EventHandler(sessions, self.credentials, self.events_client),
+            ManagerNoticeHandler(sessions, self.manager_channel),
         ]
+
+    def manager_channel(self) -> Channel | None:
+        """The manager bot, to message admins (None: no token is set)."""
+        token = self.settings.manager_bot_token
+        if token is None:
+            return None
+        return TelegramChannel(
+            token.get_secret_value(),
+            bot_key="manager",
+            clock=self.clock,
+            pacer=self.pacer,
+            api_base=self.settings.telegram_api_base,
+        )
 
     @property
     def timer_engine(self) -> TimerEngine:

@@ -16,15 +16,19 @@ import pytest
 import standardwebhooks
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from reengage.adapters.clock import ManualClock
-from reengage.adapters.db.models import EventDelivery, OutboundEvent
+from reengage.adapters.db import activity_store as db_activity_store
+from reengage.adapters.db import subjects
+from reengage.adapters.db.models import Conversation, EventDelivery, OutboundEvent
 from reengage.entrypoints.api.app import create_app
-from reengage.events import sender
+from reengage.events import outbox, sender
 from reengage.runtime import Runtime
+from reengage.services import agents
 from reengage.testing.server import RunningServer
 from reengage.testing.telegram import FakeTelegram
 from tests.e2e.harness import MODES, runtime_in_mode
@@ -162,10 +166,12 @@ def test_a_receiver_down_five_minutes_gets_every_event_once_and_in_order(
     receiver.up()
     bot.wait(30)
     with bot.runtime.sessions() as session:
-        decided = session.scalars(select(OutboundEvent.payload).order_by(OutboundEvent.id)).all()
-    assert [p["type"] for p in decided] == ["conversation.reminder_sent", "conversation.closed"]
+        decided = session.execute(
+            select(OutboundEvent.id, OutboundEvent.type).order_by(OutboundEvent.id)
+        ).all()
+    assert [t for _, t in decided] == ["conversation.reminder_sent", "conversation.closed"]
     # Every event arrived, exactly once per webhook-id, in the conversation's order.
-    assert [a.webhook_id for a in receiver.arrivals] == [p["id"] for p in decided]
+    assert [a.webhook_id for a in receiver.arrivals] == [f"evt_{i}" for i, _ in decided]
     assert receiver.types() == ["conversation.reminder_sent", "conversation.closed"]
     deliveries = bot.api("get", f"/v1/event-subscriptions/{sub['id']}/deliveries")
     assert {d["status"] for d in deliveries} == {"delivered"}
@@ -208,8 +214,10 @@ class KilledAfterSend:
     def handle(self, timer: Any, now: Any) -> Any:
         if self.sent:  # the next worker
             return self.inner.handle(timer, now)
+        delivery_id = int(timer.payload["event_delivery_id"])
         with self.inner.sessions.begin() as session:
-            ready = self.inner._ready(session, int(timer.payload["event_delivery_id"]), now)
+            firsts = sender._load(session, [delivery_id])
+            ready = self.inner._ready(session, delivery_id, now, firsts)
         assert isinstance(ready, sender.Request)
         sender.post(self.inner.client, ready)
         self.sent += 1
@@ -259,3 +267,72 @@ def _at(headers: dict[str, str]) -> Any:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+
+
+def test_an_agent_close_and_its_event_are_written_together_or_not_at_all(
+    bot: Bot, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe(bot, receiver, ["conversation.agent_closed"])
+    bot.says("oi")
+    bot.wait(61)  # the legacy default hands off after one hour
+    conv = bot.conversation()
+    assert conv["status"] == "handoff"
+    # The process dies in the transaction that writes the close, right after the decision
+    # and its event are in it: neither reaches the database.
+    real = outbox.emit_agent_closed
+
+    def dies_after(session: Session, conversation_ids: Any, now: Any) -> None:
+        real(session, conversation_ids, now)
+        if conversation_ids:
+            raise RuntimeError("killed")
+
+    with bot.runtime.sessions() as session:
+        org_id = session.get_one(Conversation, conv["id"]).org_id
+    monkeypatch.setattr(subjects, "emit_agent_closed", dies_after)
+    monkeypatch.setattr(db_activity_store, "emit_agent_closed", dies_after)
+    with pytest.raises(RuntimeError, match="killed"):
+        agents.close(bot.runtime, org_id, conv["id"], bot.clock.now())
+    assert _closes_and_events(bot, conv["id"]) == ("handoff", [])
+    monkeypatch.undo()
+    # The agent presses again; the write-behind writes what the hot state kept: both at once.
+    agents.close(bot.runtime, org_id, conv["id"], bot.clock.now())
+    bot.wait(2)
+    status, events = _closes_and_events(bot, conv["id"])
+    assert (status, events) == ("closed", ["conversation.agent_closed"])
+    assert receiver.types() == ["conversation.agent_closed"]
+    assert len(receiver.arrivals) == 1
+    data = receiver.arrivals[0].payload["data"]
+    assert (data["conversation"]["id"], data["conversation"]["status"]) == (conv["id"], "closed")
+    assert data["reason"] == "agent"
+
+
+def _closes_and_events(bot: Bot, conversation_id: int) -> tuple[str, list[str]]:
+    with bot.runtime.sessions() as session:
+        status = session.get_one(Conversation, conversation_id).status
+        types = session.scalars(select(OutboundEvent.type).order_by(OutboundEvent.id)).all()
+    return status, list(types)
+
+
+def test_an_event_whose_timer_was_lost_after_the_commit_is_swept_back_once(
+    bot: Bot, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscribe(bot, receiver, ["conversation.handed_off"])
+    store = bot.runtime.timers
+    real = store.schedule
+    lost: list[str] = []
+
+    def schedule(timers: Any) -> None:
+        if not lost and timers and all(t.purpose == "event" for t in timers):
+            lost.extend(t.key for t in timers)
+            raise ConnectionError("the timer store went away")  # after the commit
+        real(timers)
+
+    monkeypatch.setattr(store, "schedule", schedule)
+    bot.says("oi")
+    bot.wait(60.2)  # the hand-off is decided; its event's timer is lost
+    assert len(lost) == 1
+    bot.wait(1)  # the sweep finds the pending delivery in the database
+    assert receiver.types() == ["conversation.handed_off"]
+    assert len(receiver.arrivals) == 1
+    with bot.runtime.sessions() as session:
+        assert session.scalars(select(EventDelivery.status)).all() == ["delivered"]

@@ -21,6 +21,7 @@ class Purpose(StrEnum):
     CHAT_ACTION = "chat_action"
     INBOUND = "inbound"
     EVENT = "event"  # one event out to one subscription
+    MANAGER_NOTICE = "manager_notice"  # one manager bot message to one admin
 
 
 @dataclass(frozen=True, slots=True)

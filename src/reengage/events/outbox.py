@@ -5,12 +5,13 @@ a timer lost between the commit and its publication is put back by the sweep."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import (
@@ -24,6 +25,7 @@ from reengage.adapters.db.models import (
 from reengage.adapters.db.session import insert_for
 from reengage.adapters.outage import one_line
 from reengage.domain import event as ev
+from reengage.domain.activity import ConversationStatus
 from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.ports import TimerStore
 
@@ -32,6 +34,8 @@ log = structlog.get_logger(__name__)
 # session.info keys: the subscriptions read in this transaction, the deliveries it made.
 _SUBSCRIPTIONS = "events_out.subscriptions"
 _PENDING = "events_out.pending"
+_EVENTS = "events_out.events"  # decided, written right before the commit
+_CHUNK = 500  # events per statement
 
 
 def event_timer(delivery_id: int, due_at: datetime) -> Timer:
@@ -45,6 +49,19 @@ def event_timer(delivery_id: int, due_at: datetime) -> Timer:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """An event decided in a transaction, written with the others when it commits."""
+
+    org_id: int
+    type: str
+    dedup_key: str
+    ordering_key: str
+    data: dict[str, Any]
+    at: datetime
+    subscriptions: list[int]
+
+
 def emit(
     session: Session,
     org_id: int,
@@ -54,57 +71,74 @@ def emit(
     dedup_key: str,
     ordering_key: str,
     now: datetime,
-) -> int | None:
+) -> None:
     """Record an event for the organization's subscriptions that want it, once per
-    `dedup_key`, in the caller's transaction; its id (None: nobody wants it, or it was
-    recorded before). Its deliveries are published when the transaction commits."""
+    `dedup_key`, in the caller's transaction: the transaction's events are written together
+    right before it commits (`write_events`), their deliveries published once it has."""
     wanted = [
         sid for sid, patterns in _subscriptions(session, org_id) if ev.matches(patterns, event_type)
     ]
-    if not wanted:
-        return None
-    table = OutboundEvent.__table__
+    if wanted:
+        recorded = _Recorded(org_id, event_type.value, dedup_key, ordering_key, data, now, wanted)
+        session.info.setdefault(_EVENTS, []).append(recorded)
+
+
+def write_events(session: Session) -> None:
+    """Write the events this transaction decided, in the order it decided them, in two
+    statements per chunk (the events, once per `dedup_key`; a delivery per subscription of
+    each event written), and have their timers published after the commit."""
+    recorded: list[_Recorded] = session.info.pop(_EVENTS, [])
+    unique = list({(r.org_id, r.dedup_key): r for r in reversed(recorded)}.values())[::-1]
+    for start in range(0, len(unique), _CHUNK):
+        _write_chunk(session, unique[start : start + _CHUNK])
+
+
+def _write_chunk(session: Session, chunk: list[_Recorded]) -> None:
+    events, deliveries = OutboundEvent.__table__, EventDelivery.__table__
+    values = [
+        {
+            "org_id": r.org_id,
+            "type": r.type,
+            "dedup_key": r.dedup_key,
+            "payload": r.data,
+            "created_at": r.at,
+        }
+        for r in chunk
+    ]
+    stmt = insert_for(session, events).values(values).on_conflict_do_nothing()
     with session.no_autoflush:
-        event_id = session.scalar(
-            insert_for(session, table)
-            .values(
-                org_id=org_id,
-                type=event_type.value,
-                dedup_key=dedup_key,
-                payload={},
-                created_at=now,
+        written = session.execute(
+            stmt.returning(events.c.id, events.c.org_id, events.c.dedup_key)
+        ).tuples()
+        ids = {(org, key): int(i) for i, org, key in written}
+        rows: list[dict[str, Any]] = [
+            {
+                "org_id": r.org_id,
+                "event_id": ids[(r.org_id, r.dedup_key)],
+                "subscription_id": sid,
+                "ordering_key": r.ordering_key,
+                "status": "pending",
+                "attempts": 0,
+                "next_at": r.at,
+                "retry_from": r.at,
+                "created_at": r.at,
+            }
+            for r in sorted(
+                (r for r in chunk if (r.org_id, r.dedup_key) in ids),
+                key=lambda r: ids[(r.org_id, r.dedup_key)],
             )
-            .on_conflict_do_nothing()
-            .returning(table.c.id)
-        )
-        if event_id is None:
-            return None
-        session.execute(
-            update(OutboundEvent)
-            .where(OutboundEvent.id == event_id)
-            .values(payload=ev.envelope(event_id, event_type, now, data))
-            .execution_options(synchronize_session=False)
-        )
-        deliveries = EventDelivery.__table__
-        made = session.scalars(
-            insert_for(session, deliveries).returning(deliveries.c.id),
-            [
-                {
-                    "org_id": org_id,
-                    "event_id": event_id,
-                    "subscription_id": sid,
-                    "ordering_key": ordering_key,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_at": now,
-                    "retry_from": now,
-                    "created_at": now,
-                }
-                for sid in wanted
-            ],
-        ).all()
-    publish_on_commit(session, [event_timer(i, now) for i in made])
-    return int(event_id)
+            for sid in r.subscriptions
+        ]
+        if not rows:
+            return
+        made = session.scalars(insert_for(session, deliveries).returning(deliveries.c.id), rows)
+        ats: list[datetime] = [row["next_at"] for row in rows]
+        publish_on_commit(session, [event_timer(i, at) for i, at in zip(made, ats, strict=True)])
+
+
+# Every session writes the events it decided before it commits, whoever made it: `emit` cannot
+# be used without this module, so no event is ever left unwritten.
+sa_event.listen(Session, "before_commit", write_events)
 
 
 def publish_on_commit(session: Session, timers: list[Timer]) -> None:
@@ -142,6 +176,7 @@ def publish_after_commit(sessions: sessionmaker[Session], timers: TimerStore) ->
     def rolled_back(session: Session) -> None:
         session.info.pop(_PENDING, None)
         session.info.pop(_SUBSCRIPTIONS, None)
+        session.info.pop(_EVENTS, None)
 
     sa_event.listen(sessions, "after_commit", committed)
     sa_event.listen(sessions, "after_soft_rollback", lambda s, _t: rolled_back(s))
@@ -204,6 +239,30 @@ def emit_for_conversation(
         ordering_key=f"conversation:{conv.id}",
         now=now,
     )
+
+
+def emit_agent_closed(session: Session, conversation_ids: Sequence[int], now: datetime) -> None:
+    """`conversation.agent_closed` of conversations in handoff that activity closed (the
+    agent's close through the API, or the integrator's `conversation.status`), in the very
+    transaction that writes the close: a crash cannot keep one without the other."""
+    if not conversation_ids:
+        return
+    conversations = session.scalars(
+        select(Conversation)
+        .where(Conversation.id.in_(list(conversation_ids)))
+        .order_by(Conversation.id)
+        .execution_options(populate_existing=True)  # closed by a statement: read afresh
+    )
+    for conv in conversations:
+        emit_for_conversation(
+            session,
+            conv,
+            ev.EventType.AGENT_CLOSED,
+            reason="agent",
+            dedup_key="agent_closed",
+            now=now,
+            status=ConversationStatus.CLOSED.value,
+        )
 
 
 def emit_for_contact(

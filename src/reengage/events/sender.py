@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import standardwebhooks
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.crypto import Credentials
@@ -27,6 +27,7 @@ from reengage.adapters.db.models import (
 from reengage.adapters.outage import one_line
 from reengage.domain import event as ev
 from reengage.domain.timer import Purpose, Timer
+from reengage.events.notice import notify_disabled
 from reengage.events.outbox import event_timer
 from reengage.timers.handler import NOTHING, Outcome
 
@@ -37,6 +38,9 @@ MAX_PARALLEL = 16  # requests of one batch in flight at once
 # A delivery behind another of its order waits for it; it is released as soon as the one
 # before settles, and looks again after this in case that release was lost.
 HOLD = timedelta(seconds=30)
+# Their own worker queue (and, in embedded mode, their own thread): a slow receiver holds
+# event senders, never the messages'.
+EVENTS_QUEUE = "events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +113,7 @@ class EventHandler:
     credentials: Credentials
     client: httpx.Client
     purpose: str = Purpose.EVENT
-    # A queue of their own: a slow receiver holds event workers, never the messages'.
-    queue: str = "events"
+    queue: str = EVENTS_QUEUE
 
     def handle(self, timer: Timer, now: datetime) -> Outcome:
         return self.handle_batch([timer], now)[0]
@@ -120,7 +123,8 @@ class EventHandler:
         answers written in one transaction."""
         ids = [int(t.payload["event_delivery_id"] or 0) for t in timers]
         with self.sessions.begin() as session:
-            ready = {i: self._ready(session, i, now) for i in ids}
+            firsts = _load(session, ids)
+            ready = {i: self._ready(session, i, now, firsts) for i in ids}
         requests = {i: r for i, r in ready.items() if isinstance(r, Request)}
         answers: dict[int, Answer] = {}
         if len(requests) == 1:
@@ -130,7 +134,11 @@ class EventHandler:
                 sent = pool.map(lambda r: post(self.client, r), requests.values())
                 answers = dict(zip(requests, sent, strict=True))
         with self.sessions.begin() as session:
-            recorded = {i: self._record(session, i, a, now) for i, a in answers.items()}
+            _load(session, list(answers), lock=True)
+            settled: list[EventDelivery] = []
+            recorded = {i: self._record(session, i, a, now, settled) for i, a in answers.items()}
+            for i, timers in _next_in_order(session, settled, now).items():
+                recorded[i] = Outcome([*recorded[i].timers, *timers])
         released = {
             t.key for outcome in recorded.values() for t in outcome.timers if t.due_at <= now
         }
@@ -143,41 +151,43 @@ class EventHandler:
             outcomes.append(recorded[i] if isinstance(step, Request) else step)
         return outcomes
 
-    def _ready(self, session: Session, delivery_id: int, now: datetime) -> Request | Held | Outcome:
-        """What to send, or why not now."""
-        row = session.get(EventDelivery, delivery_id)
+    def _ready(
+        self, session: Session, delivery_id: int, now: datetime, firsts: Firsts
+    ) -> Request | Held | Outcome:
+        """What to send, or why not now (`firsts`: the first pending delivery of each order)."""
+        row = session.get(EventDelivery, delivery_id)  # loaded with the batch
         if row is None or row.status != "pending":
             return NOTHING
         sub = session.get_one(EventSubscription, row.subscription_id)
         if not sub.enabled:
             row.status, row.finished_at = "failed", now
             row.last_error = "subscription disabled"
-            return Outcome(_next_in_order(session, row, now))
-        before = session.scalar(
-            select(EventDelivery.next_at)
-            .where(
-                EventDelivery.subscription_id == row.subscription_id,
-                EventDelivery.ordering_key == row.ordering_key,
-                EventDelivery.status == "pending",
-                EventDelivery.id < row.id,
-            )
-            .order_by(EventDelivery.id)
-            .limit(1)
-        )
-        if before is not None:  # its order: after the one before it
-            return Held(max(before, now) + HOLD)
+            return Outcome(_next_in_order(session, [row], now).get(row.id, []))
+        first = firsts.get((row.subscription_id, row.ordering_key))
+        if first is not None and first[0] < row.id:  # its order: after the one before it
+            return Held(max(first[1], now) + HOLD)
         event = session.get_one(OutboundEvent, row.event_id)
         secrets = [str(self.credentials.decrypt(sub.secret)["secret"])]
         if sub.previous_secret and sub.previous_until and sub.previous_until > now:
             secrets.append(str(self.credentials.decrypt(sub.previous_secret)["secret"]))
-        body = json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False)
+        envelope = ev.envelope(event.id, event.type, event.created_at, event.payload)
+        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
         return Request(sub.url, ev.webhook_id(event.id), body, secrets)
 
-    def _record(self, session: Session, delivery_id: int, answer: Answer, now: datetime) -> Outcome:
-        row = session.get(EventDelivery, delivery_id, with_for_update=True)
+    def _record(
+        self,
+        session: Session,
+        delivery_id: int,
+        answer: Answer,
+        now: datetime,
+        settled: list[EventDelivery],
+    ) -> Outcome:
+        """One answer written (the rows loaded and locked with the batch); a delivery it
+        settles goes to `settled`, whose next in order the caller releases."""
+        row = session.get(EventDelivery, delivery_id)
         if row is None or row.status != "pending":
             return NOTHING
-        sub = session.get_one(EventSubscription, row.subscription_id, with_for_update=True)
+        sub = session.get_one(EventSubscription, row.subscription_id)
         session.add(
             EventAttempt(
                 org_id=row.org_id,
@@ -192,11 +202,14 @@ class EventHandler:
         if answer.ok:
             row.status, row.finished_at, row.last_error = "delivered", now, None
             sub.failing_since = None
-            return Outcome(_next_in_order(session, row, now))
+            settled.append(row)
+            return NOTHING
         row.last_error = answer.error
         sub.failing_since = sub.failing_since or now
         if sub.enabled and ev.should_disable(sub.failing_since, now):
             sub.enabled, sub.disabled_reason, sub.updated_at = False, "failing", now
+            sub.disabled_at = now
+            notify_disabled(session, sub, answer.error, now)
             log.error(
                 "events.subscription_disabled",
                 org_id=sub.org_id,
@@ -209,7 +222,8 @@ class EventHandler:
             return Outcome([event_timer(row.id, decision.at)])
         row.status, row.finished_at = "failed", now
         log.warning("events.delivery_failed", delivery_id=row.id, attempts=row.attempts)
-        return Outcome(_next_in_order(session, row, now))
+        settled.append(row)
+        return NOTHING
 
     def pending(
         self, session: Session, due_before: datetime | None, after_id: int, limit: int
@@ -226,17 +240,60 @@ class EventHandler:
         return [(i, event_timer(i, at)) for i, at in session.execute(stmt).tuples()]
 
 
-def _next_in_order(session: Session, row: EventDelivery, now: datetime) -> list[Timer]:
-    """The delivery that waited for this one, released now."""
-    after = session.scalar(
-        select(EventDelivery.id)
-        .where(
-            EventDelivery.subscription_id == row.subscription_id,
-            EventDelivery.ordering_key == row.ordering_key,
-            EventDelivery.status == "pending",
-            EventDelivery.id > row.id,
-        )
-        .order_by(EventDelivery.id)
-        .limit(1)
+Firsts = dict[tuple[int, str], tuple[int, datetime]]
+
+
+def _load(session: Session, ids: list[int], *, lock: bool = False) -> Firsts:
+    """Load a batch's deliveries, their subscriptions and events in three statements (`lock`:
+    deliveries and subscriptions locked, in id order); the first pending delivery (id, due)
+    of each of their orders."""
+    if not ids:
+        return {}
+    stmt = select(EventDelivery).where(EventDelivery.id.in_(ids)).order_by(EventDelivery.id)
+    rows = session.scalars(stmt.with_for_update() if lock else stmt).all()
+    sub_ids = sorted({r.subscription_id for r in rows})
+    subs = select(EventSubscription).where(EventSubscription.id.in_(sub_ids))
+    subs = subs.order_by(EventSubscription.id)
+    session.scalars(subs.with_for_update() if lock else subs).all()
+    if lock:
+        return {}
+    pending = [r for r in rows if r.status == "pending"]
+    event_ids = sorted({r.event_id for r in pending})
+    if event_ids:
+        session.scalars(select(OutboundEvent).where(OutboundEvent.id.in_(event_ids))).all()
+    return _firsts(session, pending)
+
+
+def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
+    """The first pending delivery (id, due) of each of these deliveries' orders."""
+    groups = sorted({(r.subscription_id, r.ordering_key) for r in rows})
+    if not groups:
+        return {}
+    key = tuple_(EventDelivery.subscription_id, EventDelivery.ordering_key)
+    first_ids = (
+        select(func.min(EventDelivery.id))
+        .where(EventDelivery.status == "pending", key.in_(groups))
+        .group_by(EventDelivery.subscription_id, EventDelivery.ordering_key)
     )
-    return [event_timer(after, now)] if after is not None else []
+    found = session.execute(
+        select(
+            EventDelivery.subscription_id,
+            EventDelivery.ordering_key,
+            EventDelivery.id,
+            EventDelivery.next_at,
+        ).where(EventDelivery.id.in_(first_ids))
+    ).tuples()
+    return {(sub, order): (i, at) for sub, order, i, at in found}
+
+
+def _next_in_order(
+    session: Session, settled: Sequence[EventDelivery], now: datetime
+) -> dict[int, list[Timer]]:
+    """For each settled delivery, the one of its order that waited for it, released now."""
+    firsts = _firsts(session, settled)
+    released: dict[int, list[Timer]] = {}
+    for row in settled:
+        first = firsts.get((row.subscription_id, row.ordering_key))
+        if first is not None and first[0] > row.id:
+            released[row.id] = [event_timer(first[0], now)]
+    return released

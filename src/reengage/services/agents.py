@@ -8,10 +8,8 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
-from reengage.domain import event as ev
 from reengage.domain.activity import ActivityEvent, ConversationStatus, EventType
 from reengage.domain.outbound import MessageKind, OutboundMessage
-from reengage.events.outbox import emit_for_conversation
 from reengage.i18n import N_
 from reengage.runtime import Runtime
 from reengage.services.errors import InvalidInput, NotFound
@@ -86,6 +84,8 @@ def reply(
 
 
 def close(runtime: Runtime, org_id: int, conversation_id: int, now: datetime) -> None:
+    """Close a conversation as activity; the transaction that writes the close to the
+    database also records `conversation.agent_closed` (see `events.outbox.emit_agent_closed`)."""
     with runtime.sessions() as session:
         conv, user_id = load(session, org_id, conversation_id)
         if conv.status == ConversationStatus.CLOSED.value:
@@ -104,16 +104,3 @@ def close(runtime: Runtime, org_id: int, conversation_id: int, now: datetime) ->
             )
         ],
     )
-    # Told once the close is recorded (the activity path applies it), in a transaction of
-    # its own: the agent's decision is the request itself.
-    with runtime.sessions.begin() as session:
-        conv, _ = load(session, org_id, conversation_id)
-        emit_for_conversation(
-            session,
-            conv,
-            ev.EventType.AGENT_CLOSED,
-            reason="agent",
-            dedup_key=f"agent_close:{seq}",
-            now=now,
-            status=ConversationStatus.CLOSED.value,
-        )

@@ -102,9 +102,9 @@ def change(
         sub.description = change.description
     if change.enabled is not None:
         if change.enabled and not sub.enabled:
-            sub.failing_since, sub.disabled_reason = None, None
+            sub.failing_since, sub.disabled_reason, sub.disabled_at = None, None, None
         elif not change.enabled and sub.enabled:
-            sub.disabled_reason = "by_operator"
+            sub.disabled_reason, sub.disabled_at = "by_operator", now
         sub.enabled = change.enabled
     sub.updated_at = now
     return sub

@@ -26,6 +26,7 @@ from reengage.domain.activity import (
     apply_event,
 )
 from reengage.domain.timer import Timer
+from reengage.events.outbox import emit_agent_closed
 from reengage.ports import ConfigStamp, TimerStore
 from reengage.services.conversation_rows import clock_of, clock_values
 
@@ -145,6 +146,7 @@ def _apply(
     messages: dict[int, list[datetime]] = defaultdict(list)  # for the hour profiles
     leftover: list[ActivityEvent] = []
     answered: list[Answered] = []
+    agent_closed: list[int] = []
     for (bot_id, user_id), subject_events in by_subject.items():
         contact_id = contacts[(bot_id, user_id)]
         row = conversations[contact_id]
@@ -167,10 +169,16 @@ def _apply(
             plan[inactivity.inactivity_key(bot_id, user_id)] = timer
             due = timer and timer.due_at
         updates.append({"id": row.id, **clock_values(clock), "inactivity_due_at": due})
+        if (
+            row.status == ConversationStatus.HANDOFF.value
+            and clock.status is ConversationStatus.CLOSED
+        ):
+            agent_closed.append(row.id)
         answered.append((contact_id, clock.activity_seq, clock.last_activity_at, clock.paid_at))
     session.execute(update(Conversation), updates)
     if paid:
         session.execute(update(Contact), [{"id": c, "paid_at": at} for c, at in paid.items()])
     learn_hour_profiles(session, messages)
     end_answered_episodes(session, answered)
+    emit_agent_closed(session, agent_closed, now)  # in the transaction of the close
     return leftover

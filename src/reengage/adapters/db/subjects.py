@@ -37,6 +37,7 @@ from reengage.adapters.db.session import insert_for
 from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
 from reengage.adapters.db.types import UTCDateTime
 from reengage.domain.activity import ConversationStatus, SubjectClock
+from reengage.events.outbox import emit_agent_closed
 from reengage.services.conversation_rows import CLOCK_COLUMNS, clock_values
 
 _CONVERSATION: Table = Conversation.__table__  # type: ignore[assignment]
@@ -44,6 +45,7 @@ _CONTACT: Table = Contact.__table__  # type: ignore[assignment]
 _OPEN = text("status <> 'closed'")  # literal SQL: the partial unique index's predicate
 # What recording activity reads of an open conversation; the write-behind needs only the keys.
 _KEYS = [_CONVERSATION.c[name] for name in ("id", "contact_id", "generation")]
+_WRITTEN = [*_KEYS, _CONVERSATION.c.status]  # the status: a close of a handoff is told
 _CLOCK = [*_KEYS, *(_CONVERSATION.c[n] for n in ("status", *CLOCK_COLUMNS, "inactivity_due_at"))]
 Subject = tuple[int, str]  # (bot_id, external user id)
 
@@ -257,7 +259,8 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
     contacts, created = _contacts(session, [(i.org_id, i.bot_id, i.user_id) for i in items], now)
     by_contact = {contacts[(i.bot_id, i.user_id)]: i for i in items}
     known = {c: i for c, i in by_contact.items() if c not in created}  # others have nothing yet
-    rows = _close_older_generations(session, _select_open(session, list(known), _KEYS), known, now)
+    found = _select_open(session, list(known), _WRITTEN)
+    rows = _close_older_generations(session, found, known, now)
     missing = [
         Opening(c, i.org_id, i.bot_id, i.generation, i)
         for c, i in by_contact.items()
@@ -271,6 +274,17 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
     )
     _write_paid(
         session, sorted((c, i.clock.paid_at) for c, i in by_contact.items() if i.clock.paid_at)
+    )
+    # A conversation with a human that activity closed (this write, or a newer generation).
+    emit_agent_closed(
+        session,
+        [
+            r.id
+            for c, r in found.items()
+            if r.status == ConversationStatus.HANDOFF.value
+            and (c not in rows or known[c].clock.status is ConversationStatus.CLOSED)
+        ],
+        now,
     )
     # The hour of each contact's latest message (what the hot clock keeps of them).
     learn_hour_profiles(

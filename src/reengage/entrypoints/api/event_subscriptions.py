@@ -55,7 +55,11 @@ class SubscriptionOut(BaseModel):
     description: str | None
     event_types: list[str]
     enabled: bool
-    disabled_reason: str | None = Field(description="`failing` (24 h of failures), `by_operator`")
+    disabled_reason: str | None = Field(
+        description="`failing` (24 h of failures; the manager bot tells the organization's "
+        "admins), `by_operator`"
+    )
+    disabled_at: datetime | None
     failing_since: datetime | None
     previous_secret_until: datetime | None
     created_at: datetime
@@ -95,6 +99,7 @@ def subscription_out(sub: EventSubscription) -> SubscriptionOut:
         event_types=list(sub.event_types),
         enabled=sub.enabled,
         disabled_reason=sub.disabled_reason,
+        disabled_at=sub.disabled_at,
         failing_since=sub.failing_since,
         previous_secret_until=sub.previous_until,
         created_at=sub.created_at,

@@ -6,6 +6,7 @@ import signal
 import threading
 
 from reengage.config import Settings
+from reengage.events.sender import EVENTS_QUEUE
 from reengage.ports import TimerExecutor
 from reengage.runtime import Runtime
 from reengage.timers.executors import CeleryExecutor, InlineExecutor
@@ -16,7 +17,9 @@ def build_scheduler(settings: Settings, runtime: Runtime | None = None) -> Sched
     runtime = runtime or Runtime.build(settings)
     executor: TimerExecutor
     if settings.embedded:
-        executor = InlineExecutor(runtime)
+        # Events out on a thread of their own (SQLite has one writer: there, in line).
+        apart = () if runtime.engine.dialect.name == "sqlite" else (EVENTS_QUEUE,)
+        executor = InlineExecutor(runtime, apart=apart)
     else:
         from reengage.entrypoints.worker.celery_app import make_celery
 

@@ -22,6 +22,7 @@ from reengage.adapters.db.models.events_out import (
     EventAttempt,
     EventDelivery,
     EventSubscription,
+    ManagerNotice,
     OutboundEvent,
 )
 from reengage.adapters.db.models.recovery import Campaign, CampaignVersion, Episode
@@ -60,6 +61,7 @@ __all__ = [
     "FlowRow",
     "InboundMessage",
     "ManagerAdmin",
+    "ManagerNotice",
     "MediaAsset",
     "MediaUpload",
     "Organization",

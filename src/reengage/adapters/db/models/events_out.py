@@ -39,6 +39,7 @@ class EventSubscription(Base):
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(64))
+    disabled_at: Mapped[datetime | None]
     # Since when every attempt failed (None: the last one succeeded).
     failing_since: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -56,6 +57,7 @@ class OutboundEvent(Base):
     org_id: Mapped[int] = org_fk()
     type: Mapped[str] = mapped_column(String(48))
     dedup_key: Mapped[str] = mapped_column(String(160))
+    # Its `data`; the envelope around it (id, type, version, timestamp) is built when sent.
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
 
@@ -111,3 +113,32 @@ class EventAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(300))
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class ManagerNotice(Base):
+    """One message of the manager bot to one admin (a subscription disabled...): written in
+    the transaction of what it tells, once per admin and `dedup_key`; `sending` once its
+    request may have left, so it is never sent twice."""
+
+    __tablename__ = "manager_notice"
+    __table_args__ = (
+        UniqueConstraint("telegram_user_id", "dedup_key"),
+        Index(
+            "ix_manager_notice_pending",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    org_id: Mapped[int] = org_fk()
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger)
+    dedup_key: Mapped[str] = mapped_column(String(160))
+    text: Mapped[str] = mapped_column(String(4096))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
