@@ -361,3 +361,27 @@ def test_markup_in_names_renders_as_text_on_every_page(world: World) -> None:
     assert shown >= 10  # the name was there, escaped
     for path in ("/console/handoff", f"/console/contacts/{mine.contact_id}"):
         assert ESCAPED in world.owner.get(path).text, path
+
+
+HOSTILE = ["0", "-1", str(2**63), "9" * 30, "abc", "%00", "x" * 300, "1.5"]
+
+
+def test_hostile_values_in_any_console_path_or_filter_are_a_4xx_page(world: World) -> None:
+    calls = 0
+    for method, template in console_routes(world.app):
+        if "{" not in template:
+            continue
+        for bad in HOSTILE:
+            path = re.sub(r"{\w+}", bad, template)
+            answer = world.owner.post(path) if method == "POST" else world.owner.get(path)
+            assert 400 <= answer.status_code < 500, (method, path, answer.status_code)
+            assert answer.headers["content-type"].startswith("text/html"), path
+            calls += 1
+    for query in ("bot", "since", "until", "status"):
+        for bad in HOSTILE:
+            answer = world.owner.get(f"/console/deliveries?{query}={bad}")
+            assert answer.status_code == 422, (query, bad)
+    for bad in HOSTILE:
+        answer = world.owner.get(f"/console/timeouts/edit?bot={bad}&flow={bad}")
+        assert 400 <= answer.status_code < 500, bad
+    assert calls >= 80

@@ -62,7 +62,7 @@ def _day(value: str, field: str) -> datetime | None:
 def _small_int(value: str, field: str) -> int | None:
     if not value:
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
+    if not value.isascii() or not value.isdigit() or len(value) > 18 or int(value) < 1:
         raise Refused(422, "err_invalid", field=field)
     return int(value)
 
