@@ -31,6 +31,7 @@ from reengage.testing.telegram import FakeTelegram
 from reengage.testing.time_travel import TimeTravel
 from reengage.testing.whatsapp import FakeWhatsApp
 from tests.channel_harness import TG_TOKEN, WA_PHONE, WA_TOKEN
+from tests.conftest import REDIS_URL
 from tests.e2e.console_client import ConsoleBrowser, make_user
 from tests.e2e.shop import CAMPAIGN, START
 from tests.factories import make_org
@@ -374,3 +375,31 @@ def test_a_viewer_sees_the_operating_pages_without_their_forms(
         page = viewer.get(path)
         assert page.status_code == 200, path
         assert 'method="post"' not in page.text.split("</header>")[1], path
+
+
+@pytest.fixture
+def redis_op(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    redis_client: Any,
+    telegram_url: str,
+    fake_telegram: FakeTelegram,
+    clock: ManualClock,
+) -> Iterator[Operator]:
+    runtime = make_runtime(pg_db, redis_url=REDIS_URL, telegram_api_base=telegram_url)
+    clock.set(START)
+    with TestClient(create_app(runtime)) as client:
+        yield Operator(runtime, client, clock)
+
+
+def test_send_to_me_in_production_mode_reads_the_activity_still_in_redis(
+    redis_op: Operator, fake_telegram: FakeTelegram
+) -> None:
+    op = redis_op
+    op.launch()
+    op.event("900")  # hot in Redis, not yet in PostgreSQL
+    started = op.post("/console/send-to-me", {"bot_id": str(op.bot), "user_id": "900"})
+    assert started.status_code == 303, started.text
+    op.travel.wait(timedelta(minutes=45))
+    assert heard(fake_telegram, "900") == ["Ei, esqueceu algo no carrinho?", "10% off"]
+    assert op.episodes() == [("900", "running", None)]

@@ -60,6 +60,9 @@ def send_campaign_now(runtime: Runtime, org_id: int, bot_id: int, user_id: str, 
     their answer). Asking twice gives the same episode."""
     now = runtime.clock.now()
     follow = FollowUps()
+    # Their latest activity in the database first (hot in Redis until flushed), as a silence
+    # timer does before it decides.
+    runtime.activity.flush_subject(bot_id, user_id, now)
     with runtime.sessions.begin() as session:
         get_bot(session, org_id, bot_id)
         contact = session.scalar(
