@@ -78,7 +78,7 @@ def _fill(text: str, values: dict[str, Any]) -> str:
     return text.format(**values) if values else text
 
 
-def translate(msgid: str, lang: str, **values: Any) -> str:
+def translate(msgid: str, lang: str, /, **values: Any) -> str:
     """`msgid` in `lang`, with `values` filled in; a message not in the catalogue stays in
     English."""
     if lang != "en":
@@ -86,7 +86,7 @@ def translate(msgid: str, lang: str, **values: Any) -> str:
     return _fill(msgid, values)
 
 
-def keyed(scope: str, key: str, lang: str, **values: Any) -> str:
+def keyed(scope: str, key: str, lang: str, /, **values: Any) -> str:
     """The text of `key` (a console or manager bot text) in `lang`; KeyError if unknown."""
     en, pt = _texts().by_key[f"{scope}:{key}"]
     return _fill(en if lang == "en" else pt, values)

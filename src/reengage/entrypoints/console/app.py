@@ -10,8 +10,12 @@ from fastapi.staticfiles import StaticFiles
 
 from reengage.entrypoints.console.admin_pages import admin_router
 from reengage.entrypoints.console.auth_pages import auth_router
+from reengage.entrypoints.console.episode_pages import episode_router
+from reengage.entrypoints.console.handoff_pages import handoff_router
 from reengage.entrypoints.console.pages import pages_router
+from reengage.entrypoints.console.timeout_pages import timeout_router
 from reengage.entrypoints.console.web import PREFIX
+from reengage.entrypoints.console.whatsapp_pages import whatsapp_router
 
 STATIC = Path(__file__).parent / "static"
 
@@ -21,6 +25,8 @@ def install_console(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(pages_router)
     app.include_router(admin_router)
+    for router in (episode_router, timeout_router, handoff_router, whatsapp_router):
+        app.include_router(router)
 
     @app.get(PREFIX, include_in_schema=False)
     def console_root() -> RedirectResponse:

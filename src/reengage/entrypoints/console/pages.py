@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from reengage.adapters.channels.telegram import get_me
+from reengage.adapters.channels.whatsapp import check_number
 from reengage.adapters.db.models import Bot
 from reengage.domain.activity import ChannelKind
 from reengage.domain.console_access import Action
@@ -111,6 +112,10 @@ def bot_page(request: Request, allowed: Viewer, bot_id: Id) -> Response:
     user, _ = allowed
     bot, credentials = _bot(request, user, bot_id)
     context = {"bot": bot, "webhook": "webhook_secret" in credentials, "notice": None}
+    if bot.channel == ChannelKind.WHATSAPP.value:  # what Meta's webhook form asks for
+        public = runtime_of(request).settings.public_url.rstrip("/")
+        context["wa_callback"] = f"{public}/webhooks/whatsapp/{bot.id}"
+        context["wa_verify_token"] = credentials.get("verify_token")
     return render(request, "bot.html", context, user=user)
 
 
@@ -120,6 +125,8 @@ async def bot_status(request: Request, allowed: Viewer, bot_id: Id) -> Response:
     user, _ = allowed
     bot, credentials = await run_in_threadpool(_bot, request, user, bot_id)
     token = credentials.get("token")
+    if bot.channel == ChannelKind.WHATSAPP.value:
+        return await _whatsapp_status(request, user, credentials)
     if bot.channel != ChannelKind.TELEGRAM.value or not isinstance(token, str):
         return render(request, "bot_status.html", {"state": "unchecked"}, user=user)
     me = await run_in_threadpool(get_me, token, runtime_of(request).settings.telegram_api_base)
@@ -127,6 +134,26 @@ async def bot_status(request: Request, allowed: Viewer, bot_id: Id) -> Response:
         return render(request, "bot_status.html", {"state": "refused", "detail": me}, user=user)
     username = str(me.get("username", "?"))
     return render(request, "bot_status.html", {"state": "ok", "username": username}, user=user)
+
+
+def number_status(phone_number_id: str, token: str, api_base: str) -> tuple[bool, str]:
+    """(accepted, the number as WhatsApp shows it or why not): the Graph API's lookup."""
+    try:
+        return True, check_number(phone_number_id, token, api_base)
+    except ValueError as exc:
+        return False, str(exc)
+
+
+async def _whatsapp_status(
+    request: Request, user: SessionUser, credentials: dict[str, object]
+) -> Response:
+    number, token = credentials.get("phone_number_id"), credentials.get("access_token")
+    if not isinstance(number, str) or not isinstance(token, str):
+        return render(request, "bot_status.html", {"state": "unchecked"}, user=user)
+    base = runtime_of(request).settings.whatsapp_api_base
+    ok, detail = await run_in_threadpool(number_status, number, token, base)
+    context = {"state": "ok", "username": detail} if ok else {"state": "refused", "detail": detail}
+    return render(request, "bot_status.html", context, user=user)
 
 
 @pages_router.post("/bots/{bot_id}/webhook")

@@ -14,10 +14,12 @@ from reengage import i18n
 LANGUAGES = i18n.LANGUAGES
 SCOPE = "console"
 
-_TEXTS: dict[str, tuple[str, str]] = {}
+_TEXTS: dict[str, tuple[str, str]] = {
+    # episodes, contacts, timeouts and handoff
+}
 
 
-def text(language: str, key: str, **values: Any) -> str:
+def text(language: str, key: str, /, **values: Any) -> str:
     """The text `key` in `language` (pt-BR when it is not one of ours)."""
     pair = _TEXTS.get(key)
     if pair is None:

@@ -17,7 +17,7 @@ SCOPE = "manager_bot"
 _TEXTS: dict[str, tuple[str, str]] = {}
 
 
-def t(language: str, key: str, **values: Any) -> str:
+def t(language: str, key: str, /, **values: Any) -> str:
     """The text `key` in the admin's language, with `values` filled in."""
     pair = _TEXTS.get(key)
     if pair is None:
