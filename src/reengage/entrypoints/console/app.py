@@ -10,6 +10,8 @@ from fastapi.staticfiles import StaticFiles
 
 from reengage.entrypoints.console.admin_pages import admin_router
 from reengage.entrypoints.console.auth_pages import auth_router
+from reengage.entrypoints.console.campaign_pages import campaign_router
+from reengage.entrypoints.console.campaign_results_pages import results_router
 from reengage.entrypoints.console.pages import pages_router
 from reengage.entrypoints.console.web import PREFIX
 
@@ -21,6 +23,8 @@ def install_console(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(pages_router)
     app.include_router(admin_router)
+    app.include_router(campaign_router)
+    app.include_router(results_router)
 
     @app.get(PREFIX, include_in_schema=False)
     def console_root() -> RedirectResponse:
