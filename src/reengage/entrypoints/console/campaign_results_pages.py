@@ -156,6 +156,7 @@ def _version_view(v: res.VersionResults, receipts: bool) -> dict[str, Any]:
     steps = []
     for index, (t, _h) in sorted(v.steps.items()):
         rows: list[tuple[str, int | None]] = [
+            ("started", v.treatment.started),
             ("reached", t.reached),
             ("sent", t.sent),
             ("delivered", t.delivered if receipts else None),

@@ -259,6 +259,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "treatment": ("Tratamento", "Treatment"),
     "holdout": ("Grupo de controle", "Holdout"),
     "funnel_step": ("Funil · passo {n}", "Funnel · step {n}"),
+    "bar_started": ("episódios iniciados", "episodes started"),
     "bar_reached": ("alcançaram", "reached"),
     "bar_sent": ("enviados", "sent"),
     "bar_delivered": ("entregues", "delivered"),
