@@ -65,9 +65,7 @@ def story(
 ) -> Iterator[Story]:
     clock.set(START)
     # Telegram takes only HTTPS webhooks: the public URL a proxy would answer.
-    runtime = make_runtime(
-        pg_db, telegram_api_base=telegram_url, public_url="https://shop.example"
-    )
+    runtime = make_runtime(pg_db, telegram_api_base=telegram_url, public_url="https://shop.example")
     org = make_org(runtime, "Loja Acme")
     make_user(runtime, org.org_id, "owner@acme.example")
     with serve(create_app(runtime)) as server:
@@ -91,7 +89,7 @@ def test_an_owner_builds_a_campaign_and_a_quiet_contact_receives_it(
 ) -> None:
     folder = tmp_path / "screenshots"
     folder.mkdir()
-    print(f"screenshots: {folder}")
+    print(f"screenshots: {folder}")  # noqa: T201 - where to look (pytest -s)
     photo = tmp_path / "promo.png"
     photo.write_bytes(PNG)
     url = story.url
@@ -183,7 +181,8 @@ def test_an_owner_builds_a_campaign_and_a_quiet_contact_receives_it(
     shot(page, folder, "07-results-returned")
 
     page.set_viewport_size({"width": 390, "height": 844})
-    for path, name in (("/campaign", "08-campaign-phone"), ("/campaign/results", "09-results-phone")):
+    phone = (("/campaign", "08-campaign-phone"), ("/campaign/results", "09-results-phone"))
+    for path, name in phone:
         page.goto(f"{url}/console/bots/{bot_id}{path}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
         shot(page, folder, name)
