@@ -401,3 +401,32 @@ def test_the_results_page_shows_the_funnel_sends_per_day_and_exports_csv(
     assert len(list(csv.DictReader(io.StringIO(episodes)))) == 4
     empty = owner.get(f"{base(bot)}/results/episodes.csv?to=2026-01-04").text
     assert empty.strip().count("\n") == 0  # the header alone
+
+
+def test_a_whatsapp_campaign_takes_an_approved_template_block(
+    console_runtime: Runtime, owner: ConsoleBrowser
+) -> None:
+    assert owner.org is not None
+    bot = make_bot(console_runtime, owner.org.org_id, channel=ChannelKind.WHATSAPP)
+    ok(owner.post(f"{base(bot)}/steps", {"schedule": "+1d usual 18:00"}))
+    form = {"kind": "template", "template": "promo_1", "language": "pt_BR"}
+    ok(owner.post(f"{base(bot)}/steps/0/blocks", form | {"parameters": "{name|cliente}, 10%"}))
+    with console_runtime.sessions() as session:
+        state = campaign_state(session, owner.org.org_id, bot)
+    assert state is not None
+    [step] = state["draft"]["steps"]
+    assert step["schedule"] == "+1d usual 18:00"
+    assert step["blocks"] == [
+        {
+            "kind": "template",
+            "template": {
+                "name": "promo_1",
+                "language": "pt_BR",
+                "parameters": ["{name|cliente}", "10%"],
+            },
+        }
+    ]
+    page = owner.get(base(bot))
+    assert "promo_1" in page.text
+    assert "Nome do modelo aprovado" in page.text
+    assert "promo_1" in owner.get(f"{base(bot)}/preview").text
