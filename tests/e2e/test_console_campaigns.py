@@ -265,17 +265,21 @@ def test_hostile_path_and_query_values_are_a_4xx_page(
     assert owner.get(f"{base(bot)}/preview?time_zone={'x' * 65}").status_code == 404
 
 
-def test_a_viewer_sees_the_campaign_read_only_and_every_form_is_refused(
+def test_an_editor_changes_the_campaign_a_viewer_sees_it_read_only_and_is_refused(
     console_runtime: Runtime, owner: ConsoleBrowser, app_client: TestClient
 ) -> None:
     assert owner.org is not None
     bot = make_bot(console_runtime, owner.org.org_id)
     build(owner, bot)
     ok(owner.post(f"{base(bot)}/publish"))
-    ok(owner.post(f"{base(bot)}/steps/0/schedule", {"schedule": "3h"}))
-    ok(owner.post(f"{base(bot)}/publish"))
+    make_user(console_runtime, owner.org.org_id, "ed@acme.example", Role.EDITOR)
     make_user(console_runtime, owner.org.org_id, "vera@acme.example", Role.VIEWER)
     owner.client.cookies.clear()
+    editor = ConsoleBrowser(app_client)
+    assert editor.login("ed@acme.example").status_code == 303
+    ok(editor.post(f"{base(bot)}/steps/0/schedule", {"schedule": "3h"}))
+    ok(editor.post(f"{base(bot)}/publish"))
+    editor.client.cookies.clear()
     viewer = ConsoleBrowser(app_client)
     assert viewer.login("vera@acme.example").status_code == 303
     page = viewer.get(base(bot))

@@ -68,7 +68,12 @@ def editor_page(
             row = None
         warnings = campaigns.warnings(session, row, language) if row is not None else []
         versions = list_versions(session, user.org_id, bot_id)
-        ids = {b.get("asset_id") for s in draft.get("steps", []) for b in s.get("blocks", [])}
+        ids = {
+            b["asset_id"]
+            for s in draft.get("steps", [])
+            for b in s.get("blocks", [])
+            if isinstance(b.get("asset_id"), int)
+        }
         assets = {
             a.id: a.filename
             for a in session.scalars(scoped(MediaAsset, user.org_id, MediaAsset.id.in_(ids)))
