@@ -75,6 +75,23 @@ def test_every_text_exists_in_both_languages(language: str) -> None:
             detail="d",
             field="f",
             name="n",
+            # campaigns and results
+            n=1,
+            version=1,
+            now="n",
+            utc="u",
+            local="l",
+            zone="z",
+            started=1,
+            returned=1,
+            converted=1,
+            difference="+1",
+            low="0",
+            high="2",
+            treatment="t",
+            holdout="h",
+            failed=0,
+            skipped=0,
         ).strip()
     assert text("pt-BR", "overview") != text("en", "overview")
     assert text("xx", "overview") == text("pt-BR", "overview")
