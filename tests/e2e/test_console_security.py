@@ -353,6 +353,8 @@ def test_markup_in_names_renders_as_text_on_every_page(world: World) -> None:
     for path in pages:
         answer = world.owner.get(path)
         assert answer.status_code < 500, path
+        if not answer.headers["content-type"].startswith("text/html"):
+            continue  # a CSV export carries the values as they are: no browser renders it
         assert SCRIPT not in answer.text, path
         assert "<script>" not in answer.text.replace(
             '<script src="/console/static/htmx-2.0.11.min.js" defer></script>', ""

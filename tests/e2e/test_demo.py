@@ -72,6 +72,7 @@ def test_demo_prints_a_console_login_that_works(tmp_path: Path) -> None:
             if "console:" in line:
                 break
         # "  console:  http://127.0.0.1:PORT/console/  login: EMAIL / PASSWORD"
+        results = proc.stdout.readline().split("results:", 1)[1].strip()
         url, rest = line.split("console:", 1)[1].split("login:")
         email, password = (part.strip() for part in rest.split(" / "))
         base = url.strip()
@@ -90,6 +91,17 @@ def test_demo_prints_a_console_login_that_works(tmp_path: Path) -> None:
             overview = client.get("")
             assert overview.status_code == 200
             assert "Demo bot" in overview.text
+            # The seeded recovery campaign: its first sends show within a minute at x60.
+            sent = None
+            for _ in range(120):
+                page = client.get(results)
+                assert page.status_code == 200
+                sent = re.search(r'data-bar="sent" data-value="(\d+)"', page.text)
+                if sent is not None and int(sent.group(1)) > 0:
+                    break
+                time.sleep(0.5)
+            assert sent is not None
+            assert int(sent.group(1)) > 0
     finally:
         proc.terminate()
         proc.wait(timeout=30)

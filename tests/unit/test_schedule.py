@@ -37,6 +37,7 @@ def utc(*args: int) -> datetime:
         ("1h30m", Delay(timedelta(hours=1, minutes=30))),
         ("90s", Delay(timedelta(seconds=90))),
         (" 2H ", Delay(timedelta(hours=2))),
+        ("+2h", Delay(timedelta(hours=2))),  # "in two hours", as operators also write it
         ("tomorrow 09:00", DaysAt(1, time(9, 0))),
         ("amanhã 09:00", DaysAt(1, time(9, 0))),
         ("Amanhã às 9h00", DaysAt(1, time(9, 0))),

@@ -103,7 +103,7 @@ def parse_schedule(text: str) -> Schedule:
         if not 1 <= days <= MAX_DAYS:
             raise ScheduleError("days", f"+{match[1]}d")
         return DaysAt(days, parse_time(match[2]))
-    match = _DELAY.fullmatch(raw.replace(" ", ""))
+    match = _DELAY.fullmatch(raw.replace(" ", "").removeprefix("+"))
     if match and any(match.groups()):
         d, h, m, s = (int(g or 0) for g in match.groups())
         delta = timedelta(days=d, hours=h, minutes=m, seconds=s)

@@ -31,6 +31,7 @@ from reengage.domain.policy import Level
 from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.scheduler.main import build_scheduler
 from reengage.runtime import Runtime
+from reengage.services import campaigns
 from reengage.services.console_users import create_user
 from reengage.services.flows import put_flow
 from reengage.services.policies import Scope, put_policy
@@ -76,15 +77,34 @@ POLICY = {
     "reminders": [{"after": "2m", "text": "Ainda está aí? Estou aguardando 🙂"}],
     "final_text": "Vou encerrar por enquanto. É só escrever quando quiser continuar.",
 }
+# The bot's recovery campaign: whoever stays quiet 3 minutes gets a nudge 2 minutes later and
+# a last call 10 minutes after that (the results page fills within a minute at x60).
+CAMPAIGN = {
+    "time_zone": "America/Sao_Paulo",
+    "threshold": "3m",
+    "steps": [
+        {
+            "schedule": "2m",
+            "blocks": [{"kind": "text", "text": "Oi! Ainda quer ver os planos? 🙂"}],
+        },
+        {
+            "schedule": "10m",
+            "blocks": [{"kind": "text", "text": "Última chamada: 10% no plano anual hoje."}],
+        },
+    ],
+}
 # (simulated minute, user, text): bruno answers everything, carla answers the first question
-# after the reminder and then goes quiet, ana never answers.
+# after the reminder and then goes quiet, ana never answers, davi comes back after the
+# campaign's nudge.
 SCRIPT = [
     (0, "ana", "oi"),
     (0, "bruno", "oi"),
     (0, "carla", "oi"),
+    (0, "davi", "oi"),
     (1, "bruno", "anual"),
     (3, "bruno", "bruno@exemplo.com"),
     (3, "carla", "mensal"),
+    (20, "davi", "voltei! quero o anual"),
 ]
 
 
@@ -188,6 +208,9 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
             put_policy(
                 session, org.org_id, Scope(Level.NODE, bot.id, "atendimento", node), POLICY, now
             )
+        campaigns.put_draft(session, org.org_id, bot.id, CAMPAIGN, now)
+        campaigns.publish(session, org.org_id, bot.id, now)
+        campaigns.set_enabled(session, org.org_id, bot.id, True, now)
     url = f"http://127.0.0.1:{port}"
     print(f"reengage demo: API {url}  (docs: {url}/docs)", flush=True)
     print(f"  API key:  {org.api_key}", flush=True)
@@ -198,6 +221,11 @@ def run_demo(*, speed: float, port: int, duration: float, database: str) -> None
     )
     print(f"  chat page: {url}/simulator#key={org.api_key}&bot={bot.id}&user=ana", flush=True)
     print(f"  console:  {url}/console/  login: {DEMO_OWNER} / {password}", flush=True)
+    print(
+        f"  campaign: recovery after 3 min of silence, steps +2m and +10m; results: "
+        f"{url}/console/bots/{bot.id}/campaign/results",
+        flush=True,
+    )
     stop = threading.Event()
     with runtime.sessions.begin() as session:
         session.get_one(Bot, bot.id).entry_flow = "atendimento"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reengage import metrics
@@ -84,7 +83,7 @@ def send_campaign_now(runtime: Runtime, org_id: int, bot_id: int, user_id: str, 
         seq = latest_seqs(session, runtime.activity, [contact]).get(contact.id)
         seq = conv.activity_seq if seq is None else seq
         existing = session.scalar(
-            select(Episode).where(Episode.contact_id == contact.id, Episode.seq == seq)
+            scoped(Episode, org_id, Episode.contact_id == contact.id, Episode.seq == seq)
         )
         if existing is not None:
             if existing.status == "running":

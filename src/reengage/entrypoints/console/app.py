@@ -10,6 +10,8 @@ from fastapi.staticfiles import StaticFiles
 
 from reengage.entrypoints.console.admin_pages import admin_router
 from reengage.entrypoints.console.auth_pages import auth_router
+from reengage.entrypoints.console.campaign_pages import campaign_router
+from reengage.entrypoints.console.campaign_results_pages import results_router
 from reengage.entrypoints.console.episode_pages import episode_router
 from reengage.entrypoints.console.handoff_pages import handoff_router
 from reengage.entrypoints.console.pages import pages_router
@@ -25,7 +27,14 @@ def install_console(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(pages_router)
     app.include_router(admin_router)
-    for router in (episode_router, timeout_router, handoff_router, whatsapp_router):
+    for router in (
+        campaign_router,
+        results_router,
+        episode_router,
+        timeout_router,
+        handoff_router,
+        whatsapp_router,
+    ):
         app.include_router(router)
 
     @app.get(PREFIX, include_in_schema=False)

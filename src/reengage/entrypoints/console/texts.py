@@ -14,9 +14,7 @@ from reengage import i18n
 LANGUAGES = i18n.LANGUAGES
 SCOPE = "console"
 
-_TEXTS: dict[str, tuple[str, str]] = {
-    # episodes, contacts, timeouts and handoff
-}
+_TEXTS: dict[str, tuple[str, str]] = {}
 
 
 def text(language: str, key: str, /, **values: Any) -> str:

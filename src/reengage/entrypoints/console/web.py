@@ -156,6 +156,8 @@ class ConsoleRoute(APIRoute):
                 return error_page(request, _refusal_of(exc))
             except Refused as exc:
                 return error_page(request, exc)
+            finally:
+                await request.close()  # the files of a form it read (uploads)
 
         return route
 
