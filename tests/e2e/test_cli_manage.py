@@ -78,12 +78,25 @@ def test_bots_from_the_command_line(pg_db: str) -> None:
 
     ok(reengage(db_url, "bots", "update", org_id, bot_id, "--name", "Vendas 2"))
     listed = ok(reengage(db_url, "bots", "list", org_id)).strip()
-    assert listed == f"{bot_id}\ttelegram\tVendas 2\t900\tcredentials"
+    assert listed == f"{bot_id}\ttelegram\tVendas 2\t900\tcredentials\tenabled"
     line = refused(reengage(db_url, "bots", "update", org_id, "999", "--name", "x"))
     assert line == "reengage: error: bot 999 not found"
     refused(reengage(db_url, "bots", "update", org_id, bot_id))  # nothing to change
     ok(reengage(db_url, "bots", "rotate-token", org_id, bot_id, "-", stdin="1:new\n"))
     assert stored(db_url, [TEST_SECRET_KEY]) == {int(bot_id): {"token": "1:new"}}
+
+    assert (
+        ok(reengage(db_url, "bots", "disable", org_id, bot_id)).strip() == f"bot {bot_id} disabled"
+    )
+    assert ok(reengage(db_url, "bots", "list", org_id)).strip().endswith("\tdisabled")
+    ok(reengage(db_url, "bots", "enable", org_id, bot_id))
+    assert ok(reengage(db_url, "bots", "list", org_id)).strip().endswith("\tenabled")
+    assert ok(reengage(db_url, "bots", "delete", org_id, bot_id)).strip() == f"bot {bot_id} deleted"
+    assert ok(reengage(db_url, "bots", "list", org_id)).strip() == ""
+    assert stored(db_url, [TEST_SECRET_KEY]) == {int(bot_id): {}}  # credentials wiped
+    for command in ("disable", "enable", "delete"):
+        line = refused(reengage(db_url, "bots", command, org_id, bot_id))
+        assert line == f"reengage: error: bot {bot_id} not found"
 
 
 def test_organizations_and_their_keys_from_the_command_line(pg_db: str) -> None:

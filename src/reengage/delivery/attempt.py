@@ -330,8 +330,13 @@ def _request(deps: SendDeps, prepared: Prepared, now: datetime, channel: Channel
 
 def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: datetime) -> bool:
     """The attempt that holds the claim marks its request in flight, committed, right before
-    it leaves; False when a later run took the delivery over (then it must not be sent)."""
+    it leaves; False when a later run took the delivery over, or its bot was disabled or
+    deleted since the claim (then it must not be sent; its next attempt skips it)."""
     table = cast(Table, Delivery.__table__)  # Core: one UPDATE, no ORM bookkeeping
+    bots = cast(Table, Bot.__table__)
+    running = (
+        select(bots.c.id).where(bots.c.id == table.c.bot_id, bots.c.disabled_at.is_(None)).exists()
+    )
     with sessions.begin() as session:
         marked = session.execute(
             update(table)
@@ -340,6 +345,7 @@ def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: da
                 table.c.status == "sending",
                 table.c.attempts == prepared.attempt,
                 table.c.requested_at.is_(None),
+                running,
             )
             .values(requested_at=now)
         )
