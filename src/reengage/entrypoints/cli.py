@@ -624,7 +624,8 @@ def orgs_revoke_key(org_id: int, prefix: str) -> None:
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Re-encrypt every stored credential with the newest secret key. Rotate by setting
+    """Re-encrypt every stored secret (bots' credentials, events-out signing secrets) with
+    the newest secret key. Rotate by setting
     REENGAGE_SECRET_KEY=new,old everywhere, running this, then dropping the old key."""
     from reengage.services.secret_keys import rotate_credentials
 
@@ -639,7 +640,7 @@ def keys_rotate() -> None:
                 "newest first"
             ) from exc
     typer.echo(
-        f"credentials re-encrypted: {done.rotated}; already on the newest key: {done.current}"
+        f"secrets re-encrypted: {done.rotated}; already on the newest key: {done.current}"
     )
 
 
