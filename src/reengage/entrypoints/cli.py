@@ -639,9 +639,7 @@ def keys_rotate() -> None:
                 f"{exc}: give every key it may be encrypted with in REENGAGE_SECRET_KEY, "
                 "newest first"
             ) from exc
-    typer.echo(
-        f"secrets re-encrypted: {done.rotated}; already on the newest key: {done.current}"
-    )
+    typer.echo(f"secrets re-encrypted: {done.rotated}; already on the newest key: {done.current}")
 
 
 def _events_run(work: Any) -> Any:

@@ -4,6 +4,7 @@ secrets) re-encrypted with the newest key."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,7 +42,7 @@ def rotate_credentials(sessions: sessionmaker[Session], credentials: Credentials
 def _rotate(
     sessions: sessionmaker[Session],
     credentials: Credentials,
-    model: type[Bot] | type[EventSubscription],
+    model: Any,  # Bot or EventSubscription: an `id` and the secret columns
     columns: tuple[str, ...],
     noun: str,
 ) -> Rotation:

@@ -253,10 +253,11 @@ def _request(chat_id: str, message: OutboundMessage) -> tuple[str, dict[str, Any
     params: dict[str, Any] = {"chat_id": chat_id}
     if message.text:
         params["caption"] = message.text
-    if media.file_id or media.content is None:
+    if media.file_id or (media.content is None and media.path is None):
         params[field] = media.file_id or media.url
         return method, params, None
-    return method, params, Upload(field, media.filename, media.content, media.content_type)
+    upload = Upload(field, media.filename, media.content, media.content_type, media.path)
+    return method, params, upload
 
 
 class WebhookRefused(Exception):
