@@ -44,8 +44,11 @@ def test_a_disabled_bot_sends_nothing_and_resumes_when_enabled(shop: Shop) -> No
     assert shop.fake.calls_to("sendMessage") == []
     assert shop.episodes()[0]["status"] == "running"  # paused, not ended
     shop.event("202")  # events are still recorded while disabled
+    shop.says("205", "oi")  # and webhooks answered 200 (asserted), recorded, not acted on
     shop.wait(timedelta(minutes=20))
     assert shop.heard("202") == []
+    assert shop.heard("205") == []
+    assert "205" in {c["user_id"] for c in shop.call("get", "/v1/conversations")}
 
     enabled = shop.call("post", f"/v1/bots/{shop.bot}/enable")
     assert enabled["disabled"] is False

@@ -160,12 +160,14 @@ def deliver(
     now: datetime,
     activity: ActivityStore | None = None,
     clock: Clock | None = None,
+    media: MediaStore | None = None,
 ) -> DeliveryResult:
     """Enqueue and send at once (at most once per `dedup_key`); what has to wait (pacing, a
     429, the minimum gap) is left to its delivery timer."""
     with sessions.begin() as session:
         delivery_id = enqueue(session, request, now)
-    attempt = send(SendDeps(sessions, channels, activity, clock), delivery_id, now, may_defer=True)
+    deps = SendDeps(sessions, channels, activity, clock, media=media)
+    attempt = send(deps, delivery_id, now, may_defer=True)
     retry = retry_timer(attempt.result)
     timers.cancel(attempt.cancel)
     timers.schedule(attempt.timers + ([retry] if retry is not None else []))
