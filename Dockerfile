@@ -16,7 +16,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 REENGAGE_LOG_JSON=true
 COPY --from=build /dist /dist
 RUN pip install --no-cache-dir -r /dist/requirements.txt /dist/reengage-*.whl \
  && rm -rf /dist \
- && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reengage
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reengage \
+ && install -d -o reengage /var/lib/reengage/media
 USER reengage
 WORKDIR /tmp
 EXPOSE 8000 9101 9102

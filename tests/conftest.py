@@ -174,9 +174,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_runtime(clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
+def make_runtime(
+    clock: ManualClock, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Runtime]]:
     """Build runtimes on a given database and timer store, closed after the test."""
     built: list[Runtime] = []
+    media = tmp_path_factory.mktemp("media")
 
     def build(url: str, timers: TimerStore | None = None, **settings: object) -> Runtime:
         values: dict[str, object] = {
@@ -185,6 +188,7 @@ def make_runtime(clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
             "broker_url": None,
             "default_inactivity_threshold": timedelta(minutes=10),
             "secret_key": TEST_SECRET_KEY,  # the one the processes of a test are given
+            "media_dir": media,  # the test's own, shared by its runtimes
         }
         values.update(settings)
         runtime = Runtime.build(Settings(**values), clock=clock, timers=timers)  # type: ignore[arg-type]

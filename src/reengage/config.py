@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from reengage.domain.duration import parse_duration
 
@@ -132,6 +134,12 @@ class Settings(BaseSettings):
         description="The largest request body the API reads (413 beyond); the media upload "
         "(`POST /v1/media`) has its own: 50 MB plus 1 MiB of multipart framing.",
     )
+    media_dir: Path | None = Field(
+        default=None,
+        description="Where uploaded media files are kept (by content hash); every API process "
+        "and worker must see the same directory. Unset: `media/` next to the SQLite file, or "
+        "in the working directory with PostgreSQL.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="Where platforms reach this API (used when registering webhooks).",
@@ -180,6 +188,16 @@ class Settings(BaseSettings):
     def redis_shard_count(self) -> int:
         """The number of logical shards (`redis_shards`, or its default for the mode)."""
         return self.redis_shards or (12 if self.redis_cluster else 1)
+
+    def media_path(self) -> Path:
+        """The media directory: `media_dir`, or `media/` beside the SQLite file."""
+        if self.media_dir is not None:
+            return self.media_dir
+        url = make_url(self.database_url)
+        database = url.database
+        if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+            return Path(database).resolve().parent / "media"
+        return Path("media").resolve()
 
     @cached_property
     def embedded(self) -> bool:

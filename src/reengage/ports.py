@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from reengage.domain.activity import ActivityEvent, BotPolicy, RecordResult
 from reengage.domain.outbound import OutboundMessage, SendContext, SendOutcome
@@ -225,4 +225,31 @@ class ChannelProvider(Protocol):
 
     def channel_for(self, org_id: int, bot_id: int) -> Channel:
         """The channel of a bot, built from its decrypted credentials."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file the media store holds: its key (its name in the store), size and SHA-256."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+class MediaTooLarge(ValueError):
+    """The stream was longer than the store was told to accept; nothing was kept."""
+
+
+class MediaStore(Protocol):
+    """Where media bytes live (a directory by default), written by content hash."""
+
+    def put(self, stream: BinaryIO, max_bytes: int) -> StoredFile:
+        """Copy `stream` in chunks, hashing as it goes; visible whole or not at all (a file
+        over `max_bytes` raises MediaTooLarge and leaves nothing). The same bytes twice are one
+        file."""
+        ...
+
+    def path(self, key: str) -> str:
+        """A local path to read the file from, in chunks (the channels stream it)."""
         ...

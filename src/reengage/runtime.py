@@ -17,6 +17,7 @@ from reengage.adapters.db.activity_store import SqlActivityStore
 from reengage.adapters.db.group_commit import GroupCommit, LoopGroupCommit
 from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
+from reengage.adapters.media_store import DirectoryMediaStore
 from reengage.adapters.pacing import InMemoryPacer, Pacer, RedisPacer
 from reengage.adapters.redis.activity_store import RedisActivityStore
 from reengage.adapters.redis.config_stamps import ConfigStamps
@@ -37,7 +38,7 @@ from reengage.events.outbox import publish_after_commit
 from reengage.events.sender import EventHandler
 from reengage.inbound.handler import InboundHandler
 from reengage.inbound.platform import Statuses, write_statuses
-from reengage.ports import ActivityStore, Channel, Clock, TimerStore
+from reengage.ports import ActivityStore, Channel, Clock, MediaStore, TimerStore
 from reengage.services.flows import FlowDeps
 from reengage.services.record_activity import record_activity
 from reengage.services.tenant_cache import TenantCache
@@ -68,8 +69,11 @@ class Runtime:
     # Delivery statuses of concurrent webhooks share a transaction.
     statuses: GroupCommit[Statuses] = field(init=False)
     statuses_on_loop: LoopGroupCommit[Statuses] = field(init=False)
+    # Media bytes (uploads, then the files channels stream to the platforms).
+    media: MediaStore = field(init=False)
 
     def __post_init__(self) -> None:
+        self.media = DirectoryMediaStore(self.settings.media_path())
         self.statuses = GroupCommit(self.sessions, write_statuses)
         self.statuses_on_loop = LoopGroupCommit(self.sessions, write_statuses)
 
@@ -135,7 +139,7 @@ class Runtime:
         (`event`)."""
         sessions, activity, settings = self.sessions, self.activity, self.settings
         language = settings.default_language
-        sending = SendDeps(sessions, self, activity, self.clock, self.send_pool)
+        sending = SendDeps(sessions, self, activity, self.clock, self.send_pool, self.media)
         return [
             InboundHandler(sessions, activity, self.record, language),
             SilenceHandler(

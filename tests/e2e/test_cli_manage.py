@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from reengage.adapters.crypto import Credentials
-from reengage.adapters.db.models import ApiKey, Bot
+from reengage.adapters.db.models import ApiKey, Bot, EventSubscription
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.domain.activity import ChannelKind
 from tests.conftest import TEST_SECRET_KEY
@@ -78,12 +78,25 @@ def test_bots_from_the_command_line(pg_db: str) -> None:
 
     ok(reengage(db_url, "bots", "update", org_id, bot_id, "--name", "Vendas 2"))
     listed = ok(reengage(db_url, "bots", "list", org_id)).strip()
-    assert listed == f"{bot_id}\ttelegram\tVendas 2\t900\tcredentials"
+    assert listed == f"{bot_id}\ttelegram\tVendas 2\t900\tcredentials\tenabled"
     line = refused(reengage(db_url, "bots", "update", org_id, "999", "--name", "x"))
     assert line == "reengage: error: bot 999 not found"
     refused(reengage(db_url, "bots", "update", org_id, bot_id))  # nothing to change
     ok(reengage(db_url, "bots", "rotate-token", org_id, bot_id, "-", stdin="1:new\n"))
     assert stored(db_url, [TEST_SECRET_KEY]) == {int(bot_id): {"token": "1:new"}}
+
+    assert (
+        ok(reengage(db_url, "bots", "disable", org_id, bot_id)).strip() == f"bot {bot_id} disabled"
+    )
+    assert ok(reengage(db_url, "bots", "list", org_id)).strip().endswith("\tdisabled")
+    ok(reengage(db_url, "bots", "enable", org_id, bot_id))
+    assert ok(reengage(db_url, "bots", "list", org_id)).strip().endswith("\tenabled")
+    assert ok(reengage(db_url, "bots", "delete", org_id, bot_id)).strip() == f"bot {bot_id} deleted"
+    assert ok(reengage(db_url, "bots", "list", org_id)).strip() == ""
+    assert stored(db_url, [TEST_SECRET_KEY]) == {int(bot_id): {}}  # credentials wiped
+    for command in ("disable", "enable", "delete"):
+        line = refused(reengage(db_url, "bots", command, org_id, bot_id))
+        assert line == f"reengage: error: bot {bot_id} not found"
 
 
 def test_organizations_and_their_keys_from_the_command_line(pg_db: str) -> None:
@@ -140,6 +153,8 @@ def seed_bots(db_url: str, org_id: int, key: str) -> None:
 
 
 def test_rotation_on_both_databases(db_url: str) -> None:
+    from reengage.services import event_subscriptions as subscriptions
+    from reengage.services.event_subscriptions import SubscriptionChange
     from reengage.services.secret_keys import rotate_credentials
     from reengage.services.tenancy import create_organization
 
@@ -147,13 +162,25 @@ def test_rotation_on_both_databases(db_url: str) -> None:
     sessions = make_session_factory(engine)
     org_id = create_organization(sessions, "Loja", datetime.now(UTC)).org_id
     seed_bots(db_url, org_id, TEST_SECRET_KEY)
+    # An events-out subscription whose secret was rotated: its current and previous secrets.
+    old = Credentials(TEST_SECRET_KEY)
+    with sessions.begin() as session:
+        change = SubscriptionChange(url="https://example.com/hook", event_types=["*"])
+        sub, previous = subscriptions.create(session, old, org_id, change, datetime.now(UTC))
+        _, secret = subscriptions.rotate_secret(session, old, org_id, sub.id, datetime.now(UTC))
     both = Credentials([NEW_KEY, TEST_SECRET_KEY])
     first = rotate_credentials(sessions, both)
-    assert (first.rotated, first.current) == (3, 0)
+    assert (first.rotated, first.current) == (5, 0)
     second = rotate_credentials(sessions, both)
-    assert (second.rotated, second.current) == (0, 3)
+    assert (second.rotated, second.current) == (0, 5)
     with pytest.raises(ValueError, match=r"bot \d+: credentials cannot be decrypted"):
         rotate_credentials(sessions, Credentials(THIRD_KEY))
+    newest = Credentials(NEW_KEY)
+    with sessions() as session:
+        row = session.get_one(EventSubscription, sub.id)
+        assert newest.decrypt(row.secret) == {"secret": secret}
+        assert row.previous_secret is not None
+        assert newest.decrypt(row.previous_secret) == {"secret": previous}
     engine.dispose()
     tokens = sorted(str(c["token"]) for c in stored(db_url, [NEW_KEY]).values() if c)
     assert tokens == ["0:t", "1:t", "2:t"]

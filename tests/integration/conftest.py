@@ -75,6 +75,7 @@ def spawn_process(pg_db: str, broker: str, tmp_path: Path) -> Iterator[Spawn]:
         "REENGAGE_BROKER_URL": broker,
         "REENGAGE_DEFAULT_INACTIVITY_THRESHOLD": "600",
         "REENGAGE_SECRET_KEY": TEST_SECRET_KEY,
+        "REENGAGE_MEDIA_DIR": str(tmp_path / "media"),
     }
 
     def spawn(name: str, args: Sequence[str], **settings: str) -> subprocess.Popen[bytes]:

@@ -55,7 +55,14 @@ from reengage.domain.outbound import (
 )
 from reengage.domain.timer import Timer
 from reengage.metrics import delivery_settled
-from reengage.ports import ActivityStore, Channel, ChannelProvider, Clock, TimerStore
+from reengage.ports import (
+    ActivityStore,
+    Channel,
+    ChannelProvider,
+    Clock,
+    MediaStore,
+    TimerStore,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +139,7 @@ class SendDeps:
     activity: ActivityStore | None = None
     clock: Clock | None = None
     pool: SendPool = field(default_factory=SendPool)
+    media: MediaStore | None = None  # where uploaded media files are read from
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +160,14 @@ def deliver(
     now: datetime,
     activity: ActivityStore | None = None,
     clock: Clock | None = None,
+    media: MediaStore | None = None,
 ) -> DeliveryResult:
     """Enqueue and send at once (at most once per `dedup_key`); what has to wait (pacing, a
     429, the minimum gap) is left to its delivery timer."""
     with sessions.begin() as session:
         delivery_id = enqueue(session, request, now)
-    attempt = send(SendDeps(sessions, channels, activity, clock), delivery_id, now, may_defer=True)
+    deps = SendDeps(sessions, channels, activity, clock, media=media)
+    attempt = send(deps, delivery_id, now, may_defer=True)
     retry = retry_timer(attempt.result)
     timers.cancel(attempt.cancel)
     timers.schedule(attempt.timers + ([retry] if retry is not None else []))
@@ -194,7 +204,7 @@ def send_many(
     platforms side by side (`deps.pool`), each with its in-flight mark committed right before
     its request and its answer right after. One attempt per want, in order."""
     with deps.sessions.begin() as session:
-        claimed = _prepare_many(session, wants, now, deps.activity, may_defer)
+        claimed = _prepare_many(session, wants, now, deps, may_defer)
     prepared = [i for i in claimed.values() if isinstance(i, Prepared)]
     bots = {item.bot_id: item.org_id for item in prepared}
     channels = {bot: deps.channels.channel_for(org, bot) for bot, org in bots.items()}
@@ -389,8 +399,13 @@ def _request(deps: SendDeps, prepared: Prepared, now: datetime, channel: Channel
 
 def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: datetime) -> bool:
     """The attempt that holds the claim marks its request in flight, committed, right before
-    it leaves; False when a later run took the delivery over (then it must not be sent)."""
+    it leaves; False when a later run took the delivery over, or its bot was disabled or
+    deleted since the claim (then it must not be sent; its next attempt skips it)."""
     table = cast(Table, Delivery.__table__)  # Core: one UPDATE, no ORM bookkeeping
+    bots = cast(Table, Bot.__table__)
+    running = (
+        select(bots.c.id).where(bots.c.id == table.c.bot_id, bots.c.disabled_at.is_(None)).exists()
+    )
     with sessions.begin() as session:
         marked = session.execute(
             update(table)
@@ -399,6 +414,7 @@ def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: da
                 table.c.status == "sending",
                 table.c.attempts == prepared.attempt,
                 table.c.requested_at.is_(None),
+                running,
             )
             .values(requested_at=now)
         )
@@ -438,7 +454,7 @@ def _prepare_many(
     session: Session,
     wants: Sequence[Want],
     now: datetime,
-    activity: ActivityStore | None,
+    deps: SendDeps,
     may_defer: bool,
 ) -> dict[int, Settled | Prepared]:
     """Claim each row or settle it without a request. The rows, their contacts (locked when
@@ -458,7 +474,7 @@ def _prepare_many(
         )
         contact = session.get_one(Contact, row.contact_id)
         channel = session.get_one(Bot, row.bot_id).channel  # held: no statement
-        hold = claim(session, row, contact, now, activity)
+        hold = claim(session, row, contact, now, deps.activity)
         if row.status != "sending" or hold is not None:  # settled, held, or still in flight
             log_outcome(session, row, now)
             released = release_next(session, row, now)
@@ -473,7 +489,7 @@ def _prepare_many(
             row.org_id,
             row.bot_id,
             contact.external_id,
-            _with_media(session, row, message_from_json(row.message)),
+            _with_media(session, row, message_from_json(row.message), deps.media),
             replace(
                 context,
                 window_expires_at=conversation.window_expires_at if conversation else None,
@@ -499,7 +515,9 @@ def _conversation(session: Session, row: Delivery) -> Conversation | None:
     return session.get(Conversation, row.conversation_id) if row.conversation_id else None
 
 
-def _with_media(session: Session, row: Delivery, message: OutboundMessage) -> OutboundMessage:
+def _with_media(
+    session: Session, row: Delivery, message: OutboundMessage, store: MediaStore | None
+) -> OutboundMessage:
     media = message.media
     if media is None or media.asset_id is None:
         return message
@@ -507,7 +525,15 @@ def _with_media(session: Session, row: Delivery, message: OutboundMessage) -> Ou
     asset = session.get_one(MediaAsset, media.asset_id)
     if asset.org_id != row.org_id:
         raise ValueError(f"media asset {asset.id} belongs to another organization")
-    content = None if cached else asset.content
+    # Uploaded to this bot already: its file id. Otherwise the file in the media store,
+    # streamed by the channel; an asset from before the store still has its bytes in its row.
+    path = content = None
+    if cached is None and asset.storage_key is not None:
+        if store is None:
+            raise ValueError(f"media asset {asset.id} is in the media store, and none is given")
+        path = store.path(asset.storage_key)
+    elif cached is None:
+        content = asset.content
     resolved = Media(
         asset.id,
         cached.file_id if cached else None,
@@ -515,5 +541,6 @@ def _with_media(session: Session, row: Delivery, message: OutboundMessage) -> Ou
         content,
         asset.filename,
         asset.content_type,
+        path,
     )
     return OutboundMessage(message.kind, message.text, resolved, message.template)

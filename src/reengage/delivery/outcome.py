@@ -29,6 +29,7 @@ from reengage.delivery.outbox import delivery_timer
 from reengage.domain import delivery as dl
 from reengage.domain import event as ev
 from reengage.domain import voice as vc
+from reengage.domain.bot_state import halted
 from reengage.domain.outbound import (
     Blocked,
     Failed,
@@ -151,6 +152,10 @@ def _refusal(
     now: datetime,
 ) -> str | None:
     """Why this message must not go out any more, if it must not."""
+    bot = session.get_one(Bot, row.bot_id)  # held: no statement
+    stopped = halted(bot.disabled_at, bot.deleted_at)
+    if stopped is not None:
+        return stopped
     if contact.blocked_at is not None:
         return "blocked"
     if not dl.still_valid(row.valid_until, now):

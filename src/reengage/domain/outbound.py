@@ -40,7 +40,8 @@ MEDIA_KINDS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Media:
-    """A media file: by the platform's cached id, by URL, or as bytes to upload once."""
+    """A media file: by the platform's cached id, by URL, or as bytes (or a file) to upload
+    once."""
 
     asset_id: int | None = None
     file_id: str | None = None
@@ -48,6 +49,8 @@ class Media:
     content: bytes | None = field(default=None, repr=False)
     filename: str = "file"
     content_type: str = "application/octet-stream"
+    # Or a local file to upload once, read in chunks (the media store's).
+    path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -487,7 +487,7 @@ def bots_create(
 
 @bots_app.command("list")
 def bots_list(org_id: int) -> None:
-    """The organization's bots: id, channel, name, threshold (seconds), credentials."""
+    """The organization's bots: id, channel, name, threshold (seconds), credentials, state."""
     from reengage.services.tenancy import list_bots
 
     with _runtime() as runtime, runtime.sessions() as session:
@@ -497,7 +497,8 @@ def bots_list(org_id: int) -> None:
                 "default" if bot.inactivity_threshold_s is None else bot.inactivity_threshold_s
             )
             has = "credentials" if bot.credentials else "no credentials"
-            typer.echo(f"{bot.id}\t{bot.channel}\t{bot.name}\t{threshold}\t{has}")
+            state = "disabled" if bot.disabled_at else "enabled"
+            typer.echo(f"{bot.id}\t{bot.channel}\t{bot.name}\t{threshold}\t{has}\t{state}")
 
 
 @bots_app.command("update")
@@ -545,6 +546,47 @@ def bots_rotate_token(
     typer.echo(f"bot {bot.id}: token replaced")
 
 
+@bots_app.command("disable")
+def bots_disable(org_id: int, bot_id: int) -> None:
+    """Stop a bot: its messages are still recorded, nothing acts and nothing is sent (a
+    message already queued is skipped) until `reengage bots enable`."""
+    from reengage.services.bot_lifecycle import disable_bot
+
+    with _runtime() as runtime:
+        disable_bot(runtime.sessions, org_id, bot_id, runtime.clock.now())
+    typer.echo(f"bot {bot_id} disabled")
+
+
+@bots_app.command("enable")
+def bots_enable(org_id: int, bot_id: int) -> None:
+    """Let a disabled bot act again; what came due meanwhile runs now."""
+    from reengage.services.bot_lifecycle import enable_bot
+    from reengage.timers.rebuild import rebuild_timers
+
+    with _runtime() as runtime:
+        enable_bot(
+            runtime.sessions,
+            org_id,
+            bot_id,
+            runtime.clock.now(),
+            restore=lambda at: rebuild_timers(
+                runtime.sessions, runtime.timers, runtime.registry, at
+            ),
+        )
+    typer.echo(f"bot {bot_id} enabled")
+
+
+@bots_app.command("delete")
+def bots_delete(org_id: int, bot_id: int) -> None:
+    """Delete a bot: its running episodes end (bot_deleted), its queued messages are
+    skipped, its credentials wiped; its history stays for the results."""
+    from reengage.services.bot_lifecycle import delete_bot
+
+    with _runtime() as runtime:
+        delete_bot(runtime.sessions, org_id, bot_id, runtime.clock.now())
+    typer.echo(f"bot {bot_id} deleted")
+
+
 @orgs_app.command("list")
 def orgs_list() -> None:
     """Every organization: id, language, name."""
@@ -582,7 +624,8 @@ def orgs_revoke_key(org_id: int, prefix: str) -> None:
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Re-encrypt every stored credential with the newest secret key. Rotate by setting
+    """Re-encrypt every stored secret (bots' credentials, events-out signing secrets) with
+    the newest secret key. Rotate by setting
     REENGAGE_SECRET_KEY=new,old everywhere, running this, then dropping the old key."""
     from reengage.services.secret_keys import rotate_credentials
 
@@ -596,9 +639,7 @@ def keys_rotate() -> None:
                 f"{exc}: give every key it may be encrypted with in REENGAGE_SECRET_KEY, "
                 "newest first"
             ) from exc
-    typer.echo(
-        f"credentials re-encrypted: {done.rotated}; already on the newest key: {done.current}"
-    )
+    typer.echo(f"secrets re-encrypted: {done.rotated}; already on the newest key: {done.current}")
 
 
 def _events_run(work: Any) -> Any:

@@ -113,7 +113,9 @@ def _bots(settings: Settings) -> Iterator[Check]:
             # every organization's bots: the operator's command
             rows = [
                 (b.id, b.channel, b.name, b.credentials)
-                for b in session.scalars(select(Bot).order_by(Bot.id))
+                for b in session.scalars(
+                    select(Bot).where(Bot.deleted_at.is_(None)).order_by(Bot.id)
+                )
             ]
     finally:
         engine.dispose()

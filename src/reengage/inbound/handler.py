@@ -28,6 +28,7 @@ from reengage.domain import contact as ct
 from reengage.domain import event as ev
 from reengage.domain import voice as vc
 from reengage.domain.activity import ActivityEvent, ChannelKind, ConversationStatus, EventType
+from reengage.domain.bot_state import halted
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.domain.timer import Purpose, Timer
 from reengage.events.outbox import emit_for_contact
@@ -156,6 +157,8 @@ def _decide(
             dedup_key=f"inbound:{row.id}",
             now=now,
         )
+    elif (stopped := halted(bot.disabled_at, bot.deleted_at)) is not None:
+        row.outcome = stopped  # recorded, not acted on (an opt-out above still holds)
     elif conv is not None and conv.status != ConversationStatus.CLOSED.value:
         move = flows.answer_text(session, conv, row.text, now, str(row.id))
         if move is not None:

@@ -28,6 +28,11 @@ class InvalidInput(ServiceError):
     code = "invalid_input"
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

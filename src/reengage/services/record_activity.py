@@ -48,7 +48,7 @@ def bot_policies(
     session: Session, org_id: int, bot_ids: set[int], default_threshold: timedelta
 ) -> dict[int, BotPolicy]:
     """The organization's bots among `bot_ids` (another organization's bots are not found)."""
-    rows = session.scalars(scoped(Bot, org_id, Bot.id.in_(bot_ids)))
+    rows = session.scalars(scoped(Bot, org_id, Bot.id.in_(bot_ids), Bot.deleted_at.is_(None)))
     return {b.id: bot_policy(b, default_threshold) for b in rows}
 
 

@@ -1,14 +1,16 @@
-"""Rotating the secret key: every stored credential re-encrypted with the newest key."""
+"""Rotating the secret key: every stored secret (bots' credentials, events-out signing
+secrets) re-encrypted with the newest key."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.crypto import Credentials
-from reengage.adapters.db.models import Bot
+from reengage.adapters.db.models import Bot, EventSubscription
 
 BATCH = 500
 
@@ -20,33 +22,56 @@ class Rotation:
 
 
 def rotate_credentials(sessions: sessionmaker[Session], credentials: Credentials) -> Rotation:
-    """Re-encrypt every bot's credentials with the newest secret key, a batch per
-    transaction (each row locked while it changes: a concurrent replacement wins or waits).
-    A credential no key given decrypts stops the rotation with a ValueError naming the bot;
-    what was rotated before it stays rotated (running again is harmless)."""
+    """Re-encrypt every secret stored under the secret key with the newest one: bots'
+    credentials, then events-out subscriptions' signing secrets (the current one and the one
+    still signing after a rotation). A batch per transaction, each row locked while it
+    changes (a concurrent replacement wins or waits). A secret no key given decrypts stops
+    the rotation with a ValueError naming its row; what was rotated before it stays rotated
+    (running again is harmless)."""
+    bots = _rotate(sessions, credentials, Bot, ("credentials",), "bot")
+    subscriptions = _rotate(
+        sessions,
+        credentials,
+        EventSubscription,
+        ("secret", "previous_secret"),
+        "event subscription",
+    )
+    return Rotation(bots.rotated + subscriptions.rotated, bots.current + subscriptions.current)
+
+
+def _rotate(
+    sessions: sessionmaker[Session],
+    credentials: Credentials,
+    model: Any,  # Bot or EventSubscription: an `id` and the secret columns
+    columns: tuple[str, ...],
+    noun: str,
+) -> Rotation:
     rotated = current = 0
     after = 0
     while True:
         with sessions.begin() as session:
-            bots = session.scalars(
-                # unscoped: the operator's command, over every organization's bots
-                select(Bot)
-                .where(Bot.id > after, Bot.credentials.is_not(None))
-                .order_by(Bot.id)
+            rows = session.scalars(
+                # unscoped: the operator's command, over every organization's rows
+                select(model)
+                .where(model.id > after, or_(*(getattr(model, c).is_not(None) for c in columns)))
+                .order_by(model.id)
                 .limit(BATCH)
                 .with_for_update()
             ).all()
-            for bot in bots:
-                assert bot.credentials is not None
-                try:
-                    blob = credentials.rotate(bot.credentials)
-                except ValueError as exc:
-                    raise ValueError(f"bot {bot.id}: {exc}") from exc
-                if blob is None:
-                    current += 1
-                else:
-                    bot.credentials = blob
-                    rotated += 1
-        if len(bots) < BATCH:
+            for row in rows:
+                for column in columns:
+                    stored = getattr(row, column)
+                    if stored is None:
+                        continue
+                    try:
+                        blob = credentials.rotate(stored)
+                    except ValueError as exc:
+                        raise ValueError(f"{noun} {row.id}: {exc}") from exc
+                    if blob is None:
+                        current += 1
+                    else:
+                        setattr(row, column, blob)
+                        rotated += 1
+        if len(rows) < BATCH:
             return Rotation(rotated, current)
-        after = bots[-1].id
+        after = rows[-1].id

@@ -223,7 +223,7 @@ def update_bot(
     """Rename a bot or change its inactivity threshold (None: the default). The threshold
     applies from each conversation's next event on; timers already armed keep their time."""
     with sessions.begin() as session:
-        bot = owned(session, Bot, org_id, bot_id, field="bot_id", for_update=True)
+        bot = live_bot(session, org_id, bot_id, for_update=True)
         before = bot_summary(bot)
         if name is not None:
             bot.name = name
@@ -255,7 +255,7 @@ def replace_credentials(
     keeps the rest). Every send from the next one on uses them; a Telegram bot then needs its
     webhook registered again. InvalidInput naming the first required field missing."""
     with sessions.begin() as session:
-        bot = owned(session, Bot, org_id, bot_id, field="bot_id", for_update=True)
+        bot = live_bot(session, org_id, bot_id, for_update=True)
         if merge:
             credentials = credentials_of.of(bot.id, bot.credentials) | credentials
         missing = missing_credentials(ChannelKind(bot.channel), credentials)
@@ -339,9 +339,23 @@ def _org(model: type[Any]) -> Any:
 
 
 def get_bot(session: Session, org_id: int, bot_id: int) -> Bot:
-    return owned(session, Bot, org_id, bot_id, field="bot_id")
+    return live_bot(session, org_id, bot_id)
+
+
+def live_bot(session: Session, org_id: int, bot_id: int, *, for_update: bool = False) -> Bot:
+    """One of the organization's bots, not deleted; NotFound otherwise (a deleted bot's id
+    answers 404 everywhere)."""
+    stmt = scoped(Bot, org_id, Bot.id == bot_id, LIVE_BOT)
+    bot = session.scalar(stmt.with_for_update() if for_update else stmt)
+    if bot is None:
+        raise NotFound(N_("{noun} {row_id} not found"), "bot_id", noun="bot", row_id=bot_id)
+    return bot
+
+
+# The bots that exist for their organization: a deleted bot's row stays only for history.
+LIVE_BOT = Bot.deleted_at.is_(None)
 
 
 def list_bots(session: Session, org_id: int) -> list[Bot]:
-    """The organization's bots, oldest first."""
-    return list(session.scalars(scoped(Bot, org_id).order_by(Bot.id)))
+    """The organization's bots (not deleted), oldest first."""
+    return list(session.scalars(scoped(Bot, org_id, LIVE_BOT).order_by(Bot.id)))

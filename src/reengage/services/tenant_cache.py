@@ -27,7 +27,7 @@ from reengage.i18n import N_
 from reengage.ports import ConfigStamp
 from reengage.services.errors import Unauthorized
 from reengage.services.record_activity import bot_policy
-from reengage.services.tenancy import authenticate, key_is_valid, scoped
+from reengage.services.tenancy import LIVE_BOT, authenticate, key_is_valid, scoped
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +137,7 @@ class TenantCache:
             with self._sessions() as session:
                 # unscoped: a webhook finds its tenant by the bot it names; its signature proves it
                 row = session.get(Bot, bot_id)
-                if row is None:
+                if row is None or row.deleted_at is not None:
                     return None, None
                 org_id = row.org_id
             view = self._load(org_id)
@@ -172,7 +172,7 @@ class TenantCache:
         # The stamp first: rows read after it are at least as new as it says.
         stamp = self._stamps.read(org_id) if self._stamps is not None else None
         with self._sessions() as session:
-            rows = session.scalars(scoped(Bot, org_id)).all()
+            rows = session.scalars(scoped(Bot, org_id, LIVE_BOT)).all()
             valid = digest is not None and key_is_valid(session, org_id, digest)
         bots = {
             b.id: BotEntry(

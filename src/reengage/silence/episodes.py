@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage import metrics
-from reengage.adapters.db.models import Campaign, Contact, Conversation, Delivery, Episode
+from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Delivery, Episode
 from reengage.adapters.db.sets import among
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
@@ -171,12 +171,17 @@ class StepHandler:
                 )
             }
             seen = StepsSeen.load(session, self.activity, list(episodes.values()))
+            stopped = _halted_bots(session, list(episodes.values()))
             sends = StepSends()
             ended: list[tuple[str, str | None]] = []
             for episode_id in ids:
                 follows.append(follow := FollowUps())
                 episode = episodes.get(episode_id)
-                if episode is not None and episode.status == "running":
+                running = episode is not None and episode.status == "running"
+                if running and episode is not None and episode.bot_id in stopped:
+                    # Left due: enabling the bot puts its timer back (see bot_lifecycle).
+                    log.debug("recovery.step.held", episode_id=episode.id, reason="bot_disabled")
+                elif episode is not None and episode.status == "running":
                     self._step(session, episode, now, follow, seen, sends)
                     if episode.status != "running":
                         ended.append((episode.status, episode.end_reason))
@@ -388,12 +393,33 @@ class StepSends:
         self.planned.clear()
 
 
+def _halted_bots(session: Session, episodes: list[Episode]) -> set[int]:
+    """The bots among these episodes' that are disabled or deleted."""
+    if not episodes:
+        return set()
+    return set(
+        session.scalars(  # unscoped: the bots of episodes a timer names
+            select(Bot.id).where(
+                Bot.id.in_({e.bot_id for e in episodes}), Bot.disabled_at.is_not(None)
+            )
+        )
+    )
+
+
 def pending_step_timers(
     session: Session, due_before: datetime | None, after_id: int, limit: int
 ) -> list[tuple[int, Timer]]:
+    """Running episodes' step timers; a disabled bot's are left out (its due timers are
+    put back when it is enabled)."""
     stmt = (
         select(Episode.id, Episode.next_due_at)
-        .where(Episode.status == "running", Episode.next_due_at.is_not(None), Episode.id > after_id)
+        .join(Bot, Bot.id == Episode.bot_id)
+        .where(
+            Episode.status == "running",
+            Episode.next_due_at.is_not(None),
+            Episode.id > after_id,
+            Bot.disabled_at.is_(None),
+        )
         .order_by(Episode.id)
         .limit(limit)
     )

@@ -26,6 +26,7 @@ from reengage.domain import event as ev
 from reengage.domain import inactivity
 from reengage.domain import recovery as rec
 from reengage.domain.activity import ConversationStatus
+from reengage.domain.bot_state import halted
 from reengage.domain.timer import Purpose, Timer
 from reengage.events.outbox import emit_for_episode
 from reengage.ports import ActivityStore
@@ -199,6 +200,12 @@ class SilenceHandler:
                 conv = found[bot_id, user_id][0] if (bot_id, user_id) in found else None
                 if conv is None or conv.activity_seq != seq or conv.last_activity_at is None:
                     log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version")
+                    continue
+                bot = session.get_one(Bot, conv.bot_id)  # held: no statement
+                stopped = halted(bot.disabled_at, bot.deleted_at)
+                if stopped is not None:
+                    # Left due: enabling the bot puts its timer back (see bot_lifecycle).
+                    log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason=stopped)
                     continue
                 live.append((conv, follow, bot_id, user_id, seq))
             # Every open silence's inactivity first, in one statement: in each conversation's

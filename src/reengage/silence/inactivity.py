@@ -61,7 +61,12 @@ def pending_inactivity_timers(
             Conversation.activity_seq,
         )
         .join(Contact, Contact.id == Conversation.contact_id)
-        .where(Conversation.inactivity_due_at.is_not(None), Conversation.id > after_id)
+        .join(Bot, Bot.id == Conversation.bot_id)
+        .where(
+            Conversation.inactivity_due_at.is_not(None),
+            Conversation.id > after_id,
+            Bot.disabled_at.is_(None),  # a disabled bot's come back when it is enabled
+        )
         .order_by(Conversation.id)
         .limit(limit)
     )

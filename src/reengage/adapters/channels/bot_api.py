@@ -10,8 +10,9 @@ error; here nothing else escapes.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
@@ -57,10 +58,13 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
+    """A file sent with a method: its bytes, or a local file streamed in chunks."""
+
     field: str
     filename: str
-    content: bytes
+    content: bytes | None
     content_type: str
+    path: str | None = None
 
 
 class BotApi:
@@ -89,18 +93,32 @@ class BotApi:
         timeout: float | None = None,
     ) -> Reply:
         """POST one method; raise NotSent or NoAnswer when there is no answer to read."""
-        url = f"{self.base}/bot{token}/{method}"
-        data: aiohttp.FormData | None = None
-        if upload is not None:
-            data = aiohttp.FormData()
-            for key, value in params.items():
-                data.add_field(key, value if isinstance(value, str) else json.dumps(value))
-            data.add_field(
-                upload.field,
-                upload.content,
-                filename=upload.filename,
-                content_type=upload.content_type,
-            )
+        with ExitStack() as files:
+            data: aiohttp.FormData | None = None
+            if upload is not None:
+                data = aiohttp.FormData()
+                for key, value in params.items():
+                    data.add_field(key, value if isinstance(value, str) else json.dumps(value))
+                content: bytes | BinaryIO = (
+                    files.enter_context(open(upload.path, "rb"))
+                    if upload.path is not None
+                    else upload.content or b""
+                )
+                data.add_field(
+                    upload.field,
+                    content,
+                    filename=upload.filename,
+                    content_type=upload.content_type,
+                )
+            return await self._post(f"{self.base}/bot{token}/{method}", params, data, timeout)
+
+    async def _post(
+        self,
+        url: str,
+        params: dict[str, Any],
+        data: aiohttp.FormData | None,
+        timeout: float | None,
+    ) -> Reply:
         http = await self.session()
         limit = REQUEST_TIMEOUT if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:

@@ -253,10 +253,11 @@ def _request(chat_id: str, message: OutboundMessage) -> tuple[str, dict[str, Any
     params: dict[str, Any] = {"chat_id": chat_id}
     if message.text:
         params["caption"] = message.text
-    if media.file_id or media.content is None:
+    if media.file_id or (media.content is None and media.path is None):
         params[field] = media.file_id or media.url
         return method, params, None
-    return method, params, Upload(field, media.filename, media.content, media.content_type)
+    upload = Upload(field, media.filename, media.content, media.content_type, media.path)
+    return method, params, upload
 
 
 class WebhookRefused(Exception):
@@ -276,26 +277,31 @@ def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) 
         raise WebhookRefused(str(detail)[:300])
 
 
+NO_ANSWER = "no answer"
+
+
 def check_token(token: str, api_base: str | None = None) -> str:
-    """The bot's @username when Telegram accepts the token (getMe); ValueError saying why
+    """The bot's @username when Telegram accepts the token (`get_me`); ValueError saying why
     not (refused, or no answer)."""
-    reply = _once(token, "getMe", {}, api_base)
-    if isinstance(reply, Reply) and reply.ok and isinstance(reply.result, dict):
-        return f"@{reply.result.get('username', '?')}"
-    if isinstance(reply, Reply):
-        detail = reply.description or reply.body[:100] or f"HTTP {reply.status}"
-        raise ValueError(f"Telegram refused the token: {detail}")
-    raise ValueError(f"Telegram did not answer: {reply}")
+    me = get_me(token, api_base)
+    if isinstance(me, str) and me.startswith(NO_ANSWER):
+        raise ValueError(f"Telegram did not answer: {me}")
+    if isinstance(me, str):
+        raise ValueError(f"Telegram refused the token: {me}")
+    return f"@{me.get('username', '?')}"
 
 
 def get_me(token: str, api_base: str | None = None) -> dict[str, Any] | str:
     """The bot's own `User` (its `username`, `first_name`...) when Telegram accepts the
-    token, else why not (one line)."""
+    token, else why not (one line). The one getMe call: the doctor and the console use it."""
     reply = _once(token, "getMe", {}, api_base)
     if isinstance(reply, Reply) and reply.ok and isinstance(reply.result, dict):
         return reply.result
-    detail = reply.description or reply.body if isinstance(reply, Reply) else reply
-    return str(detail).splitlines()[0][:300] if str(detail) else "no answer"
+    if isinstance(reply, Reply):
+        detail = reply.description or reply.body[:100] or f"HTTP {reply.status}"
+    else:
+        detail = f"{NO_ANSWER} ({reply})" if reply else NO_ANSWER
+    return str(detail).splitlines()[0][:300] if str(detail).strip() else NO_ANSWER
 
 
 def answer_callback_query(token: str, callback_query_id: str, api_base: str | None = None) -> None:

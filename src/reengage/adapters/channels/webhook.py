@@ -12,6 +12,7 @@ import json
 import threading
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from reengage.adapters.channels import standard_webhooks
 from reengage.domain.outbound import (
     Blocked,
     Failed,
+    Media,
     OutboundMessage,
     SendContext,
     SendOutcome,
@@ -106,9 +108,7 @@ class WebhookChannel:
                 "url": media.url,
                 "filename": media.filename,
                 "content_type": media.content_type,
-                "content_base64": base64.b64encode(media.content).decode()
-                if media.content and not media.url
-                else None,
+                "content_base64": _base64(media) if not media.url else None,
             },
             "template": None
             if message.template is None
@@ -131,3 +131,11 @@ class WebhookChannel:
 
 def _transport_error(exc: httpx.TransportError) -> None:
     platform_error("webhook", "timeout" if isinstance(exc, httpx.TimeoutException) else "network")
+
+
+def _base64(media: Media) -> str | None:
+    """The file inline (the receiver gets it within the JSON body): its bytes, or the media
+    store's file read whole."""
+    if media.path is not None:
+        return base64.b64encode(Path(media.path).read_bytes()).decode()
+    return base64.b64encode(media.content).decode() if media.content else None

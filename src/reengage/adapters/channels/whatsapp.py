@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -226,13 +227,19 @@ class WhatsAppChannel:
             return {"id": media.file_id}
         if media.url:
             return {"link": media.url}
-        if media.content is None:
+        if media.content is None and media.path is None:
             return Failed("invalid_message", False, detail="media has no content")
-        response = http.post(
-            f"{self._base}/media",
-            data={"messaging_product": "whatsapp", "type": media.content_type},
-            files={"file": (media.filename, media.content, media.content_type)},
-        )
+        with ExitStack() as files:
+            content: bytes | BinaryIO = (
+                files.enter_context(open(media.path, "rb"))
+                if media.path is not None
+                else media.content or b""
+            )
+            response = http.post(  # a file is streamed in chunks
+                f"{self._base}/media",
+                data={"messaging_product": "whatsapp", "type": media.content_type},
+                files={"file": (media.filename, content, media.content_type)},
+            )
         if not response.is_success:
             refusal = self._refusal(response)
             return refusal if isinstance(refusal, Failed) else Failed("upload_failed", False)

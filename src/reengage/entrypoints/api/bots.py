@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter
 
@@ -20,10 +20,11 @@ from reengage.entrypoints.api.schemas import (
     TokenIn,
 )
 from reengage.i18n import N_
-from reengage.services import tenancy
+from reengage.services import bot_lifecycle, tenancy
 from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput
 from reengage.services.webhook_setup import register_telegram_webhook
+from reengage.timers.rebuild import rebuild_timers
 
 bots_router = APIRouter(prefix="/v1/bots", tags=["bots"], responses={401: {"model": ErrorOut}})
 
@@ -37,6 +38,7 @@ def bot_out(bot: Bot) -> BotOut:
         inactivity_threshold_seconds=bot.inactivity_threshold_s,
         paid_broadcast=bot.paid_broadcast,
         created_at=bot.created_at,
+        disabled=bot.disabled_at is not None,
     )
 
 
@@ -178,3 +180,37 @@ def register_webhook(
             after={"url": url},
         )
     return {"url": url}
+
+
+@bots_router.post("/{bot_id}/disable", response_model=BotOut, responses={404: {"model": ErrorOut}})
+def disable_bot(runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id) -> BotOut:
+    """Stop a bot without losing anything. Its webhooks are still answered 200 and its
+    messages and events recorded, but nothing acts on them: its conversations' timers that
+    come due do nothing, and a message already queued is skipped (reason `bot_disabled`)
+    instead of sent. Running episodes stay running, paused. Idempotent."""
+    now = runtime.clock.now()
+    return bot_out(bot_lifecycle.disable_bot(runtime.sessions, org_id, bot_id, now, (actor, now)))
+
+
+@bots_router.post("/{bot_id}/enable", response_model=BotOut, responses={404: {"model": ErrorOut}})
+def enable_bot(runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id) -> BotOut:
+    """Let a disabled bot act again: what came due while it was disabled runs now (a timeout,
+    an episode's step), judged on what happened meanwhile (a user who wrote in between ends
+    their episode as returned). Messages skipped while it was disabled are not sent again."""
+    now = runtime.clock.now()
+
+    def restore(at: datetime) -> int:
+        return rebuild_timers(runtime.sessions, runtime.timers, runtime.registry, at)
+
+    bot = bot_lifecycle.enable_bot(runtime.sessions, org_id, bot_id, now, (actor, now), restore)
+    return bot_out(bot)
+
+
+@bots_router.delete("/{bot_id}", status_code=204, responses={404: {"model": ErrorOut}})
+def delete_bot(runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id) -> None:
+    """Delete a bot. Its running episodes end (reason `bot_deleted`), its queued messages are
+    skipped (`bot_deleted`), its conversations' timers are dropped and its credentials
+    wiped; its id then answers 404 everywhere, webhooks included. Its history stays: the
+    conversations, deliveries and episodes remain in the organization's results."""
+    now = runtime.clock.now()
+    bot_lifecycle.delete_bot(runtime.sessions, org_id, bot_id, now, (actor, now))

@@ -212,6 +212,8 @@ class BotOut(BaseModel):
     inactivity_threshold_seconds: int | None
     paid_broadcast: bool
     created_at: datetime
+    # Disabled: messages are recorded, nothing acts and nothing is sent (POST .../enable).
+    disabled: bool = False
 
 
 class TimerOut(BaseModel):

@@ -34,7 +34,7 @@ from reengage.services.campaign_history import list_versions
 from reengage.services.campaign_preview import preview_campaign
 from reengage.services.console_users import SessionUser
 from reengage.services.errors import InvalidInput, NotFound
-from reengage.services.media import MAX_BYTES, store_media
+from reengage.services.media import store_media
 from reengage.services.tenancy import get_bot, scoped
 
 campaign_router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
@@ -219,17 +219,18 @@ async def add_block(request: Request, allowed: Editor, bot_id: Id, step: Index) 
     upload = (await request.form()).get("file")
     if not isinstance(upload, UploadFile):
         return editor_page(request, user, bot_id, _invalid(request, "file"), status=422)
-    content = await upload.read(MAX_BYTES + 1)
     caption = fields.get("caption", "").strip() or None
-    now = runtime_of(request).clock.now()
+    runtime = runtime_of(request)
+    now = runtime.clock.now()
 
     def change(session: Any) -> None:
         asset = store_media(
             session,
+            runtime.media,
             user.org_id,
             filename=upload.filename or "file",
             content_type=upload.content_type or "application/octet-stream",
-            content=content,
+            stream=upload.file,  # the form's spooled copy, read in chunks
             now=now,
         )
         edit_draft(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -369,7 +370,13 @@ async def _add_media(
 
     def save(session: Session) -> None:
         asset = store_media(
-            session, admin.org_id, filename=name, content_type=mime, content=content, now=now
+            session,
+            manager.runtime.media,
+            admin.org_id,
+            filename=name,
+            content_type=mime,
+            stream=io.BytesIO(content),
+            now=now,
         )
         edit_draft(
             session,

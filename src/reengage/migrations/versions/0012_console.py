@@ -1,7 +1,7 @@
 """web console: users per organization, their sessions and invitations; the audit log
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-30 21:30:00.000000
 """
 

@@ -1,7 +1,7 @@
 """contacts: the hour-of-week activity profile behind usual-hour steps
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-11-30 22:00:00.000000
 """
 

@@ -64,6 +64,10 @@ class Bot(Base):
     # Telegram's paid broadcast: up to 1,000 messages/s for 0.1 Star each (Telegram only).
     paid_broadcast: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime]
+    # Disabled: its messages are recorded but nothing acts and nothing is sent until enabled.
+    disabled_at: Mapped[datetime | None]
+    # Deleted (soft): its history stays for the reports; it is found nowhere else.
+    deleted_at: Mapped[datetime | None]
 
 
 class MediaAsset(Base):
@@ -77,7 +81,10 @@ class MediaAsset(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    # The file's name in the media store; None for a row written before the store, whose
+    # bytes are still read from `content`.
+    storage_key: Mapped[str | None] = mapped_column(String(128))
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
 
 
