@@ -131,6 +131,40 @@ def migrate() -> None:
     typer.echo("database is at the latest schema")
 
 
+@app.command()
+def prune(
+    dry_run: Annotated[bool, typer.Option(help="Say what would go; change nothing")] = False,
+) -> None:
+    """Drop the activity history older than REENGAGE_RETENTION_DAYS (whole day partitions on
+    PostgreSQL, batched deletes on SQLite) and make the coming days' partitions."""
+    from reengage.adapters.clock import SystemClock
+    from reengage.adapters.db.session import make_engine, make_session_factory
+    from reengage.services.retention import prune_history
+
+    settings = _settings_to_run(redis=False)
+    engine = make_engine(settings.database_url)
+    try:
+        report = prune_history(
+            make_session_factory(engine),
+            SystemClock().now(),
+            settings.retention_days,
+            dry_run=dry_run,
+        )
+    finally:
+        engine.dispose()
+    verb = "would" if dry_run else "did"
+    if report.skipped:
+        typer.echo("another process is pruning; nothing done")
+        return
+    typer.echo(f"retention: {settings.retention_days} days ({verb} change)")
+    for name in report.dropped:
+        typer.echo(f"drop partition {name}")
+    for table, rows in report.deleted.items():
+        typer.echo(f"delete {rows} rows from {table}")
+    for name in report.created:
+        typer.echo(f"create partition {name}")
+
+
 def start_scheduler(settings: Settings, runtime: Runtime | None = None) -> threading.Event:
     """Run a scheduler in a background thread; set the returned event to stop it."""
     from reengage.entrypoints.scheduler.main import build_scheduler

@@ -91,9 +91,12 @@ class Conversation(Base):
 
 
 class ActivityRecord(Base):
-    """One accepted activity event; its primary key makes retries idempotent."""
+    """One accepted activity event; its primary key makes retries idempotent (a retry carries
+    the event's own instant). PostgreSQL: one partition per day of `occurred_at`
+    (`adapters.db.partitions`); SQLite: a plain table whose key is `(org_id, event_id)`."""
 
     __tablename__ = "activity_event"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (occurred_at)"},)
 
     org_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
@@ -102,7 +105,7 @@ class ActivityRecord(Base):
     type: Mapped[str] = mapped_column(String(32))
     bot_id: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[str] = mapped_column(String(128))
-    occurred_at: Mapped[datetime]
+    occurred_at: Mapped[datetime] = mapped_column(primary_key=True)
     received_at: Mapped[datetime]
 
 
