@@ -244,6 +244,10 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo")] = "prefork",
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Celery node name, unique per worker (`a@%h`); default celery@<host>"),
+    ] = None,
 ) -> None:
     """Run a Celery worker executing due work (REENGAGE_BROKER_URL must be set)."""
     settings = _settings_to_run()
@@ -257,9 +261,8 @@ def worker(
         metrics_server.serve(metrics_port, metrics_host)
     from reengage.entrypoints.worker.celery_app import app as celery_app
 
-    celery_app.worker_main(
-        ["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO"]
-    )
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO"]
+    celery_app.worker_main([*argv, "-n", name] if name else argv)
 
 
 @app.command()
