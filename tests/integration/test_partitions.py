@@ -6,22 +6,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
-from reengage.adapters.db import partitions
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db import id_partitions, partitions
 from reengage.adapters.db.activity_store import _claim_event_ids
 from reengage.adapters.db.migrate import alembic_config, upgrade
-from reengage.adapters.db.models import ActivityRecord, Organization
+from reengage.adapters.db.models import (
+    ActivityRecord,
+    Contact,
+    Conversation,
+    ConversationEvent,
+    Organization,
+)
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.domain.activity import ActivityEvent, EventType
-from reengage.services import campaign_replay
+from reengage.runtime import Runtime
+from reengage.services import campaign_replay, event_log
 from tests.conftest import PG_ADMIN_URL, TEST_SECRET_KEY
+from tests.factories import make_bot, make_org, message
 
 NOW = datetime.now(UTC)
 TODAY = NOW.date()
@@ -239,3 +248,119 @@ def test_sqlite_prunes_in_batches(tmp_path: Path) -> None:
         ("recent",),
         ("now",),
     ]
+
+
+def _conversation(runtime: Runtime, org_id: int, bot_id: int, user: str, at: datetime) -> int:
+    """A conversation opened (and last active) at `at`."""
+    assert isinstance(runtime.clock, ManualClock)
+    runtime.clock.set(at)
+    runtime.record(org_id, [message(bot_id, user, at)])
+    with runtime.sessions() as session:
+        return int(
+            session.scalars(
+                select(Conversation.id)
+                .join(Contact, Contact.id == Conversation.contact_id)
+                .where(Contact.external_id == user)
+            ).one()
+        )
+
+
+def _append(runtime: Runtime, conversation_id: int, key: str, at: datetime) -> bool:
+    """The log's own once-only append: True when appended."""
+    with runtime.sessions() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        appended = event_log.append_event(
+            session, conversation, kind="inactivity_detected", dedup_key=key, now=at
+        )
+        session.commit()
+    return appended
+
+
+def _events(runtime: Runtime, conversation_id: int) -> list[str]:
+    with runtime.sessions() as session:
+        return list(
+            session.scalars(
+                select(ConversationEvent.dedup_key)
+                .where(ConversationEvent.conversation_id == conversation_id)
+                .order_by(ConversationEvent.id)
+            )
+        )
+
+
+def _event_partitions(url: str) -> dict[str, str]:
+    rows = _sql(
+        url,
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'conversation_event'::regclass",
+    )
+    return {str(name): str(bound) for name, bound in rows}
+
+
+def test_conversation_events_go_by_ranges_of_conversations(
+    database: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    clock.set(OLD)
+    runtime = make_runtime(database)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    old = _conversation(runtime, org.org_id, bot, "old", OLD)
+    recent = _conversation(runtime, org.org_id, bot, "recent", RECENT - timedelta(days=1))
+    new = _conversation(runtime, org.org_id, bot, "new", RECENT)
+    for conversation, at in [(old, OLD), (recent, RECENT), (new, RECENT)]:
+        assert _append(runtime, conversation, "silence:1", at)
+    runtime.close()
+
+    upgrade(database, "0018")
+
+    runtime = make_runtime(database)
+    names = _event_partitions(database)
+    assert {"conversation_event_c1", f"conversation_event_c{recent}"} <= set(names)
+    assert f"conversation_event_c{new}" in names
+    assert _sql(database, "SELECT count(*) FROM conversation_event") == [(3,)]
+    assert not _append(runtime, recent, "silence:1", NOW)  # once-only, as before
+
+    out = _prune(database)
+
+    assert "drop partition conversation_event_c1" in out  # every conversation in it quiet
+    names = _event_partitions(database)
+    assert "conversation_event_c1" not in names
+    assert f"conversation_event_c{recent}" in names
+    # The list of a conversation's events (by the partition key) reads what is kept.
+    assert _events(runtime, recent) == ["silence:1"]
+    assert _events(runtime, old) == []
+    assert not _append(runtime, recent, "silence:1", NOW)
+    assert _append(runtime, recent, "silence:2", NOW)
+    # A late event of a dropped range is kept (in the DEFAULT partition), once.
+    assert _append(runtime, old, "late", NOW)
+    assert not _append(runtime, old, "late", NOW)
+
+
+def test_the_next_range_is_made_ahead_and_takes_what_overran(
+    database: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    clock.set(RECENT)
+    upgrade(database, "0018")
+    runtime = make_runtime(database)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    top_end = id_partitions.MIN_RANGE  # the migration's one range: [1, 0 + MIN_RANGE)
+    assert _event_partitions(database)["conversation_event_c1"] == (
+        f"FOR VALUES FROM ('1') TO ('{top_end}')"
+    )
+    _sql(database, f"SELECT setval('conversation_id_seq', {top_end + 4})")
+    far = _conversation(runtime, org.org_id, bot, "far", RECENT)
+    assert far > top_end
+    assert _append(runtime, far, "silence:1", RECENT)  # past every range: the DEFAULT one
+    assert _sql(database, "SELECT count(*) FROM conversation_event_default") == [(1,)]
+
+    out = _prune(database)
+
+    assert f"create partition conversation_event_c{top_end}" in out
+    assert _sql(database, f"SELECT dedup_key FROM conversation_event_c{top_end}") == [
+        ("silence:1",)
+    ]
+    assert _sql(database, "SELECT count(*) FROM conversation_event_default") == [(0,)]
+    assert not _append(runtime, far, "silence:1", NOW)
+    assert "create partition conversation_event_c" not in _prune(database)  # not half used

@@ -1,11 +1,13 @@
-"""Time partitions of the append-only tables, and their retention.
+"""Partitions of the append-only tables, and their retention.
 
 PostgreSQL: `activity_event` is `PARTITION BY RANGE (occurred_at)`, one partition per UTC day
 named `<table>_pYYYYMMDD`, plus a DEFAULT partition (migration 0018). Upcoming days are
 created ahead; days wholly older than the retention are detached and dropped, never deleted
 row by row. The DEFAULT partition only catches what no day partition covers (events older
 than the oldest kept day, or past the days made ahead); its old rows are deleted in bounded
-batches, as SQLite's are (SQLite has no partitions: there the prune is a batched delete).
+batches. `conversation_event` is partitioned by ranges of conversation ids
+(`id_partitions`). SQLite has no partitions: there the prune deletes rows older than the
+cutoff in bounded batches.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, text
 
+from reengage.adapters.db import id_partitions
 from reengage.adapters.db.types import UTCDateTime
 
-# table -> its partition key (a UTC instant); what `prune` manages.
+# table -> its partition key (a UTC instant); what `prune` manages by day.
 PARTITIONED = {"activity_event": "occurred_at"}
+# SQLite (no partitions): table -> the instant its rows are deleted by.
+DELETED_BY = {**PARTITIONED, "conversation_event": "created_at"}
 AHEAD_DAYS = 3
 BATCH = 5000
 # DDL waits this long at most for the table's lock (a busy table is pruned next time).
@@ -44,9 +49,9 @@ def is_partition(name: str | None, type_: str, *_: object) -> bool:
     partitions are made at run time, not described by the models)."""
     if type_ != "table" or name is None:
         return False
-    return any(
+    return id_partitions.is_range_partition(name) or any(
         name == f"{table}_default" or (name.startswith(f"{table}_p") and _DAY.search(name))
-        for table in PARTITIONED
+        for table in DELETED_BY
     )
 
 
@@ -108,6 +113,15 @@ def prune(
         if is_partitioned(conn, table):
             _prune_partitions(conn, table, now, cutoff, report, dry_run=dry_run)
         deleted = _delete_before(conn, _plain_part(conn, table), key, cutoff, dry_run=dry_run)
+        if deleted:
+            report.deleted[table] = deleted
+    for table in id_partitions.RANGED:
+        if is_partitioned(conn, table):
+            report.created.extend(id_partitions.make_ahead(conn, table, now, dry_run=dry_run))
+            report.dropped.extend(id_partitions.drop_quiet(conn, table, cutoff, dry_run=dry_run))
+        deleted = _delete_before(
+            conn, _plain_part(conn, table), DELETED_BY[table], cutoff, dry_run=dry_run
+        )
         if deleted:
             report.deleted[table] = deleted
     return report

@@ -110,15 +110,24 @@ class ActivityRecord(Base):
 
 
 class ConversationEvent(Base):
-    """The conversation's log: what reengage did and why. `dedup_key` makes effects once-only."""
+    """The conversation's log: what reengage did and why. `dedup_key` makes effects once-only.
+    PostgreSQL: partitioned by ranges of `conversation_id` (ids are issued in time order), so
+    that key holds the partition key (`adapters.db.partitions`)."""
 
     __tablename__ = "conversation_event"
-    __table_args__ = (UniqueConstraint("conversation_id", "dedup_key"),)
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "dedup_key"),
+        {"postgresql_partition_by": "RANGE (conversation_id)"},
+    )
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    # Issued by its sequence (the primary key, with the partition key, is composite).
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     org_id: Mapped[int] = org_fk()
     conversation_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+        BigInteger,
+        ForeignKey("conversation.id", ondelete="CASCADE"),
+        index=True,
+        primary_key=True,
     )
     kind: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(64))
