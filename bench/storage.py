@@ -165,8 +165,7 @@ def run(contacts: int, bots: int, sessions: int, messages: int, redis_url: str |
     print(f"cpu_ms_per_contact_day={cpu * 1000 / contacts:.2f} (this process)")
     key = "redis" if redis_url else "sql"
     print(
-        f"{key}_rows_per_contact_day={rows_total:.1f} "
-        f"{key}_bytes_per_contact_day={bytes_total:.0f}"
+        f"{key}_rows_per_contact_day={rows_total:.1f} {key}_bytes_per_contact_day={bytes_total:.0f}"
     )
 
 
