@@ -364,3 +364,29 @@ def test_the_next_range_is_made_ahead_and_takes_what_overran(
     assert _sql(database, "SELECT count(*) FROM conversation_event_default") == [(0,)]
     assert not _append(runtime, far, "silence:1", NOW)
     assert "create partition conversation_event_c" not in _prune(database)  # not half used
+
+
+def test_a_scheduler_prunes_every_interval(
+    pg_db: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    """The scheduled job: a scheduler makes the coming days' partitions when it starts and
+    again each `prune_interval`, whatever else it does."""
+    from reengage.entrypoints.scheduler.main import build_scheduler
+
+    clock.set(NOW + timedelta(days=30))
+    runtime = make_runtime(pg_db)
+    scheduler = build_scheduler(runtime.settings, runtime)
+    ahead = partitions.partition_name("activity_event", (NOW + timedelta(days=30)).date())
+    assert ahead not in _partitions(pg_db)
+
+    scheduler.run_once()
+
+    assert ahead in _partitions(pg_db)
+    start = NOW + timedelta(days=30)
+    next_day = partitions.partition_name("activity_event", start.date() + timedelta(days=4))
+    clock.set(start + timedelta(minutes=30))
+    scheduler.run_once()  # within the interval (1 h): no prune
+    assert next_day not in _partitions(pg_db)
+    clock.set(start + timedelta(days=1))
+    scheduler.run_once()
+    assert next_day in _partitions(pg_db)
