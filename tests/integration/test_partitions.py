@@ -37,6 +37,8 @@ TODAY = NOW.date()
 OLD = NOW - timedelta(days=200)  # past the 90-day retention
 RECENT = NOW - timedelta(days=2)
 DB = f"reengage_partitions_{os.getpid()}"
+# Each of these migrates a database of its own from 0013 (one stays in the fast lane).
+SLOW = pytest.mark.slow
 URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{DB}"
 
 
@@ -129,6 +131,7 @@ def _claim(url: str, event_id: str, at: datetime) -> bool:
     return bool(fresh)
 
 
+@SLOW
 def test_the_migration_moves_the_rows_into_day_partitions(database: str) -> None:
     _seed(database)
 
@@ -174,6 +177,7 @@ def test_prune_drops_the_old_days_whole_and_keeps_the_rest(database: str) -> Non
     assert "drop partition" not in _prune(database)  # nothing left to drop
 
 
+@SLOW
 def test_after_a_prune_retries_are_still_refused_and_history_still_reads(database: str) -> None:
     _seed(database)
     upgrade(database, "0018")
@@ -198,6 +202,7 @@ def test_after_a_prune_retries_are_still_refused_and_history_still_reads(databas
     assert sorted(times["u1"]) == sorted([RECENT, last_instant, NOW])
 
 
+@SLOW
 def test_prune_moves_rows_the_default_partition_caught_into_their_new_day(
     database: str,
 ) -> None:
@@ -217,6 +222,7 @@ def test_prune_moves_rows_the_default_partition_caught_into_their_new_day(
     assert not _claim(database, "ahead", ahead)
 
 
+@SLOW
 def test_the_downgrade_restores_the_plain_table_with_its_rows(database: str) -> None:
     _seed(database)
     upgrade(database, "0018")
@@ -298,6 +304,7 @@ def _event_partitions(url: str) -> dict[str, str]:
     return {str(name): str(bound) for name, bound in rows}
 
 
+@SLOW
 def test_conversation_events_go_by_ranges_of_conversations(
     database: str, make_runtime: Callable[..., Runtime], clock: ManualClock
 ) -> None:
@@ -337,6 +344,7 @@ def test_conversation_events_go_by_ranges_of_conversations(
     assert not _append(runtime, old, "late", NOW)
 
 
+@SLOW
 def test_the_next_range_is_made_ahead_and_takes_what_overran(
     database: str, make_runtime: Callable[..., Runtime], clock: ManualClock
 ) -> None:

@@ -135,8 +135,8 @@ def migrate() -> None:
 def prune(
     dry_run: Annotated[bool, typer.Option(help="Say what would go; change nothing")] = False,
 ) -> None:
-    """Drop the activity history older than REENGAGE_RETENTION_DAYS (whole day partitions on
-    PostgreSQL, batched deletes on SQLite) and make the coming days' partitions."""
+    """Drop the activity and conversation events older than REENGAGE_RETENTION_DAYS (whole
+    partitions on PostgreSQL, batched deletes on SQLite) and make the coming partitions."""
     from reengage.adapters.clock import SystemClock
     from reengage.adapters.db.session import make_engine, make_session_factory
     from reengage.services.retention import prune_history
@@ -152,11 +152,11 @@ def prune(
         )
     finally:
         engine.dispose()
-    verb = "would" if dry_run else "did"
     if report.skipped:
         typer.echo("another process is pruning; nothing done")
         return
-    typer.echo(f"retention: {settings.retention_days} days ({verb} change)")
+    dry = " (dry run: nothing changed)" if dry_run else ""
+    typer.echo(f"retention: {settings.retention_days} days{dry}")
     for name in report.dropped:
         typer.echo(f"drop partition {name}")
     for table, rows in report.deleted.items():
