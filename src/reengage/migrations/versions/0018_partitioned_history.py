@@ -9,8 +9,8 @@ On PostgreSQL the table becomes `PARTITION BY RANGE (occurred_at)` with one part
 day (`activity_event_pYYYYMMDD`) and a DEFAULT partition, so that an insert never fails: the
 rows are moved, in this migration's one transaction, into partitions made for every day that
 has rows, plus today and the next days. The primary key gains `occurred_at` (a partitioned
-table's unique keys must hold its partition key); a retried event carries its own instant
-(a platform's timestamp, or the `occurred_at` the client sent), so it is still refused.
+table's unique keys must hold its partition key); a retry at the same instant is refused by
+it, one at another instant by the activity store's look-up first.
 
 `conversation_event` becomes `PARTITION BY RANGE (conversation_id)`: conversation ids are
 issued in time order, so a range of them is a stretch of time, and the key that makes an

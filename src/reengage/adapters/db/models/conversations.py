@@ -91,9 +91,10 @@ class Conversation(Base):
 
 
 class ActivityRecord(Base):
-    """One accepted activity event; its primary key makes retries idempotent (a retry carries
-    the event's own instant). PostgreSQL: one partition per day of `occurred_at`
-    (`adapters.db.partitions`); SQLite: a plain table whose key is `(org_id, event_id)`."""
+    """One accepted activity event; its primary key makes retries idempotent. PostgreSQL: one
+    partition per day of `occurred_at` (`adapters.db.partitions`), so the key holds the
+    instant and a retry at another instant is looked up first (`activity_store`); SQLite: a
+    plain table whose key is `(org_id, event_id)`."""
 
     __tablename__ = "activity_event"
     __table_args__ = ({"postgresql_partition_by": "RANGE (occurred_at)"},)
