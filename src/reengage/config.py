@@ -103,6 +103,18 @@ class Settings(BaseSettings):
         description="With Redis: how often recent activity is written to the database.",
     )
     default_inactivity_threshold: Duration = Field(default=timedelta(minutes=10))
+    retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=36_500,
+        description="Days the activity event log is kept; `reengage prune` and the scheduler "
+        "(hourly) drop older days whole (PostgreSQL: day partitions; SQLite: batched deletes).",
+    )
+    prune_interval: Duration = Field(
+        default=timedelta(hours=1),
+        description="How often a scheduler prunes past the retention and makes the coming "
+        "days' partitions.",
+    )
     clock_speed: float = Field(
         default=1.0, ge=1.0, le=10_000.0, description="Time acceleration for demos (1 = real time)."
     )

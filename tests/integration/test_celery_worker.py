@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -144,3 +145,38 @@ def test_recovery_work_goes_to_the_recovery_queue(
 
     assert keys("recovery") == sorted([timers[0].key, timers[1].key])
     assert keys("timers") == sorted([timers[2].key, timers[3].key])
+
+
+def test_two_named_worker_nodes_share_the_work_without_duplicates(
+    setup: tuple[Runtime, Scheduler],
+    spawn_worker: Spawn,
+    clock: ManualClock,
+    broker: str,
+    tmp_path: Path,
+) -> None:
+    """Two machines' workers: distinct node names (`-n a@%h`, `-n b@%h`), the same queues,
+    one broker. Both answer, both execute chunks, every timer fires once."""
+    runtime, scheduler = setup
+    conversations = seed(runtime, clock, 1500)  # 30 tasks of 50 timers
+    for node in ("a", "b"):
+        spawn_worker(node, args=["--name", f"{node}@%h"])
+    control = make_celery(runtime.settings.model_copy(update={"broker_url": broker}))
+    names: set[str] = set()
+
+    def both_up() -> bool:
+        names.update(n.split("@")[0] for reply in control.control.ping(timeout=0.5) for n in reply)
+        return names >= {"a", "b"}
+
+    wait_until(both_up)
+    clock.advance(timedelta(minutes=10))
+    claim_all(scheduler)
+    wait_until(lambda: runtime.timers.count() == 0 and len(fired(runtime)) == len(conversations))
+    assert fired(runtime) == {cid: 1 for cid in conversations}
+    # Each worker's own log (`spawn_process` writes <name>.log) counts the chunks it ran.
+    done = {node: _tasks_succeeded(tmp_path / f"{node}.log") for node in ("a", "b")}
+    assert all(n > 0 for n in done.values()), done
+    assert sum(done.values()) == 30
+
+
+def _tasks_succeeded(path: Path) -> int:
+    return sum("succeeded in" in line for line in path.read_text().splitlines())

@@ -131,6 +131,40 @@ def migrate() -> None:
     typer.echo("database is at the latest schema")
 
 
+@app.command()
+def prune(
+    dry_run: Annotated[bool, typer.Option(help="Say what would go; change nothing")] = False,
+) -> None:
+    """Drop the activity and conversation events older than REENGAGE_RETENTION_DAYS (whole
+    partitions on PostgreSQL, batched deletes on SQLite) and make the coming partitions."""
+    from reengage.adapters.clock import SystemClock
+    from reengage.adapters.db.session import make_engine, make_session_factory
+    from reengage.services.retention import prune_history
+
+    settings = _settings_to_run(redis=False)
+    engine = make_engine(settings.database_url)
+    try:
+        report = prune_history(
+            make_session_factory(engine),
+            SystemClock().now(),
+            settings.retention_days,
+            dry_run=dry_run,
+        )
+    finally:
+        engine.dispose()
+    if report.skipped:
+        typer.echo("another process is pruning; nothing done")
+        return
+    dry = " (dry run: nothing changed)" if dry_run else ""
+    typer.echo(f"retention: {settings.retention_days} days{dry}")
+    for name in report.dropped:
+        typer.echo(f"drop partition {name}")
+    for table, rows in report.deleted.items():
+        typer.echo(f"delete {rows} rows from {table}")
+    for name in report.created:
+        typer.echo(f"create partition {name}")
+
+
 def start_scheduler(settings: Settings, runtime: Runtime | None = None) -> threading.Event:
     """Run a scheduler in a background thread; set the returned event to stop it."""
     from reengage.entrypoints.scheduler.main import build_scheduler
@@ -210,6 +244,10 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads, solo")] = "prefork",
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = "127.0.0.1",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Celery node name, unique per worker (`a@%h`); default celery@<host>"),
+    ] = None,
 ) -> None:
     """Run a Celery worker executing due work (REENGAGE_BROKER_URL must be set)."""
     settings = _settings_to_run()
@@ -223,9 +261,8 @@ def worker(
         metrics_server.serve(metrics_port, metrics_host)
     from reengage.entrypoints.worker.celery_app import app as celery_app
 
-    celery_app.worker_main(
-        ["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO"]
-    )
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO"]
+    celery_app.worker_main([*argv, "-n", name] if name else argv)
 
 
 @app.command()

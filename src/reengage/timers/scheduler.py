@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,6 +63,8 @@ class Scheduler:
         sweep_interval: timedelta = timedelta(seconds=30),
         activity: ActivityStore | None = None,
         flush_interval: timedelta = timedelta(seconds=1),
+        prune: Callable[[datetime], object] | None = None,
+        prune_interval: timedelta = timedelta(hours=1),
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -76,6 +79,10 @@ class Scheduler:
         self.flush_interval = flush_interval
         self._last_sweep: datetime | None = None
         self._last_flush: datetime | None = None
+        # Retention (`services.retention`): past history dropped, coming partitions made.
+        self.prune = prune
+        self.prune_interval = prune_interval
+        self._last_prune: datetime | None = None
         # Measured in real seconds: an accelerated clock's lease lasts less real time.
         self.bound = ClaimBound(clock.real_seconds(lease), batch)
         # The last round claimed less than was due: its executors are behind.
@@ -116,6 +123,14 @@ class Scheduler:
             if added:
                 log.warning("timers.swept", added=added)
             self._last_sweep = now
+        if self.prune is not None and (
+            self._last_prune is None or now - self._last_prune >= self.prune_interval
+        ):
+            self._last_prune = now
+            try:
+                self.prune(now)
+            except Exception:  # a busy table is pruned next time; claiming goes on
+                log.warning("retention.prune_failed", exc_info=True)
 
     def run_once(self) -> int:
         """One round: maintenance, one claim (bounded by what is still in flight), one

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.episode_ends import Answered, end_answered_episodes
@@ -31,6 +31,9 @@ from reengage.ports import ConfigStamp, TimerStore
 from reengage.services.conversation_rows import clock_of, clock_values
 
 _CHUNK = 500
+# PostgreSQL partitions the log by `occurred_at`, so its key holds the instant: a retry that
+# carries another instant is found among the events this close to the batch's own.
+RETRY_WINDOW = timedelta(days=7)
 
 
 class SqlActivityStore:
@@ -99,7 +102,7 @@ def _claim_event_ids(
     first: dict[str, ActivityEvent] = {}
     for event in events:
         first.setdefault(event.event_id, event)
-    unique = list(first.values())
+    unique = _not_seen(session, org_id, list(first.values()))
     fresh_ids: set[str] = set()
     for start in range(0, len(unique), _CHUNK):
         rows = [
@@ -123,6 +126,24 @@ def _claim_event_ids(
         )
         fresh_ids.update(session.scalars(stmt, rows))
     return [e for e in unique if e.event_id in fresh_ids]
+
+
+def _not_seen(session: Session, org_id: int, events: list[ActivityEvent]) -> list[ActivityEvent]:
+    """The events whose id is not yet recorded at another instant (within `RETRY_WINDOW`)."""
+    if not events or session.get_bind().dialect.name != "postgresql":
+        return events  # SQLite's key is (org_id, event_id) alone
+    instants = [e.occurred_at for e in events]
+    seen = set(
+        session.scalars(
+            select(ActivityRecord.event_id).where(
+                ActivityRecord.org_id == org_id,
+                ActivityRecord.event_id.in_([e.event_id for e in events]),
+                ActivityRecord.occurred_at >= min(instants) - RETRY_WINDOW,
+                ActivityRecord.occurred_at <= max(instants) + RETRY_WINDOW,
+            )
+        )
+    )
+    return [e for e in events if e.event_id not in seen]
 
 
 def _apply(

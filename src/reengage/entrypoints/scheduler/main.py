@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import signal
 import threading
+from functools import partial
 
 from reengage.config import Settings
 from reengage.events.sender import EVENTS_QUEUE
 from reengage.ports import TimerExecutor
 from reengage.runtime import Runtime
+from reengage.services.retention import prune_history
 from reengage.timers.executors import CeleryExecutor, InlineExecutor
 from reengage.timers.scheduler import Scheduler
 
@@ -36,6 +38,8 @@ def build_scheduler(settings: Settings, runtime: Runtime | None = None) -> Sched
         sweep_interval=settings.sweep_interval,
         activity=runtime.activity,
         flush_interval=settings.flush_interval,
+        prune=partial(prune_history, runtime.sessions, retention_days=settings.retention_days),
+        prune_interval=settings.prune_interval,
     )
 
 

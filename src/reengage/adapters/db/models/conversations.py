@@ -91,9 +91,13 @@ class Conversation(Base):
 
 
 class ActivityRecord(Base):
-    """One accepted activity event; its primary key makes retries idempotent."""
+    """One accepted activity event; its primary key makes retries idempotent. PostgreSQL: one
+    partition per day of `occurred_at` (`adapters.db.partitions`), so the key holds the
+    instant and a retry at another instant is looked up first (`activity_store`); SQLite: a
+    plain table whose key is `(org_id, event_id)`."""
 
     __tablename__ = "activity_event"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (occurred_at)"},)
 
     org_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
@@ -102,20 +106,29 @@ class ActivityRecord(Base):
     type: Mapped[str] = mapped_column(String(32))
     bot_id: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[str] = mapped_column(String(128))
-    occurred_at: Mapped[datetime]
+    occurred_at: Mapped[datetime] = mapped_column(primary_key=True)
     received_at: Mapped[datetime]
 
 
 class ConversationEvent(Base):
-    """The conversation's log: what reengage did and why. `dedup_key` makes effects once-only."""
+    """The conversation's log: what reengage did and why. `dedup_key` makes effects once-only.
+    PostgreSQL: partitioned by ranges of `conversation_id` (ids are issued in time order), so
+    that key holds the partition key (`adapters.db.partitions`)."""
 
     __tablename__ = "conversation_event"
-    __table_args__ = (UniqueConstraint("conversation_id", "dedup_key"),)
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "dedup_key"),
+        {"postgresql_partition_by": "RANGE (conversation_id)"},
+    )
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    # Issued by its sequence (the primary key, with the partition key, is composite).
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     org_id: Mapped[int] = org_fk()
     conversation_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+        BigInteger,
+        ForeignKey("conversation.id", ondelete="CASCADE"),
+        index=True,
+        primary_key=True,
     )
     kind: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(String(64))
