@@ -37,7 +37,7 @@ TODAY = NOW.date()
 OLD = NOW - timedelta(days=200)  # past the 90-day retention
 RECENT = NOW - timedelta(days=2)
 DB = f"reengage_partitions_{os.getpid()}"
-# Each of these migrates a database of its own from 0013 (one stays in the fast lane).
+# Each of these migrates a database of its own from 0014 (one stays in the fast lane).
 SLOW = pytest.mark.slow
 URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{DB}"
 
@@ -52,7 +52,7 @@ def database() -> Iterator[str]:
     """A database of its own, migrated up to the revision before the partitions."""
     _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
     _admin(f'CREATE DATABASE "{DB}"')
-    upgrade(URL, "0013")
+    upgrade(URL, "0014")
     yield URL
     _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
 
@@ -229,7 +229,7 @@ def test_the_downgrade_restores_the_plain_table_with_its_rows(database: str) -> 
 
     from alembic import command
 
-    command.downgrade(alembic_config(database), "0013")
+    command.downgrade(alembic_config(database), "0014")
 
     assert _sql(
         database,

@@ -2,7 +2,7 @@
 retention)
 
 Revision ID: 0018
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-01 03:00:00.000000
 
 On PostgreSQL the table becomes `PARTITION BY RANGE (occurred_at)` with one partition per UTC
@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
