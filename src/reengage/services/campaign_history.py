@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import CampaignVersion
+from reengage.i18n import N_
 from reengage.services import campaigns
 from reengage.services.audit_log import record_change
 from reengage.services.errors import NotFound
@@ -45,7 +46,7 @@ def get_version(session: Session, org_id: int, bot_id: int, version: int) -> Cam
         )
     )
     if found is None:
-        raise NotFound(f"version {version} not found", "version")
+        raise NotFound(N_("version {version} not found"), "version", version=version)
     return found
 
 

@@ -48,7 +48,7 @@ def preview_campaign(
     try:
         steps = rec.preview(campaign, last_activity, time_zone, language)
     except sch.ScheduleError as exc:
-        raise InvalidInput(exc.message("en"), "time_zone") from exc
+        raise InvalidInput.of(exc, "time_zone") from exc
     warnings: dict[int, str] = {}
     if get_bot(session, org_id, bot_id).channel == ChannelKind.WHATSAPP.value:
         warnings = rec.late_steps(campaign, language)

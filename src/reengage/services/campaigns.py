@@ -56,7 +56,7 @@ def put_draft(
     operational: they take effect at once (see `set_exclusions`), not at publication."""
     data = dict(data)
     exclusions = data.pop("exclusions", None)
-    with parsing("the campaign"):
+    with parsing(N_("the campaign is malformed: {problem}")):
         try:
             campaign = rec.parse_campaign(data)
         except rec.CampaignError as exc:

@@ -12,6 +12,7 @@ from reengage.adapters.db.models import Campaign, Contact, Conversation, Episode
 from reengage.delivery.outcome import latest_seqs
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, timer_key
+from reengage.i18n import N_
 from reengage.runtime import Runtime
 from reengage.services.audit_log import record_change
 from reengage.services.errors import InvalidInput
@@ -71,15 +72,15 @@ def send_campaign_now(runtime: Runtime, org_id: int, bot_id: int, user_id: str, 
         )
         conv = _latest_conversation(session, org_id, contact)
         if contact is None or conv is None:
-            raise InvalidInput("this user has not written to the bot yet", NOT_A_CONTACT)
+            raise InvalidInput(N_("this user has not written to the bot yet"), NOT_A_CONTACT)
         if contact.blocked_at is not None or contact.opted_out_at is not None:
-            raise InvalidInput("this contact blocked the bot or opted out", UNREACHABLE)
+            raise InvalidInput(N_("this contact blocked the bot or opted out"), UNREACHABLE)
         live = live_campaign(session, bot_id)
         if live is None:
-            raise InvalidInput("the bot has no published and enabled campaign", NO_CAMPAIGN)
+            raise InvalidInput(N_("the bot has no published and enabled campaign"), NO_CAMPAIGN)
         row, campaign = live
         if contact.external_id in (row.exclusions or ()):
-            raise InvalidInput("this contact is excluded from the campaign", UNREACHABLE)
+            raise InvalidInput(N_("this contact is excluded from the campaign"), UNREACHABLE)
         seq = latest_seqs(session, runtime.activity, [contact]).get(contact.id)
         seq = conv.activity_seq if seq is None else seq
         existing = session.scalar(
@@ -88,10 +89,10 @@ def send_campaign_now(runtime: Runtime, org_id: int, bot_id: int, user_id: str, 
         if existing is not None:
             if existing.status == "running":
                 return existing.id
-            raise InvalidInput("an episode already ran since their last message", ALREADY_RAN)
+            raise InvalidInput(N_("an episode already ran since their last message"), ALREADY_RAN)
         first = campaign.next_step()
         if first is None:
-            raise InvalidInput("the campaign sends nothing", NO_CAMPAIGN)
+            raise InvalidInput(N_("the campaign sends nothing"), NO_CAMPAIGN)
         seen = SilencesSeen({}, [contact, conv])
         episode = _episode_row(row, conv, contact, seq, first, now)
         seen.started.append(Started(episode, conv, follow))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, Self
+
+from reengage.i18n import translate
+
+
+class SaysItself(Protocol):
+    """A domain error with its own text in each language (`ScheduleError`, `DraftError`)."""
+
+    def message(self, language: str = ...) -> str: ...
 
 
 class ServiceError(Exception):
@@ -14,6 +22,7 @@ class ServiceError(Exception):
 
     status = 400
     code = "bad_request"
+    said_by: SaysItself | None = None
 
     def __init__(self, message: str, field: str | None = None, **values: Any) -> None:
         self.msgid = message
@@ -21,6 +30,20 @@ class ServiceError(Exception):
         self.message = message.format(**values) if values else message
         self.field = field
         super().__init__(self.message)
+
+    @classmethod
+    def of(cls, error: SaysItself, field: str | None = None) -> Self:
+        """`error` (a domain error that says itself in each language) as this one: its
+        `text(language)` is the domain error's `message(language)`."""
+        made = cls(error.message("en"), field)
+        made.said_by = error
+        return made
+
+    def text(self, language: str) -> str:
+        """The message in `language` (the catalogue's, or the wrapped domain error's)."""
+        if self.said_by is not None:
+            return self.said_by.message(language)
+        return translate(self.msgid, language, **self.values)
 
 
 class InvalidInput(ServiceError):
@@ -53,13 +76,14 @@ MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, Overfl
 
 
 @contextmanager
-def parsing(what: str) -> Iterator[None]:
+def parsing(malformed: str) -> Iterator[None]:
     """Around a domain parser of a caller's free-form JSON. Parsers name the field of every
     mistake they foresee; they are pure, so anything else they raise is still the input's
-    fault (a list where an object belongs, a number too large for a date): a 422."""
+    fault (a list where an object belongs, a number too large for a date): a 422 saying
+    `malformed`, a catalogue msgid (`N_("the flow is malformed: {problem}")`)."""
     try:
         yield
     except ServiceError:
         raise
     except MALFORMED as exc:
-        raise InvalidInput(f"{what} is malformed: {exc}"[:300], None) from exc
+        raise InvalidInput(malformed, None, problem=str(exc)[:250]) from exc

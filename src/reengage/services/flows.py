@@ -44,7 +44,7 @@ def put_flow(
             scoped_columns(FlowRow, org_id, FlowRow.key).where(FlowRow.bot_id == bot_id)
         )
     )
-    with parsing("the flow"):
+    with parsing(N_("the flow is malformed: {problem}")):
         try:
             flow = fl.parse_flow(key, definition)
             fl.validate_flow(flow, known - {key})

@@ -76,7 +76,9 @@ def admin_of(session: Session, telegram_user_id: int) -> ManagerAdmin | None:
 
 def set_language(session: Session, telegram_user_id: int, language: str) -> None:
     if language not in LANGUAGES:
-        raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}", "language")
+        raise InvalidInput(
+            N_("language must be one of {languages}"), "language", languages=", ".join(LANGUAGES)
+        )
     admin = session.get(ManagerAdmin, telegram_user_id)  # unscoped: the admin's own setting
     if admin is None:
         raise NotFound(N_("not an admin"), "telegram_user_id")

@@ -60,7 +60,7 @@ def put_policy(
 ) -> tuple[pol.PolicyLayer, list[str]]:
     """Validate and store one level's settings; return them with configuration warnings."""
     _check_scope(session, org_id, scope)
-    with parsing("the policy"):
+    with parsing(N_("the policy is malformed: {problem}")):
         try:
             layer = pol.parse_layer(settings)
             pol.check_names(layer)

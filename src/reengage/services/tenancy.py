@@ -261,7 +261,10 @@ def replace_credentials(
         missing = missing_credentials(ChannelKind(bot.channel), credentials)
         if missing:
             raise InvalidInput(
-                f"{bot.channel} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
+                N_("{channel} bots need credentials.{name}"),
+                f"credentials.{missing[0]}",
+                channel=ChannelKind(bot.channel).value,
+                name=missing[0],
             )
         had = bot.credentials is not None
         bot.credentials = credentials_of.encrypt(credentials) if credentials else None

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Bot, Organization
 from reengage.domain import voice as vc
+from reengage.i18n import N_
 from reengage.services.errors import InvalidInput, parsing
 from reengage.services.tenancy import get_bot
 
@@ -30,7 +31,7 @@ def put_settings(
     session: Session, org_id: int, bot_id: int | None, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Validate and store one level's settings; fields left out are inherited."""
-    with parsing("the voice settings"):
+    with parsing(N_("the voice settings are malformed: {problem}")):
         try:
             layer = vc.parse_layer(data)
         except vc.VoiceError as exc:

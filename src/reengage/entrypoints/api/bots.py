@@ -48,7 +48,10 @@ def create_bot(runtime: RuntimeDep, org_id: OrgId, actor: Actor, body: BotIn) ->
     missing = missing_credentials(body.channel, body.credentials or {})
     if missing:
         raise InvalidInput(
-            f"{body.channel.value} bots need credentials.{missing[0]}", f"credentials.{missing[0]}"
+            N_("{channel} bots need credentials.{name}"),
+            f"credentials.{missing[0]}",
+            channel=body.channel.value,
+            name=missing[0],
         )
     seconds = body.inactivity_threshold_seconds
     bot = tenancy.create_bot(

@@ -58,7 +58,7 @@ def _edit(
             return campaign_out(session, row)
     except (ScheduleError, cd.DraftError) as exc:
         field = "schedule" if isinstance(exc, ScheduleError) else exc.code
-        raise InvalidInput(exc.message("en"), field) from exc
+        raise InvalidInput.of(exc, field) from exc
 
 
 @campaign_edits_router.post("/steps", response_model=CampaignOut)

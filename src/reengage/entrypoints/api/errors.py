@@ -138,8 +138,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return await error_response(
-        request.scope, exc.status, exc.code, exc.field, exc.msgid, exc.values
+    message = exc.text(await language_of(request.scope))
+    return JSONResponse(
+        status_code=exc.status,
+        content={"error": exc.code, "field": exc.field, "message": message},
     )
 
 

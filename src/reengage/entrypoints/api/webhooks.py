@@ -125,7 +125,7 @@ def _checked(
     if not runtime.tenants.current(found.bot.org_id, found.stamp):
         found = _bot(runtime, bot_id, kind)
     if not ok(found):
-        raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
+        raise Unauthorized(N_("bad or missing {header}"), header=_SIGNATURE[kind])
     return found
 
 
@@ -160,7 +160,7 @@ def _recheck(
 
     def recheck() -> None:
         if not ok(_bot(runtime, bot_id, kind)):
-            raise Unauthorized(f"bad or missing {_SIGNATURE[kind]}")
+            raise Unauthorized(N_("bad or missing {header}"), header=_SIGNATURE[kind])
 
     return recheck
 
@@ -339,13 +339,15 @@ def generic_webhook(
     try:
         bot = _checked(runtime, bot_id, ChannelKind.WEBHOOK, ok).bot
     except Unauthorized as exc:
-        raise Unauthorized(f"bad webhook signature: {verified.get('problem', '')}") from exc
+        raise Unauthorized(
+            N_("bad webhook signature: {problem}"), problem=verified.get("problem", "")
+        ) from exc
     msg_id = verified["id"]
     try:
         with _reading():
             inbound = GenericInbound.model_validate(json_object(body))
     except ValidationError as exc:
-        raise BadPayload(f"invalid body: {exc.errors()[0]['msg']}") from exc
+        raise BadPayload(N_("invalid body: {problem}"), problem=exc.errors()[0]["msg"]) from exc
     now = runtime.clock.now()
     if inbound.type in ("user.blocked", "user.unblocked"):
         set_blocked(

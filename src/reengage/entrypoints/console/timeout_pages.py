@@ -26,6 +26,7 @@ from reengage.entrypoints.console.web import (
     render,
     runtime_of,
 )
+from reengage.i18n import N_
 from reengage.runtime import Runtime
 from reengage.services import policies, tenancy
 from reengage.services.agents import load
@@ -95,7 +96,7 @@ def _reminder(index: int, line: str) -> dict[str, str]:
     """`10m | text` or `10m | template: name`."""
     after, sep, message = (part.strip() for part in line.partition("|"))
     if not sep or not after or not message:
-        raise InvalidInput("write each reminder as: 10m | text", f"reminders[{index}]")
+        raise InvalidInput(N_("write each reminder as: 10m | text"), f"reminders[{index}]")
     if message.startswith("template:"):
         return {"after": after, "template": message.removeprefix("template:").strip()}
     return {"after": after, "text": message}

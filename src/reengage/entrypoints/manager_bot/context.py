@@ -19,7 +19,6 @@ from reengage.domain import button as btn
 from reengage.domain.campaign_draft import DraftError
 from reengage.domain.schedule import ScheduleError
 from reengage.entrypoints.manager_bot.texts import t
-from reengage.i18n import translate
 from reengage.runtime import Runtime
 from reengage.services.errors import ServiceError
 from reengage.services.manager_access import admin_of
@@ -151,7 +150,7 @@ def error_text(exc: Exception, language: str) -> str:
             return cause.message(language)
         cause = cause.__cause__
     if isinstance(exc, ServiceError):
-        return t(language, "invalid", v=translate(exc.msgid, language, **exc.values))
+        return t(language, "invalid", v=exc.text(language))
     return t(language, "invalid", v=str(exc))
 
 
