@@ -180,6 +180,24 @@ CASES = {
         "publish the campaign before enabling it",
         lambda c, o, h: _enable_unpublished(c, o, h),
     ),
+    "422 a refusal with values": Case(
+        422,
+        "invalid_input",
+        "credentials.token",
+        "bots telegram precisam de credentials.token",
+        "telegram bots need credentials.token",
+        lambda c, o, h: c.post("/v1/bots", json={"name": "x", "channel": "telegram"}, headers=h),
+    ),
+    "422 a domain refusal": Case(
+        422,
+        "invalid_input",
+        "schedule",
+        "Agendamento inválido: soon. Use 30m, 2h, 1d12h, amanhã 09:00 ou +2d 18:30",
+        "Invalid schedule: soon. Use 30m, 2h, 1d12h, tomorrow 09:00 or +2d 18:30",
+        lambda c, o, h: c.post(
+            f"/v1/bots/{o.bot}/campaign/steps", json={"schedule": "soon"}, headers=h
+        ),
+    ),
     "500 unexpected": Case(
         500,
         "internal_error",
