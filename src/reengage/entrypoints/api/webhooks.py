@@ -132,7 +132,7 @@ def _checked(
 _SIGNATURE = {
     ChannelKind.TELEGRAM: "X-Telegram-Bot-Api-Secret-Token",
     ChannelKind.WHATSAPP: "X-Hub-Signature-256",
-    ChannelKind.WEBHOOK: "webhook signature",
+    ChannelKind.WEBHOOK: "webhook-signature",
 }
 
 
