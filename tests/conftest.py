@@ -239,7 +239,7 @@ def _on_cluster(item: pytest.Item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     uses = getattr(item, "fixturenames", ())
     return "cluster_client" in uses or any(
-        isinstance(value, str) and value == "cluster" for value in params.values()
+        isinstance(value, str) and value.endswith("cluster") for value in params.values()
     )
 
 

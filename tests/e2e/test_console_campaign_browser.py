@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from reengage.adapters.clock import ManualClock
 from reengage.entrypoints.api.app import create_app
+from reengage.entrypoints.console.texts import text
 from reengage.runtime import Runtime
 from reengage.testing.server import serve
 from reengage.testing.telegram import FakeTelegram
@@ -145,7 +146,7 @@ def test_an_owner_builds_a_campaign_and_a_quiet_contact_receives_it(
     page.goto(f"{url}/console/bots/{bot_id}/campaign")
     page.click("[data-action=publish]")
     page.click("[data-action=switch]")
-    expect(page.locator("[data-campaign-state]")).to_have_text("Ligada")
+    expect(page.locator("[data-campaign-state]")).to_have_text(text("pt-BR", "enabled"))
     expect(page.locator("#versions")).to_contain_text("Versão 1")
     shot(page, folder, "05-campaign-live")
 
