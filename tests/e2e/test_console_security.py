@@ -220,6 +220,8 @@ FORMS: dict[str, dict[str, str]] = {
         "access_token": "token-123",
         "app_secret": "secret-123",
     },
+    "/console/bots/{bot_id}/token": {"token": "123:abc"},
+    "/console/bots/{bot_id}/delete": {"confirm": SCRIPT},  # the seeded bots' name
     "/console/keys": {"name": "k"},
     "/console/people/invite": {"role": "owner"},
     "/console/handoff/{conversation_id}/reply": {"text": "oi"},
@@ -244,6 +246,8 @@ def test_there_are_console_routes_to_check(world: World) -> None:
         "/console/handoff/{conversation_id}/take",
         "/console/bots/whatsapp",
         "/console/keys/{key_id}/revoke",
+        "/console/bots/{bot_id}/token",
+        "/console/bots/{bot_id}/delete",
     ):
         assert expected in paths
     assert len(routes) >= 25

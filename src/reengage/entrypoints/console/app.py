@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from reengage.entrypoints.console.admin_pages import admin_router
 from reengage.entrypoints.console.auth_pages import auth_router
+from reengage.entrypoints.console.bot_lifecycle_pages import bot_lifecycle_router
 from reengage.entrypoints.console.campaign_pages import campaign_router
 from reengage.entrypoints.console.campaign_results_pages import results_router
 from reengage.entrypoints.console.episode_pages import episode_router
@@ -34,6 +35,7 @@ def install_console(app: FastAPI) -> None:
         timeout_router,
         handoff_router,
         whatsapp_router,
+        bot_lifecycle_router,
     ):
         app.include_router(router)
 

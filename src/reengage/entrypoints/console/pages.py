@@ -109,14 +109,31 @@ def _bot(request: Request, user: SessionUser, bot_id: int) -> tuple[Bot, dict[st
 
 @pages_router.get("/bots/{bot_id}")
 def bot_page(request: Request, allowed: Viewer, bot_id: Id) -> Response:
-    user, _ = allowed
+    return show_bot(request, allowed[0], bot_id)
+
+
+def show_bot(
+    request: Request,
+    user: SessionUser,
+    bot_id: int,
+    error: Refused | None = None,
+    done: str | None = None,
+) -> Response:
+    """The bot's page; `error` (a refused form) or `done` (a text key) said above it."""
     bot, credentials = _bot(request, user, bot_id)
-    context = {"bot": bot, "webhook": "webhook_secret" in credentials, "notice": None}
+    context = {
+        "bot": bot,
+        "webhook": "webhook_secret" in credentials,
+        "notice": None,
+        "error": error,
+        "done": done,
+    }
     if bot.channel == ChannelKind.WHATSAPP.value:  # what Meta's webhook form asks for
         public = runtime_of(request).settings.public_url.rstrip("/")
         context["wa_callback"] = f"{public}/webhooks/whatsapp/{bot.id}"
         context["wa_verify_token"] = credentials.get("verify_token")
-    return render(request, "bot.html", context, user=user)
+    status = error.status if error is not None else 200
+    return render(request, "bot.html", context, status=status, user=user)
 
 
 @pages_router.get("/bots/{bot_id}/status")
