@@ -91,3 +91,12 @@ def test_the_media_upload_has_its_own_limit(small: tuple[TestClient, str]) -> No
         headers={"Authorization": f"Bearer {key}"},
     )
     assert answer.status_code == 201, answer.text
+
+
+def test_the_consoles_media_block_upload_has_the_media_limit(small: tuple[TestClient, str]) -> None:
+    client, _ = small
+    body = {"file": ("a.png", b"\x89PNG" + b"0" * (LIMIT * 2), "image/png")}
+    upload = client.post("/console/bots/1/campaign/steps/0/blocks", files=body)
+    assert upload.status_code != 413  # past the limit, to the console (which asks for a login)
+    other = client.post("/console/bots/1/campaign/steps/0/schedule", files=body)
+    assert other.status_code == 413

@@ -7,6 +7,7 @@ Pure ASGI: a body whose declared length is within the limit is passed through un
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from fastapi.responses import JSONResponse
@@ -19,6 +20,13 @@ from reengage.services.media import MAX_BYTES as MEDIA_MAX_BYTES
 # The multipart framing around an uploaded file: boundaries, part headers, the file name.
 MULTIPART_ALLOWANCE = 1024 * 1024
 LARGER_BODIES = {"/v1/media": MEDIA_MAX_BYTES + MULTIPART_ALLOWANCE}
+# The console's form that uploads a media block carries the same file.
+LARGER_PATHS = (
+    (
+        re.compile(r"/console/bots/\d+/campaign/steps/\d+/blocks"),
+        MEDIA_MAX_BYTES + MULTIPART_ALLOWANCE,
+    ),
+)
 
 
 class _TooLarge(Exception):
@@ -57,7 +65,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.larger.get(scope["path"], self.limit)
+        path = scope["path"]
+        limit = self.larger.get(path) or next(
+            (most for pattern, most in LARGER_PATHS if pattern.fullmatch(path)), self.limit
+        )
         declared = _declared_length(scope)
         if declared is not None:
             if declared > limit:
