@@ -391,9 +391,10 @@ def test_steps_and_exclusions_are_edited_one_at_a_time(shop: Shop) -> None:
     moved = shop.call("post", f"{base}/steps/1/move", {"offset": -1})
     assert [s["schedule"] for s in moved["draft"]["steps"]] == ["tomorrow 09:00", "30m"]
     bad = shop.call("put", f"{base}/steps/0/schedule", {"schedule": "amanhã 25:00"}, 422)
-    assert (bad["field"], bad["message"]) == ("schedule", "Invalid time: 25:00")
+    # in the organization's language (pt-BR, the default)
+    assert (bad["field"], bad["message"]) == ("schedule", "Horário inválido: 25:00")
     missing = shop.call("delete", f"{base}/steps/5", None, 422)
-    assert missing["message"] == "Step 6 does not exist"
+    assert missing["message"] == "O passo 6 não existe"
     assert shop.call("post", f"{base}/exclusions", {"user_id": "42"})["exclusions"] == ["42"]
     after = shop.call("delete", f"{base}/exclusions/42")
     assert after["exclusions"] == []

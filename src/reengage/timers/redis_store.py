@@ -132,7 +132,11 @@ class RedisTimerStore:
         # First claims by the end of their lease: what is in flight.
         self._leased = f"{prefix}:leased"
         # One channel for every shard (a channel is not a key: any node may publish to it).
-        self._channel = f"{{{namespace}:timers}}:wake"
+        # Channels are server-wide, not per database: the database number keeps two
+        # deployments on one Redis (databases 0 and 1, say) from waking each other.
+        pool = getattr(client, "connection_pool", None)
+        db = pool.connection_kwargs.get("db", 0) if pool is not None else 0
+        self._channel = f"{{{namespace}:timers}}:wake" + (f":{db}" if db else "")
         self._schedule = script(client, _SCHEDULE)
         self._claim = script(client, _CLAIM)
         self._ack = script(client, _ACK)
