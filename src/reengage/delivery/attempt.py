@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import cast
 
 import structlog
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -327,16 +327,13 @@ def _plainly_sent(item: Prepared, outcome: SendOutcome) -> bool:
     return not (media and media.asset_id and outcome.file_id and media.file_id is None)
 
 
-def _record_sent(
-    deps: SendDeps, item: Prepared, outcome: SendOutcome, now: datetime
-) -> Attempt | None:
-    """`_record` of a plainly sent message in Core statements (no row loaded): the sent row,
-    the blocks that waited for it. None when the row is gone (the general path decides)."""
-    assert isinstance(outcome, Sent)
+@cache
+def _sent_statement() -> Update:
+    """The UPDATE of a plainly sent message, built once: the row, and the block waiting for
+    it read by the same statement (a step's blocks form a chain, each enqueued `after_id` the
+    one before: at most one waits for each)."""
     table = cast(Table, Delivery.__table__)
     waiting = table.alias("waiting")
-    # The block waiting for this one, read by the same statement (a step's blocks form a
-    # chain, each enqueued `after_id` the one before: at most one waits for each).
     follower = (
         select(func.min(waiting.c.id))
         .where(
@@ -346,21 +343,31 @@ def _record_sent(
         )
         .scalar_subquery()
     )
+    return (
+        update(table)
+        .where(table.c.id == bindparam("p_id"))
+        .values(
+            status="sent",
+            reason=None,
+            error=None,
+            finished_at=bindparam("p_now"),
+            channel_message_id=bindparam("p_message_id"),
+            sent_at=bindparam("p_now"),
+            platform_status="sent",
+        )
+        .returning(follower)
+    )
+
+
+def _record_sent(
+    deps: SendDeps, item: Prepared, outcome: SendOutcome, now: datetime
+) -> Attempt | None:
+    """`_record` of a plainly sent message in one Core statement (no row loaded): the sent
+    row, the block that waited for it. None when the row is gone (the general path decides)."""
+    assert isinstance(outcome, Sent)
+    values = {"p_id": item.delivery_id, "p_now": now, "p_message_id": outcome.message_id}
     with deps.sessions.begin() as session:
-        written = session.execute(
-            update(table)
-            .where(table.c.id == item.delivery_id)
-            .values(
-                status="sent",
-                reason=None,
-                error=None,
-                finished_at=now,
-                channel_message_id=outcome.message_id,
-                sent_at=now,
-                platform_status="sent",
-            )
-            .returning(follower)
-        ).first()
+        written = session.execute(_sent_statement(), values).first()
         if written is None:
             return None
         after = [delivery_timer(written[0], now)] if written[0] is not None else []
