@@ -10,6 +10,7 @@ from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from reengage.testing.whatsapp import FakeWhatsApp
+from tests.e2e.console_client import ConsoleBrowser, make_user
 from tests.e2e.shop import START, Shop, WhatsAppShop
 from tests.factories import make_bot, make_org
 from tests.manager_console import Console
@@ -70,3 +71,21 @@ def console(runtime: Runtime, fake_telegram: FakeTelegram, telegram_url: str) ->
     console = Console(runtime, fake_telegram, telegram_url)
     yield console
     console.close()
+
+
+# The console's tests: an app over the module's `console_runtime` and its logged-in owner.
+
+
+@pytest.fixture
+def app_client(console_runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(console_runtime)) as client:
+        yield client
+
+
+@pytest.fixture
+def owner(console_runtime: Runtime, app_client: TestClient) -> ConsoleBrowser:
+    org = make_org(console_runtime, "Acme")
+    make_user(console_runtime, org.org_id, "owner@acme.example")
+    browser = ConsoleBrowser(app_client, org)
+    assert browser.login("owner@acme.example").status_code == 303
+    return browser

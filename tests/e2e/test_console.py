@@ -4,7 +4,7 @@ tenancy, the language switch, and the API keys and audit log it manages."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,21 +50,6 @@ def console_runtime(
     fake_telegram: FakeTelegram,  # reset for each test (a token revoked before works again)
 ) -> Runtime:
     return make_runtime(db_url, telegram_api_base=telegram_url)
-
-
-@pytest.fixture
-def app_client(console_runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(console_runtime)) as client:
-        yield client
-
-
-@pytest.fixture
-def owner(console_runtime: Runtime, app_client: TestClient) -> ConsoleBrowser:
-    org = make_org(console_runtime, "Acme")
-    make_user(console_runtime, org.org_id, "owner@acme.example")
-    browser = ConsoleBrowser(app_client, org)
-    assert browser.login("owner@acme.example").status_code == 303
-    return browser
 
 
 def count(runtime: Runtime, model: type[object]) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,6 @@ from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import AuditEntry, Campaign, CampaignVersion, MediaAsset
 from reengage.domain.activity import ChannelKind
 from reengage.domain.console_access import Role
-from reengage.entrypoints.api.app import create_app
 from reengage.entrypoints.console.campaign_pages import campaign_router
 from reengage.entrypoints.console.campaign_results_pages import results_router
 from reengage.runtime import Runtime
@@ -46,21 +45,6 @@ def console_runtime(
 ) -> Runtime:
     clock.set(START)
     return make_runtime(db_url, telegram_api_base=telegram_url)
-
-
-@pytest.fixture
-def app_client(console_runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(console_runtime)) as client:
-        yield client
-
-
-@pytest.fixture
-def owner(console_runtime: Runtime, app_client: TestClient) -> ConsoleBrowser:
-    org = make_org(console_runtime, "Acme")
-    make_user(console_runtime, org.org_id, "owner@acme.example")
-    browser = ConsoleBrowser(app_client, org)
-    assert browser.login("owner@acme.example").status_code == 303
-    return browser
 
 
 def base(bot_id: int) -> str:
