@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from reengage.adapters.db.models import Bot, Delivery, Episode
 from reengage.runtime import Runtime
-from reengage.testing.telegram import FakeTelegram
+from reengage.testing.telegram import FakeTelegram, TelegramError
+from tests.channel_harness import TG_TOKEN
 from tests.e2e.harness import MODES, runtime_in_mode
 from tests.e2e.shop import Shop
 from tests.factories import make_org
@@ -108,6 +109,11 @@ def test_a_deleted_bot_ends_its_episodes_and_answers_404_everywhere(
         headers={"X-Telegram-Bot-Api-Secret-Token": secret},
     )
     assert hook.status_code == 404
+    # Telegram was told to stop posting: no webhook is registered for the bot any more.
+    [forget] = fake_telegram.calls_to("deleteWebhook")
+    assert forget.params == {"drop_pending_updates": True}
+    with pytest.raises(TelegramError):
+        fake_telegram.post_update(TG_TOKEN, FakeTelegram.text_update(100, 204, "oi"), reach="")
     with runtime.sessions() as session:
         bot = session.get_one(Bot, shop.bot)
         assert bot.deleted_at is not None
@@ -123,3 +129,23 @@ def test_another_organizations_bot_cannot_be_disabled_or_deleted(shop: Shop) -> 
     ]:
         assert shop.client.request(method, path, headers=stranger).status_code == 404
     assert shop.call("get", f"/v1/bots/{shop.bot}")["disabled"] is False
+
+
+def test_a_bot_is_deleted_even_when_telegram_refuses_to_drop_its_webhook(
+    shop: Shop, runtime: Runtime, fake_telegram: FakeTelegram
+) -> None:
+    shop.call("post", f"/v1/bots/{shop.bot}/webhook")
+    fake_telegram.revoke_token(TG_TOKEN)  # the owner revoked it in @BotFather first
+    r = shop.client.delete(f"/v1/bots/{shop.bot}", headers=shop.headers)
+    assert r.status_code == 204, r.text
+    assert len(fake_telegram.calls_to("deleteWebhook")) == 1
+    assert shop.client.get(f"/v1/bots/{shop.bot}", headers=shop.headers).status_code == 404
+    with runtime.sessions() as session:
+        assert session.get_one(Bot, shop.bot).deleted_at is not None
+
+
+def test_a_bot_without_a_webhook_is_deleted_without_asking_telegram(
+    shop: Shop, fake_telegram: FakeTelegram
+) -> None:
+    assert shop.client.delete(f"/v1/bots/{shop.bot}", headers=shop.headers).status_code == 204
+    assert fake_telegram.calls_to("deleteWebhook") == []

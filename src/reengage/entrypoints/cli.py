@@ -617,11 +617,13 @@ def bots_enable(org_id: int, bot_id: int) -> None:
 def bots_delete(org_id: int, bot_id: int) -> None:
     """Delete a bot: its running episodes end (bot_deleted), its queued messages are
     skipped, its credentials wiped; its history stays for the results."""
-    from reengage.services.bot_lifecycle import delete_bot
+    from reengage.services.bot_lifecycle import delete_bot_and_webhook
 
     with _runtime() as runtime:
-        delete_bot(runtime.sessions, org_id, bot_id, runtime.clock.now())
+        refused = delete_bot_and_webhook(runtime, org_id, bot_id)
     typer.echo(f"bot {bot_id} deleted")
+    if refused is not None:
+        typer.echo(f"Telegram did not remove its webhook ({refused}): it posts into 404s now")
 
 
 @orgs_app.command("list")

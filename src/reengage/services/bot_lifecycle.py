@@ -1,4 +1,4 @@
-"""Disable, enable and delete a bot: what stops and what stays (docs/bots.md).
+"""Disable, enable and delete a bot: what stops and what stays (docs/deploy.md).
 
 Disabled: its webhooks and events are still accepted and recorded, but nothing acts on them
 — its subjects' due timers do nothing, and a delivery already queued is skipped
@@ -8,23 +8,32 @@ claims the row, right before the request. Enabling it puts back what came due me
 Deleted (soft): the row stays, with `deleted_at`, so the organization's history and results
 keep their rows; its credentials are wiped, its running episodes end (`bot_deleted`), its
 queued deliveries are skipped (`bot_deleted`), its subjects' timers are dropped, and its id
-answers 404 everywhere (API, webhooks, console, manager bot, `bots list`).
+answers 404 everywhere (API, webhooks, console, manager bot, `bots list`). A Telegram bot
+whose webhook reengage registered is then told to stop posting (`deleteWebhook`), after the
+commit: were the process to die in between, Telegram would keep posting into 404s until it
+gives up, nothing more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.adapters.channels import telegram
 from reengage.adapters.db.models import Bot, Conversation, Delivery, Episode
 from reengage.domain import recovery as rec
+from reengage.domain.activity import ChannelKind
 from reengage.domain.bot_state import BOT_DELETED
 from reengage.services.audit_log import record_change
 from reengage.services.tenancy import Actor, live_bot, scoped, scoped_update
 from reengage.silence.episodes import end_episode
+
+if TYPE_CHECKING:
+    from reengage.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +90,28 @@ def delete_bot(
             who, at = actor
             record_change(session, org_id, who, "bot.delete", f"bot {bot_id}", at)
     log.info("bot.deleted", bot_id=bot_id, episodes_ended=ended, deliveries_cancelled=cancelled)
+
+
+def delete_bot_and_webhook(
+    runtime: Runtime, org_id: int, bot_id: int, actor: Actor = None
+) -> str | None:
+    """`delete_bot`, then `deleteWebhook` for a Telegram bot whose webhook reengage set (its
+    token is wiped by the delete: read first). Returns why Telegram did not confirm, if it
+    did not: the bot is deleted all the same, its webhook's updates answered 404."""
+    with runtime.sessions() as session:
+        bot = live_bot(session, org_id, bot_id)
+        credentials = runtime.credentials.of(bot.id, bot.credentials)
+        telegram_webhook = bot.channel == ChannelKind.TELEGRAM.value
+    delete_bot(runtime.sessions, org_id, bot_id, runtime.clock.now(), actor)
+    token = credentials.get("token")
+    if not (telegram_webhook and token and credentials.get("webhook_secret")):
+        return None
+    refused = telegram.delete_webhook(str(token), runtime.settings.telegram_api_base)
+    if refused is None:
+        log.info("bot.webhook_deleted", bot_id=bot_id)
+    else:
+        log.warning("bot.webhook_not_deleted", bot_id=bot_id, reason=refused)
+    return refused
 
 
 def _set_disabled(

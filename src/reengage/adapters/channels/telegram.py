@@ -277,6 +277,16 @@ def set_webhook(token: str, url: str, secret: str, api_base: str | None = None) 
         raise WebhookRefused(str(detail)[:300])
 
 
+def delete_webhook(token: str, api_base: str | None = None) -> str | None:
+    """Tell Telegram to stop posting this bot's updates to us (its pending updates are
+    dropped with it); None once Telegram confirmed, else why not (one line)."""
+    reply = _once(token, "deleteWebhook", {"drop_pending_updates": True}, api_base)
+    if isinstance(reply, Reply) and reply.ok:
+        return None
+    detail = (reply.description or f"HTTP {reply.status}") if isinstance(reply, Reply) else reply
+    return str(detail).splitlines()[0][:300] if str(detail).strip() else "no answer"
+
+
 NO_ANSWER = "no answer"
 
 

@@ -216,4 +216,4 @@ def delete_bot(runtime: RuntimeDep, org_id: OrgId, actor: Actor, bot_id: Id) -> 
     wiped; its id then answers 404 everywhere, webhooks included. Its history stays: the
     conversations, deliveries and episodes remain in the organization's results."""
     now = runtime.clock.now()
-    bot_lifecycle.delete_bot(runtime.sessions, org_id, bot_id, now, (actor, now))
+    bot_lifecycle.delete_bot_and_webhook(runtime, org_id, bot_id, (actor, now))

@@ -111,5 +111,5 @@ def delete_bot(request: Request, allowed: Editor, bot_id: Id) -> Response:
         return show_bot(request, user, bot_id, error=Refused(422, "err_confirm_name"))
     runtime = runtime_of(request)
     now = runtime.clock.now()
-    bot_lifecycle.delete_bot(runtime.sessions, user.org_id, bot_id, now, (actor_of(user), now))
+    bot_lifecycle.delete_bot_and_webhook(runtime, user.org_id, bot_id, (actor_of(user), now))
     return redirect(f"{PREFIX}/bots")
