@@ -29,20 +29,17 @@ from sqlalchemy import event, func, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cpu import store_cpu_s, thread_cpu_s
+from bench.shop import bots_with_campaign, scheduler_of
 from reengage.adapters.channels import telegram
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
 from reengage.adapters.db.models import Delivery, Episode
 from reengage.config import Settings
-from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.domain.activity import ActivityEvent, EventType
 from reengage.entrypoints.logging import configure_logging
 from reengage.runtime import Runtime
-from reengage.services import campaigns
-from reengage.services.tenancy import create_bot, create_organization
 from reengage.testing.server import serve
 from reengage.testing.telegram import FakeTelegram
-from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_URL = "postgresql://postgres@127.0.0.1:5432/reengage_bench_recovery"
@@ -94,24 +91,7 @@ def run(
                 telegram_api_base=server.url,
             )
             runtime = Runtime.build(settings, clock=clock)
-            org = create_organization(runtime.sessions, "Bench", clock.now())
-            bot_ids = [
-                create_bot(
-                    runtime.sessions,
-                    runtime.credentials,
-                    org.org_id,
-                    name=f"b{i}",
-                    channel=ChannelKind.TELEGRAM,
-                    now=clock.now(),
-                    credentials={"token": f"{1000 + i}:BENCH"},
-                ).id
-                for i in range(bots)
-            ]
-            with runtime.sessions.begin() as session:
-                for bot in bot_ids:
-                    campaigns.put_draft(session, org.org_id, bot, campaign(blocks), clock.now())
-                    campaigns.publish(session, org.org_id, bot, clock.now())
-                    campaigns.set_enabled(session, org.org_id, bot, True, clock.now())
+            org_id, bot_ids = bots_with_campaign(runtime, clock, bots, campaign(blocks), 1000)
             events = [
                 ActivityEvent(
                     f"e{u}",
@@ -123,16 +103,8 @@ def run(
                 for u in range(users)
             ]
             for start in range(0, users, 500):
-                runtime.record(org.org_id, events[start : start + 500])
-            scheduler = Scheduler(
-                sessions=runtime.sessions,
-                store=runtime.timers,
-                executor=InlineExecutor(runtime),
-                registry=runtime.registry,
-                clock=clock,
-                batch=500,
-                activity=runtime.activity,
-            )
+                runtime.record(org_id, events[start : start + 500])
+            scheduler = scheduler_of(runtime, clock)
             scheduler.run_once()
             clock.advance(timedelta(minutes=11, seconds=1))  # past threshold + first step
             due = clock.now()

@@ -30,18 +30,15 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.shop import bots_with_campaign, scheduler_of
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
 from reengage.config import Settings
-from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.domain.activity import ActivityEvent, EventType
 from reengage.entrypoints.logging import configure_logging
 from reengage.runtime import Runtime
-from reengage.services import campaigns
-from reengage.services.tenancy import create_bot, create_organization
 from reengage.testing.server import serve
 from reengage.testing.telegram import FakeTelegram
-from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "reengage_bench_storage"
@@ -96,33 +93,8 @@ def run(contacts: int, bots: int, sessions: int, messages: int, redis_url: str |
             telegram_api_base=server.url,
         )
         runtime = Runtime.build(settings, clock=clock)
-        org = create_organization(runtime.sessions, "Bench", clock.now())
-        bot_ids = [
-            create_bot(
-                runtime.sessions,
-                runtime.credentials,
-                org.org_id,
-                name=f"b{i}",
-                channel=ChannelKind.TELEGRAM,
-                now=clock.now(),
-                credentials={"token": f"{2000 + i}:BENCH"},
-            ).id
-            for i in range(bots)
-        ]
-        with runtime.sessions.begin() as session:
-            for bot in bot_ids:
-                campaigns.put_draft(session, org.org_id, bot, CAMPAIGN, clock.now())
-                campaigns.publish(session, org.org_id, bot, clock.now())
-                campaigns.set_enabled(session, org.org_id, bot, True, clock.now())
-        scheduler = Scheduler(
-            sessions=runtime.sessions,
-            store=runtime.timers,
-            executor=InlineExecutor(runtime),
-            registry=runtime.registry,
-            clock=clock,
-            batch=500,
-            activity=runtime.activity,
-        )
+        org_id, bot_ids = bots_with_campaign(runtime, clock, bots, CAMPAIGN, 2000)
+        scheduler = scheduler_of(runtime, clock)
         before = sizes()
         cpu0 = time.process_time()
         for burst in range(sessions):
@@ -135,7 +107,7 @@ def run(contacts: int, bots: int, sessions: int, messages: int, redis_url: str |
                     for u in range(contacts)
                 ]
                 for start in range(0, contacts, 500):
-                    runtime.record(org.org_id, events[start : start + 500])
+                    runtime.record(org_id, events[start : start + 500])
                 clock.advance(timedelta(seconds=20))
             # The silence: threshold, step, its send; then hours of quiet before the next burst.
             for _ in range(3):
