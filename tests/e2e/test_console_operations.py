@@ -177,6 +177,7 @@ def test_send_this_campaign_to_me_now_runs_one_episode_through_the_engine(
     assert started.status_code == 303, started.text
     contact = op.contact_id("900")
     assert started.headers["location"] == f"/console/contacts/{contact}?done=sent"
+    assert "envio de teste" in op.get(started.headers["location"])  # marked as the test it is
     again = op.post("/console/send-to-me", {"bot_id": str(op.bot), "user_id": "900"})
     assert again.status_code == 303  # a second click: the same episode
     op.travel.wait(timedelta(seconds=10))  # not the threshold, nor the step's 30 minutes
@@ -199,6 +200,10 @@ def test_send_this_campaign_to_me_now_runs_one_episode_through_the_engine(
     assert mine == 2
     assert heard(fake_telegram, "900").count("Última chance!") == 1
     assert (f"user {OWNER}", "episode.test_send") in op.audit()
+    # The campaign's results count the real episode only: a test send is not a recovery.
+    [version] = op.api("get", f"/v1/bots/{op.bot}/campaign/results")["versions"]
+    assert version["treatment"]["started"] == 1
+    assert [s["treatment"]["sent"] for s in version["steps"]] == [1, 1]
 
 
 def test_send_to_me_says_why_it_cannot(

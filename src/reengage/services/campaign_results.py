@@ -99,21 +99,26 @@ def _episode_groups(campaign: Campaign, filters: Filters) -> Select[Any]:
         return func.count().filter(Episode.status == "stopped", Episode.end_reason == name)
 
     keys = (Episode.version, Episode.holdout, Episode.last_step)
-    return _episodes_of(
-        campaign,
-        filters,
-        *keys,
-        func.count(),
-        func.count(Episode.returned_at),
-        func.count(Episode.converted_at),
-        reason("opted_out"),
-        reason("blocked"),
-    ).group_by(*keys)
+    return (
+        _episodes_of(
+            campaign,
+            filters,
+            *keys,
+            func.count(),
+            func.count(Episode.returned_at),
+            func.count(Episode.converted_at),
+            reason("opted_out"),
+            reason("blocked"),
+        )
+        .where(Episode.test_send.is_(False))  # an operator's own test sends
+        .group_by(*keys)
+    )
 
 
 def _step_groups(campaign: Campaign, filters: Filters) -> Select[Any]:
     """The first block of each step, by the episode's version and arm: from the deliveries
-    alone (they carry their episode's start, version and arm), one index range."""
+    alone (they carry their episode's start, version and arm), one index range. A test
+    send's deliveries are no step's lead: they are not counted."""
     keys = (
         Delivery.episode_version,
         Delivery.episode_holdout,

@@ -135,6 +135,7 @@ def _episode_row(
         "conversation_id": conv.id,
         "seq": seq,
         "holdout": False,  # the operator wants to see it: never in the control group
+        "test_send": True,  # and never in the campaign's results
         "status": "running",
         "next_step": first,
         "next_due_at": now,

@@ -354,7 +354,7 @@ class StepSends:
                 valid_until=rec.valid_until(campaign, at, contact.time_zone),
                 retry_ambiguous=campaign.retry_ambiguous,
                 step=index,
-                step_lead=not blocks,
+                step_lead=not blocks and not episode.test_send,  # what the funnel counts
                 episode_started_at=episode.started_at,
                 episode_version=episode.version,
                 episode_holdout=episode.holdout,

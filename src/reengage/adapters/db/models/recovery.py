@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -75,6 +76,7 @@ class Episode(Base):
                 "end_reason",
                 "returned_at",
                 "converted_at",
+                "test_send",
             ],
         ),
     )
@@ -92,6 +94,8 @@ class Episode(Base):
     conversation_id: Mapped[int | None] = mapped_column(BigInteger)
     seq: Mapped[int] = mapped_column(BigInteger)  # the activity version the silence belongs to
     holdout: Mapped[bool] = mapped_column(default=False)
+    # Started by an operator for themselves ("send this campaign to me now"): not in results.
+    test_send: Mapped[bool] = mapped_column(default=False, server_default=false())
     status: Mapped[str] = mapped_column(String(16), default="running")
     end_reason: Mapped[str | None] = mapped_column(String(32))
     next_step: Mapped[int] = mapped_column(Integer, default=0)
