@@ -94,7 +94,8 @@ def write_events(session: Session) -> None:
 
 
 def _write_chunk(session: Session, chunk: list[_Recorded]) -> None:
-    events, deliveries = OutboundEvent.__table__, EventDelivery.__table__
+    events: Any = OutboundEvent.__table__  # Core: rows written here are not loaded as objects
+    deliveries: Any = EventDelivery.__table__
     values = [
         {
             "org_id": r.org_id,

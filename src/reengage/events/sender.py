@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import standardwebhooks
 import structlog
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.crypto import Credentials
@@ -24,6 +25,7 @@ from reengage.adapters.db.models import (
     EventSubscription,
     OutboundEvent,
 )
+from reengage.adapters.db.sets import among, insert_many
 from reengage.adapters.outage import one_line
 from reengage.domain import event as ev
 from reengage.domain.timer import Purpose, Timer
@@ -138,13 +140,14 @@ class EventHandler:
         with self.sessions.begin() as session:
             locked = _load(session, list(answers), lock=True)
             settled: list[EventDelivery] = []
-            attempts: list[dict[str, object]] = []
+            attempts: list[dict[str, Any]] = []
             recorded = {
                 i: self._record(session, locked, i, a, now, settled, attempts)
                 for i, a in answers.items()
             }
             if attempts:
-                session.execute(insert(EventAttempt), attempts)
+                table: Any = EventAttempt.__table__
+                insert_many(session, table, attempts)
             for i, timers in _next_in_order(session, settled, now).items():
                 recorded[i] = Outcome([*recorded[i].timers, *timers])
         released = {
@@ -199,7 +202,7 @@ class EventHandler:
         answer: Answer,
         now: datetime,
         settled: list[EventDelivery],
-        attempts: list[dict[str, object]],
+        attempts: list[dict[str, Any]],
     ) -> Outcome:
         """One answer written (the rows loaded and locked with the batch; its attempt added to
         `attempts`, inserted with the batch's); a delivery it settles goes to `settled`, whose
@@ -280,10 +283,11 @@ def _load(session: Session, ids: list[int], *, lock: bool = False) -> Loaded:
     deliveries and subscriptions locked, in id order, and neither events nor orders read)."""
     if not ids:
         return Loaded({}, {}, {}, {})
-    stmt = select(EventDelivery).where(EventDelivery.id.in_(ids)).order_by(EventDelivery.id)
+    stmt = select(EventDelivery).where(among(session, EventDelivery.id, ids))
+    stmt = stmt.order_by(EventDelivery.id)
     rows = session.scalars(stmt.with_for_update() if lock else stmt).all()
     sub_ids = sorted({r.subscription_id for r in rows})
-    stmt_subs = select(EventSubscription).where(EventSubscription.id.in_(sub_ids))
+    stmt_subs = select(EventSubscription).where(among(session, EventSubscription.id, sub_ids))
     stmt_subs = stmt_subs.order_by(EventSubscription.id)
     subs = session.scalars(stmt_subs.with_for_update() if lock else stmt_subs).all()
     deliveries = {r.id: r for r in rows}
@@ -294,7 +298,9 @@ def _load(session: Session, ids: list[int], *, lock: bool = False) -> Loaded:
     event_ids = sorted({r.event_id for r in pending})
     events: dict[int, OutboundEvent] = {}
     if event_ids:
-        found = session.scalars(select(OutboundEvent).where(OutboundEvent.id.in_(event_ids)))
+        found = session.scalars(
+            select(OutboundEvent).where(among(session, OutboundEvent.id, event_ids))
+        )
         events = {e.id: e for e in found}
     return Loaded(deliveries, subscriptions, events, _firsts(session, pending))
 
@@ -304,10 +310,15 @@ def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
     groups = sorted({(r.subscription_id, r.ordering_key) for r in rows})
     if not groups:
         return {}
-    key = tuple_(EventDelivery.subscription_id, EventDelivery.ordering_key)
+    # Every subscription by every order of the batch (a few more orders than asked for, when
+    # a batch has several subscriptions): one statement text whatever the batch's size.
     first_ids = (
         select(func.min(EventDelivery.id))
-        .where(EventDelivery.status == "pending", key.in_(groups))
+        .where(
+            EventDelivery.status == "pending",
+            among(session, EventDelivery.subscription_id, sorted({s for s, _ in groups})),
+            among(session, EventDelivery.ordering_key, sorted({k for _, k in groups})),
+        )
         .group_by(EventDelivery.subscription_id, EventDelivery.ordering_key)
     )
     found = session.execute(
