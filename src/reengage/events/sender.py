@@ -123,7 +123,7 @@ class EventHandler:
     def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
         """What to send read in one transaction (a few statements for the whole batch), the
         requests sent side by side, their answers written in one transaction (a few
-        statements too: the attempts in one insert, the deliveries in one update)."""
+        statements too: the attempts in one insert, the deliveries' updates together)."""
         ids = [int(t.payload["event_delivery_id"] or 0) for t in timers]
         with self.sessions.begin() as session:
             loaded = _load(session, ids)
