@@ -22,7 +22,7 @@ from reengage.adapters.db.models import (
     EventSubscription,
     OutboundEvent,
 )
-from reengage.adapters.db.session import insert_for
+from reengage.adapters.db.sets import insert_many
 from reengage.adapters.outage import one_line
 from reengage.domain import event as ev
 from reengage.domain.activity import ConversationStatus
@@ -94,7 +94,8 @@ def write_events(session: Session) -> None:
 
 
 def _write_chunk(session: Session, chunk: list[_Recorded]) -> None:
-    events, deliveries = OutboundEvent.__table__, EventDelivery.__table__
+    events: Any = OutboundEvent.__table__  # Core: rows written here are not loaded as objects
+    deliveries: Any = EventDelivery.__table__
     values = [
         {
             "org_id": r.org_id,
@@ -105,10 +106,14 @@ def _write_chunk(session: Session, chunk: list[_Recorded]) -> None:
         }
         for r in chunk
     ]
-    stmt = insert_for(session, events).values(values).on_conflict_do_nothing()
     with session.no_autoflush:
-        written = session.execute(
-            stmt.returning(events.c.id, events.c.org_id, events.c.dedup_key)
+        # One statement of fixed text each (the rows in one document on PostgreSQL): parsed,
+        # planned and compiled once, not once per transaction as a multi-row VALUES list is.
+        written = insert_many(
+            session,
+            events,
+            values,
+            returning=(events.c.id, events.c.org_id, events.c.dedup_key),
         ).tuples()
         ids = {(org, key): int(i) for i, org, key in written}
         rows: list[dict[str, Any]] = [
@@ -131,9 +136,10 @@ def _write_chunk(session: Session, chunk: list[_Recorded]) -> None:
         ]
         if not rows:
             return
-        made = session.scalars(insert_for(session, deliveries).returning(deliveries.c.id), rows)
-        ats: list[datetime] = [row["next_at"] for row in rows]
-        publish_on_commit(session, [event_timer(i, at) for i, at in zip(made, ats, strict=True)])
+        made = insert_many(
+            session, deliveries, rows, returning=(deliveries.c.id, deliveries.c.next_at)
+        ).tuples()
+        publish_on_commit(session, [event_timer(int(i), at) for i, at in made])
 
 
 # Every session writes the events it decided before it commits, whoever made it: `emit` cannot

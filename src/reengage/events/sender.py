@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import standardwebhooks
 import structlog
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.crypto import Credentials
@@ -24,6 +25,7 @@ from reengage.adapters.db.models import (
     EventSubscription,
     OutboundEvent,
 )
+from reengage.adapters.db.sets import among, insert_many
 from reengage.adapters.outage import one_line
 from reengage.domain import event as ev
 from reengage.domain.timer import Purpose, Timer
@@ -119,12 +121,14 @@ class EventHandler:
         return self.handle_batch([timer], now)[0]
 
     def handle_batch(self, timers: Sequence[Timer], now: datetime) -> list[Outcome]:
-        """What to send read in one transaction, the requests sent side by side, their
-        answers written in one transaction."""
+        """What to send read in one transaction (a few statements for the whole batch), the
+        requests sent side by side, their answers written in one transaction (a few
+        statements too: the attempts in one insert, the deliveries' updates together)."""
         ids = [int(t.payload["event_delivery_id"] or 0) for t in timers]
         with self.sessions.begin() as session:
-            firsts = _load(session, ids)
-            ready = {i: self._ready(session, i, now, firsts) for i in ids}
+            loaded = _load(session, ids)
+            secrets: dict[int, list[str]] = {}  # decrypted once per subscription
+            ready = {i: self._ready(session, i, now, loaded, secrets) for i in ids}
         requests = {i: r for i, r in ready.items() if isinstance(r, Request)}
         answers: dict[int, Answer] = {}
         if len(requests) == 1:
@@ -134,9 +138,16 @@ class EventHandler:
                 sent = pool.map(lambda r: post(self.client, r), requests.values())
                 answers = dict(zip(requests, sent, strict=True))
         with self.sessions.begin() as session:
-            _load(session, list(answers), lock=True)
+            locked = _load(session, list(answers), lock=True)
             settled: list[EventDelivery] = []
-            recorded = {i: self._record(session, i, a, now, settled) for i, a in answers.items()}
+            attempts: list[dict[str, Any]] = []
+            recorded = {
+                i: self._record(session, locked, i, a, now, settled, attempts)
+                for i, a in answers.items()
+            }
+            if attempts:
+                table: Any = EventAttempt.__table__
+                insert_many(session, table, attempts)
             for i, timers in _next_in_order(session, settled, now).items():
                 recorded[i] = Outcome([*recorded[i].timers, *timers])
         released = {
@@ -152,51 +163,63 @@ class EventHandler:
         return outcomes
 
     def _ready(
-        self, session: Session, delivery_id: int, now: datetime, firsts: Firsts
+        self,
+        session: Session,
+        delivery_id: int,
+        now: datetime,
+        loaded: Loaded,
+        secrets: dict[int, list[str]] | None = None,
     ) -> Request | Held | Outcome:
-        """What to send, or why not now (`firsts`: the first pending delivery of each order)."""
-        row = session.get(EventDelivery, delivery_id)  # loaded with the batch
+        """What to send, or why not now (`loaded`: the batch's rows and the first pending
+        delivery of each of their orders; `secrets`: those already decrypted, by
+        subscription)."""
+        row = loaded.deliveries.get(delivery_id)
         if row is None or row.status != "pending":
             return NOTHING
-        sub = session.get_one(EventSubscription, row.subscription_id)
+        sub = loaded.subscriptions[row.subscription_id]
         if not sub.enabled:
             row.status, row.finished_at = "failed", now
             row.last_error = "subscription disabled"
             return Outcome(_next_in_order(session, [row], now).get(row.id, []))
-        first = firsts.get((row.subscription_id, row.ordering_key))
+        first = loaded.firsts.get((row.subscription_id, row.ordering_key))
         if first is not None and first[0] < row.id:  # its order: after the one before it
             return Held(max(first[1], now) + HOLD)
-        event = session.get_one(OutboundEvent, row.event_id)
-        secrets = [str(self.credentials.decrypt(sub.secret)["secret"])]
-        if sub.previous_secret and sub.previous_until and sub.previous_until > now:
-            secrets.append(str(self.credentials.decrypt(sub.previous_secret)["secret"]))
+        event = loaded.events[row.event_id]
+        kept = {} if secrets is None else secrets
+        if sub.id not in kept:
+            kept[sub.id] = [str(self.credentials.decrypt(sub.secret)["secret"])]
+            if sub.previous_secret and sub.previous_until and sub.previous_until > now:
+                kept[sub.id].append(str(self.credentials.decrypt(sub.previous_secret)["secret"]))
         envelope = ev.envelope(event.id, event.type, event.created_at, event.payload)
         body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
-        return Request(sub.url, ev.webhook_id(event.id), body, secrets)
+        return Request(sub.url, ev.webhook_id(event.id), body, kept[sub.id])
 
     def _record(
         self,
         session: Session,
+        locked: Loaded,
         delivery_id: int,
         answer: Answer,
         now: datetime,
         settled: list[EventDelivery],
+        attempts: list[dict[str, Any]],
     ) -> Outcome:
-        """One answer written (the rows loaded and locked with the batch); a delivery it
-        settles goes to `settled`, whose next in order the caller releases."""
-        row = session.get(EventDelivery, delivery_id)
+        """One answer written (the rows loaded and locked with the batch; its attempt added to
+        `attempts`, inserted with the batch's); a delivery it settles goes to `settled`, whose
+        next in order the caller releases."""
+        row = locked.deliveries.get(delivery_id)
         if row is None or row.status != "pending":
             return NOTHING
-        sub = session.get_one(EventSubscription, row.subscription_id)
-        session.add(
-            EventAttempt(
-                org_id=row.org_id,
-                delivery_id=row.id,
-                at=now,
-                status_code=answer.status_code,
-                error=answer.error,
-                duration_ms=answer.duration_ms,
-            )
+        sub = locked.subscriptions[row.subscription_id]
+        attempts.append(
+            {
+                "org_id": row.org_id,
+                "delivery_id": row.id,
+                "at": now,
+                "status_code": answer.status_code,
+                "error": answer.error,
+                "duration_ms": answer.duration_ms,
+            }
         )
         row.attempts += 1
         if answer.ok:
@@ -243,25 +266,43 @@ class EventHandler:
 Firsts = dict[tuple[int, str], tuple[int, datetime]]
 
 
-def _load(session: Session, ids: list[int], *, lock: bool = False) -> Firsts:
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A batch's rows, held here (the session keeps only weak references to what it loaded,
+    so rows nobody holds are read again, one statement each), and the first pending delivery
+    (id, due) of each of their orders."""
+
+    deliveries: dict[int, EventDelivery]
+    subscriptions: dict[int, EventSubscription]
+    events: dict[int, OutboundEvent]
+    firsts: Firsts
+
+
+def _load(session: Session, ids: list[int], *, lock: bool = False) -> Loaded:
     """Load a batch's deliveries, their subscriptions and events in three statements (`lock`:
-    deliveries and subscriptions locked, in id order); the first pending delivery (id, due)
-    of each of their orders."""
+    deliveries and subscriptions locked, in id order, and neither events nor orders read)."""
     if not ids:
-        return {}
-    stmt = select(EventDelivery).where(EventDelivery.id.in_(ids)).order_by(EventDelivery.id)
+        return Loaded({}, {}, {}, {})
+    stmt = select(EventDelivery).where(among(session, EventDelivery.id, ids))
+    stmt = stmt.order_by(EventDelivery.id)
     rows = session.scalars(stmt.with_for_update() if lock else stmt).all()
     sub_ids = sorted({r.subscription_id for r in rows})
-    subs = select(EventSubscription).where(EventSubscription.id.in_(sub_ids))
-    subs = subs.order_by(EventSubscription.id)
-    session.scalars(subs.with_for_update() if lock else subs).all()
+    stmt_subs = select(EventSubscription).where(among(session, EventSubscription.id, sub_ids))
+    stmt_subs = stmt_subs.order_by(EventSubscription.id)
+    subs = session.scalars(stmt_subs.with_for_update() if lock else stmt_subs).all()
+    deliveries = {r.id: r for r in rows}
+    subscriptions = {s.id: s for s in subs}
     if lock:
-        return {}
+        return Loaded(deliveries, subscriptions, {}, {})
     pending = [r for r in rows if r.status == "pending"]
     event_ids = sorted({r.event_id for r in pending})
+    events: dict[int, OutboundEvent] = {}
     if event_ids:
-        session.scalars(select(OutboundEvent).where(OutboundEvent.id.in_(event_ids))).all()
-    return _firsts(session, pending)
+        found = session.scalars(
+            select(OutboundEvent).where(among(session, OutboundEvent.id, event_ids))
+        )
+        events = {e.id: e for e in found}
+    return Loaded(deliveries, subscriptions, events, _firsts(session, pending))
 
 
 def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
@@ -269,10 +310,15 @@ def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
     groups = sorted({(r.subscription_id, r.ordering_key) for r in rows})
     if not groups:
         return {}
-    key = tuple_(EventDelivery.subscription_id, EventDelivery.ordering_key)
+    # Every subscription by every order of the batch (a few more orders than asked for, when
+    # a batch has several subscriptions): one statement text whatever the batch's size.
     first_ids = (
         select(func.min(EventDelivery.id))
-        .where(EventDelivery.status == "pending", key.in_(groups))
+        .where(
+            EventDelivery.status == "pending",
+            among(session, EventDelivery.subscription_id, sorted({s for s, _ in groups})),
+            among(session, EventDelivery.ordering_key, sorted({k for _, k in groups})),
+        )
         .group_by(EventDelivery.subscription_id, EventDelivery.ordering_key)
     )
     found = session.execute(
