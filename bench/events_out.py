@@ -42,21 +42,19 @@ from starlette.types import Receive, Scope, Send
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.shop import bots_with_campaign, scheduler_of
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
 from reengage.adapters.db.models import OutboundEvent
 from reengage.config import Settings
-from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
+from reengage.domain.activity import ActivityEvent, EventType
 from reengage.entrypoints.logging import configure_logging
 from reengage.events.sender import EVENTS_QUEUE
 from reengage.runtime import Runtime
-from reengage.services import campaigns
 from reengage.services import event_subscriptions as subs
-from reengage.services.tenancy import create_bot, create_organization
 from reengage.testing.server import serve
 from reengage.testing.telegram import FakeTelegram
 from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "reengage_bench_events_out"
@@ -166,30 +164,12 @@ def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, fl
             telegram_api_base=platform.url,
         )
         runtime = Runtime.build(settings, clock=clock)
-        org = create_organization(runtime.sessions, "Bench", clock.now())
-        bot_ids = [
-            create_bot(
-                runtime.sessions,
-                runtime.credentials,
-                org.org_id,
-                name=f"b{i}",
-                channel=ChannelKind.TELEGRAM,
-                now=clock.now(),
-                credentials={"token": f"{1000 + i}:BENCH"},
-            ).id
-            for i in range(bots)
-        ]
-        with runtime.sessions.begin() as session:
-            for bot in bot_ids:
-                campaigns.put_draft(session, org.org_id, bot, CAMPAIGN, clock.now())
-                campaigns.publish(session, org.org_id, bot, clock.now())
-                campaigns.set_enabled(session, org.org_id, bot, True, clock.now())
-            if events_out:
+        org_id, bot_ids = bots_with_campaign(runtime, clock, bots, CAMPAIGN, 1000)
+        if events_out:
+            with runtime.sessions.begin() as session:
                 change = subs.SubscriptionChange(f"{hook_url}/events", ["*"])
-                _, secret = subs.create(
-                    session, runtime.credentials, org.org_id, change, clock.now()
-                )
-                hook.post(f"{hook_url}/_secret", content=secret).raise_for_status()
+                _, secret = subs.create(session, runtime.credentials, org_id, change, clock.now())
+            hook.post(f"{hook_url}/_secret", content=secret).raise_for_status()
         events = [
             ActivityEvent(
                 f"e{u}", EventType.USER_MESSAGE, bot_ids[u % bots], str(100_000 + u), clock.now()
@@ -197,18 +177,10 @@ def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, fl
             for u in range(users)
         ]
         for start in range(0, users, 500):
-            runtime.record(org.org_id, events[start : start + 500])
+            runtime.record(org_id, events[start : start + 500])
         # As the scheduler process runs them in embedded mode: events on a thread of their own.
         executor = InlineExecutor(runtime, apart=(EVENTS_QUEUE,))
-        scheduler = Scheduler(
-            sessions=runtime.sessions,
-            store=runtime.timers,
-            executor=executor,
-            registry=runtime.registry,
-            clock=clock,
-            batch=500,
-            activity=runtime.activity,
-        )
+        scheduler = scheduler_of(runtime, clock, executor)
         scheduler.run_once()
         clock.advance(timedelta(minutes=11, seconds=1))  # past threshold + the step
         due, started, wall = clock.now(), time.monotonic(), time.time()
