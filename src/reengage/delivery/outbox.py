@@ -7,15 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery, DeliveryKey
-from reengage.adapters.db.sets import Rows, insert_many, on_postgres
+from reengage.adapters.db.sets import insert_many, on_postgres, recordset, recordset_params
 from reengage.domain.outbound import OutboundMessage, message_from_json, message_to_json
 from reengage.domain.timer import Payload, Purpose, Timer, timer_key
 from reengage.i18n import N_
@@ -110,10 +111,16 @@ def _insert_keyed(session: Session, rows: list[dict[str, object]]) -> Iterable[A
     the delivery's sequence for each) and insert the deliveries whose key was new; the
     `(org_id, dedup_key, id)` of those. A key already there (or twice in `rows`) inserts no
     delivery: the unpartitioned key table is what refuses a second send."""
+    names = tuple(rows[0])
+    return session.execute(_keyed_statement(names), recordset_params(names, rows)).tuples()
+
+
+@cache
+def _keyed_statement(names: tuple[str, ...]) -> Select[Any]:
+    """`_insert_keyed`'s statement, built once (building it costs more than running it)."""
     table: Any = Delivery.__table__
     keys: Any = DeliveryKey.__table__
-    names = list(rows[0])
-    values = Rows(session, **{name: table.c[name].type for name in names})
+    values = recordset(**{name: table.c[name].type for name in names})
     wanted = select(
         func.nextval("delivery_id_seq").label("id"), *(values[n].label(n) for n in names)
     ).cte("wanted")
@@ -137,8 +144,7 @@ def _insert_keyed(session: Session, rows: list[dict[str, object]]) -> Iterable[A
         )
         .cte("made")
     )
-    stmt = select(claimed.c.org_id, claimed.c.dedup_key, claimed.c.delivery_id).add_cte(made)
-    return values.execute(stmt, rows).tuples()
+    return select(claimed.c.org_id, claimed.c.dedup_key, claimed.c.delivery_id).add_cte(made)
 
 
 def _row(request: DeliveryRequest, now: datetime) -> dict[str, object]:
