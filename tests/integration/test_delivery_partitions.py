@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from reengage.adapters.clock import ManualClock
@@ -241,8 +241,17 @@ def test_a_key_refuses_a_second_delivery_in_another_range(
     runtime = make_runtime(database)
 
     assert _enqueue(runtime, org, contact, "recent") == [500]
-    # New keys land past every range (the DEFAULT partition); twice in one batch: once.
+    # New keys land past every range (the DEFAULT partition); twice in one batch: once. The
+    # keys and the deliveries are written by one statement (a key met before costs one more).
+    statements: list[str] = []
+
+    def _statement(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        statements.append(sql)
+
+    event.listen(runtime.engine, "before_cursor_execute", _statement)
     first, twice, same = _enqueue(runtime, org, contact, "late", "late:2", "late")
+    event.remove(runtime.engine, "before_cursor_execute", _statement)
+    assert len([sql for sql in statements if "delivery" in sql]) == 1
     assert first == same > top_end
     assert _count(database, "recent") == _count(database, "late") == 1
     assert _sql(database, "SELECT count(*) FROM delivery_default") == [(2,)]
