@@ -89,25 +89,17 @@ def test_a_delivery_is_sent_once_per_key(
 def interrupted(
     runtime: Runtime, org: int, bot: int, key: str, requested_at: Any, **extra: Any
 ) -> None:
-    """A delivery an earlier attempt left `sending` (its process died, or still runs)."""
+    """A delivery an earlier attempt left `sending` (its process died, or still runs): made
+    by the outbox (with its once-only key), then claimed."""
+    now = runtime.clock.now()
     with runtime.sessions.begin() as s:
         contact = s.scalars(select(Contact.id).where(Contact.bot_id == bot)).one()
-        s.add(
-            Delivery(
-                org_id=org,
-                bot_id=bot,
-                contact_id=contact,
-                dedup_key=key,
-                purpose="test",
-                status="sending",
-                message={"kind": "text", "text": key},
-                attempts=1,
-                scheduled_at=runtime.clock.now(),
-                sending_at=runtime.clock.now(),
-                requested_at=requested_at,
-                **extra,
-            )
-        )
+        msg = OutboundMessage(MessageKind.TEXT, key)
+        delivery_id = enqueue(s, DeliveryRequest(org, bot, contact, key, "test", msg), now)
+        row = s.get_one(Delivery, delivery_id)
+        row.status, row.attempts, row.sending_at, row.requested_at = "sending", 1, now, requested_at
+        for name, value in extra.items():
+            setattr(row, name, value)
 
 
 def test_a_send_that_left_without_an_answer_is_never_repeated(

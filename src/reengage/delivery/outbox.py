@@ -4,16 +4,19 @@ commit. Nothing is ever sent inside a decision."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import structlog
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, func, insert, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from reengage.adapters.db.models import Delivery
-from reengage.adapters.db.sets import insert_many
+from reengage.adapters.db.models import Delivery, DeliveryKey
+from reengage.adapters.db.sets import insert_many, on_postgres, recordset, recordset_params
 from reengage.domain.outbound import OutboundMessage, message_from_json, message_to_json
 from reengage.domain.timer import Payload, Purpose, Timer, timer_key
 from reengage.i18n import N_
@@ -82,19 +85,66 @@ def enqueue_many(session: Session, requests: list[DeliveryRequest], now: datetim
         return []
     rows = [_row(request, now) for request in requests]
     with session.no_autoflush:  # the rows refer to rows that exist; pending work stays batched
-        table: Any = Delivery.__table__  # Core: rows written here are not loaded as objects
-        returning = (table.c.org_id, table.c.dedup_key, table.c.id)
-        made = insert_many(session, table, rows, returning=returning).tuples()
+        if on_postgres(session):
+            made = _insert_keyed(session, rows)
+        else:
+            table: Any = Delivery.__table__  # Core: rows written here are not loaded as objects
+            returning = (table.c.org_id, table.c.dedup_key, table.c.id)
+            made = insert_many(session, table, rows, returning=returning).tuples()
         ids = {(org, key): delivery_id for org, key, delivery_id in made}
     earlier = {(r.org_id, r.dedup_key) for r in requests} - set(ids)
     if earlier:  # made before, under the same keys
+        # PostgreSQL: the key table holds the keys (the partitioned deliveries cannot).
+        keyed = DeliveryKey if on_postgres(session) else Delivery
+        key_id = DeliveryKey.delivery_id if keyed is DeliveryKey else Delivery.id
         found = session.execute(
-            select(Delivery.org_id, Delivery.dedup_key, Delivery.id).where(
-                tuple_(Delivery.org_id, Delivery.dedup_key).in_(list(earlier))
+            select(keyed.org_id, keyed.dedup_key, key_id).where(
+                tuple_(keyed.org_id, keyed.dedup_key).in_(list(earlier))
             )
         ).tuples()
         ids |= {(org, key): delivery_id for org, key, delivery_id in found}
     return [ids[r.org_id, r.dedup_key] for r in requests]
+
+
+def _insert_keyed(session: Session, rows: list[dict[str, object]]) -> Iterable[Any]:
+    """PostgreSQL: in one statement, claim each row's key in `delivery_key` (a new id from
+    the delivery's sequence for each) and insert the deliveries whose key was new; the
+    `(org_id, dedup_key, id)` of those. A key already there (or twice in `rows`) inserts no
+    delivery: the unpartitioned key table is what refuses a second send."""
+    names = tuple(rows[0])
+    return session.execute(_keyed_statement(names), recordset_params(names, rows)).tuples()
+
+
+@cache
+def _keyed_statement(names: tuple[str, ...]) -> Select[Any]:
+    """`_insert_keyed`'s statement, built once (building it costs more than running it)."""
+    table: Any = Delivery.__table__
+    keys: Any = DeliveryKey.__table__
+    values = recordset(**{name: table.c[name].type for name in names})
+    wanted = select(
+        func.nextval("delivery_id_seq").label("id"), *(values[n].label(n) for n in names)
+    ).cte("wanted")
+    claimed = (
+        postgresql.insert(keys)
+        .from_select(
+            ["org_id", "dedup_key", "delivery_id"],
+            select(wanted.c.org_id, wanted.c.dedup_key, wanted.c.id),
+        )
+        .on_conflict_do_nothing()
+        .returning(keys.c.org_id, keys.c.dedup_key, keys.c.delivery_id)
+        .cte("claimed")
+    )
+    made = (
+        insert(table)
+        .from_select(
+            ["id", *names],
+            select(wanted.c.id, *(wanted.c[n] for n in names)).join(
+                claimed, claimed.c.delivery_id == wanted.c.id
+            ),
+        )
+        .cte("made")
+    )
+    return select(claimed.c.org_id, claimed.c.dedup_key, claimed.c.delivery_id).add_cte(made)
 
 
 def _row(request: DeliveryRequest, now: datetime) -> dict[str, object]:

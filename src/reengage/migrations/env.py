@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from reengage.adapters.db.models import Base
-from reengage.adapters.db.partitions import include_name
+from reengage.adapters.db.partitions import include_name, include_object_for
 from reengage.adapters.db.session import make_engine
 from reengage.config import Settings
 
@@ -20,6 +20,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         include_name=include_name,
+        include_object=include_object_for(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

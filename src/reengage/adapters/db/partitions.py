@@ -5,14 +5,16 @@ named `<table>_pYYYYMMDD`, plus a DEFAULT partition (migration 0018). Upcoming d
 created ahead; days wholly older than the retention are detached and dropped, never deleted
 row by row. The DEFAULT partition only catches what no day partition covers (events older
 than the oldest kept day, or past the days made ahead); its old rows are deleted in bounded
-batches. `conversation_event` is partitioned by ranges of conversation ids
-(`id_partitions`). SQLite has no partitions: there the prune deletes rows older than the
-cutoff in bounded batches.
+batches. `conversation_event` and `delivery` are partitioned by ranges of ids
+(`id_partitions`; `delivery` since 0019, its once-only keys in `delivery_key`). SQLite has no
+partitions: there the prune deletes rows older than the cutoff in bounded batches (of
+deliveries, the settled ones).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,8 +25,13 @@ from reengage.adapters.db.types import UTCDateTime
 
 # table -> its partition key (a UTC instant); what `prune` manages by day.
 PARTITIONED = {"activity_event": "occurred_at"}
-# SQLite (no partitions): table -> the instant its rows are deleted by.
-DELETED_BY = {**PARTITIONED, "conversation_event": "created_at"}
+# SQLite (no partitions), and the DEFAULT partitions: table -> the instant its rows are
+# deleted by.
+DELETED_BY = {**PARTITIONED, "conversation_event": "created_at", "delivery": "scheduled_at"}
+# More than old: a delivery goes once settled (not pending) before the cutoff too.
+_ALSO = {
+    "delivery": f"NOT ({id_partitions.PENDING}) AND coalesce(finished_at, scheduled_at) < :cutoff"
+}
 AHEAD_DAYS = 3
 BATCH = 5000
 # DDL waits this long at most for the table's lock (a busy table is pruned next time).
@@ -58,6 +65,20 @@ def is_partition(name: str | None, type_: str, *_: object) -> bool:
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     """Alembic's `include_name`: everything but the partitions."""
     return not is_partition(name, type_)
+
+
+def include_object_for(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` on `dialect`: the models' objects marked for other
+    databases only (`info={"dialects": (...)}`, such as the delivery's unique key, SQLite's
+    alone) are not compared."""
+
+    def include_object(
+        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    ) -> bool:
+        dialects = getattr(obj, "info", {}).get("dialects")
+        return reflected or dialects is None or dialect in dialects
+
+    return include_object
 
 
 def partition_name(table: str, day: date) -> str:
@@ -116,11 +137,23 @@ def prune(
         if deleted:
             report.deleted[table] = deleted
     for table in id_partitions.RANGED:
-        if is_partitioned(conn, table):
+        partitioned = is_partitioned(conn, table)
+        if partitioned:
             report.created.extend(id_partitions.make_ahead(conn, table, now, dry_run=dry_run))
-            report.dropped.extend(id_partitions.drop_quiet(conn, table, cutoff, dry_run=dry_run))
+            dropped, forgotten = id_partitions.drop_quiet(conn, table, cutoff, dry_run=dry_run)
+            report.dropped.extend(dropped)
+            for other, rows in forgotten.items():
+                report.deleted[other] = report.deleted.get(other, 0) + rows
+        # The delivery keys of the rows deleted from a DEFAULT partition go with them.
+        keys = table == "delivery" and partitioned
         deleted = _delete_before(
-            conn, _plain_part(conn, table), DELETED_BY[table], cutoff, dry_run=dry_run
+            conn,
+            _plain_part(conn, table),
+            DELETED_BY[table],
+            cutoff,
+            dry_run=dry_run,
+            also=_ALSO.get(table),
+            keys=keys,
         )
         if deleted:
             report.deleted[table] = deleted
@@ -188,25 +221,40 @@ def _create(conn: Connection, table: str, key: str, name: str, day: date) -> Non
 
 
 def _delete_before(
-    conn: Connection, table: str, key: str, cutoff: datetime, *, dry_run: bool
+    conn: Connection,
+    table: str,
+    key: str,
+    cutoff: datetime,
+    *,
+    dry_run: bool,
+    also: str | None = None,
+    keys: bool = False,
 ) -> int:
-    """Delete the rows older than `cutoff`, `BATCH` at a time (each batch a short statement:
-    no long lock, no huge undo). Dry: count them."""
+    """Delete the rows older than `cutoff` (and meeting `also`), `BATCH` at a time (each
+    batch a short statement: no long lock, no huge undo); `keys`: their `delivery_key` rows
+    in the same statement. Dry: count them."""
     params = {"cutoff": cutoff}
     typed = bindparam("cutoff", type_=UTCDateTime())
+    old = f"{key} < :cutoff" + (f" AND {also}" if also else "")
     if dry_run:
-        count = text(f'SELECT count(*) FROM "{table}" WHERE {key} < :cutoff').bindparams(typed)
+        count = text(f'SELECT count(*) FROM "{table}" WHERE {old}').bindparams(typed)
         return int(conn.scalar(count, params) or 0)
     row_id = "ctid" if conn.dialect.name == "postgresql" else "rowid"
+    delete = (
+        f'DELETE FROM "{table}" WHERE {row_id} IN (SELECT {row_id} FROM "{table}" '
+        f"WHERE {old} LIMIT {BATCH})"
+    )
+    if keys:
+        delete = (
+            f"WITH gone AS ({delete} RETURNING org_id, dedup_key, id), "
+            "forgot AS (DELETE FROM delivery_key k USING gone WHERE k.org_id = gone.org_id "
+            "AND k.dedup_key = gone.dedup_key AND k.delivery_id = gone.id) "
+            "SELECT count(*) FROM gone"
+        )
     total = 0
     while True:
-        done = conn.execute(
-            text(
-                f'DELETE FROM "{table}" WHERE {row_id} IN (SELECT {row_id} FROM "{table}" '
-                f"WHERE {key} < :cutoff LIMIT {BATCH})"
-            ).bindparams(typed),
-            params,
-        ).rowcount
+        result = conn.execute(text(delete).bindparams(typed), params)
+        done = int(result.scalar() or 0) if keys else result.rowcount
         total += done
         if done < BATCH:
             return total

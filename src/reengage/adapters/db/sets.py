@@ -60,6 +60,21 @@ def among(
     return col.in_(list(values))
 
 
+def recordset(**columns: TypeEngine[Any]) -> dict[str, ColumnElement[Any]]:
+    """PostgreSQL: the columns of `json_to_recordset(:rows) AS v(<columns>)` by name, for a
+    statement built once (its rows bound by `recordset_params`)."""
+    document = cast(bindparam("rows", type_=Text()), JSON)
+    typed = (column(n, t) for n, t in columns.items())
+    values = func.json_to_recordset(document).table_valued(*typed)
+    return dict(values.render_derived(with_types=True).c.items())
+
+
+def recordset_params(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The one parameter of a `recordset` statement: `rows`' `names` as one JSON document."""
+    document = [{n: r[n] for n in names} for r in rows]
+    return {"rows": orjson.dumps(document, option=orjson.OPT_NAIVE_UTC).decode()}
+
+
 class Rows:
     """The per-row values of one statement over many rows, by column name: `rows["id"]` is
     a column of `json_to_recordset(:rows) AS v(id bigint, ...)` on PostgreSQL, a bound
@@ -70,12 +85,7 @@ class Rows:
         self._names = list(columns)
         self._pg = on_postgres(session)
         if self._pg:
-            document = cast(bindparam("rows", type_=Text()), JSON)
-            typed = (column(n, t) for n, t in columns.items())
-            values = func.json_to_recordset(document).table_valued(*typed)
-            self._cols: dict[str, ColumnElement[Any]] = dict(
-                values.render_derived(with_types=True).c.items()
-            )
+            self._cols: dict[str, ColumnElement[Any]] = recordset(**columns)
         else:
             self._cols = {n: bindparam(f"r_{n}", type_=t) for n, t in columns.items()}
 
@@ -85,8 +95,7 @@ class Rows:
     def execute(self, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> Result[Any]:
         """Run `stmt` for `rows` (its result: PostgreSQL's one statement's rows)."""
         if self._pg:
-            document = [{n: r[n] for n in self._names} for r in rows]
-            params: Any = {"rows": orjson.dumps(document, option=orjson.OPT_NAIVE_UTC).decode()}
+            params: Any = recordset_params(self._names, rows)
         else:
             params = [{f"r_{n}": r[n] for n in self._names} for r in rows]
         return self._session.execute(stmt, params)

@@ -17,7 +17,7 @@ from reengage.adapters.db.models.conversations import (
     PolicyRow,
     SimulatorMessage,
 )
-from reengage.adapters.db.models.delivery import Delivery, TimerRow
+from reengage.adapters.db.models.delivery import Delivery, DeliveryKey, TimerRow
 from reengage.adapters.db.models.events_out import (
     EventAttempt,
     EventDelivery,
@@ -54,6 +54,7 @@ __all__ = [
     "Conversation",
     "ConversationEvent",
     "Delivery",
+    "DeliveryKey",
     "Episode",
     "EventAttempt",
     "EventDelivery",

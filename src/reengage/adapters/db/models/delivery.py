@@ -46,16 +46,22 @@ class TimerRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+# The schema objects of one database only (Alembic's comparison skips them elsewhere).
+ONLY_SQLITE = {"dialects": ("sqlite",)}
+
+
 class Delivery(Base):
     """One message reengage sends: the idempotency record and the audit trail.
 
     `dedup_key` is unique per organization (e.g. `recovery:<episode>:<step>:<block>`), so a
-    re-run of the same work finds the row instead of sending again.
+    re-run of the same work finds the row instead of sending again. SQLite: a plain table
+    with that unique key. PostgreSQL: partitioned by ranges of `id` (`id_partitions`), so
+    the key lives in `delivery_key`, written by the same statement (`outbox.enqueue_many`).
     """
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("org_id", "dedup_key"),
+        UniqueConstraint("org_id", "dedup_key", info=ONLY_SQLITE).ddl_if(dialect="sqlite"),
         Index("ix_delivery_bot_id_channel_message_id", "bot_id", "channel_message_id"),
         Index("ix_delivery_contact_id", "contact_id"),
         # What the sweep and the rebuild page through: the few rows not yet settled.
@@ -89,6 +95,7 @@ class Delivery(Base):
             postgresql_where=text("after_id IS NOT NULL"),
             sqlite_where=text("after_id IS NOT NULL"),
         ),
+        {"postgresql_partition_by": "RANGE (id)"},
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -142,3 +149,19 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+
+
+class DeliveryKey(Base):
+    """PostgreSQL: the once-only key of a delivery, `(org_id, dedup_key)`, which the
+    partitioned `delivery` cannot hold (a unique key there must contain `id`). Written in the
+    statement that writes the delivery, which is only written if its key was new; forgotten
+    with its delivery's range past the retention. Empty on SQLite, where `delivery` keeps the
+    unique key itself."""
+
+    __tablename__ = "delivery_key"
+
+    org_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True
+    )
+    dedup_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
