@@ -1,7 +1,7 @@
 """episodes an operator sent to themselves are marked, and left out of the results
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-01 06:00:00.000000
 
 "Send this campaign to me now" starts a real episode for the operator's own contact; the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0018"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
