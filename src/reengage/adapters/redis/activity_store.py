@@ -27,6 +27,7 @@ from reengage.adapters.db.inbound import inbound_rows, inbound_timers, insert_ro
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.subjects import write_subject_clocks
 from reengage.adapters.redis import activity_scripts as lua
+from reengage.adapters.redis.loop_calls import loop_calls
 from reengage.adapters.redis.shards import SyncClient, script
 from reengage.domain.activity import (
     MESSAGE_TYPES,
@@ -194,7 +195,11 @@ class RedisActivityStore:
         args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
         try:
             # The one key names the shard's slot, where a cluster runs the script.
-            out = await client.evalsha(self._record.sha, 1, self._dirty, *args)  # type: ignore[misc, arg-type]
+            calls = loop_calls(client)
+            if calls is None:
+                out = await client.evalsha(self._record.sha, 1, self._dirty, *args)  # type: ignore[misc, arg-type]
+            else:  # with concurrent requests' calls, in one pipeline
+                out = await calls.evalsha(self._record.sha, 1, self._dirty, *args)
         except redis.exceptions.NoScriptError:
             return None  # Redis restarted: `record` loads the script again
         accepted = int(out[0])
