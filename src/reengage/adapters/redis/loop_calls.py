@@ -84,7 +84,7 @@ class LoopCalls:
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if len(commands) == 1:  # no pipeline's bookkeeping for a lone call
             try:
-                return [await self._client.execute_command(*commands[0])]
+                return [await self._client.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
             except ResponseError as exc:
                 return [exc]
         pipe = self._client.pipeline(transaction=False)
