@@ -112,9 +112,7 @@ def insert_many(
         if not returning:
             fixed = _fixed_insert(session, table, names, conflict)
             if fixed is not None:
-                document = [{n: r[n] for n in names} for r in rows]
-                dumped = orjson.dumps(document, option=orjson.OPT_NAIVE_UTC).decode()
-                return session.execute(fixed, {"rows": dumped})
+                return session.execute(fixed, {"rows": rows_document(rows, names)})
         values = Rows(session, **{name: table.c[name].type for name in names})
         stmt: Any = postgresql.insert(table).from_select(
             names, select(*(values[name] for name in names))
@@ -138,16 +136,35 @@ def _fixed_insert(
     parameter (`rows`); None when its compiled form binds more (a column's default)."""
     dialect = session.get_bind().dialect
     key = (dialect.name, table, tuple(names), tuple(conflict) if conflict is not None else None)
-    if key in _FIXED_INSERTS:
-        return _FIXED_INSERTS[key]
+    if key not in _FIXED_INSERTS:
+        sql = insert_sql(session, table, names, conflict)
+        fixed = None
+        if sql is not None:
+            candidate = text(sql.replace("%%", "%").replace("%(rows)s", "(:rows)"))
+            candidate = candidate.bindparams(bindparam("rows", type_=Text()))
+            if set(candidate.compile(dialect=dialect).params) == {"rows"}:
+                fixed = candidate
+        _FIXED_INSERTS[key] = fixed
+    return _FIXED_INSERTS[key]
+
+
+def insert_sql(
+    session: Session, table: Table, names: list[str], conflict: Sequence[str] | None
+) -> str | None:
+    """PostgreSQL's text of `insert_many` for these columns, as psycopg takes it: one
+    parameter, `%(rows)s`, the document of `rows_document`. None when it would bind more (a
+    default of a column left out)."""
     values = Rows(session, **{name: table.c[name].type for name in names})
     stmt = postgresql.insert(table).from_select(names, select(*(values[n] for n in names)))
-    compiled = stmt.on_conflict_do_nothing(index_elements=conflict).compile(dialect=dialect)
-    fixed = None
-    if set(compiled.params) == {"rows"} and compiled.string.count("%(rows)s") == 1:
-        sql = compiled.string.replace("%%", "%").replace("%(rows)s", "(:rows)")
-        candidate = text(sql).bindparams(bindparam("rows", type_=Text()))
-        if set(candidate.compile(dialect=dialect).params) == {"rows"}:
-            fixed = candidate
-    _FIXED_INSERTS[key] = fixed
-    return fixed
+    compiled = stmt.on_conflict_do_nothing(index_elements=conflict).compile(
+        dialect=session.get_bind().dialect
+    )
+    if set(compiled.params) != {"rows"} or compiled.string.count("%(rows)s") != 1:
+        return None
+    return compiled.string
+
+
+def rows_document(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
+    """The JSON document of `rows` (their `names` columns) that `insert_sql` reads."""
+    document = [{n: r[n] for n in names} for r in rows]
+    return orjson.dumps(document, option=orjson.OPT_NAIVE_UTC).decode()
