@@ -3,6 +3,7 @@ is its one database write, a rotated secret is refused at once, statuses still m
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import event, func, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.inbound import inbound_timer
+from reengage.adapters.db.loop_writes import close_on_loop, dsn_of
 from reengage.adapters.db.models import Contact, Conversation, Delivery, InboundMessage
 from reengage.delivery.attempt import deliver
 from reengage.delivery.outbox import DeliveryRequest
@@ -21,7 +23,7 @@ from reengage.domain.activity import ChannelKind
 from reengage.domain.delivery import StatusUpdate
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.entrypoints.api.app import create_app
-from reengage.inbound.platform import Statuses, write_statuses
+from reengage.inbound.platform import Statuses, write_statuses, write_statuses_on_loop
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from reengage.testing.whatsapp import FakeWhatsApp
@@ -64,13 +66,14 @@ def _statements(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(statement.split()[0].upper())
 
     event.listen(runtime.engine, "before_cursor_execute", before)
-    on_loop = psycopg.AsyncConnection.execute
+    for name in ("execute", "executemany"):
+        on_loop = getattr(psycopg.AsyncCursor, name)
 
-    async def execute(conn: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(str(query).split()[0].upper())
-        return await on_loop(conn, query, *args, **kwargs)
+        async def execute(cur: Any, query: Any, *args: Any, _on: Any = on_loop, **kw: Any) -> Any:
+            seen.append(str(query).split()[0].upper())
+            return await _on(cur, query, *args, **kw)
 
-    monkeypatch.setattr(psycopg.AsyncConnection, "execute", execute)
+        monkeypatch.setattr(psycopg.AsyncCursor, name, execute)
     return seen
 
 
@@ -309,3 +312,38 @@ def test_what_the_hot_paths_refuse_gets_the_routes_precise_error_and_writes_noth
     assert r.json() == {"accepted": 0, "duplicates": 1}
     assert _post_update(client, bot, secret, FakeTelegram.text_update(5, 4242, "ok")) == 200
     assert _messages(runtime) == ["oi", "ok"]
+
+
+def test_statuses_written_on_the_loop_move_deliveries_forward_only(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    """Concurrent notifications' statuses in one transaction of the loop's own connection:
+    each moves its own deliveries, never backwards."""
+    _, bot = _whatsapp_bot(runtime)
+    ts = int(clock.now().timestamp())
+    hello = FakeWhatsApp.inbound_text_payload(WA_PHONE, "1555", WA_USER, "oi", "w1", ts)
+    assert _post_whatsapp(client, bot, hello) == 200
+    first, second = _send(runtime, bot, "k1", "Volte!"), _send(runtime, bot, "k2", "Oi?")
+    now = clock.now()
+    notifications = [
+        Statuses(bot, [StatusUpdate(second, "delivered")], now),
+        Statuses(bot, [StatusUpdate(second, "failed", 131047, "Re-engagement")], now),
+        Statuses(bot, [StatusUpdate(first, "failed", 131047, "Re-engagement")], now),
+        Statuses(bot, [StatusUpdate(second, "read")], now),
+        Statuses(bot, [StatusUpdate("wamid.unknown", "read")], now),
+    ]
+    dsn = dsn_of(runtime.engine)
+    assert dsn is not None
+
+    async def write() -> list[Exception | None]:
+        try:
+            return await write_statuses_on_loop(dsn, notifications)
+        finally:
+            await close_on_loop()
+
+    assert asyncio.run(write()) == [None] * 5
+    with runtime.sessions() as s:
+        rows = {r.channel_message_id: r for r in s.scalars(select(Delivery))}
+    assert (rows[second].status, rows[second].platform_status) == ("sent", "read")
+    assert (rows[first].status, rows[first].platform_status) == ("failed", "failed")
+    assert (rows[first].reason, rows[first].finished_at) == ("window_closed", now)

@@ -29,17 +29,19 @@ def dsn_of(engine: Engine) -> str | None:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def connection_on_loop(dsn: str) -> psycopg.AsyncConnection[Any]:
-    """The running loop's autocommit connection to `dsn` (a new one when it has none, or
-    when its last one broke)."""
+async def connection_on_loop(dsn: str, purpose: str = "texts") -> psycopg.AsyncConnection[Any]:
+    """The running loop's autocommit connection to `dsn` for `purpose` (a new one when it
+    has none, or when its last one broke). Each purpose has its own: a transaction opened
+    on one never takes in another purpose's statements."""
     loop = asyncio.get_running_loop()
     held = _CONNECTIONS.setdefault(loop, {})
-    conn = held.get(dsn)
+    key = f"{purpose} {dsn}"
+    conn = held.get(key)
     if conn is None or conn.closed or conn.broken:
         # No server-side prepared statements, as the engine's connections (a pooler in
         # transaction mode would not keep them).
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=None)
-        held[dsn] = conn
+        held[key] = conn
     return conn
 
 

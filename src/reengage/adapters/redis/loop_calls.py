@@ -30,7 +30,8 @@ class _Queue:
 
 
 class LoopCalls:
-    """`evalsha` for callers on the event loops of one plain (not cluster) asyncio client."""
+    """Commands (`evalsha`, `call`) of callers on the event loops of one plain (not cluster)
+    asyncio client."""
 
     def __init__(self, client: redis.asyncio.Redis, *, max_pipeline: int = MAX_PIPELINE) -> None:
         self._client = client
@@ -42,12 +43,16 @@ class LoopCalls:
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         """The script's answer, as `client.evalsha` gives it (a `ResponseError` such as
         `NoScriptError` raised to this caller alone)."""
+        return await self.call("EVALSHA", sha, numkeys, *keys_and_args)
+
+    async def call(self, *command: Any) -> Any:
+        """Any command's answer, as `client.execute_command` gives it."""
         loop = asyncio.get_running_loop()
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = _Queue()
         answer: asyncio.Future[Any] = loop.create_future()
-        queue.pending.append((("EVALSHA", sha, numkeys, *keys_and_args), answer))
+        queue.pending.append((command, answer))
         if queue.task is None:
             queue.task = loop.create_task(self._drain(queue))
         return await answer
