@@ -70,6 +70,9 @@ FIELDS = {
 _CHUNK = 500
 # The API's largest batch, in one script call on the event loop (about 20 ms of Redis).
 _LOOP_BATCH = 1000
+# Calls of at most this many events share a pipeline with concurrent requests' (their cost
+# is mostly redis-py's per command); larger ones go at once, not behind the pipeline.
+_PIPELINED = 16
 
 
 def _ms(when: datetime) -> int:
@@ -219,7 +222,7 @@ class RedisActivityStore:
         args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
         try:
             # The one key names the shard's slot, where a cluster runs the script.
-            calls = loop_calls(client)
+            calls = loop_calls(client) if len(events) <= _PIPELINED else None
             if calls is None:
                 out = await client.evalsha(self._record.sha, 1, self._dirty, *args)  # type: ignore[misc, arg-type]
             else:  # with concurrent requests' calls, in one pipeline
