@@ -21,9 +21,12 @@ class CountingClient(redis.asyncio.Redis):
     """Counts the round trips: direct commands and pipelines."""
 
     trips = 0
+    gate: asyncio.Event | None = None  # a call of "slow" waits for it before it is sent
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         self.trips += 1
+        if "slow" in args and self.gate is not None:
+            await self.gate.wait()
         return await super().execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
@@ -51,6 +54,13 @@ def test_concurrent_calls_share_one_round_trip_and_get_their_own_answers(
                 return_exceptions=True,
             )
             assert client.trips == 1  # the five calls of one turn of the loop: one pipeline
+            client.trips, client.gate = 0, asyncio.Event()
+            slow = asyncio.ensure_future(calls.evalsha(echo, 1, "n", "slow"))
+            while client.trips == 0:  # until it is under way: the next call does not wait
+                await asyncio.sleep(0)
+            assert await asyncio.wait_for(calls.evalsha(echo, 1, "n", "next"), 5) == "next"
+            client.gate.set()
+            assert (await slow, client.trips) == ("slow", 2)
             return out
         finally:
             await client.aclose()
@@ -60,7 +70,7 @@ def test_concurrent_calls_share_one_round_trip_and_get_their_own_answers(
     assert isinstance(out[3], ResponseError)
     assert "refused x" in str(out[3])
     assert isinstance(out[4], NoScriptError)
-    assert redis_client.get("n") == "4"  # each script ran once
+    assert redis_client.get("n") == "6"  # each script ran once
 
 
 def test_a_failed_pipeline_fails_each_of_its_callers_and_the_next_calls_go_on(
@@ -82,7 +92,7 @@ def test_a_failed_pipeline_fails_each_of_its_callers_and_the_next_calls_go_on(
         calls = LoopCalls(client)
         try:
             blocker = asyncio.ensure_future(calls.evalsha(echo, 1, "n", "first"))
-            await asyncio.sleep(0)  # the first call is under way; the next two wait for it
+            await asyncio.sleep(0)  # the first call is sent alone; the next two go together
             client.fail_next = True
             out = await asyncio.gather(
                 calls.evalsha(echo, 1, "n", "b"),

@@ -3,9 +3,10 @@
 Each hot-path request (an event, a webhook) makes one `EVALSHA` of the record script. One at
 a time, redis-py takes a connection from its pool (with a read that checks it holds no stale
 reply), writes the command and parses its answer: per call, that costs about as much of the
-API process's CPU as the rest of the request's recording. Calls that arrive while a pipeline
-is under way wait for it and go, together, in the next one: one connection check, one write
-and one read for all of them. Each caller still gets its own call's answer (or its error)
+API process's CPU as the rest of the request's recording. The calls made in one turn of the
+event loop (under load, those of every request whose bytes came in together) go at the next
+turn in one pipeline, with no wait behind one already under way: one connection check, one
+write and one read for all of them. Each caller still gets its own call's answer (or its error)
 once Redis answered, so nothing is acknowledged sooner than before. The script calls are
 independent (no MULTI): Redis runs each atomically, as it would have run them one by one.
 """
@@ -58,33 +59,30 @@ class LoopCalls:
         return await answer
 
     async def _drain(self, queue: _Queue) -> None:
+        """Send what the callers of the last turn of the loop asked; those that ask meanwhile
+        go in the next pipeline at once, not behind this one."""
+        batch, queue.pending = queue.pending[: self._max], queue.pending[self._max :]
+        queue.task = None
+        if queue.pending:
+            queue.task = asyncio.get_running_loop().create_task(self._drain(queue))
         try:
-            while queue.pending:
-                batch, queue.pending = queue.pending[: self._max], queue.pending[self._max :]
-                try:
-                    answers = await self._send([command for command, _ in batch])
-                except Exception as exc:  # the pipeline failed: each of its callers is told
-                    for _, answer in batch:
-                        if not answer.done():
-                            answer.set_exception(exc)
-                    continue
-                except BaseException:
-                    for _, answer in batch:
-                        answer.cancel()
-                    raise
-                for (_, answer), out in zip(batch, answers, strict=True):
-                    if answer.done():  # its caller went away
-                        continue
-                    if isinstance(out, ResponseError):
-                        answer.set_exception(out)
-                    else:
-                        answer.set_result(out)
-        finally:
-            queue.task = None
-            for _, answer in queue.pending:  # the loop is closing: nobody will send them
+            answers = await self._send([command for command, _ in batch])
+        except Exception as exc:  # the pipeline failed: each of its callers is told
+            for _, answer in batch:
                 if not answer.done():
-                    answer.cancel()
-            queue.pending = []
+                    answer.set_exception(exc)
+            return
+        except BaseException:
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        for (_, answer), out in zip(batch, answers, strict=True):
+            if answer.done():  # its caller went away
+                continue
+            if isinstance(out, ResponseError):
+                answer.set_exception(out)
+            else:
+                answer.set_result(out)
 
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if len(commands) == 1:  # no pipeline's bookkeeping for a lone call
