@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 from sqlalchemy import Engine, select
@@ -15,6 +16,7 @@ from reengage.adapters.clock import AcceleratedClock, ManualClock, SystemClock
 from reengage.adapters.crypto import Credentials
 from reengage.adapters.db.activity_store import SqlActivityStore
 from reengage.adapters.db.group_commit import GroupCommit, LoopGroupCommit
+from reengage.adapters.db.loop_writes import dsn_of
 from reengage.adapters.db.models import Bot
 from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.adapters.media_store import DirectoryMediaStore
@@ -37,7 +39,7 @@ from reengage.events.notice import ManagerNoticeHandler
 from reengage.events.outbox import publish_after_commit
 from reengage.events.sender import EventHandler
 from reengage.inbound.handler import InboundHandler
-from reengage.inbound.platform import Statuses, write_statuses
+from reengage.inbound.platform import Statuses, write_statuses, write_statuses_on_loop
 from reengage.ports import ActivityStore, Channel, Clock, MediaStore, TimerStore
 from reengage.services.flows import FlowDeps
 from reengage.services.record_activity import record_activity
@@ -75,7 +77,12 @@ class Runtime:
     def __post_init__(self) -> None:
         self.media = DirectoryMediaStore(self.settings.media_path())
         self.statuses = GroupCommit(self.sessions, write_statuses)
-        self.statuses_on_loop = LoopGroupCommit(self.sessions, write_statuses)
+        dsn = dsn_of(self.engine)
+        self.statuses_on_loop = LoopGroupCommit(
+            self.sessions,
+            write_statuses,
+            on_loop=partial(write_statuses_on_loop, dsn) if dsn is not None else None,
+        )
 
     @classmethod
     def build(

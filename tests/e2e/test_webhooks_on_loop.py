@@ -3,16 +3,19 @@ is its one database write, a rotated secret is refused at once, statuses still m
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.inbound import inbound_timer
+from reengage.adapters.db.loop_writes import close_on_loop, dsn_of
 from reengage.adapters.db.models import Contact, Conversation, Delivery, InboundMessage
 from reengage.delivery.attempt import deliver
 from reengage.delivery.outbox import DeliveryRequest
@@ -20,7 +23,7 @@ from reengage.domain.activity import ChannelKind
 from reengage.domain.delivery import StatusUpdate
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.entrypoints.api.app import create_app
-from reengage.inbound.platform import Statuses, write_statuses
+from reengage.inbound.platform import Statuses, write_statuses, write_statuses_on_loop
 from reengage.runtime import Runtime
 from reengage.testing.telegram import FakeTelegram
 from reengage.testing.whatsapp import FakeWhatsApp
@@ -54,13 +57,23 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
         yield c
 
 
-def _statements(runtime: Runtime) -> list[str]:
+def _statements(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first word of each statement sent to the database: through the engine, or by an
+    event loop's own connection (where texts are stored)."""
     seen: list[str] = []
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement.split()[0].upper())
 
     event.listen(runtime.engine, "before_cursor_execute", before)
+    for name in ("execute", "executemany"):
+        on_loop = getattr(psycopg.AsyncCursor, name)
+
+        async def execute(cur: Any, query: Any, *args: Any, _on: Any = on_loop, **kw: Any) -> Any:
+            seen.append(str(query).split()[0].upper())
+            return await _on(cur, query, *args, **kw)
+
+        monkeypatch.setattr(psycopg.AsyncCursor, name, execute)
     return seen
 
 
@@ -92,12 +105,15 @@ def _telegram_bot(runtime: Runtime, client: TestClient, fake: FakeTelegram) -> t
 
 
 def test_a_known_bots_text_is_its_one_database_write_and_a_rotated_secret_is_refused(
-    runtime: Runtime, client: TestClient, fake_telegram: FakeTelegram
+    runtime: Runtime,
+    client: TestClient,
+    fake_telegram: FakeTelegram,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key, bot, secret = _telegram_bot(runtime, client, fake_telegram)
     assert _post_update(client, bot, secret, FakeTelegram.text_update(1, 4242, "oi")) == 200
 
-    seen = _statements(runtime)
+    seen = _statements(runtime, monkeypatch)
     assert _post_update(client, bot, secret, FakeTelegram.text_update(2, 4242, "preço?")) == 200
     assert seen == ["INSERT"]  # no bot, key or subject read: the text's row, nothing else
     assert _messages(runtime) == ["oi", "preço?"]
@@ -157,7 +173,7 @@ def _post_whatsapp(client: TestClient, bot: int, payload: dict[str, Any]) -> int
 
 
 def test_whatsapp_messages_and_statuses_of_a_known_bot(
-    runtime: Runtime, client: TestClient, clock: ManualClock
+    runtime: Runtime, client: TestClient, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, bot = _whatsapp_bot(runtime)
     ts, user = int(clock.now().timestamp()), WA_USER
@@ -166,7 +182,7 @@ def test_whatsapp_messages_and_statuses_of_a_known_bot(
         assert _post_whatsapp(client, bot, payload) == 200
     assert _messages(runtime) == ["oi", "tudo bem?"]
     first = _send(runtime, bot, "k1", "Volte!")
-    seen = _statements(runtime)
+    seen = _statements(runtime, monkeypatch)
     for status in ("delivered", "read", "sent"):
         payload = FakeWhatsApp.status_payload(WA_PHONE, first, status, user, ts)
         assert _post_whatsapp(client, bot, payload) == 200
@@ -197,22 +213,26 @@ def test_whatsapp_messages_and_statuses_of_a_known_bot(
 
 
 def test_a_crash_before_the_text_is_stored_loses_nothing_when_telegram_retries(
-    runtime: Runtime, fake_telegram: FakeTelegram
+    runtime: Runtime, fake_telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The activity is accepted, then the database refuses the text: Telegram gets a 500 and
-    retries; the retry finds the activity recorded (a duplicate) and stores the text, once."""
+    """The activity is accepted, then the database connection is lost as the text is sent:
+    Telegram gets a 500 and retries; the retry (on a new connection) finds the activity
+    recorded (a duplicate) and stores the text, once."""
     client = TestClient(create_app(runtime), raise_server_exceptions=False)
     with client:
         _, bot, secret = _telegram_bot(runtime, client, fake_telegram)
         assert _post_update(client, bot, secret, FakeTelegram.text_update(1, 7, "oi")) == 200
         failures = [1]
+        on_loop = psycopg.AsyncConnection.execute
 
-        def refuse(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.startswith("INSERT INTO inbound_message") and failures:
+        async def lost(conn: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            if str(query).startswith("INSERT INTO inbound_message") and failures:
                 failures.pop()
-                raise OSError("the database went away")
+                await conn.close()
+                raise psycopg.OperationalError("the database went away")
+            return await on_loop(conn, query, *args, **kwargs)
 
-        event.listen(runtime.engine, "before_cursor_execute", refuse)
+        monkeypatch.setattr(psycopg.AsyncConnection, "execute", lost)
         update = FakeTelegram.text_update(2, 7, "sair")
         assert _post_update(client, bot, secret, update) == 500
         assert runtime.activity.hot_seq(bot, "7") == 2  # accepted before the text failed
@@ -220,6 +240,7 @@ def test_a_crash_before_the_text_is_stored_loses_nothing_when_telegram_retries(
         assert _post_update(client, bot, secret, update) == 200
         assert runtime.activity.hot_seq(bot, "7") == 2  # the retry is a duplicate
         assert _messages(runtime) == ["oi", "sair"]
+        assert not failures
 
 
 def test_statuses_signed_with_a_rotated_app_secret_move_nothing(
@@ -291,3 +312,38 @@ def test_what_the_hot_paths_refuse_gets_the_routes_precise_error_and_writes_noth
     assert r.json() == {"accepted": 0, "duplicates": 1}
     assert _post_update(client, bot, secret, FakeTelegram.text_update(5, 4242, "ok")) == 200
     assert _messages(runtime) == ["oi", "ok"]
+
+
+def test_statuses_written_on_the_loop_move_deliveries_forward_only(
+    runtime: Runtime, client: TestClient, clock: ManualClock
+) -> None:
+    """Concurrent notifications' statuses in one transaction of the loop's own connection:
+    each moves its own deliveries, never backwards."""
+    _, bot = _whatsapp_bot(runtime)
+    ts = int(clock.now().timestamp())
+    hello = FakeWhatsApp.inbound_text_payload(WA_PHONE, "1555", WA_USER, "oi", "w1", ts)
+    assert _post_whatsapp(client, bot, hello) == 200
+    first, second = _send(runtime, bot, "k1", "Volte!"), _send(runtime, bot, "k2", "Oi?")
+    now = clock.now()
+    notifications = [
+        Statuses(bot, [StatusUpdate(second, "delivered")], now),
+        Statuses(bot, [StatusUpdate(second, "failed", 131047, "Re-engagement")], now),
+        Statuses(bot, [StatusUpdate(first, "failed", 131047, "Re-engagement")], now),
+        Statuses(bot, [StatusUpdate(second, "read")], now),
+        Statuses(bot, [StatusUpdate("wamid.unknown", "read")], now),
+    ]
+    dsn = dsn_of(runtime.engine)
+    assert dsn is not None
+
+    async def write() -> list[Exception | None]:
+        try:
+            return await write_statuses_on_loop(dsn, notifications)
+        finally:
+            await close_on_loop()
+
+    assert asyncio.run(write()) == [None] * 5
+    with runtime.sessions() as s:
+        rows = {r.channel_message_id: r for r in s.scalars(select(Delivery))}
+    assert (rows[second].status, rows[second].platform_status) == ("sent", "read")
+    assert (rows[first].status, rows[first].platform_status) == ("failed", "failed")
+    assert (rows[first].reason, rows[first].finished_at) == ("window_closed", now)

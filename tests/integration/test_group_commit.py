@@ -117,3 +117,26 @@ def test_a_bad_write_fails_its_own_caller_only(
     errors = results[0]
     assert [i for i, e in enumerate(errors) if e is not None] == [7]
     assert _count(runtime) == 9
+
+
+def test_a_batch_of_texts_is_one_statement_compiled_once_and_skips_stored_event_ids(
+    db_url: str, make_runtime: Callable[..., Runtime]
+) -> None:
+    runtime = make_runtime(db_url)
+    org = make_org(runtime)
+    bot_id = make_bot(runtime, org.org_id)
+    statements: list[str] = []
+    event.listen(runtime.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    compiled: list[object] = []
+    event.listen(runtime.engine, "before_execute", lambda *args: compiled.append(args[1]))
+    items = _rows(runtime, org.org_id, bot_id, 6)
+    with runtime.sessions.begin() as session:
+        insert_rows(session, items[:4])
+    with runtime.sessions.begin() as session:
+        insert_rows(session, items[2:])  # m2 and m3 are stored already: skipped, no error
+    inserts = [s for s in statements if s.startswith("INSERT INTO inbound_message")]
+    assert _count(runtime) == 6
+    if runtime.engine.dialect.name == "postgresql":
+        assert len(inserts) == 2  # one statement per batch, the same text both times
+        assert inserts[0] == inserts[1]
+        assert compiled[0] is compiled[1]  # the same statement object: compiled once, cached

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import psycopg
 import structlog
+from psycopg.rows import dict_row
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from reengage.adapters.db.loop_writes import connection_on_loop
 from reengage.adapters.db.models import Contact, Delivery
 from reengage.domain.delivery import StatusUpdate
 from reengage.ports import TimerStore
@@ -83,7 +86,7 @@ _MOVE = (
 def _apply(session: Session, notifications: Sequence[Statuses]) -> int:
     """One read of the deliveries concerned (locked, in id order) and one write of those that
     moved: the statuses of any number of notifications in two statements."""
-    wanted = {(n.bot_id, u.channel_message_id) for n in notifications for u in n.updates}
+    wanted = _wanted(notifications)
     if not wanted:
         return 0
     c = _TABLE.c
@@ -96,18 +99,79 @@ def _apply(session: Session, notifications: Sequence[Statuses]) -> int:
         .order_by(c.id)
         .with_for_update()
     ).all()
+    moved = _moved(notifications, wanted, [r._asdict() for r in found])
+    if moved:
+        session.execute(_MOVE, moved)
+    return len(moved)
+
+
+def _wanted(notifications: Sequence[Statuses]) -> set[tuple[int, str]]:
+    return {(n.bot_id, u.channel_message_id) for n in notifications for u in n.updates}
+
+
+def _moved(
+    notifications: Sequence[Statuses], wanted: set[tuple[int, str]], found: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The new values of the deliveries (`found`, in id order) that the statuses move."""
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     for r in found:
-        if (r.bot_id, r.channel_message_id) in wanted:
-            rows.setdefault((r.bot_id, r.channel_message_id), r._asdict())
+        if (r["bot_id"], r["channel_message_id"]) in wanted:
+            rows.setdefault((r["bot_id"], r["channel_message_id"]), r)
     moved: dict[int, dict[str, Any]] = {}
     for notification in notifications:
         for said in notification.updates:
             row = rows.get((notification.bot_id, said.channel_message_id))
             if row is not None and _advance(row, said, notification.now):
                 moved[row["id"]] = {"row_id": row["id"], **{f"new_{f}": row[f] for f in _FIELDS}}
-    if moved:
-        session.execute(_MOVE, list(moved.values()))
+    return list(moved.values())
+
+
+# The same two statements for the event loop's own connection (`write_statuses_on_loop`).
+_COLUMNS = ", ".join(_FIELDS)
+_READ_SQL = (
+    f"SELECT id, bot_id, channel_message_id, {_COLUMNS} FROM delivery"
+    " WHERE bot_id = ANY(%(bots)s) AND channel_message_id = ANY(%(messages)s)"
+    " ORDER BY id FOR UPDATE"
+)
+_MOVE_SQL = (
+    "UPDATE delivery SET "
+    + ", ".join(f"{f} = %(new_{f})s" for f in _FIELDS)
+    + " WHERE id = %(row_id)s"
+)
+
+
+async def write_statuses_on_loop(dsn: str, notifications: list[Statuses]) -> list[Exception | None]:
+    """`write_statuses` on the event loop (a `LoopGroupCommit`'s commit): the notifications'
+    statuses in one transaction of the loop's own connection for statuses; when it fails,
+    each notification's in one of its own, so that a bad one fails its own caller only."""
+    conn = await connection_on_loop(dsn, "statuses")
+    try:
+        await _apply_on_loop(conn, notifications)
+        return [None] * len(notifications)
+    except psycopg.Error as exc:
+        if conn.broken or len(notifications) == 1:
+            return [exc] * len(notifications)
+    errors: list[Exception | None] = []
+    for notification in notifications:
+        try:
+            await _apply_on_loop(conn, [notification])
+            errors.append(None)
+        except psycopg.Error as exc:
+            errors.append(exc)
+    return errors
+
+
+async def _apply_on_loop(conn: psycopg.AsyncConnection[Any], notifications: list[Statuses]) -> int:
+    wanted = _wanted(notifications)
+    if not wanted:
+        return 0
+    bots = sorted({bot for bot, _ in wanted})
+    messages = sorted({message for _, message in wanted})
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_READ_SQL, {"bots": bots, "messages": messages})
+        moved = _moved(notifications, wanted, await cur.fetchall())
+        if moved:
+            await cur.executemany(_MOVE_SQL, moved)
     return len(moved)
 
 

@@ -6,6 +6,7 @@ schedulers can claim concurrently. A hash value is `version|token|attempts|due_m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -14,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import redis
+import redis.asyncio
 
-from reengage.adapters.redis.shards import SyncClient, script
+from reengage.adapters.redis.loop_calls import loop_calls
+from reengage.adapters.redis.shards import AsyncClient, SyncClient, script
 from reengage.domain.timer import Backlog, ClaimedTimer, Payload, Timer
 
 _SCHEDULE = """
@@ -175,6 +178,23 @@ class RedisTimerStore:
 
     def schedule(self, timers: Sequence[Timer]) -> None:
         self._write(timers, only_missing=False)
+
+    async def schedule_on_loop(self, client: AsyncClient, timers: Sequence[Timer]) -> None:
+        """`schedule` by an asyncio client of the same Redis, on its event loop (with other
+        requests' script calls in one pipeline); by `schedule` in a thread when Redis lacks
+        the script (it restarted: `schedule` loads it again)."""
+        calls = loop_calls(client) if isinstance(client, redis.asyncio.Redis) else None
+        try:
+            for start in range(0, len(timers), _CHUNK):
+                args: list[str | int] = ["0", self._channel]
+                for t in timers[start : start + _CHUNK]:
+                    args += [t.key, _ms(t.due_at), t.version, _encode(t, uuid.uuid4().hex)]
+                if calls is not None:
+                    await calls.evalsha(self._schedule.sha, 3, *self._all_keys, *args)
+                else:
+                    await client.evalsha(self._schedule.sha, 3, *self._all_keys, *args)  # type: ignore[misc, arg-type]
+        except redis.exceptions.NoScriptError:
+            await asyncio.to_thread(self.schedule, timers)  # idempotent: versions only rise
 
     def schedule_missing(self, timers: Sequence[Timer]) -> int:
         return self._write(timers, only_missing=True)

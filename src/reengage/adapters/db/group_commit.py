@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -92,7 +92,10 @@ class GroupCommit(Generic[T]):
 class LoopGroupCommit(Generic[T]):
     """`GroupCommit` for callers on an event loop: they await their item's commit while one
     thread writes, in one transaction, what gathered during the previous one; `after` runs
-    in that thread with the committed items (an error there fails their callers)."""
+    in that thread with the committed items (an error there fails their callers).
+
+    `on_loop`, when given, commits the batch on the event loop instead (no thread hop): it
+    returns each item's error, or None once that item is committed (and its `after` done)."""
 
     def __init__(
         self,
@@ -101,11 +104,13 @@ class LoopGroupCommit(Generic[T]):
         after: Callable[[Sequence[T]], None] | None = None,
         *,
         max_batch: int = 256,
+        on_loop: Callable[[list[T]], Awaitable[list[Exception | None]]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._write = write
         self._after = after
         self._max = max_batch
+        self._on_loop = on_loop
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue[T]] = (
             weakref.WeakKeyDictionary()
         )
@@ -126,7 +131,14 @@ class LoopGroupCommit(Generic[T]):
             while queue.pending:
                 batch, queue.pending = queue.pending[: self._max], queue.pending[self._max :]
                 try:
-                    errors = await asyncio.to_thread(self._commit, [item for item, _ in batch])
+                    items = [item for item, _ in batch]
+                    if self._on_loop is not None:
+                        try:
+                            errors = await self._on_loop(items)
+                        except Exception as exc:  # nothing is known committed: all fail
+                            errors = [exc] * len(items)
+                    else:
+                        errors = await asyncio.to_thread(self._commit, items)
                 except BaseException:
                     for _, done in batch:
                         done.cancel()

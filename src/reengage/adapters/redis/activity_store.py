@@ -11,6 +11,8 @@ Redis memory thus follows the active subjects. The scripts are in `activity_scri
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -23,10 +25,17 @@ from sqlalchemy import Row, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.group_commit import GroupCommit, LoopGroupCommit
-from reengage.adapters.db.inbound import inbound_rows, inbound_timers, insert_rows, rows_timers
+from reengage.adapters.db.inbound import (
+    InboundOnLoop,
+    inbound_rows,
+    inbound_timers,
+    insert_rows,
+    rows_timers,
+)
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.subjects import write_subject_clocks
 from reengage.adapters.redis import activity_scripts as lua
+from reengage.adapters.redis.loop_calls import loop_calls
 from reengage.adapters.redis.shards import SyncClient, script
 from reengage.domain.activity import (
     MESSAGE_TYPES,
@@ -61,6 +70,9 @@ FIELDS = {
 _CHUNK = 500
 # The API's largest batch, in one script call on the event loop (about 20 ms of Redis).
 _LOOP_BATCH = 1000
+# Calls of at most this many events share a pipeline with concurrent requests' (their cost
+# is mostly redis-py's per command); larger ones go at once, not behind the pipeline.
+_PIPELINED = 16
 
 
 def _ms(when: datetime) -> int:
@@ -113,9 +125,25 @@ class RedisActivityStore:
         self._expire = script(client, lua.EXPIRE)
         # Concurrent requests' messages share a transaction (each still waits for its commit).
         self._store_inbound = GroupCommit(sessions, insert_rows)
+        # On PostgreSQL they are stored on the event loop itself (`InboundOnLoop`), their
+        # timers scheduled by that loop's client (the one that recorded their activity).
+        self._loop_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, redis.asyncio.Redis
+        ] = weakref.WeakKeyDictionary()
+        on_loop = InboundOnLoop(sessions, self._schedule_on_loop)
         self._store_inbound_on_loop = LoopGroupCommit(
-            sessions, insert_rows, lambda groups: timers.schedule(rows_timers(groups))
+            sessions,
+            insert_rows,
+            lambda groups: timers.schedule(rows_timers(groups)),
+            on_loop=on_loop if InboundOnLoop.usable(sessions) else None,
         )
+
+    async def _schedule_on_loop(self, timers: list[Timer]) -> None:
+        client = self._loop_clients.get(asyncio.get_running_loop())
+        if client is None:
+            await asyncio.to_thread(self._timers.schedule, timers)
+        else:
+            await self._timers.schedule_on_loop(client, timers)
 
     def _hash(self, subject: str) -> str:
         return f"{self._ns}:s:{subject}"
@@ -194,13 +222,18 @@ class RedisActivityStore:
         args += ["1", 0, *(_payload(org_id, policies[e.bot_id], e) for e in ordered)]
         try:
             # The one key names the shard's slot, where a cluster runs the script.
-            out = await client.evalsha(self._record.sha, 1, self._dirty, *args)  # type: ignore[misc, arg-type]
+            calls = loop_calls(client) if len(events) <= _PIPELINED else None
+            if calls is None:
+                out = await client.evalsha(self._record.sha, 1, self._dirty, *args)  # type: ignore[misc, arg-type]
+            else:  # with concurrent requests' calls, in one pipeline
+                out = await calls.evalsha(self._record.sha, 1, self._dirty, *args)
         except redis.exceptions.NoScriptError:
             return None  # Redis restarted: `record` loads the script again
         accepted = int(out[0])
         if accepted < 0:
             return None
         if said:
+            self._loop_clients[asyncio.get_running_loop()] = client
             await self._store_inbound_on_loop(said)
         return RecordResult(accepted, len(events) - accepted)
 

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from reengage import __version__
+from reengage.adapters.db.loop_writes import close_on_loop
 from reengage.adapters.redis.shards import connect_async
 from reengage.config import DEFAULT_MAX_BODY_BYTES, Settings
 from reengage.entrypoints import metrics_server
@@ -57,6 +58,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loop_redis = None
         if client is not None:
             await client.aclose()
+        await close_on_loop()  # the texts' connection of this loop, when it made one
         if app.state.manager_bot is not None:
             await app.state.manager_bot.close()
 

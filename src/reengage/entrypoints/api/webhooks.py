@@ -28,6 +28,7 @@ from reengage.adapters.channels.updates import (
     same_secret,
     whatsapp_signature_ok,
 )
+from reengage.adapters.redis.loop_calls import loop_calls
 from reengage.domain.activity import (
     ActivityEvent,
     ChannelKind,
@@ -89,7 +90,10 @@ async def _still_current(client: redis.asyncio.Redis, found: _Found) -> bool:
     read on the event loop), for what no record script checks (statuses alone)."""
     if found.stamp is None:
         return False
-    value = await client.get(found.stamp.key)
+    calls = loop_calls(client)
+    value = await (
+        client.get(found.stamp.key) if calls is None else calls.call("GET", found.stamp.key)
+    )
     return str(value or "") == found.stamp.value
 
 
