@@ -243,6 +243,7 @@ def _on_cluster(item: pytest.Item) -> bool:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`integration` and `e2e` by folder; `slow` is set by the tests themselves. The tests
     on the one local Redis Cluster (which they empty) run in one process under `-n`."""
