@@ -26,6 +26,7 @@ workers. Its last line is `events_per_s=<x> messages_slower_by=<x>%`. Run:
     .venv/bin/python bench/events_out.py [--quick] [--redis-url redis://127.0.0.1:6379/10]
     .venv/bin/python bench/events_out.py --production [--quick] [--layout split|general]
         [--redis-url redis://127.0.0.1:6379/10] [--broker-url redis://127.0.0.1:6379/9]
+        [--code REF]  # the processes run another commit's src/ (the bench is this one's)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from starlette.types import Receive, Scope, Send
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import herd
+from bench.baseline import checkout
 from bench.shop import bots_with_campaign, scheduler_of
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
@@ -234,7 +236,13 @@ def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, fl
 
 
 def production(
-    users: int, bots: int, layout: str, stores: herd.Stores, logs: Path, events_out: bool
+    tree: Path,
+    users: int,
+    bots: int,
+    layout: str,
+    stores: herd.Stores,
+    logs: Path,
+    events_out: bool,
 ) -> dict[str, float]:
     """One herd through the production processes; with `events_out`, a `*` subscription to
     the receiver is made over the API before the scheduler starts."""
@@ -253,7 +261,7 @@ def production(
             return arrived["seen"] >= expected
 
         extra = herd.Extra(subscribe, all_arrived)
-        f = herd.run(herd.ROOT, LAYOUTS[layout], users, bots, logs, stores, extra)
+        f = herd.run(tree, LAYOUTS[layout], users, bots, logs, stores, extra)
         all_arrived()
     with psycopg.connect(stores.db_url) as conn:
         row = conn.execute("SELECT count(*) FROM outbound_event").fetchone()
@@ -280,11 +288,12 @@ def main_production(args: argparse.Namespace) -> None:
     users, bots = (500, 10) if args.quick else (3_000, 20)
     stores = herd.Stores(PRODUCTION_DB, args.redis_url, args.broker_url)
     logs = Path(tempfile.mkdtemp(prefix="reengage-events-prod-"))
+    tree = checkout(args.code, logs) if args.code else herd.ROOT
     print(f"users={users} bots={bots} messages={users} events={users * EVENTS_PER_USER}")
     print(f"layout={args.layout} workers={'+'.join(LAYOUTS[args.layout])} concurrency=1 each")
-    print(f"process logs: {logs}")
-    without = production(users, bots, args.layout, stores, logs / "without", events_out=False)
-    with_events = production(users, bots, args.layout, stores, logs / "with", events_out=True)
+    print(f"code={args.code or 'this checkout'} process logs: {logs}")
+    without = production(tree, users, bots, args.layout, stores, logs / "without", False)
+    with_events = production(tree, users, bots, args.layout, stores, logs / "with", True)
     print(f"{'':26}{'no events':>12}{'events out':>12}")
     for name in (
         "messages_per_s",
@@ -311,6 +320,7 @@ def main() -> None:
     parser.add_argument("--production", action="store_true", help="scheduler + Celery workers")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="split")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--code", help="production: another commit's src/ runs")
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
     if args.production:
