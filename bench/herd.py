@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,6 +88,7 @@ class Figures:
     late_p50_s: float = 0.0  # when the messages were accepted, after the scheduler started
     late_p99_s: float = 0.0
     started_at: float = 0.0  # wall clock (time.time) when the scheduler started
+    cpu_ms_by: dict[str, float] = field(default_factory=dict)  # per process, per delivery
 
     @property
     def per_s(self) -> float:
@@ -247,11 +248,13 @@ def run(
                 wait_for(lambda log=log: _log_has(log, " ready."), name, 90)  # type: ignore[misc]
                 work.append(name)
             scheduler_env = env if workers else {**env, "REENGAGE_BROKER_URL": ""}
-            cpu0, store0 = procs.cpu_s(work), store_cpu_s()
+            cpu0_by = {name: procs.cpu_s([name]) for name in work}
+            cpu0, store0 = sum(cpu0_by.values()), store_cpu_s()
             log = procs.start("scheduler", [*cli, "scheduler"], scheduler_env)
             wait_for(lambda: _log_has(log, "scheduler.started"), "scheduler", 90)
             started, wall = time.monotonic(), time.time()
-            cpu0 += procs.cpu_s(["scheduler"])  # its start-up is not the herd's work
+            cpu0_by["scheduler"] = procs.cpu_s(["scheduler"])  # its start-up is not the herd's
+            cpu0 += cpu0_by["scheduler"]
             work.append("scheduler")
             count = {"sent": 0, "rate_limited": 0}
             deadline = started + max(120.0, users / 10)
@@ -262,6 +265,7 @@ def run(
             while not extra.done() and time.monotonic() < deadline:
                 time.sleep(0.2)
             cpu, store = procs.cpu_s(work) - cpu0, store_cpu_s() - store0
+            cpu_by = {name: procs.cpu_s([name]) - cpu0_by[name] for name in work}
             if count["sent"] < users or not extra.done():
                 raise RuntimeError(f"{workers}: {count['sent']} of {users} sent by the deadline")
             late = sorted(
@@ -287,6 +291,7 @@ def run(
         late[len(late) // 2],
         late[min(len(late) - 1, int(len(late) * 0.99))],
         wall,
+        {name: s * 1000 / sent for name, s in cpu_by.items()},
     )
 
 
