@@ -210,7 +210,12 @@ class EventHandler:
             return Outcome(_next_in_order(session, [row], now).get(row.id, []))
         first = loaded.firsts.get((row.subscription_id, row.ordering_key))
         if first is not None and first[0] < row.id:  # its order: after the one before it
-            return Held(max(first[1], now) + HOLD)
+            # Being sent for the first time (leased, no attempt yet): it settles within the
+            # lease and releases this one; look again after HOLD in case that release is lost
+            # (one written before this hold is replaced by it), not after the whole lease.
+            _, first_at, first_attempts = first
+            in_flight = first_attempts == 0 and first_at > now
+            return Held((now if in_flight else max(first_at, now)) + HOLD)
         event = loaded.events[row.event_id]
         kept = {} if secrets is None else secrets
         if sub.id not in kept:
@@ -290,14 +295,14 @@ class EventHandler:
         return [(i, event_timer(i, at)) for i, at in session.execute(stmt).tuples()]
 
 
-Firsts = dict[tuple[int, str], tuple[int, datetime]]
+Firsts = dict[tuple[int, str], tuple[int, datetime, int]]  # (id, next_at, attempts)
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """A batch's rows, held here (the session keeps only weak references to what it loaded,
     so rows nobody holds are read again, one statement each), and the first pending delivery
-    (id, due) of each of their orders."""
+    (id, due, attempts) of each of their orders."""
 
     deliveries: dict[int, EventDelivery]
     subscriptions: dict[int, EventSubscription]
@@ -337,7 +342,7 @@ def _load(
 
 
 def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
-    """The first pending delivery (id, due) of each of these deliveries' orders."""
+    """The first pending delivery (id, due, attempts) of each of these deliveries' orders."""
     groups = sorted({(r.subscription_id, r.ordering_key) for r in rows})
     if not groups:
         return {}
@@ -358,9 +363,10 @@ def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
             EventDelivery.ordering_key,
             EventDelivery.id,
             EventDelivery.next_at,
+            EventDelivery.attempts,
         ).where(EventDelivery.id.in_(first_ids))
     ).tuples()
-    return {(sub, order): (i, at) for sub, order, i, at in found}
+    return {(sub, order): (i, at, n) for sub, order, i, at, n in found}
 
 
 def _next_in_order(
