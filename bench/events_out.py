@@ -12,9 +12,21 @@ real time; a run ends when the fake has every message (and the receiver every ev
 Figures, side by side: messages/s, the lateness of the messages (p50/p99: when each left
 after its step fell due), then events/s, how long the last event arrived after the last
 message (`events_tail_s`), duplicates (a webhook-id verified twice) and requests the receiver
-refused. The last line is `events_per_s=<x>`. Run:
+refused. The last line is `events_per_s=<x>`.
+
+`--production` measures the same question in the production topology, with `bench/herd.py`'s
+machinery: the fake Bot API in its own process, `reengage serve`, one `reengage scheduler` and
+Celery workers (`reengage worker --concurrency 1`) laid out by `--layout` (`split`: one worker
+for `timers,recovery`, one for `events`; `general`: two workers on every queue), PostgreSQL +
+Redis + a Redis broker, real time, and users who wrote 3 minutes ago (every step overdue when
+the scheduler starts). The receiver is the same process as above. Message lateness is when the
+fake accepted each message after the scheduler started; CPU is that of the scheduler and the
+workers. Its last line is `events_per_s=<x> messages_slower_by=<x>%`. Run:
 
     .venv/bin/python bench/events_out.py [--quick] [--redis-url redis://127.0.0.1:6379/10]
+    .venv/bin/python bench/events_out.py --production [--quick] [--layout split|general]
+        [--redis-url redis://127.0.0.1:6379/10] [--broker-url redis://127.0.0.1:6379/9]
+        [--code REF]  # the processes run another commit's src/ (the bench is this one's)
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import logging
 import multiprocessing
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +55,8 @@ from starlette.types import Receive, Scope, Send
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import herd
+from bench.baseline import checkout
 from bench.shop import bots_with_campaign, scheduler_of
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.migrate import upgrade
@@ -64,6 +79,9 @@ CAMPAIGN = {
     "steps": [{"schedule": "1m", "blocks": [{"kind": "text", "text": "Volte!"}]}],
 }
 EVENTS_PER_USER = 3
+PRODUCTION_DB = "reengage_bench_events_prod"
+# The Celery workers of the production topology (each `--concurrency 1`), by their queues.
+LAYOUTS = {"split": ["timers,recovery", "events"], "general": ["timers,recovery,events"] * 2}
 
 
 class Receiver:
@@ -217,12 +235,92 @@ def run(users: int, bots: int, redis_url: str, events_out: bool) -> dict[str, fl
     }
 
 
+def production(
+    tree: Path,
+    users: int,
+    bots: int,
+    layout: str,
+    stores: herd.Stores,
+    logs: Path,
+    events_out: bool,
+) -> dict[str, float]:
+    """One herd through the production processes; with `events_out`, a `*` subscription to
+    the receiver is made over the API before the scheduler starts."""
+    expected = users * EVENTS_PER_USER if events_out else 0
+    arrived: dict[str, float] = {"seen": 0}
+    with receiver_process() as hook_url, httpx.Client() as hook:
+
+        def subscribe(api: httpx.Client) -> None:
+            if events_out:
+                body = {"url": f"{hook_url}/events", "event_types": ["*"]}
+                secret = herd._ok(api.post("/v1/event-subscriptions", json=body))["secret"]
+                hook.post(f"{hook_url}/_secret", content=str(secret)).raise_for_status()
+
+        def all_arrived() -> bool:
+            arrived.update(hook.get(f"{hook_url}/_count").json())
+            return arrived["seen"] >= expected
+
+        extra = herd.Extra(subscribe, all_arrived)
+        f = herd.run(tree, LAYOUTS[layout], users, bots, logs, stores, extra)
+        all_arrived()
+    with psycopg.connect(stores.db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM outbound_event").fetchone()
+    recorded = int(row[0]) if row else 0
+    assert recorded == expected, f"{recorded} events recorded for {expected}"
+    assert f.sent == users, f"{f.sent} messages sent for {users}"
+    last_event = arrived.get("last_at", 0.0) - f.started_at if expected else 0.0
+    return {
+        "messages_per_s": f.per_s,
+        "late_p50_s": f.late_p50_s,
+        "late_p99_s": f.late_p99_s,
+        "cpu_ms_per_message": f.cpu_ms,
+        "store_cpu_ms_per_message": f.store_cpu_ms,
+        "reclaims": f.reclaims,
+        **{f"cpu_ms_per_message_{name}": ms for name, ms in f.cpu_ms_by.items()},
+        "events_per_s": expected / max(last_event, f.drain_s) if expected else 0.0,
+        "events_tail_s": max(0.0, last_event - f.drain_s),
+        "seen": arrived["seen"],
+        "duplicates": arrived.get("duplicates", 0),
+        "refused": arrived.get("refused", 0),
+    }
+
+
+def main_production(args: argparse.Namespace) -> None:
+    users, bots = (500, 10) if args.quick else (3_000, 20)
+    stores = herd.Stores(PRODUCTION_DB, args.redis_url, args.broker_url)
+    logs = Path(tempfile.mkdtemp(prefix="reengage-events-prod-"))
+    tree = checkout(args.code, logs) if args.code else herd.ROOT
+    print(f"users={users} bots={bots} messages={users} events={users * EVENTS_PER_USER}")
+    print(f"layout={args.layout} workers={'+'.join(LAYOUTS[args.layout])} concurrency=1 each")
+    print(f"code={args.code or 'this checkout'} process logs: {logs}")
+    without = production(tree, users, bots, args.layout, stores, logs / "without", False)
+    with_events = production(tree, users, bots, args.layout, stores, logs / "with", True)
+    print(f"{'':34}{'no events':>12}{'events out':>12}")
+    for name in without:
+        if name.startswith(("messages", "late", "cpu", "store", "reclaims")):
+            print(f"{name:34}{without[name]:12.2f}{with_events[name]:12.2f}")
+    slower = 1 - with_events["messages_per_s"] / without["messages_per_s"]
+    print(f"events_tail_s={with_events['events_tail_s']:.2f}")
+    print(
+        f"events_seen={with_events['seen']:.0f} duplicates={with_events['duplicates']:.0f} "
+        f"refused={with_events['refused']:.0f}"
+    )
+    print(f"events_per_s={with_events['events_per_s']:.0f} messages_slower_by={slower:.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer users")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--production", action="store_true", help="scheduler + Celery workers")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="split")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--code", help="production: another commit's src/ runs")
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
+    if args.production:
+        main_production(args)
+        return
     users, bots = (600, 10) if args.quick else (3_000, 20)
     print(f"users={users} bots={bots} messages={users} events={users * EVENTS_PER_USER}")
     without = run(users, bots, args.redis_url, events_out=False)

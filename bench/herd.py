@@ -33,7 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,17 +85,54 @@ class Figures:
     rate_limited: int
     cpu_ms: float  # scheduler + workers, per delivery
     store_cpu_ms: float  # PostgreSQL + Redis, per delivery
+    late_p50_s: float = 0.0  # when the messages were accepted, after the scheduler started
+    late_p99_s: float = 0.0
+    started_at: float = 0.0  # wall clock (time.time) when the scheduler started
+    cpu_ms_by: dict[str, float] = field(default_factory=dict)  # per process, per delivery
 
     @property
     def per_s(self) -> float:
         return self.sent / self.drain_s
 
 
-def reset() -> None:
+@dataclass(frozen=True)
+class Stores:
+    """The database and Redis dbs a run uses (another bench gives its own, so that two
+    benches never share them)."""
+
+    db_name: str = DB_NAME
+    redis_url: str = REDIS_URL
+    broker_url: str = BROKER_URL
+
+    @property
+    def db_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:5432/{self.db_name}"
+
+
+@dataclass(frozen=True)
+class Extra:
+    """More work around a herd: `prepare(api)` once the bots and users are set up (the client
+    authenticated), and the run ends only when `done()` holds too (after the messages)."""
+
+    prepare: Callable[[httpx.Client], None] = lambda api: None
+    done: Callable[[], bool] = lambda: True
+
+
+HERD_STORES = Stores()
+
+
+def workers_of(mode: str) -> list[str]:
+    """The queues of each Celery worker a herd mode starts (none: `inline`)."""
+    if mode.startswith("celery"):
+        return ["timers,recovery"] * int(mode.split("x")[1])
+    return []
+
+
+def reset(stores: Stores = HERD_STORES) -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    for url in (REDIS_URL, BROKER_URL):
+        conn.execute(f"DROP DATABASE IF EXISTS {stores.db_name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {stores.db_name}")
+    for url in (stores.redis_url, stores.broker_url):
         redis.Redis.from_url(url).flushdb()
 
 
@@ -166,18 +204,29 @@ def set_up_database(env: dict[str, str], db_url: str) -> str:
     return created.split("api key ")[1].split()[0]
 
 
-def run(tree: Path, mode: str, users: int, bots: int, logs: Path) -> Figures:
-    """One herd on a fresh database: set up through the API, then drain it."""
-    reset()
+def run(
+    tree: Path,
+    workers: Sequence[str],
+    users: int,
+    bots: int,
+    logs: Path,
+    stores: Stores = HERD_STORES,
+    extra: Extra | None = None,
+) -> Figures:
+    """One herd on a fresh database: set up through the API, then drain it, by one scheduler
+    and a Celery worker (`--concurrency 1`) per entry of `workers` (its queues), or by the
+    scheduler alone (in-process) when there are none."""
+    reset(stores)
     logs.mkdir(parents=True)
-    env = tree_env(tree, DB_URL, REDIS_URL, BROKER_URL)
+    env = tree_env(tree, stores.db_url, stores.redis_url, stores.broker_url)
     cli = ["-m", "reengage.entrypoints.cli"]
-    api_key = set_up_database(env, DB_URL)
+    api_key = set_up_database(env, stores.db_url)
     procs = Processes(logs)
     platform_port, api_port = free_port(), free_port()
     platform_url, api_url = f"http://127.0.0.1:{platform_port}", f"http://127.0.0.1:{api_port}"
     env["REENGAGE_TELEGRAM_API_BASE"] = platform_url
     head_env = {**env, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    extra = extra or Extra()
     try:
         procs.start(
             "platform", ["-m", "bench.chaos_kit.platform", "--port", str(platform_port)], head_env
@@ -190,20 +239,22 @@ def run(tree: Path, mode: str, users: int, bots: int, logs: Path) -> Figures:
             wait_for(lambda: platform.get("/_control/count").status_code == 200, "platform", 60)
             wait_for(lambda: api.get("/healthz").status_code < 500, "api", 60)
             set_up(api, api_key, users, bots)
+            extra.prepare(api)
             work = []
-            if mode.startswith("celery"):
-                for i in range(int(mode.split("x")[1])):
-                    name = f"worker-{i + 1}"
-                    argv = [*cli, "worker", "--queues", "timers,recovery", "--concurrency", "1"]
-                    log = procs.start(name, argv, env)
-                    wait_for(lambda log=log: _log_has(log, " ready."), name, 90)  # type: ignore[misc]
-                    work.append(name)
-            scheduler_env = env if mode.startswith("celery") else {**env, "REENGAGE_BROKER_URL": ""}
-            cpu0, store0 = procs.cpu_s(work), store_cpu_s()
+            for i, queues in enumerate(workers):
+                name = f"worker-{i + 1}"
+                argv = [*cli, "worker", "--queues", queues, "--concurrency", "1"]
+                log = procs.start(name, argv, env)
+                wait_for(lambda log=log: _log_has(log, " ready."), name, 90)  # type: ignore[misc]
+                work.append(name)
+            scheduler_env = env if workers else {**env, "REENGAGE_BROKER_URL": ""}
+            cpu0_by = {name: procs.cpu_s([name]) for name in work}
+            cpu0, store0 = sum(cpu0_by.values()), store_cpu_s()
             log = procs.start("scheduler", [*cli, "scheduler"], scheduler_env)
             wait_for(lambda: _log_has(log, "scheduler.started"), "scheduler", 90)
-            started = time.monotonic()
-            cpu0 += procs.cpu_s(["scheduler"])  # its start-up is not the herd's work
+            started, wall = time.monotonic(), time.time()
+            cpu0_by["scheduler"] = procs.cpu_s(["scheduler"])  # its start-up is not the herd's
+            cpu0 += cpu0_by["scheduler"]
             work.append("scheduler")
             count = {"sent": 0, "rate_limited": 0}
             deadline = started + max(120.0, users / 10)
@@ -211,12 +262,20 @@ def run(tree: Path, mode: str, users: int, bots: int, logs: Path) -> Figures:
                 time.sleep(0.1)
                 count = platform.get("/_control/count").json()
             drained = time.monotonic() - started
+            while not extra.done() and time.monotonic() < deadline:
+                time.sleep(0.2)
             cpu, store = procs.cpu_s(work) - cpu0, store_cpu_s() - store0
-            if count["sent"] < users:
-                raise RuntimeError(f"{mode}: {count['sent']} of {users} sent by the deadline")
+            cpu_by = {name: procs.cpu_s([name]) - cpu0_by[name] for name in work}
+            if count["sent"] < users or not extra.done():
+                raise RuntimeError(f"{workers}: {count['sent']} of {users} sent by the deadline")
+            late = sorted(
+                r["ended"] - wall
+                for r in platform.get("/_control/requests", params={"since": wall}).json()
+                if r["path"].endswith("/sendMessage") and r["outcome"] == 200
+            )
     finally:
         procs.stop()
-    with psycopg.connect(DB_URL) as conn:
+    with psycopg.connect(stores.db_url) as conn:
         row = conn.execute(
             "SELECT count(*), coalesce(sum(attempts), 0) FROM delivery WHERE status = 'sent'"
         ).fetchone()
@@ -229,6 +288,10 @@ def run(tree: Path, mode: str, users: int, bots: int, logs: Path) -> Figures:
         int(count["rate_limited"]),
         cpu * 1000 / sent,
         store * 1000 / sent,
+        late[len(late) // 2],
+        late[min(len(late) - 1, int(len(late) * 0.99))],
+        wall,
+        {name: s * 1000 / sent for name, s in cpu_by.items()},
     )
 
 
@@ -296,7 +359,7 @@ def main() -> None:
     results: dict[tuple[str, str], Figures] = {}
     for mode in modes:
         for name, tree in trees.items():
-            f = run(tree, mode, users, bots, work / f"{mode}-{name}")
+            f = run(tree, workers_of(mode), users, bots, work / f"{mode}-{name}")
             results[mode, name] = f
             print(
                 f"{mode:10} {name:9} {f.drain_s:>8.1f} {f.per_s:>8.0f} {f.reclaims:>9} "

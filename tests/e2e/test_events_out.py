@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +55,8 @@ class Receiver:
         self.arrivals: list[Arrival] = []  # verified requests, duplicates included
         self.refused = 0
         self.accepted: dict[str, Arrival] = {}  # the first of each webhook-id
+        self.gate: threading.Event | None = None  # when set: requests answered once it opens
+        self.entered = threading.Event()  # a verified request arrived
         self._lock = threading.Lock()
         self._server: RunningServer | None = None
         self.port = 0
@@ -73,6 +76,9 @@ class Receiver:
         with self._lock:
             self.arrivals.append(arrival)
             self.accepted.setdefault(arrival.webhook_id, arrival)
+        self.entered.set()
+        while self.gate is not None and not self.gate.is_set():
+            await asyncio.sleep(0.01)
         await Response(status_code=204)(scope, receive, send)
 
     @property
@@ -190,10 +196,11 @@ def test_a_worker_killed_mid_send_loses_no_event(bot: Bot, receiver: Receiver) -
     bot.says("oi")
     bot.wait(59)
     # A worker claims the event's timer, sends it, and dies before recording the answer or
-    # acknowledging the timer; its lease runs out (30 s) and another worker takes it.
+    # acknowledging the timer; its timer's lease runs out (30 s) and another worker takes it,
+    # and sends it once the delivery's own lease (50 s for one request) is over.
     killed = KilledAfterSend(handler)
     bot.runtime.registry["event"] = killed
-    bot.wait(1.5)
+    bot.wait(2)
     assert killed.sent == 1
     assert len(receiver.arrivals) == 2  # at least once: the same event again...
     assert len({a.webhook_id for a in receiver.arrivals}) == 1  # ...with the same webhook-id
@@ -215,9 +222,7 @@ class KilledAfterSend:
         if self.sent:  # the next worker
             return self.inner.handle(timer, now)
         delivery_id = int(timer.payload["event_delivery_id"])
-        with self.inner.sessions.begin() as session:
-            firsts = sender._load(session, [delivery_id])
-            ready = self.inner._ready(session, delivery_id, now, firsts)
+        ready = self.inner.take([delivery_id], now)[delivery_id]
         assert isinstance(ready, sender.Request)
         sender.post(self.inner.client, ready)
         self.sent += 1
@@ -225,6 +230,54 @@ class KilledAfterSend:
 
     def pending(self, *args: Any) -> Any:
         return self.inner.pending(*args)
+
+
+def test_a_delivery_two_workers_take_at_once_is_sent_once(bot: Bot, receiver: Receiver) -> None:
+    subscribe(bot, receiver, ["*"])
+    handler = bot.runtime.registry["event"]
+    assert isinstance(handler, sender.EventHandler)
+    caught = Caught()
+    bot.runtime.registry["event"] = caught
+    bot.says("oi")
+    bot.wait(60.5)  # the hand-off is decided; its event's timer caught, not run
+    [timer] = caught.timers
+    # A worker sends it and waits for the receiver's answer; meanwhile the same delivery
+    # reaches a second worker (as when the delivery before it in its order settles and
+    # releases it while its first claim is still in flight).
+    receiver.gate = threading.Event()
+    now = bot.clock.now()
+    first: list[Any] = []
+    sending = threading.Thread(target=lambda: first.append(handler.handle(timer, now)))
+    sending.start()
+    try:
+        assert receiver.entered.wait(10)
+        second = handler.handle(timer, now)
+    finally:
+        receiver.gate.set()
+        sending.join(10)
+    assert len(receiver.arrivals) == 1
+    lease_end = now + sender.sending_lease(1)
+    assert [t.due_at for t in second.timers] == [lease_end]  # it looks again after the lease
+    assert first == [sender.NOTHING]
+    with bot.runtime.sessions() as session:
+        [row] = session.scalars(select(EventDelivery)).all()
+        assert (row.status, row.attempts) == ("delivered", 1)
+
+
+@dataclass
+class Caught:
+    """A worker that keeps the event timers it gets, and runs none."""
+
+    timers: list[Any] = field(default_factory=list)
+    purpose: str = "event"
+    queue: str = "timers"
+
+    def handle(self, timer: Any, now: Any) -> Any:
+        self.timers.append(timer)
+        return sender.NOTHING
+
+    def pending(self, *args: Any) -> Any:
+        return []
 
 
 def test_a_forged_or_replayed_request_is_refused_by_the_library(

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import EventAttempt, EventDelivery
 from reengage.entrypoints.worker.celery_app import make_celery
+from reengage.events.sender import sending_lease
 from reengage.runtime import Runtime
 from reengage.services import event_subscriptions as subs
 from reengage.services.contacts import ContactChange, change_contact
@@ -103,7 +104,8 @@ def test_a_worker_killed_while_its_request_is_in_flight_loses_no_event(
     doomed.wait()
     spawn_worker("survivor", queues="events")
     time.sleep(1)
-    clock.advance(LEASE)  # the dead worker's lease runs out
+    # The dead worker's leases run out: its timer's (30 s), then its delivery's (50 s).
+    clock.advance(max(LEASE, sending_lease(1)))
     claim_all(scheduler)
 
     def delivered() -> bool:

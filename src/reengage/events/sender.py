@@ -40,6 +40,21 @@ MAX_PARALLEL = 16  # requests of one batch in flight at once
 # A delivery behind another of its order waits for it; it is released as soon as the one
 # before settles, and looks again after this in case that release was lost.
 HOLD = timedelta(seconds=30)
+# While a batch sends, its deliveries are leased to it (their `next_at` moved past the time the
+# sends may take): another worker that gets the same delivery meanwhile (a timer released by
+# the delivery before it in order while the first claim was in flight) leaves it alone and
+# looks again when the lease ends, instead of sending it a second time. A worker that dies
+# mid-send delays its deliveries by the lease at most.
+LEASE_MARGIN = timedelta(seconds=30)
+
+
+def sending_lease(requests: int) -> timedelta:
+    """How long a batch of this many requests may take to send (each round of `MAX_PARALLEL`
+    up to twice `TIMEOUT`: connecting, then the answer), with a margin."""
+    rounds = -(-requests // MAX_PARALLEL)
+    return LEASE_MARGIN + timedelta(seconds=2 * TIMEOUT * rounds)
+
+
 # Their own worker queue (and, in embedded mode, their own thread): a slow receiver holds
 # event senders, never the messages'.
 EVENTS_QUEUE = "events"
@@ -125,10 +140,7 @@ class EventHandler:
         requests sent side by side, their answers written in one transaction (a few
         statements too: the attempts in one insert, the deliveries' updates together)."""
         ids = [int(t.payload["event_delivery_id"] or 0) for t in timers]
-        with self.sessions.begin() as session:
-            loaded = _load(session, ids)
-            secrets: dict[int, list[str]] = {}  # decrypted once per subscription
-            ready = {i: self._ready(session, i, now, loaded, secrets) for i in ids}
+        ready = self.take(ids, now)
         requests = {i: r for i, r in ready.items() if isinstance(r, Request)}
         answers: dict[int, Answer] = {}
         if len(requests) == 1:
@@ -162,6 +174,19 @@ class EventHandler:
             outcomes.append(recorded[i] if isinstance(step, Request) else step)
         return outcomes
 
+    def take(self, ids: list[int], now: datetime) -> dict[int, Request | Held | Outcome]:
+        """What to send of these deliveries, read in one transaction with their rows locked;
+        those to send are leased to this batch before the commit (see `sending_lease`)."""
+        with self.sessions.begin() as session:
+            loaded = _load(session, ids, lock=True, rows_only=False)
+            secrets: dict[int, list[str]] = {}  # decrypted once per subscription
+            ready = {i: self._ready(session, i, now, loaded, secrets) for i in ids}
+            requests = [i for i, r in ready.items() if isinstance(r, Request)]
+            lease_end = now + sending_lease(len(requests))
+            for i in requests:
+                loaded.deliveries[i].next_at = lease_end
+        return ready
+
     def _ready(
         self,
         session: Session,
@@ -176,6 +201,8 @@ class EventHandler:
         row = loaded.deliveries.get(delivery_id)
         if row is None or row.status != "pending":
             return NOTHING
+        if row.next_at > now:  # being sent by another batch, or waiting for its retry
+            return Outcome([event_timer(row.id, row.next_at)])
         sub = loaded.subscriptions[row.subscription_id]
         if not sub.enabled:
             row.status, row.finished_at = "failed", now
@@ -183,7 +210,12 @@ class EventHandler:
             return Outcome(_next_in_order(session, [row], now).get(row.id, []))
         first = loaded.firsts.get((row.subscription_id, row.ordering_key))
         if first is not None and first[0] < row.id:  # its order: after the one before it
-            return Held(max(first[1], now) + HOLD)
+            # Being sent for the first time (leased, no attempt yet): it settles within the
+            # lease and releases this one; look again after HOLD in case that release is lost
+            # (one written before this hold is replaced by it), not after the whole lease.
+            _, first_at, first_attempts = first
+            in_flight = first_attempts == 0 and first_at > now
+            return Held((now if in_flight else max(first_at, now)) + HOLD)
         event = loaded.events[row.event_id]
         kept = {} if secrets is None else secrets
         if sub.id not in kept:
@@ -263,14 +295,14 @@ class EventHandler:
         return [(i, event_timer(i, at)) for i, at in session.execute(stmt).tuples()]
 
 
-Firsts = dict[tuple[int, str], tuple[int, datetime]]
+Firsts = dict[tuple[int, str], tuple[int, datetime, int]]  # (id, next_at, attempts)
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """A batch's rows, held here (the session keeps only weak references to what it loaded,
     so rows nobody holds are read again, one statement each), and the first pending delivery
-    (id, due) of each of their orders."""
+    (id, due, attempts) of each of their orders."""
 
     deliveries: dict[int, EventDelivery]
     subscriptions: dict[int, EventSubscription]
@@ -278,9 +310,13 @@ class Loaded:
     firsts: Firsts
 
 
-def _load(session: Session, ids: list[int], *, lock: bool = False) -> Loaded:
+def _load(
+    session: Session, ids: list[int], *, lock: bool = False, rows_only: bool | None = None
+) -> Loaded:
     """Load a batch's deliveries, their subscriptions and events in three statements (`lock`:
-    deliveries and subscriptions locked, in id order, and neither events nor orders read)."""
+    deliveries locked, in id order; `rows_only` (by default as `lock`): their subscriptions
+    locked too, and neither events nor orders read)."""
+    rows_only = lock if rows_only is None else rows_only
     if not ids:
         return Loaded({}, {}, {}, {})
     stmt = select(EventDelivery).where(among(session, EventDelivery.id, ids))
@@ -289,10 +325,10 @@ def _load(session: Session, ids: list[int], *, lock: bool = False) -> Loaded:
     sub_ids = sorted({r.subscription_id for r in rows})
     stmt_subs = select(EventSubscription).where(among(session, EventSubscription.id, sub_ids))
     stmt_subs = stmt_subs.order_by(EventSubscription.id)
-    subs = session.scalars(stmt_subs.with_for_update() if lock else stmt_subs).all()
+    subs = session.scalars(stmt_subs.with_for_update() if rows_only else stmt_subs).all()
     deliveries = {r.id: r for r in rows}
     subscriptions = {s.id: s for s in subs}
-    if lock:
+    if rows_only:
         return Loaded(deliveries, subscriptions, {}, {})
     pending = [r for r in rows if r.status == "pending"]
     event_ids = sorted({r.event_id for r in pending})
@@ -306,7 +342,7 @@ def _load(session: Session, ids: list[int], *, lock: bool = False) -> Loaded:
 
 
 def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
-    """The first pending delivery (id, due) of each of these deliveries' orders."""
+    """The first pending delivery (id, due, attempts) of each of these deliveries' orders."""
     groups = sorted({(r.subscription_id, r.ordering_key) for r in rows})
     if not groups:
         return {}
@@ -327,9 +363,10 @@ def _firsts(session: Session, rows: Sequence[EventDelivery]) -> Firsts:
             EventDelivery.ordering_key,
             EventDelivery.id,
             EventDelivery.next_at,
+            EventDelivery.attempts,
         ).where(EventDelivery.id.in_(first_ids))
     ).tuples()
-    return {(sub, order): (i, at) for sub, order, i, at in found}
+    return {(sub, order): (i, at, n) for sub, order, i, at, n in found}
 
 
 def _next_in_order(
