@@ -256,7 +256,7 @@ async def measure(api_url: str, work: Workload, quick: bool) -> dict[str, Run]:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as paced:
             out["latency"] = await open_loop(paced, api_url, singles, 1000, 4 if quick else 15)
         out["batch"] = await closed_loop(session, api_url, work.batches(1000), 4,
-                                         10 if quick else 60)  # fmt: skip
+                                         40 if quick else 60)  # fmt: skip
         out["webhook"] = await closed_loop(session, api_url, hooks, 50, n // 2)
     return out
 
