@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +23,7 @@ from reengage.adapters.db.session import make_engine
 from reengage.delivery.outbox import DeliveryRequest, enqueue, enqueue_many
 from reengage.domain.outbound import MessageKind, OutboundMessage
 from reengage.runtime import Runtime
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import database_at
 from tests.factories import make_bot, make_org, message
 from tests.integration.test_partitions import _prune, _sql
 
@@ -33,7 +32,6 @@ OLD = NOW - timedelta(days=200)  # past the 90-day retention
 STUCK = OLD + timedelta(days=14)  # as old, another week: its own range
 RECENT = NOW - timedelta(days=20)
 DB = f"reengage_delivery_partitions_{os.getpid()}"
-URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{DB}"
 SLOW = pytest.mark.slow
 MSG = OutboundMessage(MessageKind.TEXT, "Oi! Ainda por aí?")
 # id -> (dedup_key, status, scheduled_at): one week each, ids in time order.
@@ -46,19 +44,11 @@ SEEDED = {
 }
 
 
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def database() -> Iterator[str]:
     """A database of its own, migrated up to the revision before the delivery partitions."""
-    _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{DB}"')
-    upgrade(URL, "0018")
-    yield URL
-    _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    with database_at(DB, "0018") as url:
+        yield url
 
 
 def _seed(url: str, make_runtime: Callable[..., Runtime], clock: ManualClock) -> tuple[int, int]:

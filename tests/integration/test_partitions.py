@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import insert, select, text
 
@@ -29,7 +28,7 @@ from reengage.adapters.db.session import make_engine, make_session_factory
 from reengage.domain.activity import ActivityEvent, EventType
 from reengage.runtime import Runtime
 from reengage.services import campaign_replay, event_log
-from tests.conftest import PG_ADMIN_URL, TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, database_at
 from tests.factories import make_bot, make_org, message
 
 NOW = datetime.now(UTC)
@@ -39,22 +38,13 @@ RECENT = NOW - timedelta(days=2)
 DB = f"reengage_partitions_{os.getpid()}"
 # Each of these migrates a database of its own from 0014 (one stays in the fast lane).
 SLOW = pytest.mark.slow
-URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{DB}"
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def database() -> Iterator[str]:
     """A database of its own, migrated up to the revision before the partitions."""
-    _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{DB}"')
-    upgrade(URL, "0014")
-    yield URL
-    _admin(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    with database_at(DB, "0014") as url:
+        yield url
 
 
 def _sql(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
