@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import event, select
 
 from reengage.adapters.clock import ManualClock
-from reengage.adapters.db.models import Contact, Conversation
+from reengage.adapters.db.models import Contact, Conversation, ConversationEvent
 from reengage.domain.inactivity import inactivity_key
 from reengage.runtime import Runtime
 from reengage.services.record_activity import bot_policies
@@ -94,12 +94,8 @@ def test_a_flusher_that_died_mid_flush_is_taken_over(
     org = make_org(runtime)
     bot = make_bot(runtime, org.org_id)
     runtime.record(org.org_id, [message(bot, f"u{i}", clock.now()) for i in range(3)])
-    client = hot_redis.client
     # A flusher took the subjects (of every shard) and died before writing them.
-    for dirty in list(client.scan_iter("*:dirty")):
-        inflight = dirty.replace(":dirty", ":flushing")
-        for subject in client.spop(dirty, 10):
-            client.zadd(inflight, {subject: int(clock.now().timestamp() * 1000)})
+    _taken_by_another_flusher(hot_redis, clock)
     assert runtime.activity.flush(clock.now()) == 0
     clock.advance(timedelta(minutes=2))
     assert runtime.activity.flush(clock.now()) == 3
@@ -192,3 +188,69 @@ def test_a_restore_cut_short_by_another_loss_starts_over(
         pass
     for i in range(3):
         assert runtime.activity.hot_seq(bot, f"u{i}") == 1
+
+
+def test_a_silence_waits_for_its_activity_being_written_behind_elsewhere(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    hot_redis: HotRedis,
+) -> None:
+    """A silence that fires while another process has taken its subject to write it behind
+    (not committed yet) finds no conversation: it looks again a second later instead of
+    being dropped, and runs once the write has landed."""
+    runtime = make_runtime(pg_db, **hot_redis.settings)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    runtime.record(org.org_id, [message(bot, "u", clock.now())])
+    _taken_by_another_flusher(hot_redis, clock)
+    clock.advance(timedelta(minutes=11))
+    silence = runtime.timers.get(inactivity_key(bot, "u"))
+    assert silence is not None
+    assert silence.due_at <= clock.now()
+    handler = runtime.timer_engine.handlers[silence.purpose]
+    outcome = handler.handle(silence, clock.now())
+    assert [(t.key, t.due_at, t.version, t.payload.get("deferred")) for t in outcome.timers] == [
+        (silence.key, clock.now() + timedelta(seconds=1), silence.version, 1)
+    ]
+    with runtime.sessions() as s:
+        assert s.scalars(select(Conversation)).all() == []
+    clock.advance(timedelta(minutes=2))  # the flusher died: its subjects are taken over
+    settle(runtime)
+    again = handler.handle(outcome.timers[0], clock.now())
+    assert all("deferred" not in t.payload for t in again.timers)
+    with runtime.sessions() as s:
+        (conversation,) = s.scalars(select(Conversation)).all()
+        assert conversation.inactivity_due_at != silence.due_at  # the silence was handled
+    with runtime.sessions() as s:
+        assert "inactivity_detected" in s.scalars(select(ConversationEvent.kind)).all()
+
+
+def test_a_silence_with_nothing_on_its_way_is_dropped_at_once(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    hot_redis: HotRedis,
+) -> None:
+    """No conversation and no hot state (its subject was never written, Redis lost it):
+    nothing will land, so the silence is not retried."""
+    runtime = make_runtime(pg_db, **hot_redis.settings)
+    org = make_org(runtime)
+    bot = make_bot(runtime, org.org_id)
+    runtime.record(org.org_id, [message(bot, "u", clock.now())])
+    silence = runtime.timers.get(inactivity_key(bot, "u"))
+    assert silence is not None
+    hot_redis.empty()
+    clock.advance(timedelta(minutes=11))
+    outcome = runtime.timer_engine.handlers[silence.purpose].handle(silence, clock.now())
+    assert not outcome.timers
+
+
+def _taken_by_another_flusher(hot_redis: HotRedis, clock: ManualClock) -> None:
+    """Every dirty subject (of every shard) moved in flight, as a flusher takes them before
+    writing them to the database."""
+    client = hot_redis.client
+    for dirty in list(client.scan_iter("*:dirty")):
+        inflight = dirty.replace(":dirty", ":flushing")
+        for subject in client.spop(dirty, 10):
+            client.zadd(inflight, {subject: int(clock.now().timestamp() * 1000)})

@@ -6,11 +6,13 @@ import pytest
 
 from reengage.domain.activity import ConversationClock, ConversationStatus
 from reengage.domain.inactivity import (
+    WRITE_BEHIND_TRIES,
     MarkInactive,
     Skip,
     decide_inactivity,
     inactivity_key,
     next_inactivity_timer,
+    not_written_yet,
 )
 from reengage.domain.timer import Purpose
 
@@ -96,3 +98,20 @@ def test_decide_inactivity(
     expected: object,
 ) -> None:
     assert decide_inactivity(clock, seq, threshold, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("hot", "written", "deferred", "wait"),
+    [
+        (3, None, 0, True),  # no conversation yet, Redis holds this version: being written
+        (3, 2, 0, True),  # the database holds an older version
+        (3, 3, 0, False),  # written: the silence runs
+        (4, 2, 0, False),  # newer activity: its own timer follows
+        (None, None, 0, False),  # nothing on its way (Redis lost it)
+        (3, None, WRITE_BEHIND_TRIES, False),  # waited long enough
+    ],
+)
+def test_a_silence_waits_only_for_a_write_behind_on_its_way(
+    hot: int | None, written: int | None, deferred: int, wait: bool
+) -> None:
+    assert not_written_yet(hot, written, 3, deferred) is wait

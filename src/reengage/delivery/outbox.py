@@ -59,10 +59,14 @@ def delivery_timer(
     *,
     slot_at: float | None = None,
     queue: str | None = None,
+    bot_id: int | None = None,
 ) -> Timer:
     """The timer that sends a delivery; `slot_at` when its pacing slot is already reserved;
-    `queue` to run it on another worker queue than its purpose's."""
+    `queue` to run it on another worker queue than its purpose's; `bot_id` so that the
+    executors give each task many bots' sends rather than many of one (`timers.deal`)."""
     payload: Payload = {"delivery_id": delivery_id}
+    if bot_id is not None:
+        payload["bot_id"] = bot_id
     if slot_at is not None:
         payload["slot_at"] = slot_at
     if queue:

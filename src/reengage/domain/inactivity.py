@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reengage.domain.activity import ConversationClock, ConversationStatus, subject_key
-from reengage.domain.timer import Purpose, Timer, timer_key
+from reengage.domain.timer import Payload, Purpose, Timer, timer_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +32,34 @@ def inactivity_key(bot_id: int, user_id: str) -> str:
     return timer_key(Purpose.INACTIVITY, subject_key(bot_id, user_id))
 
 
-def inactivity_timer(bot_id: int, user_id: str, seq: int, due_at: datetime) -> Timer:
+# A silence whose activity Redis holds and PostgreSQL does not yet (another process took it
+# to write behind and has not committed) looks again this soon, at most this many times.
+WRITE_BEHIND_RETRY = timedelta(seconds=1)
+WRITE_BEHIND_TRIES = 60
+
+
+def not_written_yet(hot_seq: int | None, written_seq: int | None, seq: int, deferred: int) -> bool:
+    """The silence of activity `seq` finds the database behind it — no conversation, or an
+    older version — while the hot store holds exactly that version: its write behind is in
+    flight elsewhere, and the silence must wait for it rather than be dropped. Not when the
+    hot store holds a newer version (that activity's own timer follows) or none (nothing is
+    on its way), nor once it was `deferred` `WRITE_BEHIND_TRIES` times already."""
+    behind = written_seq is None or written_seq < seq
+    return hot_seq == seq and behind and deferred < WRITE_BEHIND_TRIES
+
+
+def inactivity_timer(
+    bot_id: int, user_id: str, seq: int, due_at: datetime, deferred: int = 0
+) -> Timer:
+    payload: Payload = {"bot_id": bot_id, "user_id": user_id, "seq": seq}
+    if deferred:
+        payload["deferred"] = deferred  # times it waited for its activity's write behind
     return Timer(
         key=inactivity_key(bot_id, user_id),
         purpose=Purpose.INACTIVITY,
         due_at=due_at,
         version=seq,
-        payload={"bot_id": bot_id, "user_id": user_id, "seq": seq},
+        payload=payload,
     )
 
 

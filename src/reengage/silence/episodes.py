@@ -377,7 +377,8 @@ class StepSends:
                     held_out.append(delivery_id)  # counted, never sent
                     continue
                 timers = planned.follow.timers
-                timers.append(delivery_timer(delivery_id, block.at, queue=QUEUE))
+                bot = planned.episode.bot_id
+                timers.append(delivery_timer(delivery_id, block.at, queue=QUEUE, bot_id=bot))
                 if block.delayed:
                     # After the block before it went out (its message would clear the action).
                     before = previous.get(k)

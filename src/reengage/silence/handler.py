@@ -181,6 +181,7 @@ class SilenceHandler:
         ]
         current = []
         hot = self.activity.hot_seqs([(bot_id, user_id) for bot_id, user_id, _ in subjects])
+        hot_seq = {(b, u): newest for (b, u, _), newest in zip(subjects, hot, strict=True)}
         for (bot_id, user_id, seq), newest in zip(subjects, hot, strict=True):
             if newest is not None and newest != seq:
                 log.debug(
@@ -195,10 +196,21 @@ class SilenceHandler:
             seen = SilencesSeen.load(session, list(found.values()))
             deps = TimeoutDeps(self.activity, self.language, self.record)
             live: list[tuple[Conversation, FollowUps, int, str, int]] = []
-            for bot_id, user_id, seq in subjects:
+            for timer, (bot_id, user_id, seq) in zip(timers, subjects, strict=True):
                 follows.append(follow := FollowUps())
                 conv = found[bot_id, user_id][0] if (bot_id, user_id) in found else None
                 if conv is None or conv.activity_seq != seq or conv.last_activity_at is None:
+                    written = conv.activity_seq if conv is not None else None
+                    deferred = int(timer.payload.get("deferred") or 0)
+                    if inactivity.not_written_yet(hot_seq[bot_id, user_id], written, seq, deferred):
+                        # Another process is writing this activity behind right now (taken
+                        # from Redis, not committed yet): look again once it is written.
+                        again = now + inactivity.WRITE_BEHIND_RETRY
+                        follow.timers.append(
+                            inactivity.inactivity_timer(bot_id, user_id, seq, again, deferred + 1)
+                        )
+                        log.debug("silence.deferred", bot_id=bot_id, user_id=user_id)
+                        continue
                     log.debug("silence.skipped", bot_id=bot_id, user_id=user_id, reason="version")
                     continue
                 bot = session.get_one(Bot, conv.bot_id)  # held: no statement

@@ -118,8 +118,27 @@ def _by_purpose(claimed: Sequence[ClaimedTimer]) -> list[tuple[str, list[Claimed
     groups: dict[str, list[ClaimedTimer]] = {}
     for item in claimed:
         groups.setdefault(item.timer.purpose, []).append(item)
-    batches = []
-    for purpose, items in groups.items():
-        count = -(-len(items) // MAX_BATCH)
-        batches += [(purpose, items[i::count]) for i in range(count)]
-    return batches
+    return [
+        (purpose, batch) for purpose, items in groups.items() for batch in deal(items, MAX_BATCH)
+    ]
+
+
+def deal(items: Sequence[ClaimedTimer], size: int) -> list[list[ClaimedTimer]]:
+    """The timers in batches of at most `size`, each holding as many bots as it can: every
+    bot's first timer (in the order given: by due time), then every bot's second, and so on,
+    cut in slices. A batch of one bot's sends would wait on that bot's rate limit while the
+    other workers wait on their own single bot; timers that name no bot count as a bot each.
+    A bot's timers stay in their order."""
+    rounds: list[list[ClaimedTimer]] = []
+    seen: dict[object, int] = {}
+    for item in items:
+        bot = item.timer.payload.get("bot_id")
+        k = 0
+        if bot is not None:
+            k = seen[bot] = seen.get(bot, -1) + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(item)
+    order = [item for batch in rounds for item in batch]
+    count = -(-len(order) // size)
+    return [order[i * len(order) // count : (i + 1) * len(order) // count] for i in range(count)]

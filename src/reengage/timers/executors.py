@@ -15,7 +15,7 @@ from reengage.adapters.outage import one_line
 from reengage.domain.timer import ClaimedTimer, Timer
 from reengage.metrics import TIMER_LATENESS, TIMERS_FIRED
 from reengage.ports import Clock
-from reengage.timers.engine import TimerEngine
+from reengage.timers.engine import TimerEngine, deal
 
 log = structlog.get_logger(__name__)
 
@@ -145,10 +145,6 @@ class CeleryExecutor:
             queue = item.timer.payload.get("queue") or (handler.queue if handler else "timers")
             by_queue.setdefault(str(queue), []).append(item)
         for queue, items in by_queue.items():
-            # Dealt like cards, not cut in slices: timers come sorted by key, and a slice
-            # would give one task one bot's deliveries, which its rate limit then spaces
-            # while the other workers wait on their own single bot.
-            tasks = -(-len(items) // TASK_CHUNK)
-            for i in range(tasks):
-                chunk = [claimed_to_wire(item) for item in items[i::tasks]]
-                self.app.send_task(FIRE_TIMERS_TASK, args=[chunk, now.isoformat()], queue=queue)
+            for chunk in deal(items, TASK_CHUNK):
+                wire = [claimed_to_wire(item) for item in chunk]
+                self.app.send_task(FIRE_TIMERS_TASK, args=[wire, now.isoformat()], queue=queue)
