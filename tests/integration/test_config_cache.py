@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import event, select
 
 from reengage.adapters.clock import ManualClock
@@ -209,5 +210,22 @@ def test_a_stamp_unchanged_past_max_age_is_read_again() -> None:
     cache.batch([1]).get(1, "key", load)
     assert len(loads) == 1
     now[0] = 60
+    cache.batch([1]).get(1, "key", load)
+    assert len(loads) == 2
+
+
+def test_a_batch_that_cannot_read_the_stamps_reads_its_configuration_anew() -> None:
+    class Down:
+        def read_many(self, org_ids: list[int]) -> dict[int, ConfigStamp]:
+            raise redis.ConnectionError("Redis is away")
+
+    cache = ConfigCache(Down())  # type: ignore[arg-type]
+    loads: list[int] = []
+
+    def load() -> int:
+        loads.append(1)
+        return 1
+
+    cache.batch([1]).get(1, "key", load)
     cache.batch([1]).get(1, "key", load)
     assert len(loads) == 2

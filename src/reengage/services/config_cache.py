@@ -23,11 +23,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import redis
+import structlog
+
 from reengage.adapters.redis.config_stamps import ConfigStamps
 from reengage.domain import recovery as rec
 from reengage.ports import ConfigStamp
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 # Campaign versions held (each a parsed campaign, a few kilobytes).
 VERSIONS_HELD = 512
@@ -61,7 +65,12 @@ class ConfigCache:
         wanted = sorted(set(org_ids))
         if self._stamps is None or not wanted:
             return ConfigBatch(self, {})
-        stamps = self._stamps.read_many(wanted)
+        try:
+            stamps = self._stamps.read_many(wanted)
+        except redis.RedisError:
+            # Nothing can be trusted from memory: this batch reads its configuration anew.
+            log.warning("config.stamps_unread", orgs=wanted, exc_info=True)
+            return ConfigBatch(self, {})
         now = self._tick()
         with self._lock:
             for org_id, stamp in stamps.items():
