@@ -41,6 +41,7 @@ from reengage.events.sender import EventHandler
 from reengage.inbound.handler import InboundHandler
 from reengage.inbound.platform import Statuses, write_statuses, write_statuses_on_loop
 from reengage.ports import ActivityStore, Channel, Clock, MediaStore, TimerStore
+from reengage.services.config_cache import ConfigCache
 from reengage.services.flows import FlowDeps
 from reengage.services.record_activity import record_activity
 from reengage.services.tenant_cache import TenantCache
@@ -64,6 +65,8 @@ class Runtime:
     pacer: Pacer
     credentials: Credentials
     tenants: TenantCache
+    # Policies, campaigns and channels the timer handlers read, under configuration stamps.
+    config: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     registry: Handlers = field(default_factory=dict)
     send_pool: SendPool = field(default_factory=SendPool)
     # Events out: one connection pool for every receiver.
@@ -130,7 +133,16 @@ class Runtime:
             stamps.watch(sessions)
         tenants = TenantCache(sessions, stamps, settings.default_inactivity_threshold)
         runtime = cls(
-            settings, engine, sessions, timers, activity, clock, pacer, credentials, tenants
+            settings,
+            engine,
+            sessions,
+            timers,
+            activity,
+            clock,
+            pacer,
+            credentials,
+            tenants,
+            ConfigCache(stamps),
         )
         if engine.dialect.name != "sqlite":  # SQLite has one writer: its sends go one by one
             runtime.send_pool = SendPool(settings.send_concurrency)
@@ -150,9 +162,14 @@ class Runtime:
         return [
             InboundHandler(sessions, activity, self.record, language),
             SilenceHandler(
-                sessions, activity, settings.default_inactivity_threshold, language, self.record
+                sessions,
+                activity,
+                settings.default_inactivity_threshold,
+                language,
+                self.record,
+                self.config,
             ),
-            StepHandler(sessions, activity),
+            StepHandler(sessions, activity, self.config),
             DeliveryHandler(sending),
             ChatActionHandler(sessions, self, activity),
             AutoDeleteHandler(sessions, self),
@@ -182,7 +199,12 @@ class Runtime:
         return FlowDeps(self.sessions, self.activity, self.timers, self.record, self.clock.now)
 
     def channel_for(self, org_id: int, bot_id: int) -> Channel:
-        """The channel adapter of one of the organization's bots."""
+        """The channel adapter of one of the organization's bots (held while the
+        organization's configuration stamp stays: a new token or setting applies at once)."""
+        held = self.config.batch([org_id])
+        return held.get(org_id, ("channel", bot_id), partial(self._build_channel, org_id, bot_id))
+
+    def _build_channel(self, org_id: int, bot_id: int) -> Channel:
         with self.sessions() as session:
             bot = session.scalar(select(Bot).where(Bot.org_id == org_id, Bot.id == bot_id))
             if bot is None:

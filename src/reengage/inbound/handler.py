@@ -132,7 +132,7 @@ def _decide(
     bot = session.get_one(Bot, row.bot_id)
     contact = _contact(session, row, bot)
     campaign = live_campaign(session, bot.id)
-    voice = voice_for(session, bot, campaign[1].optout_keywords if campaign else ())
+    voice = voice_for(session, bot, campaign.campaign.optout_keywords if campaign else ())
     keyword = vc.decide_keyword(voice, row.text, contact.opted_out_at is not None)
     conv = latest_conversation(session, bot.id, row.user_id)
     timers: list[Timer] = []

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from reengage import metrics
-from reengage.adapters.db.models import Campaign, Contact, Conversation, Episode
+from reengage.adapters.db.models import Contact, Conversation, Episode
 from reengage.delivery.outcome import latest_seqs
 from reengage.domain import recovery as rec
 from reengage.domain.timer import Purpose, timer_key
@@ -19,7 +19,7 @@ from reengage.services.errors import InvalidInput
 from reengage.services.tenancy import get_bot, owned, scoped
 from reengage.silence.episodes import Started, end_episode
 from reengage.silence.handler import SilencesSeen
-from reengage.silence.live_campaign import live_campaign
+from reengage.silence.live_campaign import LiveCampaign, live_campaign
 from reengage.timers.handler import FollowUps
 
 # Why a test send is refused: the `field` of the InvalidInput (the console names each).
@@ -78,8 +78,8 @@ def send_campaign_now(runtime: Runtime, org_id: int, bot_id: int, user_id: str, 
         live = live_campaign(session, bot_id)
         if live is None:
             raise InvalidInput(N_("the bot has no published and enabled campaign"), NO_CAMPAIGN)
-        row, campaign = live
-        if contact.external_id in (row.exclusions or ()):
+        row, campaign = live, live.campaign
+        if contact.external_id in row.exclusions:
             raise InvalidInput(N_("this contact is excluded from the campaign"), UNREACHABLE)
         seq = latest_seqs(session, runtime.activity, [contact]).get(contact.id)
         seq = conv.activity_seq if seq is None else seq
@@ -124,7 +124,12 @@ def _latest_conversation(
 
 
 def _episode_row(
-    campaign: Campaign, conv: Conversation, contact: Contact, seq: int, first: int, now: datetime
+    campaign: LiveCampaign,
+    conv: Conversation,
+    contact: Contact,
+    seq: int,
+    first: int,
+    now: datetime,
 ) -> dict[str, object]:
     return {
         "org_id": conv.org_id,

@@ -14,7 +14,7 @@ from reengage.domain.activity import ChannelKind
 from reengage.i18n import N_
 from reengage.services.errors import InvalidInput, NotFound, parsing
 from reengage.services.flows import get_flow
-from reengage.services.tenancy import get_bot, scoped, scoped_delete
+from reengage.services.tenancy import get_bot, scoped
 from reengage.services.wake import refresh_wake
 
 
@@ -119,7 +119,9 @@ def stored_settings(session: Session, org_id: int, scope: Scope) -> dict[str, An
 
 def delete_policy(session: Session, org_id: int, scope: Scope) -> None:
     _check_scope(session, org_id, scope)
-    deleted = session.execute(scoped_delete(PolicyRow, org_id, PolicyRow.scope == scope.key))
-    if not deleted.rowcount:  # type: ignore[attr-defined]
+    row = session.scalar(scoped(PolicyRow, org_id, PolicyRow.scope == scope.key))
+    if row is None:
         raise NotFound(N_("no policy at {key}"), "scope", key=scope.key)
+    session.delete(row)  # through the ORM: the organization's configuration stamp moves
+    session.flush()
     refresh_wake(session, org_id)

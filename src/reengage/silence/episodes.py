@@ -31,6 +31,7 @@ from reengage.domain.timer import Purpose, Timer, timer_key
 from reengage.domain.usual_hour import HourProfile
 from reengage.events.outbox import emit_episodes_ended, emit_for_episode
 from reengage.ports import ActivityStore
+from reengage.services.config_cache import ConfigCache
 from reengage.services.contacts import stop_completed
 from reengage.silence.live_campaign import version_of
 from reengage.timers.handler import FollowUps, Outcome
@@ -66,10 +67,10 @@ def start_episode(
 ) -> datetime | None:
     """The subject timer fired and nothing else speaks to this contact: start an episode if
     the campaign says so; return when to look again if its threshold has not passed."""
-    live = seen.live_campaign(session, conv.bot_id)
-    if live is None:
+    row = seen.live_campaign(session, conv.org_id, conv.bot_id)
+    if row is None:
         return None
-    row, campaign = live
+    campaign = row.campaign
     contact = session.get_one(Contact, conv.contact_id)
     # The contact's latest episode: already started for this silence? When did it start?
     latest = seen.latest.get(contact.id)
@@ -86,7 +87,7 @@ def start_episode(
         blocked=contact.blocked_at is not None,
         last_episode_start=latest[1] if latest is not None else None,
         opted_out=contact.opted_out_at is not None,
-        excluded=contact.external_id in (row.exclusions or ()),
+        excluded=contact.external_id in row.exclusions,
     )
     if isinstance(decision, rec.NoEpisode):
         if decision.reason == "not_due":
@@ -149,6 +150,7 @@ class StepHandler:
 
     sessions: sessionmaker[Session]
     activity: ActivityStore
+    config: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     purpose: str = Purpose.RECOVERY_STEP
     queue: str = QUEUE
 
@@ -170,7 +172,7 @@ class StepHandler:
                     .with_for_update()
                 )
             }
-            seen = StepsSeen.load(session, self.activity, list(episodes.values()))
+            seen = StepsSeen.load(session, self.activity, list(episodes.values()), self.config)
             stopped = _halted_bots(session, list(episodes.values()))
             sends = StepSends()
             ended: list[tuple[str, str | None]] = []
@@ -279,10 +281,12 @@ class StepsSeen:
 
     seqs: dict[int, int | None]
     held: list[object]
-    versions: dict[tuple[int, int], rec.Campaign] = field(default_factory=dict)
+    config: ConfigCache
 
     @classmethod
-    def load(cls, session: Session, activity: ActivityStore, episodes: list[Episode]) -> StepsSeen:
+    def load(
+        cls, session: Session, activity: ActivityStore, episodes: list[Episode], config: ConfigCache
+    ) -> StepsSeen:
         running = [e for e in episodes if e.status == "running"]
         contacts = session.scalars(  # unscoped: the contacts of episodes a timer names
             select(Contact).where(among(session, Contact.id, {e.contact_id for e in running}))
@@ -290,13 +294,12 @@ class StepsSeen:
         campaigns = session.scalars(  # unscoped: the campaigns of episodes a timer names
             select(Campaign).where(among(session, Campaign.id, {e.campaign_id for e in running}))
         ).all()
-        return cls(latest_seqs(session, activity, contacts), [*contacts, *campaigns])
+        return cls(latest_seqs(session, activity, contacts), [*contacts, *campaigns], config)
 
     def version(self, session: Session, campaign_id: int, version: int) -> rec.Campaign:
-        key = (campaign_id, version)
-        if key not in self.versions:
-            self.versions[key] = version_of(session, campaign_id, version)
-        return self.versions[key]
+        return self.config.version(
+            campaign_id, version, lambda: version_of(session, campaign_id, version)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,16 +20,16 @@ from sqlalchemy import BigInteger, String, func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage import metrics
-from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Episode
+from reengage.adapters.db.models import Bot, Contact, Conversation, Episode
 from reengage.adapters.db.sets import Rows, among, insert_many, on_postgres
 from reengage.domain import event as ev
 from reengage.domain import inactivity
-from reengage.domain import recovery as rec
 from reengage.domain.activity import ConversationStatus
 from reengage.domain.bot_state import halted
 from reengage.domain.timer import Purpose, Timer
 from reengage.events.outbox import emit_for_episode
 from reengage.ports import ActivityStore
+from reengage.services.config_cache import ConfigBatch, ConfigCache
 from reengage.services.event_log import NewEvent, append_events
 from reengage.services.record_activity import Record
 from reengage.silence import episodes
@@ -40,7 +40,7 @@ from reengage.silence.inactivity import (
     pending_inactivity_timers,
     record_detections,
 )
-from reengage.silence.live_campaign import live_campaign
+from reengage.silence.live_campaign import LiveCampaign, live_campaign
 from reengage.silence.timeout import TimeoutDeps, run_timeout
 from reengage.timers.handler import FollowUps, Outcome
 
@@ -97,11 +97,16 @@ class SilencesSeen:
 
     latest: dict[int, tuple[int, datetime]]
     held: list[object]
-    campaigns: dict[int, tuple[Campaign, rec.Campaign] | None] = field(default_factory=dict)
+    config: ConfigBatch = field(default_factory=ConfigBatch)
     started: list[Started] = field(default_factory=list)
 
     @classmethod
-    def load(cls, session: Session, found: Sequence[tuple[Conversation, Contact]]) -> SilencesSeen:
+    def load(
+        cls,
+        session: Session,
+        found: Sequence[tuple[Conversation, Contact]],
+        config: ConfigBatch | None = None,
+    ) -> SilencesSeen:
         bots = session.scalars(  # unscoped: the bots of conversations a timer names
             select(Bot).where(Bot.id.in_({conv.bot_id for conv, _ in found}))
         ).all()
@@ -117,7 +122,8 @@ class SilencesSeen:
             )
         ).tuples()
         held: list[object] = [*bots, *(contact for _, contact in found)]
-        return cls({contact: (seq, at) for contact, seq, at in latest}, held)
+        latest_of = {contact: (seq, at) for contact, seq, at in latest}
+        return cls(latest_of, held, config or ConfigBatch())
 
     def write(self, session: Session, now: datetime) -> None:
         """Insert the episodes this batch started (one statement) and give each its first
@@ -150,10 +156,8 @@ class SilencesSeen:
         metrics.EPISODES_STARTED.inc(len(self.started))
         self.started.clear()
 
-    def live_campaign(self, session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
-        if bot_id not in self.campaigns:
-            self.campaigns[bot_id] = live_campaign(session, bot_id)
-        return self.campaigns[bot_id]
+    def live_campaign(self, session: Session, org_id: int, bot_id: int) -> LiveCampaign | None:
+        return self.config.get(org_id, ("campaign", bot_id), lambda: live_campaign(session, bot_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,7 @@ class SilenceHandler:
     default_threshold: timedelta
     language: str
     record: Record
+    config: ConfigCache = field(default_factory=lambda: ConfigCache(None))
     purpose: str = Purpose.INACTIVITY
     queue: str = "timers"
 
@@ -193,8 +198,10 @@ class SilenceHandler:
         follows = []
         with self.sessions.begin() as session:
             found = latest_conversations(session, current)
-            seen = SilencesSeen.load(session, list(found.values()))
-            deps = TimeoutDeps(self.activity, self.language, self.record)
+            # The configuration's stamps after the rows that name it, before it is read.
+            config = self.config.batch(conv.org_id for conv, _ in found.values())
+            seen = SilencesSeen.load(session, list(found.values()), config)
+            deps = TimeoutDeps(self.activity, self.language, self.record, config)
             live: list[tuple[Conversation, FollowUps, int, str, int]] = []
             for timer, (bot_id, user_id, seq) in zip(timers, subjects, strict=True):
                 follows.append(follow := FollowUps())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 
 from sqlalchemy import select
@@ -27,10 +28,23 @@ def version_of(session: Session, campaign_id: int, version: int) -> rec.Campaign
     return _parsed(campaign_id, version, json.dumps(definition, sort_keys=True))
 
 
-def live_campaign(session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign] | None:
+@dataclass(frozen=True, slots=True)
+class LiveCampaign:
+    """A bot's enabled campaign as a silence reads it: the row's id, current version and
+    exclusions, and that version parsed (a value: held across transactions)."""
+
+    id: int
+    version: int
+    exclusions: frozenset[str]
+    campaign: rec.Campaign
+
+
+def live_campaign(session: Session, bot_id: int) -> LiveCampaign | None:
     """The bot's enabled campaign with its current version (one query)."""
     found = session.execute(
-        select(Campaign, CampaignVersion.definition)  # unscoped: the bot a timer names
+        select(  # unscoped: the bot a timer names
+            Campaign.id, Campaign.version, Campaign.exclusions, CampaignVersion.definition
+        )
         .join(
             CampaignVersion,
             (CampaignVersion.campaign_id == Campaign.id)
@@ -40,5 +54,6 @@ def live_campaign(session: Session, bot_id: int) -> tuple[Campaign, rec.Campaign
     ).first()
     if found is None:
         return None
-    row, definition = found
-    return row, _parsed(row.id, row.version, json.dumps(definition, sort_keys=True))
+    campaign_id, version, exclusions, definition = found
+    parsed = _parsed(campaign_id, version, json.dumps(definition, sort_keys=True))
+    return LiveCampaign(campaign_id, version, frozenset(exclusions or ()), parsed)

@@ -19,6 +19,7 @@ from reengage.domain.outbound import MessageKind, OutboundMessage, Template
 from reengage.events.outbox import emit_for_conversation
 from reengage.ports import ActivityStore
 from reengage.services import flows
+from reengage.services.config_cache import ConfigBatch
 from reengage.services.event_log import append_event
 from reengage.services.policies import Scope
 from reengage.services.record_activity import Record, RecordActivity
@@ -35,23 +36,14 @@ _TOLD = {
 STALE_AFTER = timedelta(hours=1)
 
 
-@dataclass(slots=True)
-class PolicyReads:
-    """Policy levels and flow node types read once per batch of silences (the batch's
-    transaction sees one state of them)."""
-
-    layers: dict[
-        tuple[int, int, str | None, str | None], list[tuple[pol.Level, pol.PolicyLayer]]
-    ] = field(default_factory=dict)
-    nodes: dict[tuple[int, int, str, str], str | None] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
 class TimeoutDeps:
     activity: ActivityStore
     language: str
     record: Record
-    reads: PolicyReads = field(default_factory=PolicyReads)
+    # Policy levels and flow node types, read once per batch (and held under the
+    # organization's configuration stamp).
+    reads: ConfigBatch = field(default_factory=ConfigBatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,18 +76,14 @@ def layers_for(
     return [(s.level, pol.parse_layer(rows[s.key].settings)) for s in scopes if s.key in rows]
 
 
-def node_type(session: Session, conv: Conversation, reads: PolicyReads | None = None) -> str | None:
+def node_type(session: Session, conv: Conversation, reads: ConfigBatch | None = None) -> str | None:
     """The type of the node the conversation is at (None outside a flow)."""
     flow, node = conv.active_flow, conv.active_node
     if flow is None or node is None:
         return None
-    key = (conv.org_id, conv.bot_id, flow, node)
-    if reads is not None and key in reads.nodes:
-        return reads.nodes[key]
-    found = _node_type(session, conv, flow, node)
-    if reads is not None:
-        reads.nodes[key] = found
-    return found
+    reads = reads or ConfigBatch()
+    key = ("node", conv.bot_id, flow, node)
+    return reads.get(conv.org_id, key, lambda: _node_type(session, conv, flow, node))
 
 
 def _node_type(session: Session, conv: Conversation, flow: str, node: str) -> str | None:
@@ -126,20 +114,21 @@ def situation_of(conv: Conversation, at_question: bool) -> pol.Situation:
 
 
 def policy_for(
-    session: Session, conv: Conversation, language: str = "pt-BR", reads: PolicyReads | None = None
+    session: Session, conv: Conversation, language: str = "pt-BR", reads: ConfigBatch | None = None
 ) -> tuple[pol.Policy, pol.Situation]:
-    reads = reads or PolicyReads()
+    config = reads or ConfigBatch()
 
     def layers(flow: str | None, node: str | None) -> list[tuple[pol.Level, pol.PolicyLayer]]:
-        key = (conv.org_id, conv.bot_id, flow, node)
-        if key not in reads.layers:
-            reads.layers[key] = layers_for(session, conv.org_id, conv.bot_id, flow, node)
-        return reads.layers[key]
+        return config.get(
+            conv.org_id,
+            ("layers", conv.bot_id, flow, node),
+            lambda: layers_for(session, conv.org_id, conv.bot_id, flow, node),
+        )
 
     if conv.status == ConversationStatus.HANDOFF.value:
         # With a human, the flow's position no longer speaks: bot and organization levels do.
         return pol.resolve(layers(None, None), False, language), situation_of(conv, False)
-    at_question = node_type(session, conv, reads) == NodeType.QUESTION.value
+    at_question = node_type(session, conv, config) == NodeType.QUESTION.value
     found = layers(conv.active_flow, conv.active_node if at_question else None)
     return pol.resolve(found, at_question, language), situation_of(conv, at_question)
 

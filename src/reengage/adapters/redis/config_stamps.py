@@ -1,8 +1,11 @@
-"""One version stamp per organization's configuration (its bots, its API keys), in Redis.
+"""One version stamp per organization's configuration (its bots, API keys, policies, flows,
+campaigns), in Redis.
 
-Every process that changes a bot or a key bumps the organization's stamp after the commit;
-API processes keep bots and keys in memory under the stamp they read, and the record script
-refuses a batch whose stamp is no longer current, so a change takes effect at once.
+Every process that changes any of these bumps the organization's stamp after the commit. API
+processes keep bots and keys in memory under the stamp they read, and the record script
+refuses a batch whose stamp is no longer current; timer handlers keep policies, campaigns and
+channels under it (`ConfigCache`) and read the stamps once per batch. So a change takes
+effect at once.
 """
 
 from __future__ import annotations
@@ -16,14 +19,23 @@ import structlog
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from reengage.adapters.db.models import ApiKey, Bot, Organization
+from reengage.adapters.db.models import (
+    ApiKey,
+    Bot,
+    Campaign,
+    CampaignVersion,
+    FlowRow,
+    Organization,
+    PolicyRow,
+)
 from reengage.adapters.redis.shards import SyncClient
 from reengage.ports import ConfigStamp
 
 log = structlog.get_logger(__name__)
 
-# What an API process caches of an organization: a change to any of these bumps its stamp.
-WATCHED = (Bot, ApiKey, Organization)
+# What API processes and timer handlers cache of an organization: a change to any of these
+# bumps its stamp. Written through the ORM only (a bulk UPDATE or DELETE is not seen here).
+WATCHED = (Bot, ApiKey, Organization, PolicyRow, FlowRow, Campaign, CampaignVersion)
 
 
 class ConfigStamps:
@@ -43,6 +55,15 @@ class ConfigStamps:
     def read(self, org_id: int) -> ConfigStamp:
         key = f"{self._prefixes[0]}{org_id}"
         return ConfigStamp(key, str(self._r.get(key) or ""))
+
+    def read_many(self, org_ids: Sequence[int]) -> dict[int, ConfigStamp]:
+        """The stamps of many organizations (one round trip)."""
+        keys = [f"{self._prefixes[0]}{org_id}" for org_id in org_ids]
+        values: list[str | None] = list(self._r.mget(keys)) if keys else []  # type: ignore[arg-type]
+        return {
+            org_id: ConfigStamp(key, str(value or ""))
+            for org_id, key, value in zip(org_ids, keys, values, strict=True)
+        }
 
     def bump(self, org_ids: set[int]) -> None:
         stamps = {org_id: uuid4().hex for org_id in org_ids}
