@@ -3,6 +3,7 @@ below the observation minimum, the send window, and a DST week."""
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -48,6 +49,14 @@ def test_a_profile_is_a_few_hundred_bytes_and_reads_back() -> None:
     assert back.last_hour == profile.last_hour
     assert back.counts == pytest.approx(profile.counts, abs=1 / 64)
     assert HourProfile.decode(None) == HourProfile() == HourProfile.decode(b"short")
+
+
+@pytest.mark.parametrize("hours", [1, 30, 24 * 7 * 9 + 5])
+def test_the_encoding_is_each_slots_count_in_64ths(hours: int) -> None:
+    profile = learned(SP, days_from(date(2026, 1, 5), 40), 19)
+    later = profile.observe(local(SP, 2026, 2, 14, 8) + timedelta(hours=hours), SP)
+    counts = struct.unpack(">I168H", later.encode())
+    assert counts == (later.last_hour, *(min(round(c * 64), 0xFFFF) for c in later.counts))
 
 
 def test_observations_are_local_hours_of_the_week_and_once_per_hour() -> None:

@@ -103,7 +103,9 @@ class HourProfile:
         return best
 
     def encode(self) -> bytes:
-        counts = (min(round(c * _SCALE), _MAX_COUNT) for c in self.counts)
+        scale = self._scale
+        # Most slots are empty: skip their arithmetic (the same bytes as encoding every count).
+        counts = (min(round(w * scale * _SCALE), _MAX_COUNT) if w else 0 for w in self.weights)
         return struct.pack(_FORMAT, self.last_hour, *counts)
 
     @classmethod

@@ -1,6 +1,7 @@
 """Contacts' hour-of-week profiles, learned a batch at a time where activity reaches the
-database (the write-behind flush, or the embedded store's commit): one read and one
-`executemany` update per batch, never a write per message."""
+database (the write-behind flush, or the embedded store's commit): one read and one update
+per batch, never a write per message. A contact the flush creates takes its first profile in
+its very insert (`first_profile`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import BigInteger, LargeBinary, Table, select, update
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Contact
-from reengage.adapters.db.sets import among
+from reengage.adapters.db.sets import Rows, among, on_postgres
 from reengage.domain import schedule as sch
 from reengage.domain.recovery import Campaign
 from reengage.domain.usual_hour import HourProfile
@@ -28,7 +29,7 @@ def learn_hour_profiles(session: Session, seen: Mapping[int, Sequence[datetime]]
     how many profiles changed. Instants in an hour already observed add nothing, so a batch
     written twice learns once."""
     ids = sorted(c for c, instants in seen.items() if instants)
-    changed: list[dict[str, object]] = []
+    changed: list[tuple[int, bytes]] = []
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         table = _CONTACT.c
@@ -36,17 +37,47 @@ def learn_hour_profiles(session: Session, seen: Mapping[int, Sequence[datetime]]
         # unscoped: the contacts this batch of activity was written for
         rows = session.execute(columns.where(among(session, table.id, chunk)))
         for contact_id, zone_name, raw in rows:
-            before = HourProfile.decode(raw)
-            tz = _zone(zone_name)
-            after = before
-            for instant in sorted(seen[contact_id]):
-                after = after.observe(instant, tz)
-            if after is not before:
-                changed.append({"id": contact_id, "hour_profile": after.encode()})
-    if changed:  # in id order, as every batch writer locks rows
-        changed.sort(key=lambda row: int(str(row["id"])))
-        session.execute(update(Contact), changed)
+            learned = _learn(HourProfile.decode(raw), _zone(zone_name), seen[contact_id])
+            if learned is not None:
+                changed.append((contact_id, learned))
+    _write_profiles(session, changed)
     return len(changed)
+
+
+def first_profile(instants: Sequence[datetime]) -> bytes | None:
+    """The profile `learn_hour_profiles` would give a new contact (no zone, no profile yet)
+    for these instants; None when it would leave it unset."""
+    return _learn(HourProfile(), _zone(None), instants)
+
+
+def _learn(before: HourProfile, tz: ZoneInfo, instants: Sequence[datetime]) -> bytes | None:
+    after = before
+    for instant in sorted(instants):
+        after = after.observe(instant, tz)
+    return None if after is before else after.encode()
+
+
+def _write_profiles(session: Session, changed: list[tuple[int, bytes]]) -> None:
+    if not changed:
+        return
+    changed.sort()  # in id order, as every batch writer locks rows
+    if not on_postgres(session):
+        session.execute(update(Contact), [{"id": c, "hour_profile": p} for c, p in changed])
+        return
+    # One statement for the batch, not one per row; the profiles travel in the JSON
+    # document as bytea's hex input.
+    rows = Rows(session, id=BigInteger(), hour_profile=LargeBinary())
+    stmt = (
+        update(_CONTACT)
+        .where(_CONTACT.c.id == rows["id"])
+        .values(hour_profile=rows["hour_profile"])
+    )
+    rows.execute(stmt, [{"id": c, "hour_profile": hex_bytea(p)} for c, p in changed])
+
+
+def hex_bytea(value: bytes) -> str:
+    """bytea's hex input format (a JSON document carries no bytes)."""
+    return "\\x" + value.hex()
 
 
 def _zone(name: str | None) -> ZoneInfo:

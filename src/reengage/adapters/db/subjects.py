@@ -19,9 +19,11 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    Text,
+    TextClause,
+    bindparam,
     case,
     func,
-    literal,
     select,
     text,
     tuple_,
@@ -29,12 +31,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import TextualSelect
 
 from reengage.adapters.db.episode_ends import end_answered_episodes
-from reengage.adapters.db.hour_profiles import learn_hour_profiles
+from reengage.adapters.db.hour_profiles import first_profile, hex_bytea, learn_hour_profiles
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.session import insert_for
-from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
+from reengage.adapters.db.sets import Rows, among, chunks, on_postgres, recordset_params
 from reengage.adapters.db.types import UTCDateTime
 from reengage.domain.activity import ConversationStatus, SubjectClock
 from reengage.events.outbox import emit_agent_closed
@@ -50,6 +53,58 @@ _CLOCK = [*_KEYS, *(_CONVERSATION.c[n] for n in ("status", *CLOCK_COLUMNS, "inac
 Subject = tuple[int, str]  # (bot_id, external user id)
 
 
+def _recordset_sql(table: Table, names: Sequence[str]) -> str:
+    """PostgreSQL: `json_to_recordset(:rows) AS v(...)` of these columns of `table` (the
+    document of `recordset_params`)."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    typed = ", ".join(f"{n} {table.c[n].type.compile(dialect=dialect)}" for n in names)
+    return f"json_to_recordset(CAST(:rows AS json)) AS v({typed})"
+
+
+def _bound(sql: str) -> TextClause:
+    return text(sql).bindparams(
+        bindparam("rows", type_=Text()), bindparam("now", type_=UTCDateTime())
+    )
+
+
+# PostgreSQL's batch inserts as text of their own: an INSERT ... SELECT has no SQLAlchemy
+# cache key (it was compiled anew for every batch), and its text is the same every time.
+_NEW_CONTACT = ("org_id", "bot_id", "external_id", "hour_profile")
+_INSERT_CONTACTS = _bound(
+    f"INSERT INTO contact ({', '.join(_NEW_CONTACT)}, created_at) "
+    f"SELECT {', '.join(f'v.{n}' for n in _NEW_CONTACT)}, :now "
+    f"FROM {_recordset_sql(_CONTACT, _NEW_CONTACT)} "
+    "ON CONFLICT DO NOTHING RETURNING bot_id, external_id, id"
+)
+_NEW_CONVERSATION = (
+    "org_id",
+    "bot_id",
+    "contact_id",
+    "generation",
+    *CLOCK_COLUMNS,
+    "status",
+    "inactivity_due_at",
+)
+_INSERT_CONVERSATIONS: dict[tuple[str, ...], TextualSelect] = {}
+
+
+def _insert_conversations_sql(columns: Sequence[Column[Any]]) -> TextualSelect:
+    """Insert open conversations (the columns' defaults for the others), skipping contacts
+    that have one; return `columns` of those inserted."""
+    key = tuple(c.name for c in columns)
+    if key not in _INSERT_CONVERSATIONS:
+        sql = _bound(
+            f"INSERT INTO conversation ({', '.join(_NEW_CONVERSATION)}, "
+            "timeout_seq, timeout_stage, context_variables, opened_at) "
+            f"SELECT {', '.join(f'v.{n}' for n in _NEW_CONVERSATION)}, 0, 0, '{{}}', :now "
+            f"FROM {_recordset_sql(_CONVERSATION, _NEW_CONVERSATION)} "
+            f"ON CONFLICT (contact_id) WHERE {_OPEN.text} DO NOTHING "
+            f"RETURNING {', '.join(key)}"
+        )
+        _INSERT_CONVERSATIONS[key] = sql.columns(*columns)
+    return _INSERT_CONVERSATIONS[key]
+
+
 def ensure_contacts(
     session: Session, subjects: list[tuple[int, int, str]], now: datetime
 ) -> dict[Subject, int]:
@@ -58,15 +113,19 @@ def ensure_contacts(
 
 
 def _contacts(
-    session: Session, subjects: list[tuple[int, int, str]], now: datetime
+    session: Session,
+    subjects: list[tuple[int, int, str]],
+    now: datetime,
+    seen: Mapping[Subject, datetime] | None = None,
 ) -> tuple[dict[Subject, int], set[int]]:
     """Contact ids of subjects, and which of them this transaction created (those have no
-    conversation or episode yet)."""
+    conversation or episode yet; on PostgreSQL they are created with the hour profile of
+    their `seen` message instant, so those are learned)."""
     found = _select_contacts(session, [(b, u) for _, b, u in subjects])
     missing = sorted({(b, u): o for o, b, u in subjects if (b, u) not in found}.items())
     if not missing:
         return found, set()
-    created = _insert_contacts(session, [(o, b, u) for (b, u), o in missing], now)
+    created = _insert_contacts(session, [(o, b, u) for (b, u), o in missing], now, seen or {})
     found.update(created)
     # Created meanwhile by another transaction (the insert skipped them), or not returned by
     # the insert (SQLite): read.
@@ -93,22 +152,22 @@ def _select_contacts(session: Session, keys: list[Subject]) -> dict[Subject, int
 
 
 def _insert_contacts(
-    session: Session, subjects: list[tuple[int, int, str]], now: datetime
+    session: Session,
+    subjects: list[tuple[int, int, str]],
+    now: datetime,
+    seen: Mapping[Subject, datetime],
 ) -> dict[Subject, int]:
-    """Insert contacts, skipping those that exist; the ids of those inserted (PostgreSQL)."""
-    values = [{"org_id": o, "bot_id": b, "external_id": u} for o, b, u in subjects]
+    """Insert contacts, skipping those that exist; the ids of those inserted (PostgreSQL,
+    with their first hour profile)."""
+    values: list[dict[str, Any]] = [
+        {"org_id": o, "bot_id": b, "external_id": u} for o, b, u in subjects
+    ]
     if on_postgres(session):
-        rows = Rows(session, org_id=BigInteger(), bot_id=BigInteger(), external_id=String())
-        source = select(
-            rows["org_id"], rows["bot_id"], rows["external_id"], literal(now, UTCDateTime())
-        )
-        stmt = (
-            postgresql.insert(_CONTACT)
-            .from_select(["org_id", "bot_id", "external_id", "created_at"], source)
-            .on_conflict_do_nothing()
-            .returning(Contact.bot_id, Contact.external_id, Contact.id)
-        )
-        return {(b, u): i for b, u, i in rows.execute(stmt, values)}
+        for row, (_, b, u) in zip(values, subjects, strict=True):
+            profile = first_profile([seen[(b, u)]]) if (b, u) in seen else None
+            row["hour_profile"] = hex_bytea(profile) if profile is not None else None
+        params = {"now": now, **recordset_params(_NEW_CONTACT, values)}
+        return {(b, u): i for b, u, i in session.execute(_INSERT_CONTACTS, params)}
     for chunk in chunks(session, values):
         stmt = insert_for(session, Contact).on_conflict_do_nothing()
         session.execute(stmt, [{**v, "created_at": now} for v in chunk])
@@ -202,20 +261,11 @@ def _insert_conversations(
 ) -> dict[int, Row[Any]]:
     """Insert open conversations, skipping contacts that have one; the rows inserted
     (PostgreSQL)."""
-    fixed = {"context_variables": {}, "opened_at": now}
     if on_postgres(session):
-        rows = Rows(session, **{name: _CONVERSATION.c[name].type for name in values[0]})
-        source = select(
-            *(rows[name] for name in values[0]),
-            *(literal(v, _CONVERSATION.c[k].type) for k, v in fixed.items()),
-        )
-        stmt = (
-            postgresql.insert(_CONVERSATION)
-            .from_select([*values[0], *fixed], source)
-            .on_conflict_do_nothing(index_elements=[Conversation.contact_id], index_where=_OPEN)
-            .returning(*columns)
-        )
-        return {row.contact_id: row for row in rows.execute(stmt, values)}
+        params = {"now": now, **recordset_params(_NEW_CONVERSATION, values)}
+        inserted = session.execute(_insert_conversations_sql(columns), params)
+        return {row.contact_id: row for row in inserted}
+    fixed = {"context_variables": {}, "opened_at": now}
     for chunk in chunks(session, values):
         stmt = insert_for(session, Conversation).on_conflict_do_nothing(
             index_elements=[Conversation.contact_id], index_where=_OPEN
@@ -256,7 +306,13 @@ def _select_open(
 def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: datetime) -> None:
     """Write hot clocks into conversations: a newer generation closes the open conversation
     and opens the next; a clock only replaces an older one (by activity version)."""
-    contacts, created = _contacts(session, [(i.org_id, i.bot_id, i.user_id) for i in items], now)
+    inbound = {
+        (i.bot_id, i.user_id): i.clock.last_inbound_message_at
+        for i in items
+        if i.clock.last_inbound_message_at is not None
+    }
+    subjects = [(i.org_id, i.bot_id, i.user_id) for i in items]
+    contacts, created = _contacts(session, subjects, now, inbound)
     by_contact = {contacts[(i.bot_id, i.user_id)]: i for i in items}
     known = {c: i for c, i in by_contact.items() if c not in created}  # others have nothing yet
     found = _select_open(session, list(known), _WRITTEN)
@@ -286,13 +342,14 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
         ],
         now,
     )
-    # The hour of each contact's latest message (what the hot clock keeps of them).
+    # The hour of each contact's latest message (what the hot clock keeps of them); those
+    # created here have it already.
     learn_hour_profiles(
         session,
         {
             c: [i.clock.last_inbound_message_at]
             for c, i in by_contact.items()
-            if i.clock.last_inbound_message_at is not None
+            if i.clock.last_inbound_message_at is not None and c not in created
         },
     )
     end_answered_episodes(
