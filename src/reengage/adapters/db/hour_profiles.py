@@ -16,7 +16,7 @@ from reengage.adapters.db.models import Contact
 from reengage.adapters.db.sets import Rows, among, on_postgres
 from reengage.domain import schedule as sch
 from reengage.domain.recovery import Campaign
-from reengage.domain.usual_hour import HourProfile
+from reengage.domain.usual_hour import HourProfile, learns_from
 
 # A contact without a zone of their own is learned in the campaigns' default zone.
 DEFAULT_ZONE = Campaign().time_zone
@@ -37,7 +37,7 @@ def learn_hour_profiles(session: Session, seen: Mapping[int, Sequence[datetime]]
         # unscoped: the contacts this batch of activity was written for
         rows = session.execute(columns.where(among(session, table.id, chunk)))
         for contact_id, zone_name, raw in rows:
-            learned = _learn(HourProfile.decode(raw), _zone(zone_name), seen[contact_id])
+            learned = _learn(raw, zone_name, seen[contact_id])
             if learned is not None:
                 changed.append((contact_id, learned))
     _write_profiles(session, changed)
@@ -47,11 +47,16 @@ def learn_hour_profiles(session: Session, seen: Mapping[int, Sequence[datetime]]
 def first_profile(instants: Sequence[datetime]) -> bytes | None:
     """The profile `learn_hour_profiles` would give a new contact (no zone, no profile yet)
     for these instants; None when it would leave it unset."""
-    return _learn(HourProfile(), _zone(None), instants)
+    return _learn(None, None, instants)
 
 
-def _learn(before: HourProfile, tz: ZoneInfo, instants: Sequence[datetime]) -> bytes | None:
+def _learn(raw: bytes | None, zone: str | None, instants: Sequence[datetime]) -> bytes | None:
+    """The profile `raw` with the instants observed; None when they change nothing."""
+    if not learns_from(raw, instants):  # most flushes: the same hour again
+        return None
+    before = HourProfile.decode(raw)
     after = before
+    tz = _zone(zone)
     for instant in sorted(instants):
         after = after.observe(instant, tz)
     return None if after is before else after.encode()
