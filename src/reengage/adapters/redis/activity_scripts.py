@@ -157,7 +157,12 @@ for i = 3, #ARGV do
   redis.call('ZREM', KEYS[2], s)
   if redis.call('SISMEMBER', KEYS[1], s) == 0 then
     redis.call('ZADD', KEYS[3], ARGV[2], s)
-    remember(ARGV[1], s)
+    -- The filter learns a subject once; its hash keeps that it did ('kn').
+    local h = ARGV[1] .. ':s:' .. s
+    if redis.call('HEXISTS', h, 'kn') == 0 then
+      remember(ARGV[1], s)
+      if redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'kn', 1) end
+    end
   end
 end
 return 0
