@@ -6,7 +6,7 @@ its very insert (`first_profile`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, LargeBinary, Table, select, update
@@ -16,38 +16,64 @@ from reengage.adapters.db.models import Contact
 from reengage.adapters.db.sets import Rows, among, on_postgres
 from reengage.domain import schedule as sch
 from reengage.domain.recovery import Campaign
-from reengage.domain.usual_hour import HourProfile, learns_from
+from reengage.domain.usual_hour import HourProfile, hour_of_week, learns_from
 
 # A contact without a zone of their own is learned in the campaigns' default zone.
 DEFAULT_ZONE = Campaign().time_zone
 _CHUNK = 1000
 _CONTACT: Table = Contact.__table__  # type: ignore[assignment]
+Profile = tuple[str | None, bytes | None]  # a contact's time zone and encoded hour profile
 
 
-def learn_hour_profiles(session: Session, seen: Mapping[int, Sequence[datetime]]) -> int:
+def learn_hour_profiles(
+    session: Session,
+    seen: Mapping[int, Sequence[datetime]],
+    stored: Mapping[int, Profile] | None = None,
+) -> int:
     """Observe each contact's user-message instants (by contact id) in their profile; return
     how many profiles changed. Instants in an hour already observed add nothing, so a batch
-    written twice learns once."""
+    written twice learns once. `stored`: contacts' time zone and profile already read in
+    this transaction (the others are read here)."""
     ids = sorted(c for c, instants in seen.items() if instants)
-    changed: list[tuple[int, bytes]] = []
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    stored = stored or {}
+    current = [(c, *stored[c]) for c in ids if c in stored]
+    unread = [c for c in ids if c not in stored]
+    for start in range(0, len(unread), _CHUNK):
+        chunk = unread[start : start + _CHUNK]
         table = _CONTACT.c
         columns = select(table.id, table.time_zone, table.hour_profile)
         # unscoped: the contacts this batch of activity was written for
-        rows = session.execute(columns.where(among(session, table.id, chunk)))
-        for contact_id, zone_name, raw in rows:
-            learned = _learn(raw, zone_name, seen[contact_id])
-            if learned is not None:
-                changed.append((contact_id, learned))
+        current += session.execute(columns.where(among(session, table.id, chunk))).tuples()
+    changed: list[tuple[int, bytes]] = []
+    for contact_id, zone_name, raw in current:
+        learned = _learn(raw, zone_name, seen[contact_id])
+        if learned is not None:
+            changed.append((contact_id, learned))
     _write_profiles(session, changed)
     return len(changed)
 
 
-def first_profile(instants: Sequence[datetime]) -> bytes | None:
+def first_profile(instant: datetime) -> bytes | None:
     """The profile `learn_hour_profiles` would give a new contact (no zone, no profile yet)
-    for these instants; None when it would leave it unset."""
-    return _learn(None, None, instants)
+    for one message instant; None when it would leave it unset."""
+    # An empty profile's first observation depends only on the instant's UTC hour and its
+    # local hour of the week: a batch of new contacts shares a few of them.
+    key = (
+        instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0),
+        hour_of_week(instant, _zone(None)),
+    )
+    try:
+        return _FIRST[key]
+    except KeyError:
+        profile = _learn(None, None, [instant])
+    if len(_FIRST) >= _FIRST_KEPT:
+        _FIRST.clear()
+    _FIRST[key] = profile
+    return profile
+
+
+_FIRST: dict[tuple[datetime, int], bytes | None] = {}
+_FIRST_KEPT = 256
 
 
 def _learn(raw: bytes | None, zone: str | None, instants: Sequence[datetime]) -> bytes | None:

@@ -34,7 +34,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TextualSelect
 
 from reengage.adapters.db.episode_ends import end_answered_episodes
-from reengage.adapters.db.hour_profiles import first_profile, hex_bytea, learn_hour_profiles
+from reengage.adapters.db.hour_profiles import (
+    Profile,
+    first_profile,
+    hex_bytea,
+    learn_hour_profiles,
+)
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.session import insert_for
 from reengage.adapters.db.sets import Rows, among, chunks, on_postgres, recordset_params
@@ -117,11 +122,13 @@ def _contacts(
     subjects: list[tuple[int, int, str]],
     now: datetime,
     seen: Mapping[Subject, datetime] | None = None,
+    profiles: dict[int, Profile] | None = None,
 ) -> tuple[dict[Subject, int], set[int]]:
     """Contact ids of subjects, and which of them this transaction created (those have no
     conversation or episode yet; on PostgreSQL they are created with the hour profile of
-    their `seen` message instant, so those are learned)."""
-    found = _select_contacts(session, [(b, u) for _, b, u in subjects])
+    their `seen` message instant, so those are learned). `profiles` receives the time zone
+    and hour profile of those that existed (read with their ids)."""
+    found = _select_contacts(session, [(b, u) for _, b, u in subjects], profiles)
     missing = sorted({(b, u): o for o, b, u in subjects if (b, u) not in found}.items())
     if not missing:
         return found, set()
@@ -135,19 +142,31 @@ def _contacts(
     return found, set(created.values())
 
 
-def _select_contacts(session: Session, keys: list[Subject]) -> dict[Subject, int]:
-    columns = (Contact.bot_id, Contact.external_id, Contact.id)
+def _select_contacts(
+    session: Session, keys: list[Subject], profiles: dict[int, Profile] | None = None
+) -> dict[Subject, int]:
+    columns = [Contact.bot_id, Contact.external_id, Contact.id]
+    if profiles is not None:
+        columns += [Contact.time_zone, Contact.hour_profile]
+    found: dict[Subject, int] = {}
     if on_postgres(session):
         rows = Rows(session, bot_id=BigInteger(), external_id=String())
         stmt = select(*columns).where(
             Contact.bot_id == rows["bot_id"], Contact.external_id == rows["external_id"]
         )
-        result = rows.execute(stmt, [{"bot_id": b, "external_id": u} for b, u in keys])
-        return {(b, u): i for b, u, i in result}
-    found: dict[Subject, int] = {}
-    for chunk in chunks(session, keys):
-        stmt = select(*columns).where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
-        found.update({(b, u): i for b, u, i in session.execute(stmt)})
+        results = [rows.execute(stmt, [{"bot_id": b, "external_id": u} for b, u in keys])]
+    else:
+        results = [
+            session.execute(
+                select(*columns).where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
+            )
+            for chunk in chunks(session, keys)
+        ]
+    for result in results:
+        for row in result:
+            found[(row[0], row[1])] = row[2]
+            if profiles is not None:
+                profiles[row[2]] = (row[3], row[4])
     return found
 
 
@@ -164,7 +183,7 @@ def _insert_contacts(
     ]
     if on_postgres(session):
         for row, (_, b, u) in zip(values, subjects, strict=True):
-            profile = first_profile([seen[(b, u)]]) if (b, u) in seen else None
+            profile = first_profile(seen[(b, u)]) if (b, u) in seen else None
             row["hour_profile"] = hex_bytea(profile) if profile is not None else None
         params = {"now": now, **recordset_params(_NEW_CONTACT, values)}
         return {(b, u): i for b, u, i in session.execute(_INSERT_CONTACTS, params)}
@@ -312,7 +331,8 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
         if i.clock.last_inbound_message_at is not None
     }
     subjects = [(i.org_id, i.bot_id, i.user_id) for i in items]
-    contacts, created = _contacts(session, subjects, now, inbound)
+    profiles: dict[int, Profile] = {}  # of the contacts found: learned below without a read
+    contacts, created = _contacts(session, subjects, now, inbound, profiles)
     by_contact = {contacts[(i.bot_id, i.user_id)]: i for i in items}
     known = {c: i for c, i in by_contact.items() if c not in created}  # others have nothing yet
     found = _select_open(session, list(known), _WRITTEN)
@@ -351,6 +371,7 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
             for c, i in by_contact.items()
             if i.clock.last_inbound_message_at is not None and c not in created
         },
+        profiles,
     )
     end_answered_episodes(
         session,
