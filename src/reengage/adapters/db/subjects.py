@@ -58,11 +58,13 @@ _CLOCK = [*_KEYS, *(_CONVERSATION.c[n] for n in ("status", *CLOCK_COLUMNS, "inac
 Subject = tuple[int, str]  # (bot_id, external user id)
 
 
-def _recordset_sql(table: Table, names: Sequence[str]) -> str:
-    """PostgreSQL: `json_to_recordset(:rows) AS v(...)` of these columns of `table` (the
-    document of `recordset_params`)."""
+def _recordset_sql(table: Table, names: Sequence[str], **others: str) -> str:
+    """PostgreSQL: `json_to_recordset(:rows) AS v(...)` of these columns of `table` (and
+    `others`, named to a column of `table` whose type they take), the document of
+    `recordset_params`."""
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    typed = ", ".join(f"{n} {table.c[n].type.compile(dialect=dialect)}" for n in names)
+    types = {n: table.c[n].type for n in names} | {n: table.c[c].type for n, c in others.items()}
+    typed = ", ".join(f"{n} {t.compile(dialect=dialect)}" for n, t in types.items())
     return f"json_to_recordset(CAST(:rows AS json)) AS v({typed})"
 
 
@@ -108,6 +110,33 @@ def _insert_conversations_sql(columns: Sequence[Column[Any]]) -> TextualSelect:
         )
         _INSERT_CONVERSATIONS[key] = sql.columns(*columns)
     return _INSERT_CONVERSATIONS[key]
+
+
+_SELECT_OPEN: dict[tuple[str, ...], TextualSelect] = {}
+
+
+def _select_open_sql(columns: Sequence[Column[Any]]) -> TextualSelect:
+    """The open conversations of contacts (`ids`), locked in id order: `columns`."""
+    key = tuple(c.name for c in columns)
+    if key not in _SELECT_OPEN:
+        sql = text(
+            f"SELECT {', '.join(key)} FROM conversation "
+            f"WHERE contact_id = ANY(CAST(:ids AS BIGINT[])) AND {_OPEN.text} "
+            "ORDER BY id FOR UPDATE"
+        )
+        _SELECT_OPEN[key] = sql.columns(*columns)
+    return _SELECT_OPEN[key]
+
+
+# Each clock into its conversation, unless the row holds a newer one (`_write_clocks`).
+_WRITE_CLOCKS = text(
+    "UPDATE conversation SET "
+    + ", ".join(f"{n} = v.{n}" for n in (*CLOCK_COLUMNS, "status"))
+    + ", inactivity_due_at = CASE WHEN conversation.activity_seq < v.activity_seq "
+    "THEN v.due ELSE conversation.inactivity_due_at END "
+    f"FROM {_recordset_sql(_CONVERSATION, ('id', *CLOCK_COLUMNS, 'status'), due='opened_at')} "
+    "WHERE conversation.id = v.id AND conversation.activity_seq <= v.activity_seq"
+).bindparams(bindparam("rows", type_=Text()))
 
 
 def ensure_contacts(
@@ -308,6 +337,11 @@ def _select_open(
     session: Session, contact_ids: list[int], columns: list[Column[Any]]
 ) -> dict[int, Row[Any]]:
     found: dict[int, Row[Any]] = {}
+    if on_postgres(session):
+        if contact_ids:
+            locked = session.execute(_select_open_sql(columns), {"ids": contact_ids})
+            found.update({row.contact_id: row for row in locked})
+        return found
     for chunk in chunks(session, contact_ids):
         stmt = (
             select(*columns)
@@ -406,6 +440,18 @@ def _write_clocks(session: Session, items: list[tuple[int, SubjectClock]]) -> No
     deadline a handler set for this silence stays."""
     if not items:
         return
+    values = [
+        {
+            "id": conversation_id,
+            "status": i.clock.status.value,
+            "due": i.due_at,
+            **{name: getattr(i.clock, name) for name in CLOCK_COLUMNS},
+        }
+        for conversation_id, i in items
+    ]
+    if on_postgres(session):
+        session.execute(_WRITE_CLOCKS, recordset_params(list(values[0]), values))
+        return
     table = _CONVERSATION
     stamps = {name: UTCDateTime() for name in CLOCK_COLUMNS if name != "activity_seq"}
     rows = Rows(
@@ -429,15 +475,6 @@ def _write_clocks(session: Session, items: list[tuple[int, SubjectClock]]) -> No
             }
         )
     )
-    values = [
-        {
-            "id": conversation_id,
-            "status": i.clock.status.value,
-            "due": i.due_at,
-            **{name: getattr(i.clock, name) for name in CLOCK_COLUMNS},
-        }
-        for conversation_id, i in items
-    ]
     rows.execute(stmt, values)
 
 
