@@ -174,20 +174,21 @@ def _contacts(
 def _select_contacts(
     session: Session, keys: list[Subject], profiles: dict[int, Profile] | None = None
 ) -> dict[Subject, int]:
-    columns = [Contact.bot_id, Contact.external_id, Contact.id]
+    contact = _CONTACT.c  # Core columns: rows, not ORM loading
+    columns = [contact.bot_id, contact.external_id, contact.id]
     if profiles is not None:
-        columns += [Contact.time_zone, Contact.hour_profile]
+        columns += [contact.time_zone, contact.hour_profile]
     found: dict[Subject, int] = {}
     if on_postgres(session):
         rows = Rows(session, bot_id=BigInteger(), external_id=String())
         stmt = select(*columns).where(
-            Contact.bot_id == rows["bot_id"], Contact.external_id == rows["external_id"]
+            contact.bot_id == rows["bot_id"], contact.external_id == rows["external_id"]
         )
         results = [rows.execute(stmt, [{"bot_id": b, "external_id": u} for b, u in keys])]
     else:
         results = [
             session.execute(
-                select(*columns).where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
+                select(*columns).where(tuple_(contact.bot_id, contact.external_id).in_(chunk))
             )
             for chunk in chunks(session, keys)
         ]
