@@ -19,9 +19,6 @@ from sqlalchemy import (
     Row,
     String,
     Table,
-    Text,
-    TextClause,
-    bindparam,
     case,
     func,
     select,
@@ -29,10 +26,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import TextualSelect
 
+from reengage.adapters.db import subject_statements as sql
 from reengage.adapters.db.episode_ends import end_answered_episodes
 from reengage.adapters.db.hour_profiles import (
     Profile,
@@ -56,87 +52,6 @@ _KEYS = [_CONVERSATION.c[name] for name in ("id", "contact_id", "generation")]
 _WRITTEN = [*_KEYS, _CONVERSATION.c.status]  # the status: a close of a handoff is told
 _CLOCK = [*_KEYS, *(_CONVERSATION.c[n] for n in ("status", *CLOCK_COLUMNS, "inactivity_due_at"))]
 Subject = tuple[int, str]  # (bot_id, external user id)
-
-
-def _recordset_sql(table: Table, names: Sequence[str], **others: str) -> str:
-    """PostgreSQL: `json_to_recordset(:rows) AS v(...)` of these columns of `table` (and
-    `others`, named to a column of `table` whose type they take), the document of
-    `recordset_params`."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    types = {n: table.c[n].type for n in names} | {n: table.c[c].type for n, c in others.items()}
-    typed = ", ".join(f"{n} {t.compile(dialect=dialect)}" for n, t in types.items())
-    return f"json_to_recordset(CAST(:rows AS json)) AS v({typed})"
-
-
-def _bound(sql: str) -> TextClause:
-    return text(sql).bindparams(
-        bindparam("rows", type_=Text()), bindparam("now", type_=UTCDateTime())
-    )
-
-
-# PostgreSQL's batch inserts as text of their own: an INSERT ... SELECT has no SQLAlchemy
-# cache key (it was compiled anew for every batch), and its text is the same every time.
-_NEW_CONTACT = ("org_id", "bot_id", "external_id", "hour_profile")
-_INSERT_CONTACTS = _bound(
-    f"INSERT INTO contact ({', '.join(_NEW_CONTACT)}, created_at) "
-    f"SELECT {', '.join(f'v.{n}' for n in _NEW_CONTACT)}, :now "
-    f"FROM {_recordset_sql(_CONTACT, _NEW_CONTACT)} "
-    "ON CONFLICT DO NOTHING RETURNING bot_id, external_id, id"
-)
-_NEW_CONVERSATION = (
-    "org_id",
-    "bot_id",
-    "contact_id",
-    "generation",
-    *CLOCK_COLUMNS,
-    "status",
-    "inactivity_due_at",
-)
-_INSERT_CONVERSATIONS: dict[tuple[str, ...], TextualSelect] = {}
-
-
-def _insert_conversations_sql(columns: Sequence[Column[Any]]) -> TextualSelect:
-    """Insert open conversations (the columns' defaults for the others), skipping contacts
-    that have one; return `columns` of those inserted."""
-    key = tuple(c.name for c in columns)
-    if key not in _INSERT_CONVERSATIONS:
-        sql = _bound(
-            f"INSERT INTO conversation ({', '.join(_NEW_CONVERSATION)}, "
-            "timeout_seq, timeout_stage, context_variables, opened_at) "
-            f"SELECT {', '.join(f'v.{n}' for n in _NEW_CONVERSATION)}, 0, 0, '{{}}', :now "
-            f"FROM {_recordset_sql(_CONVERSATION, _NEW_CONVERSATION)} "
-            f"ON CONFLICT (contact_id) WHERE {_OPEN.text} DO NOTHING "
-            f"RETURNING {', '.join(key)}"
-        )
-        _INSERT_CONVERSATIONS[key] = sql.columns(*columns)
-    return _INSERT_CONVERSATIONS[key]
-
-
-_SELECT_OPEN: dict[tuple[str, ...], TextualSelect] = {}
-
-
-def _select_open_sql(columns: Sequence[Column[Any]]) -> TextualSelect:
-    """The open conversations of contacts (`ids`), locked in id order: `columns`."""
-    key = tuple(c.name for c in columns)
-    if key not in _SELECT_OPEN:
-        sql = text(
-            f"SELECT {', '.join(key)} FROM conversation "
-            f"WHERE contact_id = ANY(CAST(:ids AS BIGINT[])) AND {_OPEN.text} "
-            "ORDER BY id FOR UPDATE"
-        )
-        _SELECT_OPEN[key] = sql.columns(*columns)
-    return _SELECT_OPEN[key]
-
-
-# Each clock into its conversation, unless the row holds a newer one (`_write_clocks`).
-_WRITE_CLOCKS = text(
-    "UPDATE conversation SET "
-    + ", ".join(f"{n} = v.{n}" for n in (*CLOCK_COLUMNS, "status"))
-    + ", inactivity_due_at = CASE WHEN conversation.activity_seq < v.activity_seq "
-    "THEN v.due ELSE conversation.inactivity_due_at END "
-    f"FROM {_recordset_sql(_CONVERSATION, ('id', *CLOCK_COLUMNS, 'status'), due='opened_at')} "
-    "WHERE conversation.id = v.id AND conversation.activity_seq <= v.activity_seq"
-).bindparams(bindparam("rows", type_=Text()))
 
 
 def ensure_contacts(
@@ -215,8 +130,8 @@ def _insert_contacts(
         for row, (_, b, u) in zip(values, subjects, strict=True):
             profile = first_profile(seen[(b, u)]) if (b, u) in seen else None
             row["hour_profile"] = hex_bytea(profile) if profile is not None else None
-        params = {"now": now, **recordset_params(_NEW_CONTACT, values)}
-        return {(b, u): i for b, u, i in session.execute(_INSERT_CONTACTS, params)}
+        params = {"now": now, **recordset_params(sql.NEW_CONTACT, values)}
+        return {(b, u): i for b, u, i in session.execute(sql.INSERT_CONTACTS, params)}
     for chunk in chunks(session, values):
         stmt = insert_for(session, Contact).on_conflict_do_nothing()
         session.execute(stmt, [{**v, "created_at": now} for v in chunk])
@@ -311,8 +226,8 @@ def _insert_conversations(
     """Insert open conversations, skipping contacts that have one; the rows inserted
     (PostgreSQL)."""
     if on_postgres(session):
-        params = {"now": now, **recordset_params(_NEW_CONVERSATION, values)}
-        inserted = session.execute(_insert_conversations_sql(columns), params)
+        params = {"now": now, **recordset_params(sql.NEW_CONVERSATION, values)}
+        inserted = session.execute(sql.insert_conversations(columns), params)
         return {row.contact_id: row for row in inserted}
     fixed = {"context_variables": {}, "opened_at": now}
     for chunk in chunks(session, values):
@@ -340,7 +255,7 @@ def _select_open(
     found: dict[int, Row[Any]] = {}
     if on_postgres(session):
         if contact_ids:
-            locked = session.execute(_select_open_sql(columns), {"ids": contact_ids})
+            locked = session.execute(sql.select_open(columns), {"ids": contact_ids})
             found.update({row.contact_id: row for row in locked})
         return found
     for chunk in chunks(session, contact_ids):
@@ -451,7 +366,7 @@ def _write_clocks(session: Session, items: list[tuple[int, SubjectClock]]) -> No
         for conversation_id, i in items
     ]
     if on_postgres(session):
-        session.execute(_WRITE_CLOCKS, recordset_params(list(values[0]), values))
+        session.execute(sql.WRITE_CLOCKS, recordset_params(list(values[0]), values))
         return
     table = _CONVERSATION
     stamps = {name: UTCDateTime() for name in CLOCK_COLUMNS if name != "activity_seq"}
