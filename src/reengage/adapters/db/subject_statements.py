@@ -54,6 +54,20 @@ NEW_CONVERSATION = (
     "inactivity_due_at",
 )
 _INSERTS: dict[tuple[str, ...], TextualSelect] = {}
+_CONTACTS: dict[tuple[str, ...], TextualSelect] = {}
+
+
+def select_contacts(columns: Sequence[Column[Any]]) -> TextualSelect:
+    """`columns` of the contacts of (bot_id, external_id) keys."""
+    key = tuple(c.name for c in columns)
+    if key not in _CONTACTS:
+        sql = text(
+            f"SELECT {', '.join(f'c.{n}' for n in key)} "
+            f"FROM {_recordset_sql(_CONTACT, ('bot_id', 'external_id'))} "
+            "JOIN contact c ON c.bot_id = v.bot_id AND c.external_id = v.external_id"
+        ).bindparams(bindparam("rows", type_=Text()))
+        _CONTACTS[key] = sql.columns(*columns)
+    return _CONTACTS[key]
 
 
 def insert_conversations(columns: Sequence[Column[Any]]) -> TextualSelect:

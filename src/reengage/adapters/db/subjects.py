@@ -95,11 +95,9 @@ def _select_contacts(
         columns += [contact.time_zone, contact.hour_profile]
     found: dict[Subject, int] = {}
     if on_postgres(session):
-        rows = Rows(session, bot_id=BigInteger(), external_id=String())
-        stmt = select(*columns).where(
-            contact.bot_id == rows["bot_id"], contact.external_id == rows["external_id"]
-        )
-        results = [rows.execute(stmt, [{"bot_id": b, "external_id": u} for b, u in keys])]
+        keyed = [{"bot_id": b, "external_id": u} for b, u in keys]
+        document = recordset_params(("bot_id", "external_id"), keyed)
+        results = [session.execute(sql.select_contacts(columns), document)]
     else:
         results = [
             session.execute(
