@@ -3,6 +3,7 @@ below the observation minimum, the send window, and a DST week."""
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -20,7 +21,13 @@ from reengage.domain.schedule import (
     parse_schedule,
     zone,
 )
-from reengage.domain.usual_hour import ENCODED_BYTES, HourProfile, hour_of_week, window_hours
+from reengage.domain.usual_hour import (
+    ENCODED_BYTES,
+    HourProfile,
+    hour_of_week,
+    learns_from,
+    window_hours,
+)
 
 SP, NY = zone("America/Sao_Paulo"), zone("America/New_York")
 
@@ -48,6 +55,24 @@ def test_a_profile_is_a_few_hundred_bytes_and_reads_back() -> None:
     assert back.last_hour == profile.last_hour
     assert back.counts == pytest.approx(profile.counts, abs=1 / 64)
     assert HourProfile.decode(None) == HourProfile() == HourProfile.decode(b"short")
+
+
+@pytest.mark.parametrize("minutes", [-60 * 24, -50, 0, 44, 45, 60 * 30])
+def test_a_profile_learns_only_from_a_later_hour(minutes: int) -> None:
+    profile = learned(SP, days_from(date(2026, 3, 2), 3), 19)  # last: Wed 4th, 19:15 local
+    instants = [local(SP, 2026, 3, 4, 19, 15) + timedelta(minutes=minutes)]
+    changed = profile.observe(instants[0], SP) is not profile
+    assert learns_from(profile.encode(), instants) is changed is (minutes >= 45)
+    assert learns_from(None, instants)
+    assert learns_from(b"short", instants)
+
+
+@pytest.mark.parametrize("hours", [1, 30, 24 * 7 * 9 + 5])
+def test_the_encoding_is_each_slots_count_in_64ths(hours: int) -> None:
+    profile = learned(SP, days_from(date(2026, 1, 5), 40), 19)
+    later = profile.observe(local(SP, 2026, 2, 14, 8) + timedelta(hours=hours), SP)
+    counts = struct.unpack(">I168H", later.encode())
+    assert counts == (later.last_hour, *(min(round(c * 64), 0xFFFF) for c in later.counts))
 
 
 def test_observations_are_local_hours_of_the_week_and_once_per_hour() -> None:

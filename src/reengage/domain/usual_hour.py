@@ -14,6 +14,7 @@ most 1,023 observations per slot, far above what a half-life of four weeks lets 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -103,7 +104,9 @@ class HourProfile:
         return best
 
     def encode(self) -> bytes:
-        counts = (min(round(c * _SCALE), _MAX_COUNT) for c in self.counts)
+        scale = self._scale
+        # Most slots are empty: skip their arithmetic (the same bytes as encoding every count).
+        counts = (min(round(w * scale * _SCALE), _MAX_COUNT) if w else 0 for w in self.weights)
         return struct.pack(_FORMAT, self.last_hour, *counts)
 
     @classmethod
@@ -113,6 +116,14 @@ class HourProfile:
             return cls()
         last_hour, *counts = struct.unpack(_FORMAT, raw)
         return cls(tuple(c / _SCALE for c in counts), last_hour, last_hour)
+
+
+def learns_from(raw: bytes | None, instants: Iterable[datetime]) -> bool:
+    """Whether observing these instants changes the profile encoded as `raw`: only one after
+    the hour of its last observation does (what decoding and observing would tell, without
+    decoding the counts)."""
+    last = struct.unpack_from(">I", raw)[0] if raw and len(raw) == ENCODED_BYTES else 0
+    return any(_epoch_hour(instant) > last for instant in instants)
 
 
 def window_hours(start: time | None, end: time | None) -> range | None:

@@ -21,20 +21,24 @@ from sqlalchemy import (
     Table,
     case,
     func,
-    literal,
     select,
     text,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from reengage.adapters.db import subject_statements as sql
 from reengage.adapters.db.episode_ends import end_answered_episodes
-from reengage.adapters.db.hour_profiles import learn_hour_profiles
+from reengage.adapters.db.hour_profiles import (
+    Profile,
+    first_profile,
+    hex_bytea,
+    learn_hour_profiles,
+)
 from reengage.adapters.db.models import Contact, Conversation
 from reengage.adapters.db.session import insert_for
-from reengage.adapters.db.sets import Rows, among, chunks, on_postgres
+from reengage.adapters.db.sets import Rows, among, chunks, on_postgres, recordset_params
 from reengage.adapters.db.types import UTCDateTime
 from reengage.domain.activity import ConversationStatus, SubjectClock
 from reengage.events.outbox import emit_agent_closed
@@ -58,15 +62,21 @@ def ensure_contacts(
 
 
 def _contacts(
-    session: Session, subjects: list[tuple[int, int, str]], now: datetime
+    session: Session,
+    subjects: list[tuple[int, int, str]],
+    now: datetime,
+    seen: Mapping[Subject, datetime] | None = None,
+    profiles: dict[int, Profile] | None = None,
 ) -> tuple[dict[Subject, int], set[int]]:
     """Contact ids of subjects, and which of them this transaction created (those have no
-    conversation or episode yet)."""
-    found = _select_contacts(session, [(b, u) for _, b, u in subjects])
+    conversation or episode yet; on PostgreSQL they are created with the hour profile of
+    their `seen` message instant, so those are learned). `profiles` receives the time zone
+    and hour profile of those that existed (read with their ids)."""
+    found = _select_contacts(session, [(b, u) for _, b, u in subjects], profiles)
     missing = sorted({(b, u): o for o, b, u in subjects if (b, u) not in found}.items())
     if not missing:
         return found, set()
-    created = _insert_contacts(session, [(o, b, u) for (b, u), o in missing], now)
+    created = _insert_contacts(session, [(o, b, u) for (b, u), o in missing], now, seen or {})
     found.update(created)
     # Created meanwhile by another transaction (the insert skipped them), or not returned by
     # the insert (SQLite): read.
@@ -76,39 +86,50 @@ def _contacts(
     return found, set(created.values())
 
 
-def _select_contacts(session: Session, keys: list[Subject]) -> dict[Subject, int]:
-    columns = (Contact.bot_id, Contact.external_id, Contact.id)
-    if on_postgres(session):
-        rows = Rows(session, bot_id=BigInteger(), external_id=String())
-        stmt = select(*columns).where(
-            Contact.bot_id == rows["bot_id"], Contact.external_id == rows["external_id"]
-        )
-        result = rows.execute(stmt, [{"bot_id": b, "external_id": u} for b, u in keys])
-        return {(b, u): i for b, u, i in result}
+def _select_contacts(
+    session: Session, keys: list[Subject], profiles: dict[int, Profile] | None = None
+) -> dict[Subject, int]:
+    contact = _CONTACT.c  # Core columns: rows, not ORM loading
+    columns = [contact.bot_id, contact.external_id, contact.id]
+    if profiles is not None:
+        columns += [contact.time_zone, contact.hour_profile]
     found: dict[Subject, int] = {}
-    for chunk in chunks(session, keys):
-        stmt = select(*columns).where(tuple_(Contact.bot_id, Contact.external_id).in_(chunk))
-        found.update({(b, u): i for b, u, i in session.execute(stmt)})
+    if on_postgres(session):
+        keyed = [{"bot_id": b, "external_id": u} for b, u in keys]
+        document = recordset_params(("bot_id", "external_id"), keyed)
+        results = [session.execute(sql.select_contacts(columns), document)]
+    else:
+        results = [
+            session.execute(
+                select(*columns).where(tuple_(contact.bot_id, contact.external_id).in_(chunk))
+            )
+            for chunk in chunks(session, keys)
+        ]
+    for result in results:
+        for row in result:
+            found[(row[0], row[1])] = row[2]
+            if profiles is not None:
+                profiles[row[2]] = (row[3], row[4])
     return found
 
 
 def _insert_contacts(
-    session: Session, subjects: list[tuple[int, int, str]], now: datetime
+    session: Session,
+    subjects: list[tuple[int, int, str]],
+    now: datetime,
+    seen: Mapping[Subject, datetime],
 ) -> dict[Subject, int]:
-    """Insert contacts, skipping those that exist; the ids of those inserted (PostgreSQL)."""
-    values = [{"org_id": o, "bot_id": b, "external_id": u} for o, b, u in subjects]
+    """Insert contacts, skipping those that exist; the ids of those inserted (PostgreSQL,
+    with their first hour profile)."""
+    values: list[dict[str, Any]] = [
+        {"org_id": o, "bot_id": b, "external_id": u} for o, b, u in subjects
+    ]
     if on_postgres(session):
-        rows = Rows(session, org_id=BigInteger(), bot_id=BigInteger(), external_id=String())
-        source = select(
-            rows["org_id"], rows["bot_id"], rows["external_id"], literal(now, UTCDateTime())
-        )
-        stmt = (
-            postgresql.insert(_CONTACT)
-            .from_select(["org_id", "bot_id", "external_id", "created_at"], source)
-            .on_conflict_do_nothing()
-            .returning(Contact.bot_id, Contact.external_id, Contact.id)
-        )
-        return {(b, u): i for b, u, i in rows.execute(stmt, values)}
+        for row, (_, b, u) in zip(values, subjects, strict=True):
+            profile = first_profile(seen[(b, u)]) if (b, u) in seen else None
+            row["hour_profile"] = hex_bytea(profile) if profile is not None else None
+        params = {"now": now, **recordset_params(sql.NEW_CONTACT, values)}
+        return {(b, u): i for b, u, i in session.execute(sql.INSERT_CONTACTS, params)}
     for chunk in chunks(session, values):
         stmt = insert_for(session, Contact).on_conflict_do_nothing()
         session.execute(stmt, [{**v, "created_at": now} for v in chunk])
@@ -202,20 +223,11 @@ def _insert_conversations(
 ) -> dict[int, Row[Any]]:
     """Insert open conversations, skipping contacts that have one; the rows inserted
     (PostgreSQL)."""
-    fixed = {"context_variables": {}, "opened_at": now}
     if on_postgres(session):
-        rows = Rows(session, **{name: _CONVERSATION.c[name].type for name in values[0]})
-        source = select(
-            *(rows[name] for name in values[0]),
-            *(literal(v, _CONVERSATION.c[k].type) for k, v in fixed.items()),
-        )
-        stmt = (
-            postgresql.insert(_CONVERSATION)
-            .from_select([*values[0], *fixed], source)
-            .on_conflict_do_nothing(index_elements=[Conversation.contact_id], index_where=_OPEN)
-            .returning(*columns)
-        )
-        return {row.contact_id: row for row in rows.execute(stmt, values)}
+        params = {"now": now, **recordset_params(sql.NEW_CONVERSATION, values)}
+        inserted = session.execute(sql.insert_conversations(columns), params)
+        return {row.contact_id: row for row in inserted}
+    fixed = {"context_variables": {}, "opened_at": now}
     for chunk in chunks(session, values):
         stmt = insert_for(session, Conversation).on_conflict_do_nothing(
             index_elements=[Conversation.contact_id], index_where=_OPEN
@@ -239,6 +251,11 @@ def _select_open(
     session: Session, contact_ids: list[int], columns: list[Column[Any]]
 ) -> dict[int, Row[Any]]:
     found: dict[int, Row[Any]] = {}
+    if on_postgres(session):
+        if contact_ids:
+            locked = session.execute(sql.select_open(columns), {"ids": contact_ids})
+            found.update({row.contact_id: row for row in locked})
+        return found
     for chunk in chunks(session, contact_ids):
         stmt = (
             select(*columns)
@@ -256,7 +273,14 @@ def _select_open(
 def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: datetime) -> None:
     """Write hot clocks into conversations: a newer generation closes the open conversation
     and opens the next; a clock only replaces an older one (by activity version)."""
-    contacts, created = _contacts(session, [(i.org_id, i.bot_id, i.user_id) for i in items], now)
+    inbound = {
+        (i.bot_id, i.user_id): i.clock.last_inbound_message_at
+        for i in items
+        if i.clock.last_inbound_message_at is not None
+    }
+    subjects = [(i.org_id, i.bot_id, i.user_id) for i in items]
+    profiles: dict[int, Profile] = {}  # of the contacts found: learned below without a read
+    contacts, created = _contacts(session, subjects, now, inbound, profiles)
     by_contact = {contacts[(i.bot_id, i.user_id)]: i for i in items}
     known = {c: i for c, i in by_contact.items() if c not in created}  # others have nothing yet
     found = _select_open(session, list(known), _WRITTEN)
@@ -286,14 +310,16 @@ def write_subject_clocks(session: Session, items: Sequence[SubjectClock], now: d
         ],
         now,
     )
-    # The hour of each contact's latest message (what the hot clock keeps of them).
+    # The hour of each contact's latest message (what the hot clock keeps of them); those
+    # created here have it already.
     learn_hour_profiles(
         session,
         {
             c: [i.clock.last_inbound_message_at]
             for c, i in by_contact.items()
-            if i.clock.last_inbound_message_at is not None
+            if i.clock.last_inbound_message_at is not None and c not in created
         },
+        profiles,
     )
     end_answered_episodes(
         session,
@@ -328,6 +354,18 @@ def _write_clocks(session: Session, items: list[tuple[int, SubjectClock]]) -> No
     deadline a handler set for this silence stays."""
     if not items:
         return
+    values = [
+        {
+            "id": conversation_id,
+            "status": i.clock.status.value,
+            "due": i.due_at,
+            **{name: getattr(i.clock, name) for name in CLOCK_COLUMNS},
+        }
+        for conversation_id, i in items
+    ]
+    if on_postgres(session):
+        session.execute(sql.WRITE_CLOCKS, recordset_params(list(values[0]), values))
+        return
     table = _CONVERSATION
     stamps = {name: UTCDateTime() for name in CLOCK_COLUMNS if name != "activity_seq"}
     rows = Rows(
@@ -351,15 +389,6 @@ def _write_clocks(session: Session, items: list[tuple[int, SubjectClock]]) -> No
             }
         )
     )
-    values = [
-        {
-            "id": conversation_id,
-            "status": i.clock.status.value,
-            "due": i.due_at,
-            **{name: getattr(i.clock, name) for name in CLOCK_COLUMNS},
-        }
-        for conversation_id, i in items
-    ]
     rows.execute(stmt, values)
 
 

@@ -17,7 +17,14 @@ local function known(ns, s)
   return true
 end
 local function remember(ns, s)
-  for _, b in ipairs(bits(s)) do redis.call('SETBIT', ns .. ':known', b, 1) end
+  local set = {}
+  for _, b in ipairs(bits(s)) do
+    set[#set + 1] = 'SET'
+    set[#set + 1] = 'u1'
+    set[#set + 1] = b
+    set[#set + 1] = 1
+  end
+  redis.call('BITFIELD', ns .. ':known', unpack(set))  -- the four bits in one call
 end
 """
 
@@ -150,7 +157,12 @@ for i = 3, #ARGV do
   redis.call('ZREM', KEYS[2], s)
   if redis.call('SISMEMBER', KEYS[1], s) == 0 then
     redis.call('ZADD', KEYS[3], ARGV[2], s)
-    remember(ARGV[1], s)
+    -- The filter learns a subject once; its hash keeps that it did ('kn').
+    local h = ARGV[1] .. ':s:' .. s
+    if redis.call('HEXISTS', h, 'kn') == 0 then
+      remember(ARGV[1], s)
+      if redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'kn', 1) end
+    end
   end
 end
 return 0
@@ -192,7 +204,7 @@ return 1
 
 # A flush's one round trip: subjects taken by a flusher that died before committing (in
 # flight since before ARGV[3]) go back to dirty; then up to N dirty subjects move into the
-# in-flight set (scored by when), each returned with its hash.
+# in-flight set (scored by when), each returned with the values of its fields ARGV[5]...
 TAKE = """
 local stuck = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 for _, s in ipairs(stuck) do
@@ -200,10 +212,11 @@ for _, s in ipairs(stuck) do
   redis.call('ZREM', KEYS[2], s)
 end
 local out = {}
+local fields = {unpack(ARGV, 5)}
 for _, s in ipairs(redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))) do
   redis.call('ZADD', KEYS[2], ARGV[2], s)
   out[#out + 1] = s
-  out[#out + 1] = redis.call('HGETALL', ARGV[4] .. s)
+  out[#out + 1] = redis.call('HMGET', ARGV[4] .. s, unpack(fields))
 end
 return out
 """

@@ -360,11 +360,11 @@ class RedisActivityStore:
     def flush(self, now: datetime, limit: int = 2000) -> int:
         reply = self._take(
             keys=[self._dirty, self._inflight],
-            args=[limit, _ms(now), _ms(now - self._stuck), self._hash("")],
+            args=[limit, _ms(now), _ms(now - self._stuck), self._hash(""), *_WRITTEN],
         )
         taken = {
-            str(subject): _pairs(fields)
-            for subject, fields in zip(reply[::2], reply[1::2], strict=True)
+            str(subject): _written(values)
+            for subject, values in zip(reply[::2], reply[1::2], strict=True)
         }
         return self._write(taken, now)
 
@@ -507,9 +507,13 @@ def _bot_user(subject: str) -> tuple[int, str]:
     return int(bot), user
 
 
-def _pairs(flat: list[str]) -> dict[str, str]:
-    """A hash as HGETALL answers inside a script: field, value, field, value, ..."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+# The hash fields a flush writes to the database (not the event ids), read in this order.
+_WRITTEN = ("st", "seq", "gen", "o", "th", "ac", *FIELDS.values())
+
+
+def _written(values: list[str | None]) -> dict[str, str]:
+    """The fields `_WRITTEN` of a hash as HMGET answers inside a script (absent ones: nil)."""
+    return {f: v for f, v in zip(_WRITTEN, values, strict=True) if v is not None}
 
 
 def _subject_clock(subject: str, data: dict[str, str]) -> SubjectClock | None:
