@@ -5,7 +5,7 @@ every statement's text is the same for every batch. Rows travel as one JSON docu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Table, Text, TextClause, bindparam, text
@@ -57,34 +57,46 @@ _INSERTS: dict[tuple[str, ...], TextualSelect] = {}
 _CONTACTS: dict[tuple[str, ...], TextualSelect] = {}
 
 
+def _once(
+    made: dict[tuple[str, ...], TextualSelect],
+    columns: Sequence[Column[Any]],
+    build: Callable[[tuple[str, ...]], TextClause],
+) -> TextualSelect:
+    """The statement `build` makes for these columns' names, made once and kept in `made`."""
+    key = tuple(c.name for c in columns)
+    if key not in made:
+        made[key] = build(key).columns(*columns)
+    return made[key]
+
+
 def select_contacts(columns: Sequence[Column[Any]]) -> TextualSelect:
     """`columns` of the contacts of (bot_id, external_id) keys."""
-    key = tuple(c.name for c in columns)
-    if key not in _CONTACTS:
-        sql = text(
+    return _once(
+        _CONTACTS,
+        columns,
+        lambda key: text(
             f"SELECT {', '.join(f'c.{n}' for n in key)} "
             f"FROM {_recordset_sql(_CONTACT, ('bot_id', 'external_id'))} "
             "JOIN contact c ON c.bot_id = v.bot_id AND c.external_id = v.external_id"
-        ).bindparams(bindparam("rows", type_=Text()))
-        _CONTACTS[key] = sql.columns(*columns)
-    return _CONTACTS[key]
+        ).bindparams(bindparam("rows", type_=Text())),
+    )
 
 
 def insert_conversations(columns: Sequence[Column[Any]]) -> TextualSelect:
     """Insert open conversations (the columns' defaults for the others), skipping contacts
     that have one; return `columns` of those inserted."""
-    key = tuple(c.name for c in columns)
-    if key not in _INSERTS:
-        sql = _bound(
+    return _once(
+        _INSERTS,
+        columns,
+        lambda key: _bound(
             f"INSERT INTO conversation ({', '.join(NEW_CONVERSATION)}, "
             "timeout_seq, timeout_stage, context_variables, opened_at) "
             f"SELECT {', '.join(f'v.{n}' for n in NEW_CONVERSATION)}, 0, 0, '{{}}', :now "
             f"FROM {_recordset_sql(_CONVERSATION, NEW_CONVERSATION)} "
             f"ON CONFLICT (contact_id) WHERE {_OPEN} DO NOTHING "
             f"RETURNING {', '.join(key)}"
-        )
-        _INSERTS[key] = sql.columns(*columns)
-    return _INSERTS[key]
+        ),
+    )
 
 
 _SELECTS: dict[tuple[str, ...], TextualSelect] = {}
@@ -92,15 +104,15 @@ _SELECTS: dict[tuple[str, ...], TextualSelect] = {}
 
 def select_open(columns: Sequence[Column[Any]]) -> TextualSelect:
     """The open conversations of contacts (`ids`), locked in id order: `columns`."""
-    key = tuple(c.name for c in columns)
-    if key not in _SELECTS:
-        sql = text(
+    return _once(
+        _SELECTS,
+        columns,
+        lambda key: text(
             f"SELECT {', '.join(key)} FROM conversation "
             f"WHERE contact_id = ANY(CAST(:ids AS BIGINT[])) AND {_OPEN} "
             "ORDER BY id FOR UPDATE"
-        )
-        _SELECTS[key] = sql.columns(*columns)
-    return _SELECTS[key]
+        ),
+    )
 
 
 # Each clock into its conversation, unless the row holds a newer one (`subjects._write_clocks`).
