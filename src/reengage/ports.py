@@ -227,10 +227,6 @@ class ChannelProvider(Protocol):
         """The channel of a bot, built from its decrypted credentials."""
         ...
 
-    def channels_for(self, bots: dict[int, int]) -> dict[int, Channel]:
-        """`channel_for` of many bots (bot id -> organization id), by bot id."""
-        ...
-
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:

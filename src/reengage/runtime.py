@@ -201,16 +201,8 @@ class Runtime:
     def channel_for(self, org_id: int, bot_id: int) -> Channel:
         """The channel adapter of one of the organization's bots (held while the
         organization's configuration stamp stays: a new token or setting applies at once)."""
-        return self.channels_for({bot_id: org_id})[bot_id]
-
-    def channels_for(self, bots: dict[int, int]) -> dict[int, Channel]:
-        """`channel_for` of many bots (bot id -> organization id): the organizations'
-        configuration stamps read once."""
-        held = self.config.batch(bots.values())
-        return {
-            bot: held.get(org, ("channel", bot), partial(self._build_channel, org, bot))
-            for bot, org in bots.items()
-        }
+        held = self.config.batch([org_id])
+        return held.get(org_id, ("channel", bot_id), partial(self._build_channel, org_id, bot_id))
 
     def _build_channel(self, org_id: int, bot_id: int) -> Channel:
         with self.sessions() as session:

@@ -207,7 +207,7 @@ def send_many(
         claimed = _prepare_many(session, wants, now, deps, may_defer)
     prepared = [i for i in claimed.values() if isinstance(i, Prepared)]
     bots = {item.bot_id: item.org_id for item in prepared}
-    channels = deps.channels.channels_for(bots)
+    channels = {bot: deps.channels.channel_for(org, bot) for bot, org in bots.items()}
     recorded: dict[int, Attempt] = {}
     uploaded: dict[tuple[int, int], str] = {}  # (bot, asset) -> the platform's file id
 
