@@ -254,3 +254,34 @@ def test_backlog_counts_the_claimable_timers_and_dates_the_oldest(store: TimerSt
     again = [c for c in claimed if c.timer.key != "old"]
     assert store.backlog(T0 + LEASE) == Backlog(1 + len(again), min(dues[left], T0 + LEASE))
     assert store.backlog(T0 + timedelta(minutes=10)).due == 3
+
+
+def test_a_timer_is_claimed_from_its_due_millisecond_not_before(store: TimerStore) -> None:
+    # Keys of every spread a Redis score gives (the fraction of a millisecond from the key).
+    keys = [f"inactivity:7:{n}" for n in range(40)]
+    store.schedule([Timer(k, "inactivity", T0, 1, {}) for k in keys])
+    assert store.claim_due(T0 - timedelta(milliseconds=1), 100, LEASE) == []
+    assert store.backlog(T0 - timedelta(milliseconds=1)).due == 0
+    assert store.backlog(T0).due == 40
+    assert sorted(c.timer.key for c in store.claim_due(T0, 100, LEASE)) == sorted(keys)
+
+
+@pytest.mark.parametrize("store", ["redis", "redis-sharded", "cluster"], indirect=True)
+def test_timers_due_together_are_claimed_across_their_keys_not_in_key_order(
+    store: TimerStore,
+) -> None:
+    """The 09:00 herd: thousands of silences due at one instant. Claimed in key order, a
+    batch would hold one bot's (`inactivity:<bot>:<user>`) and its platform rate would bound
+    the drain; claimed spread, a batch holds many bots'."""
+    bots, users = 20, 50
+    store.schedule(
+        [
+            Timer(f"inactivity:{b}:{u}", "inactivity", T0, 1, {"bot_id": b})
+            for b in range(bots)
+            for u in range(users)
+        ]
+    )
+    first = store.claim_due(T0, users, LEASE)
+    assert len({c.timer.payload["bot_id"] for c in first}) >= bots // 2
+    rest = store.claim_due(T0, bots * users, LEASE)
+    assert len(first) + len(rest) == bots * users

@@ -254,3 +254,22 @@ def _taken_by_another_flusher(hot_redis: HotRedis, clock: ManualClock) -> None:
         inflight = dirty.replace(":dirty", ":flushing")
         for subject in client.spop(dirty, 10):
             client.zadd(inflight, {subject: int(clock.now().timestamp() * 1000)})
+
+
+def test_silences_of_users_who_wrote_together_are_claimed_across_bots(
+    pg_db: str,
+    make_runtime: Callable[..., Runtime],
+    clock: ManualClock,
+    hot_redis: HotRedis,
+) -> None:
+    """Users of many bots who wrote at one instant fall silent together: their silences are
+    claimed spread over the bots (each bot's platform rate bounds its own sends), not one
+    bot's after another's as their keys sort."""
+    runtime = make_runtime(pg_db, **hot_redis.settings)
+    org = make_org(runtime)
+    bots = [make_bot(runtime, org.org_id) for _ in range(8)]
+    runtime.record(org.org_id, [message(b, f"u{n}", clock.now()) for b in bots for n in range(25)])
+    clock.advance(timedelta(minutes=11))
+    first = runtime.timers.claim_due(clock.now(), 25, timedelta(seconds=30))
+    assert {c.timer.purpose for c in first} == {"inactivity"}
+    assert len({c.timer.payload["bot_id"] for c in first}) >= 4

@@ -7,6 +7,7 @@ schedulers can claim concurrently. A hash value is `version|token|attempts|due_m
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -48,7 +49,7 @@ return n
 
 _CLAIM = """
 local ks = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local lease_until = tonumber(ARGV[1]) + tonumber(ARGV[3])
+local lease_until = math.floor(tonumber(ARGV[1])) + tonumber(ARGV[3])
 local out = {}
 for _, k in ipairs(ks) do
   local v = redis.call('HGET', KEYS[2], k)
@@ -101,6 +102,19 @@ _CHUNK = 1000
 
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
+
+
+def score(key: str, due_ms: int) -> str:
+    """A timer's place in the sorted set: its due millisecond and a fraction of one from its
+    key (0.000-0.899, the same in `activity_scripts`). Timers due together are claimed in an
+    order spread over bots and users, not by key (one bot's silences after another's);
+    `claim_bound` covers every fraction of a due millisecond, so nothing is claimed early."""
+    return f"{due_ms}.{int(hashlib.sha1(key.encode()).hexdigest()[:4], 16) % 900:03d}"
+
+
+def claim_bound(now: datetime) -> str:
+    """The highest score due at `now`: its millisecond with every key's fraction."""
+    return f"{_ms(now)}.95"
 
 
 def _from_ms(ms: int) -> datetime:
@@ -172,7 +186,12 @@ class RedisTimerStore:
         for start in range(0, len(timers), _CHUNK):
             args: list[str | int] = ["1" if only_missing else "0", self._channel]
             for t in timers[start : start + _CHUNK]:
-                args += [t.key, _ms(t.due_at), t.version, _encode(t, uuid.uuid4().hex)]
+                args += [
+                    t.key,
+                    score(t.key, _ms(t.due_at)),
+                    t.version,
+                    _encode(t, uuid.uuid4().hex),
+                ]
             added += int(self._schedule(keys=self._all_keys, args=args))
         return added
 
@@ -188,7 +207,12 @@ class RedisTimerStore:
             for start in range(0, len(timers), _CHUNK):
                 args: list[str | int] = ["0", self._channel]
                 for t in timers[start : start + _CHUNK]:
-                    args += [t.key, _ms(t.due_at), t.version, _encode(t, uuid.uuid4().hex)]
+                    args += [
+                        t.key,
+                        score(t.key, _ms(t.due_at)),
+                        t.version,
+                        _encode(t, uuid.uuid4().hex),
+                    ]
                 if calls is not None:
                     await calls.evalsha(self._schedule.sha, 3, *self._all_keys, *args)
                 else:
@@ -205,7 +229,7 @@ class RedisTimerStore:
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedTimer]:
         lease_ms = int(lease.total_seconds() * 1000)
-        flat = self._claim(keys=self._all_keys, args=[_ms(now), limit, lease_ms])
+        flat = self._claim(keys=self._all_keys, args=[claim_bound(now), limit, lease_ms])
         claimed = [_decode(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return sorted(claimed, key=lambda c: c.timer.due_at)
 
@@ -233,7 +257,7 @@ class RedisTimerStore:
 
     def backlog(self, now: datetime) -> Backlog:
         pipe = self._r.pipeline(transaction=False)
-        pipe.zcount(self._zset, "-inf", _ms(now))
+        pipe.zcount(self._zset, "-inf", claim_bound(now))
         pipe.zrange(self._zset, 0, 0, withscores=True)
         due, first = pipe.execute()
         return Backlog(int(due), _from_ms(int(first[0][1])) if due and first else None)

@@ -119,7 +119,9 @@ for _, e in ipairs(events) do
     elseif wake > 0 then
       local due = string.format('%d', wake)
       local payload = cjson.encode({bot_id = e.b, user_id = e.u, seq = seq})
-      redis.call('ZADD', zkey, due, tk)
+      -- the score's fraction spreads timers due together (redis_store.score)
+      local spread = tonumber(string.sub(redis.sha1hex(tk), 1, 4), 16) % 900
+      redis.call('ZADD', zkey, due .. string.format('.%03d', spread), tk)
       earliest = math.min(earliest, wake)
       redis.call('HSET', dkey, tk, string.format('%d', seq) .. '|h' .. string.format('%d', seq) ..
         '|0|' .. due .. '|inactivity|' .. payload)
