@@ -34,6 +34,7 @@ from reengage.delivery.attempt import SendDeps, SendPool
 from reengage.delivery.auto_delete import AutoDeleteHandler
 from reengage.delivery.chat_action import ChatActionHandler
 from reengage.delivery.handler import DeliveryHandler
+from reengage.delivery.request_writes import RequestWrites
 from reengage.domain.activity import ActivityEvent, ChannelKind, RecordResult
 from reengage.events.notice import ManagerNoticeHandler
 from reengage.events.outbox import publish_after_commit
@@ -74,12 +75,15 @@ class Runtime:
     # Delivery statuses of concurrent webhooks share a transaction.
     statuses: GroupCommit[Statuses] = field(init=False)
     statuses_on_loop: LoopGroupCommit[Statuses] = field(init=False)
+    # In-flight marks and answers of concurrent sends share a transaction.
+    request_writes: RequestWrites = field(init=False)
     # Media bytes (uploads, then the files channels stream to the platforms).
     media: MediaStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.media = DirectoryMediaStore(self.settings.media_path())
         self.statuses = GroupCommit(self.sessions, write_statuses)
+        self.request_writes = RequestWrites(self.sessions)
         dsn = dsn_of(self.engine)
         self.statuses_on_loop = LoopGroupCommit(
             self.sessions,
@@ -158,7 +162,15 @@ class Runtime:
         (`event`)."""
         sessions, activity, settings = self.sessions, self.activity, self.settings
         language = settings.default_language
-        sending = SendDeps(sessions, self, activity, self.clock, self.send_pool, self.media)
+        sending = SendDeps(
+            sessions,
+            self,
+            activity,
+            self.clock,
+            self.send_pool,
+            self.media,
+            self.request_writes,
+        )
         return [
             InboundHandler(sessions, activity, self.record, language),
             SilenceHandler(

@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache, partial
-from typing import cast
+from functools import partial
 
 import structlog
-from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +42,7 @@ from reengage.delivery.outcome import (
     record,
     release_next,
 )
+from reengage.delivery.request_writes import RequestWrites
 from reengage.domain.outbound import (
     Failed,
     Media,
@@ -140,6 +140,7 @@ class SendDeps:
     clock: Clock | None = None
     pool: SendPool = field(default_factory=SendPool)
     media: MediaStore | None = None  # where uploaded media files are read from
+    writes: RequestWrites | None = None  # marks and answers shared by concurrent sends
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,50 +328,17 @@ def _plainly_sent(item: Prepared, outcome: SendOutcome) -> bool:
     return not (media and media.asset_id and outcome.file_id and media.file_id is None)
 
 
-@cache
-def _sent_statement() -> Update:
-    """The UPDATE of a plainly sent message, built once: the row, and the block waiting for
-    it read by the same statement (a step's blocks form a chain, each enqueued `after_id` the
-    one before: at most one waits for each)."""
-    table = cast(Table, Delivery.__table__)
-    waiting = table.alias("waiting")
-    follower = (
-        select(func.min(waiting.c.id))
-        .where(
-            waiting.c.after_id == table.c.id,
-            waiting.c.status == "scheduled",
-            waiting.c.reason == "after_previous",
-        )
-        .scalar_subquery()
-    )
-    return (
-        update(table)
-        .where(table.c.id == bindparam("p_id"))
-        .values(
-            status="sent",
-            reason=None,
-            error=None,
-            finished_at=bindparam("p_now"),
-            channel_message_id=bindparam("p_message_id"),
-            sent_at=bindparam("p_now"),
-            platform_status="sent",
-        )
-        .returning(follower)
-    )
-
-
 def _record_sent(
     deps: SendDeps, item: Prepared, outcome: SendOutcome, now: datetime
 ) -> Attempt | None:
-    """`_record` of a plainly sent message in one Core statement (no row loaded): the sent
-    row, the block that waited for it. None when the row is gone (the general path decides)."""
+    """`_record` of a plainly sent message in one Core statement (no row loaded), shared with
+    the other send threads' answers: the sent row, the block that waited for it. None when
+    the row is gone (the general path decides)."""
     assert isinstance(outcome, Sent)
-    values = {"p_id": item.delivery_id, "p_now": now, "p_message_id": outcome.message_id}
-    with deps.sessions.begin() as session:
-        written = session.execute(_sent_statement(), values).first()
-        if written is None:
-            return None
-        after = [delivery_timer(written[0], now)] if written[0] is not None else []
+    written = _writes(deps).answer(item.delivery_id, now, outcome.message_id)
+    if not written.found:
+        return None
+    after = [delivery_timer(written.follower, now)] if written.follower is not None else []
     if item.delete_after_s:
         after.append(delete_timer(item.delivery_id, now + timedelta(seconds=item.delete_after_s)))
     delivery_settled(item.purpose, item.channel, item.bot_id, "sent", None)
@@ -394,9 +362,7 @@ def _locked(session: Session, ids: Sequence[int]) -> dict[int, Delivery]:
 
 def _request(deps: SendDeps, prepared: Prepared, now: datetime, channel: Channel) -> SendOutcome:
     """Ask the platform; the adapter marks the request in flight right before it leaves."""
-    context = replace(
-        prepared.context, on_request=partial(_mark_requested, deps.sessions, prepared, now)
-    )
+    context = replace(prepared.context, on_request=partial(_mark_requested, deps, prepared, now))
     try:
         return channel.send(prepared.chat_id, prepared.message, context)
     except Exception as exc:  # a bug, not a platform answer: what it means depends on the mark
@@ -404,29 +370,19 @@ def _request(deps: SendDeps, prepared: Prepared, now: datetime, channel: Channel
         return Failed("adapter_error", not prepared.requested, detail=repr(exc)[:300])
 
 
-def _mark_requested(sessions: sessionmaker[Session], prepared: Prepared, now: datetime) -> bool:
+def _mark_requested(deps: SendDeps, prepared: Prepared, now: datetime) -> bool:
     """The attempt that holds the claim marks its request in flight, committed, right before
     it leaves; False when a later run took the delivery over, or its bot was disabled or
     deleted since the claim (then it must not be sent; its next attempt skips it)."""
-    table = cast(Table, Delivery.__table__)  # Core: one UPDATE, no ORM bookkeeping
-    bots = cast(Table, Bot.__table__)
-    running = (
-        select(bots.c.id).where(bots.c.id == table.c.bot_id, bots.c.disabled_at.is_(None)).exists()
+    prepared.requested = _writes(deps).mark(
+        prepared.delivery_id, prepared.attempt, prepared.bot_id, now
     )
-    with sessions.begin() as session:
-        marked = session.execute(
-            update(table)
-            .where(
-                table.c.id == prepared.delivery_id,
-                table.c.status == "sending",
-                table.c.attempts == prepared.attempt,
-                table.c.requested_at.is_(None),
-                running,
-            )
-            .values(requested_at=now)
-        )
-    prepared.requested = bool(marked.rowcount)  # type: ignore[attr-defined]
     return prepared.requested
+
+
+def _writes(deps: SendDeps) -> RequestWrites:
+    """The process's shared marks and answers, or this call's own (one writer, no sharing)."""
+    return deps.writes if deps.writes is not None else RequestWrites(deps.sessions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import BigInteger, String, func, select, tuple_
+from sqlalchemy import BigInteger, String, func, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from reengage import metrics
 from reengage.adapters.db.models import Bot, Contact, Conversation, Episode
 from reengage.adapters.db.sets import Rows, among, insert_many, on_postgres
+from reengage.adapters.db.types import UTCDateTime
 from reengage.domain import event as ev
 from reengage.domain import inactivity
 from reengage.domain.activity import ConversationStatus
@@ -160,6 +162,18 @@ class SilencesSeen:
         return self.config.get(org_id, ("campaign", bot_id), lambda: live_campaign(session, bot_id))
 
 
+def _write_dues(session: Session, dues: dict[int, datetime | None]) -> None:
+    """When each conversation's silence is looked at next, in one statement."""
+    if not dues:
+        return
+    table: Any = Conversation.__table__
+    rows = Rows(session, id=BigInteger(), due=UTCDateTime())
+    stmt = update(table).where(table.c.id == rows["id"]).values(inactivity_due_at=rows["due"])
+    if on_postgres(session):  # the rows found by their ids, not by a join PostgreSQL may scan
+        stmt = stmt.where(among(session, table.c.id, list(dues)))
+    rows.execute(stmt, [{"id": conv, "due": due} for conv, due in dues.items()])
+
+
 @dataclass(frozen=True, slots=True)
 class SilenceHandler:
     """The `inactivity` timer of a subject (bot + user)."""
@@ -237,12 +251,17 @@ class SilenceHandler:
                 if conv.status != ConversationStatus.CLOSED.value
             }
             record_detections(session, [d.event for d in detected.values() if d.event])
+            dues: dict[int, datetime | None] = {}
             for conv, follow, bot_id, user_id, seq in live:
                 wake = self._features(session, conv, now, follow, deps, seen, detected.get(conv.id))
-                conv.inactivity_due_at = wake
+                if wake != conv.inactivity_due_at:
+                    dues[conv.id] = wake
+                    # Written below with the batch's others, not by the unit of work.
+                    set_committed_value(conv, "inactivity_due_at", wake)
                 if wake is not None:
                     follow.timers.append(inactivity.inactivity_timer(bot_id, user_id, seq, wake))
             seen.write(session, now)
+            _write_dues(session, dues)
         return [follow.outcome() for follow in follows]
 
     def _features(

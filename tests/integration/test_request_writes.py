@@ -1,0 +1,139 @@
+"""The in-flight marks and answers of concurrent sends: written together (one statement, one
+transaction), each with the outcome it would have had alone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import event, select, update
+
+from reengage.adapters.clock import ManualClock
+from reengage.adapters.db.models import Bot, Contact, Delivery
+from reengage.delivery.outbox import DeliveryRequest, enqueue
+from reengage.delivery.request_writes import (
+    Answer,
+    Mark,
+    RequestWrites,
+    write_answers,
+    write_marks,
+)
+from reengage.domain.outbound import MessageKind, OutboundMessage
+from reengage.runtime import Runtime
+from tests.factories import make_bot, make_org, message
+
+
+def _sending(runtime: Runtime, org: int, bot: int, keys: list[str]) -> list[int]:
+    """Deliveries claimed for sending by their first attempt, not yet requested."""
+    now = runtime.clock.now()
+    runtime.record(org, [message(bot, "u", now)])
+    runtime.activity.flush(now)
+    with runtime.sessions.begin() as s:
+        contact = s.scalars(select(Contact.id).where(Contact.bot_id == bot)).one()
+        text = OutboundMessage(MessageKind.TEXT, "Ainda por aí?")
+        ids = [
+            enqueue(s, DeliveryRequest(org, bot, contact, key, "test", text), now) for key in keys
+        ]
+        s.execute(update(Delivery).where(Delivery.id.in_(ids)).values(status="sending", attempts=1))
+    return ids
+
+
+def _requested(runtime: Runtime, ids: list[int]) -> list[bool]:
+    with runtime.sessions() as s:
+        rows = dict(s.execute(select(Delivery.id, Delivery.requested_at)).tuples().all())
+    return [rows[i] is not None for i in ids]
+
+
+def test_marks_written_together_each_as_it_would_alone(
+    db_url: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    """A request of the attempt that holds its delivery is marked; one whose delivery a later
+    attempt took over, whose bot was disabled since, or already marked is not — in one
+    statement over the batch as row by row."""
+    runtime = make_runtime(db_url)
+    org = make_org(runtime).org_id
+    running, stopped = make_bot(runtime, org), make_bot(runtime, org)
+    for together in (True, False):
+        ok, stale, again = _sending(runtime, org, running, [f"{together}-{k}" for k in "abc"])
+        (disabled,) = _sending(runtime, org, stopped, [f"{together}-d"])
+        with runtime.sessions.begin() as s:
+            s.execute(update(Delivery).where(Delivery.id == again).values(requested_at=clock.now()))
+            s.execute(update(Bot).where(Bot.id == stopped).values(disabled_at=clock.now()))
+        marks = [
+            Mark(ok, 1, running, clock.now()),
+            Mark(stale, 0, running, clock.now()),  # attempt 1 holds it now
+            Mark(disabled, 1, stopped, clock.now()),
+            Mark(again, 1, running, clock.now()),
+        ]
+        batches = [marks] if together else [[m] for m in marks]
+        for batch in batches:
+            with runtime.sessions.begin() as s:
+                write_marks(s, batch)
+        assert [m.marked for m in marks] == [True, False, False, False]
+        assert _requested(runtime, [ok, stale, disabled, again]) == [True, False, False, True]
+        with runtime.sessions.begin() as s:
+            s.execute(update(Bot).where(Bot.id == stopped).values(disabled_at=None))
+
+
+def test_answers_written_together_release_the_blocks_that_waited_for_them(
+    db_url: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    runtime = make_runtime(db_url)
+    org = make_org(runtime).org_id
+    bot = make_bot(runtime, org)
+    for together in (True, False):
+        first, second, alone = _sending(runtime, org, bot, [f"{together}-{k}" for k in "abc"])
+        with runtime.sessions.begin() as s:
+            s.execute(
+                update(Delivery)
+                .where(Delivery.id == second)
+                .values(status="scheduled", reason="after_previous", after_id=first)
+            )
+        at = clock.now() + timedelta(seconds=1)
+        answers = [Answer(first, at, "m1"), Answer(alone, at, "m2"), Answer(10**9, at, "m3")]
+        batches = [answers] if together else [[a] for a in answers]
+        for batch in batches:
+            with runtime.sessions.begin() as s:
+                write_answers(s, batch)
+        assert [(a.found, a.follower) for a in answers] == [
+            (True, second),
+            (True, None),
+            (False, None),
+        ]
+        with runtime.sessions() as s:
+            rows = {
+                r.id: (r.status, r.channel_message_id, r.sent_at == at)
+                for r in s.scalars(select(Delivery).where(Delivery.id.in_([first, alone])))
+            }
+        assert rows == {first: ("sent", "m1", True), alone: ("sent", "m2", True)}
+
+
+def test_concurrent_senders_share_transactions_and_each_learns_its_own_mark(
+    pg_db: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    runtime = make_runtime(pg_db)
+    org = make_org(runtime).org_id
+    bot = make_bot(runtime, org)
+    ids = _sending(runtime, org, bot, [f"k{n}" for n in range(8)])
+    writes = RequestWrites(runtime.sessions)
+    commits: list[int] = []
+    event.listen(runtime.engine, "commit", lambda _conn: commits.append(1))
+    start = threading.Barrier(len(ids))
+    marked: dict[int, bool] = {}
+
+    def sender(delivery_id: int) -> None:
+        start.wait()
+        # Every other sender asks with a stale attempt: its mark must fail alone.
+        marked[delivery_id] = writes.mark(
+            delivery_id, 1 if delivery_id % 2 else 0, bot, clock.now()
+        )
+
+    threads = [threading.Thread(target=sender, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert marked == {i: bool(i % 2) for i in ids}
+    assert _requested(runtime, ids) == [bool(i % 2) for i in ids]
+    assert len(commits) < len(ids)
