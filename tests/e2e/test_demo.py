@@ -40,10 +40,16 @@ def test_demo_shows_reminders_and_closes(tmp_path: Path) -> None:
     assert "API key:  rg_" in out
     lines = out.splitlines()
     ana = [line for line in lines if "ana" in line]
-    assert [x for x in ana if "**" in x] == [
+    # Ana's conversation closes (5 minutes) before her silence reaches the inactivity
+    # threshold (10): at 300 times real speed one real second is 5 simulated minutes, and a
+    # close handled that late on a loaded machine finds the detection due too (logged once,
+    # just before the close).
+    decided = [x for x in ana if "**" in x and "ana: inactivity_detected" not in x]
+    assert decided == [
         next(x for x in ana if "ana: reminder_sent" in x),
         next(x for x in ana if "ana: closed_by_timeout" in x),
     ]
+    assert sum("ana: inactivity_detected" in x for x in ana) <= 1
     assert any("carla: closed_by_timeout" in line for line in lines)
     assert any(
         "bot -> bruno: Obrigado! Um consultor vai escrever para bruno@exemplo.com." in line
