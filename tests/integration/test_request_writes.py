@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import event, select, update
 
@@ -137,3 +138,37 @@ def test_concurrent_senders_share_transactions_and_each_learns_its_own_mark(
     assert marked == {i: bool(i % 2) for i in ids}
     assert _requested(runtime, ids) == [bool(i % 2) for i in ids]
     assert len(commits) < len(ids)
+
+
+def test_a_batch_is_one_statement_of_its_own_transaction_on_postgresql(
+    pg_db: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    """Marks, then answers, of sends: each batch reaches PostgreSQL as one statement
+    on a connection in autocommit (no BEGIN and COMMIT round trips around it), and what it
+    wrote is there for everyone once the call returns."""
+    runtime = make_runtime(pg_db)
+    org = make_org(runtime).org_id
+    bot = make_bot(runtime, org)
+    ids = _sending(runtime, org, bot, ["a", "b", "c"])
+    writes = RequestWrites(runtime.sessions)
+    seen: list[tuple[str, bool]] = []
+
+    def statement(conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        seen.append((sql.split()[0].upper(), conn.connection.driver_connection.autocommit))
+
+    event.listen(runtime.engine, "before_cursor_execute", statement)
+    try:
+        assert all(writes.mark(i, 1, bot, clock.now()) for i in ids)
+        assert all(writes.answer(i, clock.now(), f"m{i}").found for i in ids)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", statement)
+    assert seen == [("UPDATE", True)] * 6
+    with runtime.sessions() as s:
+        rows = s.execute(
+            select(Delivery.requested_at, Delivery.status, Delivery.channel_message_id)
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.id)
+        ).all()
+    assert [(at is not None, status, m) for at, status, m in rows] == [
+        (True, "sent", f"m{i}") for i in ids
+    ]

@@ -8,6 +8,10 @@ by their ids in one array, or PostgreSQL plans a scan of the table to join). Eac
 still returns only once its own write is committed, so no request leaves before its mark is
 durable and no answer is reported before it is recorded; a batch that fails is written again
 row by row, so a bad row fails its own sender only.
+
+On PostgreSQL each batch is one statement in autocommit: it is its own transaction, durable
+when its result arrives, so a batch costs one round trip instead of BEGIN, the statements and
+COMMIT, each of which made the batch's senders wait once more for the processor.
 """
 
 from __future__ import annotations
@@ -18,13 +22,25 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Integer, String, Table, Update, bindparam, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Table,
+    Text,
+    TextClause,
+    Update,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.group_commit import GroupCommit
 from reengage.adapters.db.models import Bot, Delivery
-from reengage.adapters.db.sets import Rows, among, on_postgres
-from reengage.adapters.db.types import UTCDateTime
+from reengage.adapters.db.sets import on_postgres, recordset_params
 
 
 @dataclass(slots=True)
@@ -78,18 +94,6 @@ def _follower(table: Table) -> Any:
     )
 
 
-def _sent_values(at: Any, message_id: Any) -> dict[str, Any]:
-    return {
-        "status": "sent",
-        "reason": None,
-        "error": None,
-        "finished_at": at,
-        "sent_at": at,
-        "channel_message_id": message_id,
-        "platform_status": "sent",
-    }
-
-
 @cache
 def _mark_one() -> Update:
     table = _table()
@@ -107,89 +111,102 @@ def _mark_one() -> Update:
 
 
 @cache
-def _sent_one(returning: bool = True) -> Update:
+def _sent_one() -> Update:
     table = _table()
-    stmt = (
+    return (
         update(table)
         .where(table.c.id == bindparam("p_id"))
-        .values(**_sent_values(bindparam("p_at"), bindparam("p_message_id")))
+        .values(
+            status="sent",
+            reason=None,
+            error=None,
+            finished_at=bindparam("p_at"),
+            sent_at=bindparam("p_at"),
+            channel_message_id=bindparam("p_message_id"),
+            platform_status="sent",
+        )
     )
-    return stmt.returning(table.c.id, _follower(table)) if returning else stmt
+
+
+@cache
+def _marks() -> TextClause:
+    """PostgreSQL: the marks of a batch in one statement. Which bots still run is taken once,
+    as an array (an init plan): tested as a join inside the UPDATE, it leads PostgreSQL to
+    plans that visit every delivery of each bot; the rows are found by their ids in one
+    array."""
+    return text(
+        "UPDATE delivery SET requested_at = v.at "
+        "FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, attempt integer, "
+        "at timestamp with time zone) "
+        "WHERE delivery.id = ANY(CAST(:ids AS BIGINT[])) AND delivery.id = v.id "
+        "AND delivery.status = 'sending' AND delivery.attempts = v.attempt "
+        "AND delivery.requested_at IS NULL "
+        "AND delivery.bot_id = ANY(ARRAY(SELECT bot.id FROM bot "
+        "WHERE bot.id = ANY(CAST(:bots AS BIGINT[])) AND bot.disabled_at IS NULL)) "
+        "RETURNING delivery.id"
+    ).bindparams(
+        bindparam("rows", type_=Text()),
+        bindparam("ids", type_=ARRAY(BigInteger())),
+        bindparam("bots", type_=ARRAY(BigInteger())),
+    )
 
 
 def write_marks(session: Session, marks: Sequence[Mark]) -> None:
     """The in-flight marks of `marks`, each `marked` by what was written."""
-    table = _table()
-    if len(marks) > 1 and on_postgres(session):
-        # Which bots still run is asked first: tested inside the UPDATE, it leads PostgreSQL
-        # to plans that visit every delivery of each bot.
-        bots = cast(Table, Bot.__table__)
-        asked = {m.bot_id for m in marks}
-        running = set(
-            session.scalars(
-                select(bots.c.id).where(
-                    among(session, bots.c.id, asked), bots.c.disabled_at.is_(None)
-                )
-            )
-        )
-        rows = Rows(session, id=BigInteger(), attempt=Integer(), at=UTCDateTime())
-        stmt = (
-            update(table)
-            .where(
-                among(session, table.c.id, [m.delivery_id for m in marks]),
-                table.c.id == rows["id"],
-                table.c.status == "sending",
-                table.c.attempts == rows["attempt"],
-                table.c.requested_at.is_(None),
-            )
-            .values(requested_at=rows["at"])
-            .returning(table.c.id)
-        )
-        params = [
-            {"id": m.delivery_id, "attempt": m.attempt, "at": m.at}
-            for m in marks
-            if m.bot_id in running
-        ]
-        done = set(rows.execute(stmt, params).scalars()) if params else set()
+    if on_postgres(session):
+        rows = [{"id": m.delivery_id, "attempt": m.attempt, "at": m.at} for m in marks]
+        params = {
+            **recordset_params(("id", "attempt", "at"), rows),
+            "ids": [m.delivery_id for m in marks],
+            "bots": sorted({m.bot_id for m in marks}),
+        }
+        done = set(session.execute(_marks(), params).scalars())
         for mark in marks:
             mark.marked = mark.delivery_id in done
         return
-    for mark in marks:
+    for mark in marks:  # elsewhere (SQLite) row by row
         values = {"p_id": mark.delivery_id, "p_attempt": mark.attempt, "p_at": mark.at}
         mark.marked = bool(session.execute(_mark_one(), values).rowcount)  # type: ignore[attr-defined]
 
 
+@cache
+def _answers() -> TextClause:
+    """PostgreSQL: the answers of a batch in one statement (the rows found by their ids in
+    one array), each with the block that waited for it (`_follower`)."""
+    return text(
+        "UPDATE delivery SET status = 'sent', reason = NULL, error = NULL, "
+        "finished_at = v.at, sent_at = v.at, channel_message_id = v.message_id, "
+        "platform_status = 'sent' "
+        "FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, "
+        "at timestamp with time zone, message_id text) "
+        "WHERE delivery.id = ANY(CAST(:ids AS BIGINT[])) AND delivery.id = v.id "
+        "RETURNING delivery.id, (SELECT min(waiting.id) FROM delivery AS waiting "
+        "WHERE waiting.after_id = delivery.id AND waiting.status = 'scheduled' "
+        "AND waiting.reason = 'after_previous')"
+    ).bindparams(bindparam("rows", type_=Text()), bindparam("ids", type_=ARRAY(BigInteger())))
+
+
 def write_answers(session: Session, answers: Sequence[Answer]) -> None:
     """The sent rows of `answers`, each `found` (with its `follower`) by what was written."""
-    table = _table()
-    if len(answers) > 1 and on_postgres(session):
-        rows = Rows(session, id=BigInteger(), at=UTCDateTime(), message_id=String())
-        stmt = (
-            update(table)
-            .where(among(session, table.c.id, [a.delivery_id for a in answers]))
-            .where(table.c.id == rows["id"])
-            .values(**_sent_values(rows["at"], rows["message_id"]))
-            .returning(table.c.id, _follower(table))
-        )
-        params = [{"id": a.delivery_id, "at": a.at, "message_id": a.message_id} for a in answers]
-        written = {row[0]: row[1] for row in rows.execute(stmt, params)}
+    if on_postgres(session):
+        rows = [{"id": a.delivery_id, "at": a.at, "message_id": a.message_id} for a in answers]
+        params = {
+            **recordset_params(("id", "at", "message_id"), rows),
+            "ids": [a.delivery_id for a in answers],
+        }
+        written = {row[0]: row[1] for row in session.execute(_answers(), params)}
         for answer in answers:
             answer.found = answer.delivery_id in written
             answer.follower = written.get(answer.delivery_id)
         return
-    pg = on_postgres(session)
+    # Elsewhere (SQLite) row by row; its RETURNING names columns without their table, which
+    # would turn the follower's test against its own row: it is read by a statement of its own.
     for answer in answers:
         values = {"p_id": answer.delivery_id, "p_at": answer.at, "p_message_id": answer.message_id}
-        if pg:
-            row = session.execute(_sent_one(), values).first()
-            answer.found, answer.follower = row is not None, row[1] if row is not None else None
-            continue
-        # SQLite's RETURNING names columns without their table, which would turn the
-        # follower's test against its own row: it is read by a statement of its own.
-        answer.found = bool(session.execute(_sent_one(False), values).rowcount)  # type: ignore[attr-defined]
+        answer.found = bool(session.execute(_sent_one(), values).rowcount)  # type: ignore[attr-defined]
         if answer.found:
             answer.follower = session.execute(
-                select(_follower(table)).where(table.c.id == answer.delivery_id)
+                select(_follower(_table())).where(_table().c.id == answer.delivery_id)
             ).scalar()
 
 
@@ -198,8 +215,9 @@ class RequestWrites:
     forked worker makes its own)."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._marks: GroupCommit[Mark] = GroupCommit(sessions, write_marks)
-        self._answers: GroupCommit[Answer] = GroupCommit(sessions, write_answers)
+        each_its_own = _autocommit(sessions)
+        self._marks: GroupCommit[Mark] = GroupCommit(each_its_own, write_marks)
+        self._answers: GroupCommit[Answer] = GroupCommit(each_its_own, write_answers)
 
     def mark(self, delivery_id: int, attempt: int, bot_id: int, at: datetime) -> bool:
         """Mark a request in flight, committed; False when it must not leave."""
@@ -212,3 +230,15 @@ class RequestWrites:
         answer = Answer(delivery_id, at, message_id)
         self._answers(answer)
         return answer
+
+
+def _autocommit(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """On PostgreSQL, sessions whose every statement is a transaction of its own (each write
+    of marks or answers is one statement); elsewhere `sessions` (SQLite's writes take the
+    write lock up front)."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+        return sessions
+    return sessionmaker(
+        **{**sessions.kw, "bind": bind.execution_options(isolation_level="AUTOCOMMIT")}
+    )
