@@ -114,7 +114,9 @@ class SendPool:
             for item in queue:
                 work(item)
 
-        done, _ = wait([self._executor().submit(in_turn, q) for q in by_bot.values()])
+        # The longest queues first: the batch ends when its last bot's queue does.
+        queues = sorted(by_bot.values(), key=len, reverse=True)
+        done, _ = wait([self._executor().submit(in_turn, q) for q in queues])
         for future in done:
             future.result()
 
