@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import BigInteger, String, func, select, tuple_, update
+from sqlalchemy import BigInteger, String, Table, func, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -66,29 +66,38 @@ def latest_conversations(
     session: Session, subjects: Sequence[tuple[int, str]]
 ) -> dict[tuple[int, str], tuple[Conversation, Contact]]:
     """Each subject's newest conversation and its contact, the conversations locked (in id
-    order, so that two batches never wait on each other crosswise)."""
+    order, so that two batches never wait on each other crosswise). Only the newest is read
+    and locked, however many closed ones a contact has behind it: their ids are found first
+    (one aggregate over the subjects' conversations), then the rows by id."""
     if not subjects:
         return {}
-    stmt = (
-        select(Conversation, Contact)
-        .join(Contact, Contact.id == Conversation.contact_id)
-        .order_by(Conversation.id)
-        .with_for_update(of=Conversation)
+    newer = cast(Table, Conversation.__table__).alias("newer")
+    owner = cast(Table, Contact.__table__).alias("owner")
+    newest = (
+        select(func.max(newer.c.id))
+        .join(owner, owner.c.id == newer.c.contact_id)
+        .group_by(newer.c.contact_id)
     )
     if on_postgres(session):  # one statement text whatever the batch
         keys = Rows(session, bot_id=BigInteger(), external_id=String())
-        stmt = stmt.where(
-            Contact.bot_id == keys["bot_id"], Contact.external_id == keys["external_id"]
+        newest = newest.where(
+            owner.c.bot_id == keys["bot_id"], owner.c.external_id == keys["external_id"]
         )
+    else:
+        newest = newest.where(tuple_(owner.c.bot_id, owner.c.external_id).in_(list(subjects)))
+    stmt = (
+        select(Conversation, Contact)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Conversation.id.in_(newest))
+        .order_by(Conversation.id)
+        .with_for_update(of=Conversation)
+    )
+    if on_postgres(session):
         values = [{"bot_id": b, "external_id": u} for b, u in subjects]
         rows = keys.execute(stmt, values).tuples()
     else:
-        stmt = stmt.where(tuple_(Contact.bot_id, Contact.external_id).in_(list(subjects)))
         rows = session.execute(stmt).tuples()
-    latest: dict[tuple[int, str], tuple[Conversation, Contact]] = {}
-    for conv, contact in rows:  # ascending ids: the newest comes last
-        latest[contact.bot_id, contact.external_id] = (conv, contact)
-    return latest
+    return {(contact.bot_id, contact.external_id): (conv, contact) for conv, contact in rows}
 
 
 @dataclass(slots=True)
