@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -30,11 +31,11 @@ def store(request: pytest.FixtureRequest) -> Iterator[TimerStore]:
     if kind == "memory":
         yield InMemoryTimerStore()
     elif kind == "redis":
-        yield RedisTimerStore(request.getfixturevalue("redis_client"), namespace="contract")
+        yield RedisTimerStore(request.getfixturevalue("redis_client"), namespace=_namespace())
     elif kind == "redis-sharded":
-        yield sharded(request.getfixturevalue("redis_client"), 4)
+        yield sharded(request.getfixturevalue("redis_client"), 4, _namespace())
     elif kind == "cluster":
-        yield sharded(request.getfixturevalue("cluster_client"), 3)
+        yield sharded(request.getfixturevalue("cluster_client"), 3, _namespace())
     else:
         url = request.getfixturevalue("pg_db" if kind == "postgresql" else "db_url_sqlite")
         engine = make_engine(url)
@@ -42,9 +43,15 @@ def store(request: pytest.FixtureRequest) -> Iterator[TimerStore]:
         engine.dispose()
 
 
-def sharded(client: SyncClient, count: int) -> ShardedTimerStore:
-    layout = Layout("contract", count, cluster=True)
-    return ShardedTimerStore([RedisTimerStore(client, "contract", t) for t in layout.tags()])
+def _namespace() -> str:
+    """A namespace of the test's own: its wake channel too, so that a publication of an
+    earlier test, still crossing a cluster's bus, reaches no one here."""
+    return f"contract-{uuid.uuid4().hex[:8]}"
+
+
+def sharded(client: SyncClient, count: int, namespace: str = "contract") -> ShardedTimerStore:
+    layout = Layout(namespace, count, cluster=True)
+    return ShardedTimerStore([RedisTimerStore(client, namespace, t) for t in layout.tags()])
 
 
 @pytest.fixture
@@ -209,10 +216,13 @@ def test_in_flight_counts_the_claims_not_yet_acked_nor_expired(store: TimerStore
 
 
 def test_a_sleeping_scheduler_hears_of_an_earlier_timer_only(store: TimerStore) -> None:
-    store.schedule([timer("head", 10)])
     wakeups = store.wakeups()
     try:
-        wakeups.arm()
+        store.schedule([timer("head", 10)])
+        # Heard by a scheduler that slept towards later (on a cluster it may come a moment
+        # after, over the bus from another node): it cannot arrive once the scheduler arms.
+        assert wakeups.wait(T0 + timedelta(minutes=11), 2.0)
+        wakeups.arm()  # now it sleeps towards "head"
         store.schedule([timer("after", 20)])
         assert not wakeups.wait(T0 + timedelta(minutes=10), 0.05)
         store.schedule([timer("sooner", 5)])
