@@ -78,25 +78,22 @@ def latest_conversations(
         .join(owner, owner.c.id == newer.c.contact_id)
         .group_by(newer.c.contact_id)
     )
+    locked = (
+        select(Conversation, Contact)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .order_by(Conversation.id)
+        .with_for_update(of=Conversation)
+    )
     if on_postgres(session):  # one statement text whatever the batch
         keys = Rows(session, bot_id=BigInteger(), external_id=String())
         newest = newest.where(
             owner.c.bot_id == keys["bot_id"], owner.c.external_id == keys["external_id"]
         )
+        values = [{"bot_id": b, "external_id": u} for b, u in subjects]
+        rows = keys.execute(locked.where(Conversation.id.in_(newest)), values).tuples()
     else:
         newest = newest.where(tuple_(owner.c.bot_id, owner.c.external_id).in_(list(subjects)))
-    stmt = (
-        select(Conversation, Contact)
-        .join(Contact, Contact.id == Conversation.contact_id)
-        .where(Conversation.id.in_(newest))
-        .order_by(Conversation.id)
-        .with_for_update(of=Conversation)
-    )
-    if on_postgres(session):
-        values = [{"bot_id": b, "external_id": u} for b, u in subjects]
-        rows = keys.execute(stmt, values).tuples()
-    else:
-        rows = session.execute(stmt).tuples()
+        rows = session.execute(locked.where(Conversation.id.in_(newest))).tuples()
     return {(contact.bot_id, contact.external_id): (conv, contact) for conv, contact in rows}
 
 
