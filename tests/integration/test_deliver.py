@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from reengage.adapters.channels.telegram import TelegramChannel
 from reengage.adapters.clock import AcceleratedClock, ManualClock
 from reengage.adapters.db.models import Contact, Delivery, MediaAsset
 from reengage.adapters.pacing import InMemoryPacer
 from reengage.config import Settings
-from reengage.delivery.attempt import DeliveryResult, deliver
+from reengage.delivery.attempt import DeliveryResult, SendDeps, Want, deliver, send_many
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.domain.activity import ChannelKind
 from reengage.domain.inactivity import inactivity_key
@@ -543,3 +543,53 @@ def test_a_taken_delivery_whose_timer_was_lost_comes_back_with_the_rebuild(
     TimeTravel(runtime, clock).drain()
     assert [c.params["text"] for c in fake_telegram.calls_to("sendMessage")] == ["taken"]
     assert rebuild_timers(runtime.sessions, runtime.timers, runtime.registry) == 0
+
+
+def test_a_bots_next_request_leaves_while_the_answer_before_it_is_written(
+    pg_db: str, make_runtime: Callable[..., Runtime], telegram_url: str, fake_telegram: FakeTelegram
+) -> None:
+    """Senders side by side (PostgreSQL): a plain answer is committed by the answers' own
+    thread while its bot's next request leaves, and the batch returns once every answer is
+    committed (nothing is reported before it is recorded)."""
+    runtime = make_runtime(pg_db, telegram_api_base=telegram_url)
+    assert runtime.send_pool.size > 1
+    org = make_org(runtime).org_id
+    bot = telegram_bot(runtime, org)
+    now = runtime.clock.now()
+    runtime.record(org, [message(bot, "701", now), message(bot, "702", now)])
+    runtime.activity.flush(now)
+    text = OutboundMessage(MessageKind.TEXT, "Oi! Ainda por aí?")
+    with runtime.sessions.begin() as s:
+        ids = [
+            enqueue(s, DeliveryRequest(org, bot, contact_of(runtime, bot, u), u, "test", text), now)
+            for u in ("701", "702")
+        ]
+    answers_began_with: list[int] = []  # messages the platform had accepted at each answer
+
+    def held_answer(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if sql.startswith("UPDATE delivery SET status = 'sent'"):
+            deadline = time.monotonic() + 5
+            while fake_telegram.message_count() < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)  # the first answer waits for the bot's second request
+            answers_began_with.append(fake_telegram.message_count())
+
+    event.listen(runtime.engine, "before_cursor_execute", held_answer)
+    try:
+        deps = SendDeps(
+            runtime.sessions,
+            runtime,
+            runtime.activity,
+            runtime.clock,
+            runtime.send_pool,
+            runtime.media,
+            runtime.request_writes,
+        )
+        attempts = send_many(deps, [Want(i) for i in ids], now)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", held_answer)
+    assert [a.result.status for a in attempts] == ["sent", "sent"]
+    assert answers_began_with
+    assert answers_began_with[0] == 2
+    with runtime.sessions() as s:
+        rows = s.execute(select(Delivery.status).where(Delivery.id.in_(ids))).scalars().all()
+    assert rows == ["sent", "sent"]

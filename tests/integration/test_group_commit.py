@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import wait
 from typing import Any
 
 from sqlalchemy import event, func, select
@@ -140,3 +141,41 @@ def test_a_batch_of_texts_is_one_statement_compiled_once_and_skips_stored_event_
         assert len(inserts) == 2  # one statement per batch, the same text both times
         assert inserts[0] == inserts[1]
         assert compiled[0] is compiled[1]  # the same statement object: compiled once, cached
+
+
+def test_submitted_items_are_written_by_the_group_commits_thread_and_share_transactions(
+    db_url: str, make_runtime: Callable[..., Runtime]
+) -> None:
+    """`submit` returns at once; what is submitted while a transaction is under way goes in
+    the next one; each future ends once its item is committed, a bad item's with its error."""
+    runtime = make_runtime(db_url)
+    org = make_org(runtime)
+    bot_id = make_bot(runtime, org.org_id)
+    first = threading.Event()
+    sizes: list[int] = []
+
+    def write(session: Session, groups: Sequence[list[dict[str, Any]]]) -> None:
+        sizes.append(len(groups))
+        if len(sizes) == 1:
+            first.wait(10)
+        insert_rows(session, groups)
+
+    group = GroupCommit(runtime.sessions, write)
+    items = _rows(runtime, org.org_id, bot_id, 20)
+    items[13][0]["bot_id"] = None  # violates NOT NULL: its own future fails, no other
+    futures = [group.submit(items[0])]
+    deadline = time.monotonic() + 10
+    while not sizes and time.monotonic() < deadline:  # the first transaction is under way
+        time.sleep(0.01)
+    futures += [group.submit(item) for item in items[1:]]  # none waits for its write
+    assert not any(f.done() for f in futures)
+    assert _count(runtime) == 0
+    first.set()
+    wait(futures, timeout=30)
+    failed = [i for i, f in enumerate(futures) if f.exception() is not None]
+    assert failed == [13]
+    assert sizes[:2] == [1, 19]  # the first alone, the others together (then one by one)
+    assert _count(runtime) == 19
+    later = group.submit(_rows(runtime, org.org_id, bot_id, 21)[20])  # the thread ended: anew
+    assert later.result(timeout=10) is None
+    assert _count(runtime) == 20

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -42,7 +42,7 @@ from reengage.delivery.outcome import (
     record,
     release_next,
 )
-from reengage.delivery.request_writes import RequestWrites
+from reengage.delivery.request_writes import Answer, RequestWrites
 from reengage.domain.outbound import (
     Failed,
     Media,
@@ -213,23 +213,43 @@ def send_many(
     channels = {bot: deps.channels.channel_for(org, bot) for bot, org in bots.items()}
     recorded: dict[int, Attempt] = {}
     uploaded: dict[tuple[int, int], str] = {}  # (bot, asset) -> the platform's file id
+    writes = _writes(deps)
+    # With senders side by side, a plain answer is written while its bot's next request
+    # leaves (`answer_later`); the batch ends once they are all committed.
+    later: list[tuple[Prepared, Sent, Answer, Future[None]]] = []
+
+    def settle(item: Prepared, outcome: SendOutcome, sent: Attempt | None) -> None:
+        if sent is None:  # not plainly sent, or its row is gone: the general path decides
+            sent = _record(deps, {item.delivery_id: item}, {item.delivery_id: outcome}, now)[
+                item.delivery_id
+            ]
+        recorded[item.delivery_id] = sent
 
     def one(item: Prepared) -> None:
         _reuse_upload(item, uploaded)
         outcome = _request(deps, item, now, channels[item.bot_id])
         # Each answer is committed as soon as it comes: a crash loses at most the requests
         # in flight (ambiguous), never the record of one already answered.
-        sent = _record_sent(deps, item, outcome, now) if _plainly_sent(item, outcome) else None
-        if sent is not None:
-            recorded[item.delivery_id] = sent
+        plain = _plainly_sent(item, outcome)
+        if plain is None:
+            settle(item, outcome, None)
+        elif deps.pool.size > 1:
+            answer, written = writes.answer_later(item.delivery_id, now, plain.message_id)
+            later.append((item, plain, answer, written))
         else:
-            asked = {item.delivery_id: outcome}
-            recorded.update(_record(deps, {item.delivery_id: item}, asked, now))
+            answer = writes.answer(item.delivery_id, now, plain.message_id)
+            settle(item, plain, _sent(item, plain, answer, now))
         media = item.message.media
         if isinstance(outcome, Sent) and outcome.file_id and media and media.asset_id:
             uploaded.setdefault((item.bot_id, media.asset_id), outcome.file_id)
 
-    deps.pool.each_bot(one, prepared)
+    try:
+        deps.pool.each_bot(one, prepared)
+    finally:
+        wait([written for *_, written in later])
+    for item, outcome, answer, written in later:
+        written.result()  # the first error is raised, as from its sender
+        settle(item, outcome, _sent(item, outcome, answer, now))
     attempts = []
     for want in wants:
         decided = claimed[want.delivery_id]
@@ -321,23 +341,20 @@ def _record(
     return attempts
 
 
-def _plainly_sent(item: Prepared, outcome: SendOutcome) -> bool:
+def _plainly_sent(item: Prepared, outcome: SendOutcome) -> Sent | None:
     """The common answer with nothing to write beside its own row: a message sent that is
     not a reminder (whose fate goes in its conversation's log) and uploaded no new file."""
     if not isinstance(outcome, Sent) or item.purpose == "reminder":
-        return False
+        return None
     media = item.message.media
-    return not (media and media.asset_id and outcome.file_id and media.file_id is None)
+    uploaded = media and media.asset_id and outcome.file_id and media.file_id is None
+    return None if uploaded else outcome
 
 
-def _record_sent(
-    deps: SendDeps, item: Prepared, outcome: SendOutcome, now: datetime
-) -> Attempt | None:
-    """`_record` of a plainly sent message in one Core statement (no row loaded), shared with
-    the other send threads' answers: the sent row, the block that waited for it. None when
-    the row is gone (the general path decides)."""
-    assert isinstance(outcome, Sent)
-    written = _writes(deps).answer(item.delivery_id, now, outcome.message_id)
+def _sent(item: Prepared, outcome: Sent, written: Answer, now: datetime) -> Attempt | None:
+    """`_record` of a plainly sent message, its row written in one Core statement shared
+    with the other send threads' answers (`written`): the sent row, the block that waited
+    for it. None when the row is gone (the general path decides)."""
     if not written.found:
         return None
     after = [delivery_timer(written.follower, now)] if written.follower is not None else []

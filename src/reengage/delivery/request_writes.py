@@ -12,11 +12,16 @@ row by row, so a bad row fails its own sender only.
 On PostgreSQL each batch is one statement in autocommit: it is its own transaction, durable
 when its result arrives, so a batch costs one round trip instead of BEGIN, the statements and
 COMMIT, each of which made the batch's senders wait once more for the processor.
+
+A sender with more to send does not wait for its answer (`answer_later`): its bot's next
+request leaves while the answer is written, and its batch ends once every answer is committed.
+Nothing is reported sooner than before; only the sender's next request leaves sooner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -230,6 +235,14 @@ class RequestWrites:
         answer = Answer(delivery_id, at, message_id)
         self._answers(answer)
         return answer
+
+    def answer_later(
+        self, delivery_id: int, at: datetime, message_id: str | None
+    ) -> tuple[Answer, Future[None]]:
+        """`answer` for a sender with its bot's next request to make: written by the group
+        commit's own thread, committed when the future ends."""
+        answer = Answer(delivery_id, at, message_id)
+        return answer, self._answers.submit(answer)
 
 
 def _autocommit(sessions: sessionmaker[Session]) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -33,6 +34,10 @@ class GroupCommit(Generic[T]):
     waiting at that moment (at most `max_batch` in all), writes and commits them, and wakes
     their callers; callers that arrived meanwhile elect the next leader. A batch that fails
     is written again item by item, so a bad item fails its own caller only.
+
+    `submit` is the same write for a caller that has other work to do meanwhile: a thread of
+    the group commit's own writes what was submitted, one transaction after another, each
+    with everything submitted while the one before was under way.
     """
 
     def __init__(
@@ -48,6 +53,8 @@ class GroupCommit(Generic[T]):
         self._cond = threading.Condition()
         self._queue: list[_Waiting[T]] = []
         self._busy = False
+        self._submitted: list[tuple[T, Future[None]]] = []
+        self._draining = False
 
     @property
     def waiting(self) -> int:
@@ -81,6 +88,43 @@ class GroupCommit(Generic[T]):
                 self._cond.notify_all()
         if mine.error is not None:
             raise mine.error
+
+    def submit(self, item: T) -> Future[None]:
+        """Write `item` without waiting for it: the future ends once it is committed, or
+        with its error."""
+        later: Future[None] = Future()
+        with self._cond:
+            self._submitted.append((item, later))
+            if self._draining:
+                return later
+            self._draining = True
+        threading.Thread(target=self._drain, name="group-commit", daemon=True).start()
+        return later
+
+    def _drain(self) -> None:
+        batch: list[tuple[T, Future[None]]] = []
+        try:
+            while True:
+                with self._cond:
+                    batch = self._submitted[: self._max]
+                    del self._submitted[: self._max]
+                    if not batch:
+                        self._draining = False
+                        return
+                errors = commit_each(self._sessions, self._write, [item for item, _ in batch])
+                for (_, later), error in zip(batch, errors, strict=True):
+                    if error is None:
+                        later.set_result(None)
+                    else:
+                        later.set_exception(error)
+        except BaseException as exc:  # nothing of this batch is known committed
+            with self._cond:
+                self._draining = False
+                stranded, self._submitted = self._submitted, []
+            for _, later in [*batch, *stranded]:
+                if not later.done():
+                    later.set_exception(exc)
+            raise
 
     def _commit(self, batch: list[_Waiting[T]]) -> None:
         errors = commit_each(self._sessions, self._write, [w.item for w in batch])
