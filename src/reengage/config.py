@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         "store's other processes) and while its executors are behind.",
     )
     send_concurrency: int = Field(
-        default=8,
+        default=32,
         ge=1,
         le=64,
         description="Requests one worker process has in flight at once (PostgreSQL; SQLite "

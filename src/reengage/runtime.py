@@ -95,7 +95,7 @@ class Runtime:
     def build(
         cls, settings: Settings, *, clock: Clock | None = None, timers: TimerStore | None = None
     ) -> Runtime:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, **_pool_of(settings))
         sessions = make_session_factory(engine)
         layout = Layout(count=settings.redis_shard_count, cluster=settings.redis_cluster)
         client = (
@@ -252,3 +252,11 @@ class Runtime:
         self.events_client.close()
         close_connections()
         self.engine.dispose()
+
+
+def _pool_of(settings: Settings) -> dict[str, int]:
+    """PostgreSQL: room in the connection pool for every send thread at once (an answer that
+    is not plain is written by its own thread), beside the batch's own and the group commits'."""
+    if settings.database_url.startswith("sqlite"):
+        return {}
+    return {"max_overflow": max(20, settings.send_concurrency)}

@@ -593,3 +593,18 @@ def test_a_bots_next_request_leaves_while_the_answer_before_it_is_written(
     with runtime.sessions() as s:
         rows = s.execute(select(Delivery.status).where(Delivery.id.in_(ids))).scalars().all()
     assert rows == ["sent", "sent"]
+
+
+def test_every_send_thread_can_hold_a_connection_at_once(
+    pg_db: str, make_runtime: Callable[..., Runtime]
+) -> None:
+    """Answers that are not plain are written by their send threads' own transactions: the
+    connection pool has room for all of them, beside the batch's and the group commits'."""
+    runtime = make_runtime(pg_db, send_concurrency=48)
+    assert runtime.send_pool.size == 48
+    held = [runtime.engine.connect() for _ in range(48 + 2)]  # none waits for another
+    try:
+        assert all(not c.closed for c in held)
+    finally:
+        for c in held:
+            c.close()
