@@ -228,8 +228,9 @@ def send_many(
     def one(item: Prepared) -> None:
         _reuse_upload(item, uploaded)
         outcome = _request(deps, item, now, channels[item.bot_id])
-        # Each answer is committed as soon as it comes: a crash loses at most the requests
-        # in flight (ambiguous), never the record of one already answered.
+        # Each answer is committed as soon as it can be: a crash loses only the answers not
+        # yet recorded, each a request found marked and unanswered (ambiguous: sent again
+        # only where its delivery allows it, `retry_ambiguous`).
         plain = _plainly_sent(item, outcome)
         if plain is None:
             settle(item, outcome, None)
