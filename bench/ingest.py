@@ -40,6 +40,7 @@ from reengage.runtime import Runtime
 from reengage.services.record_activity import bot_policies
 from reengage.services.tenancy import create_bot, create_organization
 from reengage.timers.redis_store import RedisTimerStore
+from reengage.timers.write_behind import WriteBehind
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "reengage_bench"
@@ -320,17 +321,17 @@ def measure(phase: Phase, org_id: int) -> None:
 
 
 def flush(phases: list[Phase]) -> None:
-    """Write every dirty subject behind to PostgreSQL with `flush(now)` (as the scheduler's
-    flush loop does, here back to back), the phases' calls interleaved."""
-    active = list(phases)
-    while active:
-        for phase in list(active):
-            began = time.perf_counter()
-            written = phase.path.activity.flush(phase.path.rt.clock.now())
-            phase.flush_seconds += time.perf_counter() - began
-            phase.flushed += written
-            if not written:
-                active.remove(phase)
+    """Write every dirty subject behind to PostgreSQL as a scheduler's write-behind threads
+    do (`WriteBehind`, the default number of threads), one phase after the other."""
+    for phase in phases:
+        rt = phase.path.rt
+        threads = Settings.model_fields["write_behind_threads"].default
+        began = time.perf_counter()
+        written = WriteBehind(
+            phase.path.activity, rt.clock, threads=threads, interval=timedelta(seconds=1)
+        ).drain()
+        phase.flush_seconds += time.perf_counter() - began
+        phase.flushed += written
 
 
 def report(p: Phase) -> None:
@@ -510,7 +511,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 60 s)")
     args = parser.parse_args()
-    sizes = (20_000, 5_000, 20_000, 1_000) if args.quick else (100_000, 25_000, 200_000, 10_000)
+    sizes = (20_000, 5_000, 20_000, 4_000) if args.quick else (100_000, 25_000, 200_000, 10_000)
     configure_logging(level=logging.WARNING)
     began = time.perf_counter()
     reset_database()

@@ -100,7 +100,16 @@ class Settings(BaseSettings):
     )
     flush_interval: Duration = Field(
         default=timedelta(seconds=1),
-        description="With Redis: how often recent activity is written to the database.",
+        description="With Redis: how often recent activity is written to the database "
+        "(write-behind threads: how long they sleep once nothing waits).",
+    )
+    write_behind_threads: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        description="With Redis and PostgreSQL: threads of each scheduler that write activity "
+        "to the database, continuously and side by side (0: the scheduler's own loop does, a "
+        "quarter of a second per flush interval at most). SQLite: always its own loop.",
     )
     default_inactivity_threshold: Duration = Field(default=timedelta(minutes=10))
     retention_days: int = Field(

@@ -17,6 +17,7 @@ from reengage.metrics import TIMERS_CLAIMED, TIMERS_IN_FLIGHT
 from reengage.ports import ActivityStore, Clock, TimerExecutor, TimerStore, Wakeups
 from reengage.timers.handler import Handlers
 from reengage.timers.rebuild import rebuild_timers
+from reengage.timers.write_behind import WriteBehind
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +66,7 @@ class Scheduler:
         flush_interval: timedelta = timedelta(seconds=1),
         prune: Callable[[datetime], object] | None = None,
         prune_interval: timedelta = timedelta(hours=1),
+        write_behind: WriteBehind | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -77,6 +79,10 @@ class Scheduler:
         self.sweep_interval = sweep_interval
         self.activity = activity
         self.flush_interval = flush_interval
+        # Threads of its own that write activity behind while `run` runs; without them the
+        # loop flushes in its maintenance, `FLUSH_BUDGET` at a time.
+        self.write_behind = write_behind
+        self._flushing = False  # the threads are running
         self._last_sweep: datetime | None = None
         self._last_flush: datetime | None = None
         # Retention (`services.retention`): past history dropped, coming partitions made.
@@ -99,7 +105,7 @@ class Scheduler:
         ):
             # Bounded: a burst of new subjects must not starve the claiming of due timers.
             budget = time.monotonic() + FLUSH_BUDGET
-            while (flushed := self.activity.flush(now)) > 0:
+            while not self._flushing and (flushed := self.activity.flush(now)) > 0:
                 metrics.WRITE_BEHIND_FLUSHED.inc(flushed)
                 if time.monotonic() >= budget:
                     break
@@ -180,6 +186,11 @@ class Scheduler:
         log.info("scheduler.started", batch=self.batch, lease=self.lease.total_seconds())
         wakeups: Wakeups | None = None
         outage = Outage("scheduler", Backoff(BACKOFF_FIRST, BACKOFF_CAP))
+        done = threading.Event()  # the write-behind threads' stop: after the loop's last round
+        flushers: list[threading.Thread] = []
+        if self.write_behind is not None and self.activity is not None:
+            flushers = self.write_behind.start(done)
+            self._flushing = True
         try:
             while not stop.is_set():
                 try:
@@ -200,6 +211,10 @@ class Scheduler:
         finally:
             if wakeups is not None:
                 _close_quietly(wakeups)
+            done.set()
+            for thread in flushers:
+                thread.join()
+            self._flushing = False
         log.info("scheduler.stopped")
 
     def _sleep(self, stop: threading.Event, wakeups: Wakeups, worked: bool) -> None:

@@ -13,6 +13,7 @@ from reengage.runtime import Runtime
 from reengage.services.retention import prune_history
 from reengage.timers.executors import CeleryExecutor, InlineExecutor
 from reengage.timers.scheduler import Scheduler
+from reengage.timers.write_behind import WriteBehind
 
 
 def build_scheduler(settings: Settings, runtime: Runtime | None = None) -> Scheduler:
@@ -40,6 +41,22 @@ def build_scheduler(settings: Settings, runtime: Runtime | None = None) -> Sched
         flush_interval=settings.flush_interval,
         prune=partial(prune_history, runtime.sessions, retention_days=settings.retention_days),
         prune_interval=settings.prune_interval,
+        write_behind=write_behind(settings, runtime),
+    )
+
+
+def write_behind(settings: Settings, runtime: Runtime) -> WriteBehind | None:
+    """The scheduler's write-behind threads: with Redis (activity lands there first) and
+    PostgreSQL. SQLite has one writer: its scheduler flushes in its own loop."""
+    if not settings.redis_url or runtime.engine.dialect.name == "sqlite":
+        return None
+    if settings.write_behind_threads == 0:
+        return None
+    return WriteBehind(
+        runtime.activity,
+        runtime.clock,
+        threads=settings.write_behind_threads,
+        interval=settings.flush_interval,
     )
 
 
