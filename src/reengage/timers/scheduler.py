@@ -26,6 +26,8 @@ log = structlog.get_logger(__name__)
 SWEEP_GRACE = timedelta(seconds=5)
 # Seconds of flushing per round at most; the rest waits for the next round.
 FLUSH_BUDGET = 0.25
+# How long a stopping scheduler waits for each write-behind thread's batch (real seconds).
+FLUSHER_JOIN = 10.0
 # The longest a scheduler sleeps (real seconds), whatever it expects next.
 MAX_IDLE = 1.0
 # Slept past a due instant, so the claim finds the timer due (scores are milliseconds).
@@ -212,8 +214,8 @@ class Scheduler:
             if wakeups is not None:
                 _close_quietly(wakeups)
             done.set()
-            for thread in flushers:
-                thread.join()
+            for thread in flushers:  # a batch cut short stays in flight, taken again later
+                thread.join(FLUSHER_JOIN)
             self._flushing = False
         log.info("scheduler.stopped")
 
