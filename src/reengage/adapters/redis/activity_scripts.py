@@ -154,11 +154,12 @@ return 1
 SETTLE = (
     KNOWN
     + """
+local quiet = {}
 for i = 3, #ARGV do
   local s = ARGV[i]
-  redis.call('ZREM', KEYS[2], s)
   if redis.call('SISMEMBER', KEYS[1], s) == 0 then
-    redis.call('ZADD', KEYS[3], ARGV[2], s)
+    quiet[#quiet + 1] = ARGV[2]
+    quiet[#quiet + 1] = s
     -- The filter learns a subject once; its hash keeps that it did ('kn').
     local h = ARGV[1] .. ':s:' .. s
     if redis.call('HEXISTS', h, 'kn') == 0 then
@@ -166,6 +167,13 @@ for i = 3, #ARGV do
       if redis.call('EXISTS', h) == 1 then redis.call('HSET', h, 'kn', 1) end
     end
   end
+end
+-- Many members per call (a call's arguments stay well under Lua's stack limit).
+for i = 3, #ARGV, 1000 do
+  redis.call('ZREM', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+for i = 1, #quiet, 2000 do
+  redis.call('ZADD', KEYS[3], unpack(quiet, i, math.min(i + 1999, #quiet)))
 end
 return 0
 """
@@ -213,12 +221,16 @@ for _, s in ipairs(stuck) do
   redis.call('SADD', KEYS[1], s)
   redis.call('ZREM', KEYS[2], s)
 end
-local out = {}
+local out, flying = {}, {}
 local fields = {unpack(ARGV, 5)}
 for _, s in ipairs(redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))) do
-  redis.call('ZADD', KEYS[2], ARGV[2], s)
+  flying[#flying + 1] = ARGV[2]
+  flying[#flying + 1] = s
   out[#out + 1] = s
   out[#out + 1] = redis.call('HMGET', ARGV[4] .. s, unpack(fields))
+end
+for i = 1, #flying, 2000 do
+  redis.call('ZADD', KEYS[2], unpack(flying, i, math.min(i + 1999, #flying)))
 end
 return out
 """

@@ -79,10 +79,6 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromtimestamp(int(value) / 1000, UTC) if value else None
-
-
 class RedisActivityStore:
     """One shard of the hot state (`tag`: its hash tag, shared with its timer store; None:
     the names of a single instance). `owns`: whether a subject belongs here, when there are
@@ -362,11 +358,7 @@ class RedisActivityStore:
             keys=[self._dirty, self._inflight],
             args=[limit, _ms(now), _ms(now - self._stuck), self._hash(""), *_WRITTEN],
         )
-        taken = {
-            str(subject): _written(values)
-            for subject, values in zip(reply[::2], reply[1::2], strict=True)
-        }
-        return self._write(taken, now)
+        return self._write(dict(zip(reply[::2], reply[1::2], strict=True)), now)
 
     def unflushed(self) -> int:
         pipe = self._r.pipeline(transaction=False)
@@ -379,8 +371,8 @@ class RedisActivityStore:
         subject = subject_key(bot_id, user_id)
         if self._r.srem(self._dirty, subject):
             self._r.zadd(self._inflight, {subject: _ms(now)})
-            data = cast(dict[str, str], self._r.hgetall(self._hash(subject)))
-            self._write({subject: data}, now)
+            values = cast(list[str | None], self._r.hmget(self._hash(subject), list(_WRITTEN)))
+            self._write({subject: values}, now)
 
     def hot_seqs(self, subjects: Sequence[tuple[int, str]]) -> list[int | None]:
         pipe = self._r.pipeline(transaction=False)
@@ -394,9 +386,9 @@ class RedisActivityStore:
 
     def take_subjects(
         self, subjects: Sequence[tuple[int, str]], now: datetime
-    ) -> dict[str, dict[str, str]]:
-        """The dirty ones of these subjects, moved in flight, each with its hash: to be
-        written to the database, then `settle`d."""
+    ) -> dict[str, Sequence[str | None]]:
+        """The dirty ones of these subjects, moved in flight, each with its hash's fields
+        `_WRITTEN`: to be written to the database, then `settle`d."""
         keys = list(dict.fromkeys(subject_key(bot_id, user_id) for bot_id, user_id in subjects))
         if not keys:
             return {}
@@ -409,11 +401,11 @@ class RedisActivityStore:
             return {}
         pipe.zadd(self._inflight, dict.fromkeys(dirty, _ms(now)))
         for key in dirty:
-            pipe.hgetall(self._hash(key))
+            pipe.hmget(self._hash(key), list(_WRITTEN))
         data = pipe.execute()[1:]
         return dict(zip(dirty, data, strict=True))
 
-    def _write(self, taken: dict[str, dict[str, str]], now: datetime) -> int:
+    def _write(self, taken: dict[str, Sequence[str | None]], now: datetime) -> int:
         """Write the subjects' clocks in one transaction; then they are no longer in flight."""
         if not taken:
             return 0
@@ -458,10 +450,11 @@ class RedisActivityStore:
 
 
 def write_clocks(
-    sessions: sessionmaker[Session], taken: dict[str, dict[str, str]], now: datetime
+    sessions: sessionmaker[Session], taken: dict[str, Sequence[str | None]], now: datetime
 ) -> int:
-    """Write taken subjects' clocks to the database in one transaction; return how many."""
-    items = [item for subject, data in taken.items() if (item := _subject_clock(subject, data))]
+    """Write taken subjects' clocks (their fields `_WRITTEN`) to the database in one
+    transaction; return how many."""
+    items = [item for subject, values in taken.items() if (item := _subject_clock(subject, values))]
     if items:
         with sessions.begin() as session:
             write_subject_clocks(session, items, now)
@@ -509,26 +502,28 @@ def _bot_user(subject: str) -> tuple[int, str]:
 
 # The hash fields a flush writes to the database (not the event ids), read in this order.
 _WRITTEN = ("st", "seq", "gen", "o", "th", "ac", *FIELDS.values())
+_STATUS = {s.value: s for s in ConversationStatus}
 
 
-def _written(values: list[str | None]) -> dict[str, str]:
-    """The fields `_WRITTEN` of a hash as HMGET answers inside a script (absent ones: nil)."""
-    return {f: v for f, v in zip(_WRITTEN, values, strict=True) if v is not None}
-
-
-def _subject_clock(subject: str, data: dict[str, str]) -> SubjectClock | None:
-    if not data or "seq" not in data:
+def _subject_clock(subject: str, values: Sequence[str | None]) -> SubjectClock | None:
+    """A taken subject's clock from its hash's fields `_WRITTEN` (absent ones: None); None
+    for a hash without a version (gone meanwhile)."""
+    status, seq, gen, org, threshold, after_close, *stamps = values
+    if seq is None:
         return None
     bot, user = subject.split(":", 1)
     clock = ConversationClock(
-        status=ConversationStatus(data.get("st", "bot")),
-        activity_seq=int(data["seq"]),
-        **{attr: _dt(data.get(field)) for attr, field in FIELDS.items()},
+        _STATUS[status or "bot"],
+        int(seq),
+        **{
+            attr: datetime.fromtimestamp(int(v) / 1000, UTC) if v else None
+            for attr, v in zip(FIELDS, stamps, strict=True)
+        },
     )
-    threshold, after_close = int(data.get("th") or 0), int(data.get("ac") or 0)
+    wait, closed_wait = int(threshold or 0), int(after_close or 0)
     due = next_wake(
         clock,
-        timedelta(milliseconds=threshold) if threshold else None,
-        timedelta(milliseconds=after_close) if after_close else None,
+        timedelta(milliseconds=wait) if wait else None,
+        timedelta(milliseconds=closed_wait) if closed_wait else None,
     )
-    return SubjectClock(int(data.get("o", 0)), int(bot), user, int(data.get("gen", 0)), clock, due)
+    return SubjectClock(int(org or 0), int(bot), user, int(gen or 0), clock, due)
