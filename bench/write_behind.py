@@ -2,8 +2,9 @@
 a baseline commit of the code.
 
 N new subjects' activity (two messages each, four bots) is recorded in Redis through the
-library (`Runtime.record`); then a scheduler, built as `reengage scheduler` builds it
-(`build_scheduler`, embedded, nothing due), runs until Redis holds nothing unwritten. Timed:
+library (`Runtime.record`); then a scheduler, run as `reengage scheduler` runs it (`run_until`:
+built, its heap settled, run; embedded, nothing due), runs until Redis holds nothing
+unwritten. Timed:
 from its start until `unflushed()` is 0. Each run is a process of its own on the code under
 test (`PYTHONPATH`), on a fresh database and Redis db; the runs alternate between the
 baseline and this code. Run from the repository root:
@@ -53,11 +54,13 @@ def child(n: int) -> None:
     from reengage.config import Settings
     from reengage.domain.activity import ActivityEvent, ChannelKind, EventType
     from reengage.entrypoints.logging import configure_logging
+    from reengage.entrypoints.scheduler import main as scheduler_main
     from reengage.entrypoints.scheduler.main import build_scheduler
     from reengage.runtime import Runtime
     from reengage.services.tenancy import create_bot, create_organization
 
     configure_logging(level=logging.WARNING)
+    run_until = getattr(scheduler_main, "run_until", None)
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {DB_NAME}")
@@ -89,10 +92,13 @@ def child(n: int) -> None:
         ]
         for start in range(0, len(events), BATCH):
             rt.record(org, events[start : start + BATCH])
-        scheduler = build_scheduler(settings, rt)
+        del events  # a scheduler process holds no such list
         stop = threading.Event()
         began = time.perf_counter()
-        thread = threading.Thread(target=scheduler.run, args=(stop,))
+        if run_until is not None:  # as `reengage scheduler` runs it
+            thread = threading.Thread(target=run_until, args=(stop, settings, rt))
+        else:  # older code: built, then run
+            thread = threading.Thread(target=build_scheduler(settings, rt).run, args=(stop,))
         thread.start()
         while rt.activity.unflushed():
             time.sleep(0.005)

@@ -209,8 +209,10 @@ def serve(
         return
     runtime = Runtime.build(settings)
     stop = start_scheduler(settings, runtime) if settings.embedded else None
+    api = create_app(runtime)
+    startup.settle_heap()
     try:
-        uvicorn.run(create_app(runtime), **options)
+        uvicorn.run(api, **options)
     finally:
         if stop:
             stop.set()

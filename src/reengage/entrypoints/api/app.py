@@ -41,6 +41,7 @@ from reengage.entrypoints.api.webhooks import webhooks_router
 from reengage.entrypoints.console.app import install_console
 from reengage.entrypoints.logging import configure_logging_from
 from reengage.entrypoints.manager_bot.webhook import ManagerWebhook, manager_webhook_router
+from reengage.entrypoints.startup import settle_heap
 from reengage.runtime import Runtime
 
 
@@ -67,7 +68,9 @@ def app_from_environment() -> FastAPI:
     """The API of a runtime built from the environment's settings (one per API process)."""
     settings = Settings()
     configure_logging_from(settings)
-    return create_app(Runtime.build(settings))
+    app = create_app(Runtime.build(settings))
+    settle_heap()
+    return app
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -7,6 +7,7 @@ import threading
 from functools import partial
 
 from reengage.config import Settings
+from reengage.entrypoints.startup import settle_heap
 from reengage.events.sender import EVENTS_QUEUE
 from reengage.ports import TimerExecutor
 from reengage.runtime import Runtime
@@ -60,8 +61,15 @@ def write_behind(settings: Settings, runtime: Runtime) -> WriteBehind | None:
     )
 
 
+def run_until(stop: threading.Event, settings: Settings, runtime: Runtime | None = None) -> None:
+    """A scheduler process' life: built, its heap settled, run until `stop` is set."""
+    scheduler = build_scheduler(settings, runtime)
+    settle_heap()
+    scheduler.run(stop)
+
+
 def run_forever(settings: Settings) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    build_scheduler(settings).run(stop)
+    run_until(stop, settings)

@@ -13,6 +13,7 @@ from reengage.adapters.outage import Outage, is_outage
 from reengage.config import Settings
 from reengage.entrypoints import metrics_server
 from reengage.entrypoints.logging import configure_logging_from
+from reengage.entrypoints.startup import settle_heap
 from reengage.runtime import Runtime
 from reengage.timers.executors import (
     FIRE_TIMERS_TASK,
@@ -55,6 +56,7 @@ def runtime() -> Runtime:
     with _building:
         if _runtime is None:
             _runtime = Runtime.build(settings)
+            settle_heap()
         return _runtime
 
 
