@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,10 @@ from reengage.config import Settings
 from reengage.entrypoints.scheduler.main import build_scheduler
 from reengage.ports import ActivityStore
 from reengage.runtime import Runtime
-from reengage.timers.executors import InlineExecutor
-from reengage.timers.scheduler import Scheduler
 from reengage.timers.write_behind import WriteBehind
 from tests.conftest import REDIS_URL, fresh_database
 from tests.factories import make_bot, make_org, message
+from tests.integration.test_scheduler import scheduler_for
 
 QUICK = timedelta(milliseconds=20)
 
@@ -67,20 +67,29 @@ def wait_for(check: Callable[[], bool], seconds: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_activity_reaches_the_database_while_the_scheduler_runs_written_by_its_threads(
-    pg_db: str, make_runtime: Callable[..., Runtime], clock: ManualClock, redis_client: redis.Redis
-) -> None:
+@dataclass
+class World:
+    runtime: Runtime
+    org_id: int
+    bot_id: int
+
+
+@pytest.fixture
+def world(pg_db: str, make_runtime: Callable[..., Runtime], redis_client: redis.Redis) -> World:
+    """PostgreSQL and Redis, one organization with one bot."""
     runtime = make_runtime(pg_db, redis_url=REDIS_URL)
     org = make_org(runtime)
-    bot = make_bot(runtime, org.org_id)
+    return World(runtime, org.org_id, make_bot(runtime, org.org_id))
+
+
+def test_activity_reaches_the_database_while_the_scheduler_runs_written_by_its_threads(
+    world: World, clock: ManualClock
+) -> None:
+    runtime, org_id, bot = world.runtime, world.org_id, world.bot_id
     watched = Watched(runtime.activity)
-    scheduler = Scheduler(
-        sessions=runtime.sessions,
-        store=runtime.timers,
-        executor=InlineExecutor(runtime),
-        registry=runtime.registry,
-        clock=clock,
-        activity=watched,  # type: ignore[arg-type]
+    scheduler = scheduler_for(
+        runtime,
+        activity=watched,
         flush_interval=timedelta(hours=1),  # the loop itself would not flush again
         write_behind=WriteBehind(watched, clock, threads=2, interval=QUICK),  # type: ignore[arg-type]
     )
@@ -89,7 +98,7 @@ def test_activity_reaches_the_database_while_the_scheduler_runs_written_by_its_t
     thread.start()
     try:
         for wave in range(1, 4):  # new subjects, then the same ones again
-            runtime.record(org.org_id, [message(bot, f"u{i}", clock.now()) for i in range(300)])
+            runtime.record(org_id, [message(bot, f"u{i}", clock.now()) for i in range(300)])
             wait_for(lambda wave=wave: conversations(runtime) == (300, 300 * wave))  # type: ignore[misc]
     finally:
         stop.set()
@@ -127,12 +136,10 @@ def test_drained_by_two_threads_each_subject_is_written_once(
 
 
 def test_a_round_that_fails_is_waited_out_and_logged_once_each_way(
-    pg_db: str, make_runtime: Callable[..., Runtime], clock: ManualClock, redis_client: redis.Redis
+    world: World, clock: ManualClock
 ) -> None:
-    runtime = make_runtime(pg_db, redis_url=REDIS_URL)
-    org = make_org(runtime)
-    bot = make_bot(runtime, org.org_id)
-    runtime.record(org.org_id, [message(bot, f"u{i}", clock.now()) for i in range(50)])
+    runtime = world.runtime
+    runtime.record(world.org_id, [message(world.bot_id, f"u{i}", clock.now()) for i in range(50)])
     watched = Watched(runtime.activity, failures=3)
     stop = threading.Event()
     with structlog.testing.capture_logs() as logs:
