@@ -11,7 +11,8 @@ baseline and this code. Run from the repository root:
 
     .venv/bin/python bench/write_behind.py [--quick] [--baseline REF]
 
-It prints each run, then min / median / max per code, and last
+It prints each run (with the CPU per subject of the scheduler's process and of PostgreSQL and
+Redis together), then min / median / max per code, and last
 `drain_subjects_per_s=<ours, median> ratio=<ours / baseline>`. `--quick`: 10,000 subjects,
 one run each (under a minute); the full run 30,000, three each.
 """
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.baseline import checkout  # noqa: E402
+from bench.cpu import process_cpu_s, store_cpu_s  # noqa: E402
 
 BASELINE = "1109c2c"  # the scheduler flushed in its own loop, 250 ms per second at most
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -44,7 +47,8 @@ BATCH = 500
 
 
 def child(n: int) -> None:
-    """One run, on the code the interpreter finds: print `seconds=`."""
+    """One run, on the code the interpreter finds: print its seconds, the scheduler process'
+    CPU seconds and PostgreSQL's and Redis' (`bench.cpu`)."""
     import logging
 
     import psycopg
@@ -94,7 +98,7 @@ def child(n: int) -> None:
             rt.record(org, events[start : start + BATCH])
         del events  # a scheduler process holds no such list
         stop = threading.Event()
-        began = time.perf_counter()
+        began, cpu0, store0 = time.perf_counter(), process_cpu_s(os.getpid()), store_cpu_s()
         if run_until is not None:  # as `reengage scheduler` runs it
             thread = threading.Thread(target=run_until, args=(stop, settings, rt))
         else:  # older code: built, then run
@@ -103,6 +107,7 @@ def child(n: int) -> None:
         while rt.activity.unflushed():
             time.sleep(0.005)
         seconds = time.perf_counter() - began
+        cpu, store = process_cpu_s(os.getpid()) - cpu0, store_cpu_s() - store0
         stop.set()
         thread.join()
         with psycopg.connect(DB_URL) as conn:
@@ -110,7 +115,7 @@ def child(n: int) -> None:
         written, seqs = row if row else (0, 0)
         if (written, seqs) != (n, 2 * n):
             raise SystemExit(f"expected {n} conversations at version 2, found {written}, {seqs}")
-        print(f"seconds={seconds:.3f}")
+        print(f"seconds={seconds:.3f} cpu_s={cpu:.3f} store_cpu_s={store:.3f}")
     finally:
         rt.close()
         redis.Redis.from_url(REDIS_URL).flushdb()
@@ -118,7 +123,14 @@ def child(n: int) -> None:
             admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
-def run(tree: Path, n: int) -> float:
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    cpu_s: float  # the scheduler's process
+    store_cpu_s: float  # PostgreSQL + Redis
+
+
+def run(tree: Path, n: int) -> Run:
     env = {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{ROOT}"}
     out = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", str(n)],
@@ -127,7 +139,8 @@ def run(tree: Path, n: int) -> float:
         capture_output=True,
         text=True,
     ).stdout
-    return float(out.strip().splitlines()[-1].removeprefix("seconds="))
+    figures = dict(pair.split("=") for pair in out.strip().splitlines()[-1].split())
+    return Run(*(float(figures[k]) for k in ("seconds", "cpu_s", "store_cpu_s")))
 
 
 def spread(values: list[float]) -> str:
@@ -145,6 +158,8 @@ def main() -> None:
         return
     n, runs = (10_000, 1) if args.quick else (30_000, 3)
     rates: dict[str, list[float]] = {"baseline": [], "ours": []}
+    cpu: dict[str, list[float]] = {"baseline": [], "ours": []}  # µs per subject
+    store: dict[str, list[float]] = {"baseline": [], "ours": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"baseline": checkout(args.baseline, Path(tmp)), "ours": ROOT}
         print(
@@ -153,11 +168,20 @@ def main() -> None:
         )
         for i in range(runs):
             for label, tree in trees.items():
-                seconds = run(tree, n)
-                rates[label].append(n / seconds)
-                print(f"run {i + 1} {label:<8} {seconds:6.2f} s  {n / seconds:8,.0f} subjects/s")
+                r = run(tree, n)
+                rates[label].append(n / r.seconds)
+                cpu[label].append(r.cpu_s / n * 1e6)
+                store[label].append(r.store_cpu_s / n * 1e6)
+                print(
+                    f"run {i + 1} {label:<8} {r.seconds:6.2f} s  {n / r.seconds:8,.0f} subjects/s"
+                    f"  CPU per subject: scheduler {cpu[label][-1]:5.0f} µs, "
+                    f"PostgreSQL + Redis {store[label][-1]:5.0f} µs"
+                )
     for label, values in rates.items():
-        print(f"{label:<8} subjects/s min / median / max: {spread(values)}")
+        print(
+            f"{label:<8} subjects/s min / median / max: {spread(values)}; CPU µs per subject, "
+            f"scheduler {spread(cpu[label])}, PostgreSQL + Redis {spread(store[label])}"
+        )
     ours, base = statistics.median(rates["ours"]), statistics.median(rates["baseline"])
     print(f"drain_subjects_per_s={ours:.0f} ratio={ours / base:.2f}")
 
