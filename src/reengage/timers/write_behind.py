@@ -15,13 +15,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import structlog
-
 from reengage import metrics
 from reengage.adapters.outage import Backoff, Outage
 from reengage.ports import ActivityStore, Clock
-
-log = structlog.get_logger(__name__)
 
 # After a failed round (real seconds): as the scheduler's.
 BACKOFF_FIRST = 0.1
