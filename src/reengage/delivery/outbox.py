@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
+from functools import partial
 from typing import Any
 
 import structlog
@@ -16,7 +16,13 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Delivery, DeliveryKey
-from reengage.adapters.db.sets import insert_many, on_postgres, recordset, recordset_params
+from reengage.adapters.db.sets import (
+    frozen,
+    insert_many,
+    on_postgres,
+    recordset,
+    recordset_params,
+)
 from reengage.domain.outbound import OutboundMessage, message_from_json, message_to_json
 from reengage.domain.timer import Payload, Purpose, Timer, timer_key
 from reengage.i18n import N_
@@ -116,12 +122,13 @@ def _insert_keyed(session: Session, rows: list[dict[str, object]]) -> Iterable[A
     `(org_id, dedup_key, id)` of those. A key already there (or twice in `rows`) inserts no
     delivery: the unpartitioned key table is what refuses a second send."""
     names = tuple(rows[0])
-    return session.execute(_keyed_statement(names), recordset_params(names, rows)).tuples()
+    stmt = frozen(session, ("delivery_keyed", names), partial(_keyed_statement, names))
+    assert stmt is not None, "a delivery's columns have no default computed per call"
+    return session.execute(stmt, recordset_params(names, rows)).tuples()
 
 
-@cache
 def _keyed_statement(names: tuple[str, ...]) -> Select[Any]:
-    """`_insert_keyed`'s statement, built once (building it costs more than running it)."""
+    """`_insert_keyed`'s statement (built and compiled once: `frozen`)."""
     table: Any = Delivery.__table__
     keys: Any = DeliveryKey.__table__
     values = recordset(**{name: table.c[name].type for name in names})

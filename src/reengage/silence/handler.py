@@ -13,16 +13,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import BigInteger, String, Table, func, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    func,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from reengage import metrics
 from reengage.adapters.db.models import Bot, Contact, Conversation, Episode
-from reengage.adapters.db.sets import Rows, among, insert_many, on_postgres
+from reengage.adapters.db.sets import (
+    Rows,
+    among,
+    insert_many,
+    on_postgres,
+    recordset,
+    recordset_params,
+)
 from reengage.adapters.db.types import UTCDateTime
 from reengage.domain import event as ev
 from reengage.domain import inactivity
@@ -71,30 +89,42 @@ def latest_conversations(
     (one aggregate over the subjects' conversations), then the rows by id."""
     if not subjects:
         return {}
-    newer = cast(Table, Conversation.__table__).alias("newer")
-    owner = cast(Table, Contact.__table__).alias("owner")
+    if on_postgres(session):  # one statement text whatever the batch, built once
+        values = [{"bot_id": b, "external_id": u} for b, u in subjects]
+        params = recordset_params(("bot_id", "external_id"), values)
+        rows = session.execute(_latest_on_postgres(), params).tuples()
+    else:
+        pairs = tuple_(_OWNER.c.bot_id, _OWNER.c.external_id).in_(list(subjects))
+        rows = session.execute(_latest(pairs)).tuples()
+    return {(contact.bot_id, contact.external_id): (conv, contact) for conv, contact in rows}
+
+
+_NEWER = cast(Table, Conversation.__table__).alias("newer")
+_OWNER = cast(Table, Contact.__table__).alias("owner")
+
+
+def _latest(*subjects: ColumnElement[bool]) -> Select[tuple[Conversation, Contact]]:
+    """`latest_conversations`' statement for the subjects that `subjects` select."""
     newest = (
-        select(func.max(newer.c.id))
-        .join(owner, owner.c.id == newer.c.contact_id)
-        .group_by(newer.c.contact_id)
+        select(func.max(_NEWER.c.id))
+        .join(_OWNER, _OWNER.c.id == _NEWER.c.contact_id)
+        .where(*subjects)
+        .group_by(_NEWER.c.contact_id)
     )
-    locked = (
+    return (
         select(Conversation, Contact)
         .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Conversation.id.in_(newest))
         .order_by(Conversation.id)
         .with_for_update(of=Conversation)
     )
-    if on_postgres(session):  # one statement text whatever the batch
-        keys = Rows(session, bot_id=BigInteger(), external_id=String())
-        newest = newest.where(
-            owner.c.bot_id == keys["bot_id"], owner.c.external_id == keys["external_id"]
-        )
-        values = [{"bot_id": b, "external_id": u} for b, u in subjects]
-        rows = keys.execute(locked.where(Conversation.id.in_(newest)), values).tuples()
-    else:
-        newest = newest.where(tuple_(owner.c.bot_id, owner.c.external_id).in_(list(subjects)))
-        rows = session.execute(locked.where(Conversation.id.in_(newest))).tuples()
-    return {(contact.bot_id, contact.external_id): (conv, contact) for conv, contact in rows}
+
+
+@cache
+def _latest_on_postgres() -> Select[tuple[Conversation, Contact]]:
+    """PostgreSQL: the subjects as a `recordset` (one object: its cache key is computed once)."""
+    keys = recordset(bot_id=BigInteger(), external_id=String())
+    return _latest(_OWNER.c.bot_id == keys["bot_id"], _OWNER.c.external_id == keys["external_id"])
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ chunks of `IN` terms.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Result,
     Table,
     Text,
+    TextClause,
     any_,
     bindparam,
     cast,
@@ -118,43 +120,57 @@ def insert_many(
     text each time, which psycopg then splits in Python and the server plans again)."""
     if on_postgres(session):
         names = list(rows[0])
-        if not returning:
-            fixed = _fixed_insert(session, table, names, conflict)
-            if fixed is not None:
-                return session.execute(fixed, {"rows": rows_document(rows, names)})
-        values = Rows(session, **{name: table.c[name].type for name in names})
-        stmt: Any = postgresql.insert(table).from_select(
-            names, select(*(values[name] for name in names))
-        )
-        stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
-        return values.execute(stmt.returning(*returning) if returning else stmt, rows)
+
+        def build() -> Executable:
+            values = recordset(**{name: table.c[name].type for name in names})
+            stmt = postgresql.insert(table).from_select(
+                names, select(*(values[name] for name in names))
+            )
+            stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+            return stmt.returning(*returning) if returning else stmt
+
+        key = ("insert", table.name, tuple(names), _names(conflict), _names(returning))
+        stmt = frozen(session, key, build)
+        if stmt is None:  # a column default is bound at run time
+            return session.execute(build(), recordset_params(names, rows))
+        return session.execute(stmt, recordset_params(names, rows))
     stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
     return session.execute(stmt.returning(*returning) if returning else stmt, list(rows))
 
 
-# INSERT … SELECT has no cache key in SQLAlchemy: compiled anew on every call, which cost more
-# of a group commit's CPU than its execution. Its text is the same for the same columns, so
-# it is compiled once and run as a `text()` statement (which the compiled cache keeps).
-_FIXED_INSERTS: dict[tuple[str, Table, tuple[str, ...], tuple[str, ...] | None], Any] = {}
+def _names(columns: Sequence[Any] | None) -> tuple[str, ...] | None:
+    return None if columns is None else tuple(str(c) for c in columns)
 
 
-def _fixed_insert(
-    session: Session, table: Table, names: list[str], conflict: Sequence[str] | None
-) -> Any:
-    """The INSERT of `insert_many` for these columns as a `text()` statement of one bound
-    parameter (`rows`); None when its compiled form binds more (a column's default)."""
+# SQLAlchemy gives INSERT … SELECT no cache key: such a statement is compiled anew on every
+# call, which cost more of a batch's CPU than running it. Its text is the same for the same
+# columns, so it is compiled once and run as a `text()` statement (which the compiled cache
+# keeps), its result columns typed as the original's.
+_FROZEN: dict[tuple[str, Hashable], TextClause | None] = {}
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+
+
+def frozen(session: Session, key: Hashable, build: Callable[[], Executable]) -> TextClause | None:
+    """`build()`'s statement compiled once per dialect and `key`, as a `text()` statement
+    that binds `rows` (a `recordset` document) at run time; the other values it binds are
+    kept as they were built (build it from constants). None when it binds another value at
+    run time (a column default computed per call): then it cannot be frozen."""
     dialect = session.get_bind().dialect
-    key = (dialect.name, table, tuple(names), tuple(conflict) if conflict is not None else None)
-    if key not in _FIXED_INSERTS:
-        sql = insert_sql(session, table, names, conflict)
-        fixed = None
-        if sql is not None:
-            candidate = text(sql.replace("%%", "%").replace("%(rows)s", "(:rows)"))
-            candidate = candidate.bindparams(bindparam("rows", type_=Text()))
-            if set(candidate.compile(dialect=dialect).params) == {"rows"}:
-                fixed = candidate
-        _FIXED_INSERTS[key] = fixed
-    return _FIXED_INSERTS[key]
+    if (dialect.name, key) not in _FROZEN:
+        stmt: Any = build()
+        compiled = stmt.compile(dialect=dialect)
+        if any(v is None and n != "rows" for n, v in compiled.params.items()):
+            _FROZEN[dialect.name, key] = None
+            return None
+        sql = _PYFORMAT.sub(r"(:\1)", compiled.string.replace("%%", "%"))  # `(:x)::type`
+        binds = [
+            bindparam(n, type_=Text()) if n == "rows" else bindparam(n, v)
+            for n, v in compiled.params.items()
+        ]
+        made: Any = text(sql).bindparams(*binds)
+        columns = list(stmt.exported_columns)
+        _FROZEN[dialect.name, key] = made.columns(*columns) if columns else made
+    return _FROZEN[dialect.name, key]
 
 
 def insert_sql(
