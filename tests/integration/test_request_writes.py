@@ -9,14 +9,17 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import event, select, update
+from sqlalchemy import text as text_sql
 
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Bot, Contact, Delivery
-from reengage.delivery.outbox import DeliveryRequest, enqueue
+from reengage.delivery.outbox import DeliveryRequest, enqueue, enqueue_many
 from reengage.delivery.request_writes import (
     Answer,
     Mark,
     RequestWrites,
+    _answer_params,
+    _answers,
     write_answers,
     write_marks,
 )
@@ -172,3 +175,39 @@ def test_a_batch_is_one_statement_of_its_own_transaction_on_postgresql(
     assert [(at is not None, status, m) for at, status, m in rows] == [
         (True, "sent", f"m{i}") for i in ids
     ]
+
+
+def test_an_answer_finds_its_follower_without_reading_the_open_deliveries(
+    pg_db: str, make_runtime: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    """Each answer looks for the block that waits for it by the `after_id` index: the work
+    does not grow with the deliveries still open (a 09:00 herd's thousands), which an
+    ordered scan of every open id for the smallest waiting one would read, answer after
+    answer."""
+    runtime = make_runtime(pg_db)
+    org = make_org(runtime).org_id
+    bot = make_bot(runtime, org)
+    (first,) = _sending(runtime, org, bot, ["first"])
+    now = clock.now()
+    with runtime.sessions.begin() as s:
+        contact = s.scalars(select(Contact.id).where(Contact.bot_id == bot)).one()
+        text = OutboundMessage(MessageKind.TEXT, "Ainda por aí?")
+        requests = [DeliveryRequest(org, bot, contact, f"open-{n}", "t", text) for n in range(3000)]
+        enqueue_many(s, requests, now)
+    answer = Answer(first, now, "m1")
+    with runtime.sessions.begin() as s:
+        sql = f"EXPLAIN (ANALYZE, FORMAT JSON) {_answers().text}"
+        explain = text_sql(sql).bindparams(*_answers()._bindparams.values())
+        (plan,) = s.execute(explain, _answer_params([answer])).scalar_one()
+        s.rollback()
+    assert _rows_read(plan["Plan"]) < 100
+    with runtime.sessions.begin() as s:
+        write_answers(s, [answer])
+    assert (answer.found, answer.follower) == (True, None)
+
+
+def _rows_read(node: dict[str, Any]) -> int:
+    """The rows a plan's nodes read, those its filters removed included, over all loops."""
+    loops = int(node.get("Actual Loops", 1))
+    own = (int(node.get("Actual Rows", 0)) + int(node.get("Rows Removed by Filter", 0))) * loops
+    return own + sum(_rows_read(child) for child in node.get("Plans", []))

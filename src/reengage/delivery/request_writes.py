@@ -86,10 +86,13 @@ def _running(table: Table) -> Any:
 
 def _follower(table: Table) -> Any:
     """The block enqueued after the row (a step's blocks form a chain, each `after_id` the
-    one before: at most one waits for each)."""
+    one before: at most one waits for each). Its smallest id is taken as `min(id + 0)`: a
+    plain `min(id)` lets PostgreSQL read the open deliveries in id order until one matches
+    (the partial index of open ids), every open delivery when none waits; this way it reads
+    the few of the `after_id` index."""
     waiting = table.alias("waiting")
     return (
-        select(func.min(waiting.c.id))
+        select(func.min(waiting.c.id + 0))
         .where(
             waiting.c.after_id == table.c.id,
             waiting.c.status == "scheduled",
@@ -177,7 +180,7 @@ def write_marks(session: Session, marks: Sequence[Mark]) -> None:
 @cache
 def _answers() -> TextClause:
     """PostgreSQL: the answers of a batch in one statement (the rows found by their ids in
-    one array), each with the block that waited for it (`_follower`)."""
+    one array), each with the block that waited for it (`_follower`, by the same lookup)."""
     return text(
         "UPDATE delivery SET status = 'sent', reason = NULL, error = NULL, "
         "finished_at = v.at, sent_at = v.at, channel_message_id = v.message_id, "
@@ -185,7 +188,7 @@ def _answers() -> TextClause:
         "FROM json_to_recordset(CAST(:rows AS json)) AS v(id bigint, "
         "at timestamp with time zone, message_id text) "
         "WHERE delivery.id = ANY(CAST(:ids AS BIGINT[])) AND delivery.id = v.id "
-        "RETURNING delivery.id, (SELECT min(waiting.id) FROM delivery AS waiting "
+        "RETURNING delivery.id, (SELECT min(waiting.id + 0) FROM delivery AS waiting "
         "WHERE waiting.after_id = delivery.id AND waiting.status = 'scheduled' "
         "AND waiting.reason = 'after_previous')"
     ).bindparams(bindparam("rows", type_=Text()), bindparam("ids", type_=ARRAY(BigInteger())))
@@ -194,12 +197,7 @@ def _answers() -> TextClause:
 def write_answers(session: Session, answers: Sequence[Answer]) -> None:
     """The sent rows of `answers`, each `found` (with its `follower`) by what was written."""
     if on_postgres(session):
-        rows = [{"id": a.delivery_id, "at": a.at, "message_id": a.message_id} for a in answers]
-        params = {
-            **recordset_params(("id", "at", "message_id"), rows),
-            "ids": [a.delivery_id for a in answers],
-        }
-        written = {row[0]: row[1] for row in session.execute(_answers(), params)}
+        written = {row[0]: row[1] for row in session.execute(_answers(), _answer_params(answers))}
         for answer in answers:
             answer.found = answer.delivery_id in written
             answer.follower = written.get(answer.delivery_id)
@@ -213,6 +211,14 @@ def write_answers(session: Session, answers: Sequence[Answer]) -> None:
             answer.follower = session.execute(
                 select(_follower(_table())).where(_table().c.id == answer.delivery_id)
             ).scalar()
+
+
+def _answer_params(answers: Sequence[Answer]) -> dict[str, Any]:
+    rows = [{"id": a.delivery_id, "at": a.at, "message_id": a.message_id} for a in answers]
+    return {
+        **recordset_params(("id", "at", "message_id"), rows),
+        "ids": [a.delivery_id for a in answers],
+    }
 
 
 class RequestWrites:

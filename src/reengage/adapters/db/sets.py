@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.sql.type_api import TypeEngine
 
 T = TypeVar("T")
@@ -130,12 +131,11 @@ def insert_many(
             return stmt.returning(*returning) if returning else stmt
 
         key = ("insert", table.name, tuple(names), _names(conflict), _names(returning))
-        stmt = frozen(session, key, build)
-        if stmt is None:  # a column default is bound at run time
-            return session.execute(build(), recordset_params(names, rows))
+        fixed = frozen(session, key, build)  # None: a column default bound at run time
+        stmt = fixed if fixed is not None else build()
         return session.execute(stmt, recordset_params(names, rows))
-    stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
-    return session.execute(stmt.returning(*returning) if returning else stmt, list(rows))
+    plain = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    return session.execute(plain.returning(*returning) if returning else plain, list(rows))
 
 
 def _names(columns: Sequence[Any] | None) -> tuple[str, ...] | None:
@@ -146,11 +146,13 @@ def _names(columns: Sequence[Any] | None) -> tuple[str, ...] | None:
 # call, which cost more of a batch's CPU than running it. Its text is the same for the same
 # columns, so it is compiled once and run as a `text()` statement (which the compiled cache
 # keeps), its result columns typed as the original's.
-_FROZEN: dict[tuple[str, Hashable], TextClause | None] = {}
+_FROZEN: dict[tuple[str, Hashable], TextClause | TextualSelect | None] = {}
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 
 
-def frozen(session: Session, key: Hashable, build: Callable[[], Executable]) -> TextClause | None:
+def frozen(
+    session: Session, key: Hashable, build: Callable[[], Executable]
+) -> TextClause | TextualSelect | None:
     """`build()`'s statement compiled once per dialect and `key`, as a `text()` statement
     that binds `rows` (a `recordset` document) at run time; the other values it binds are
     kept as they were built (build it from constants). None when it binds another value at
@@ -168,7 +170,8 @@ def frozen(session: Session, key: Hashable, build: Callable[[], Executable]) -> 
             for n, v in compiled.params.items()
         ]
         made: Any = text(sql).bindparams(*binds)
-        columns = list(stmt.exported_columns)
+        # Its result typed by name and type alone (an expression's own binds would clash).
+        columns = [column(c.key, c.type) for c in stmt.exported_columns]
         _FROZEN[dialect.name, key] = made.columns(*columns) if columns else made
     return _FROZEN[dialect.name, key]
 
