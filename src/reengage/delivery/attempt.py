@@ -30,7 +30,7 @@ from reengage.adapters.db.models import (
     MediaAsset,
     MediaUpload,
 )
-from reengage.adapters.db.sets import among
+from reengage.adapters.db.sets import among, write_changes
 from reengage.delivery.auto_delete import delete_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue
 from reengage.delivery.outcome import (
@@ -481,6 +481,7 @@ def _prepare_many(
             row.purpose,
             row.delete_after_s,
         )
+    write_changes(session, [*rows.values(), *held])  # the claims: one UPDATE per kind of change
     del held
     return out
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reengage import metrics
 from reengage.adapters.db.models import Bot, Campaign, Contact, Conversation, Delivery, Episode
-from reengage.adapters.db.sets import among
+from reengage.adapters.db.sets import among, write_changes
 from reengage.delivery.chat_action import chat_action_timer
 from reengage.delivery.outbox import DeliveryRequest, delivery_timer, enqueue_many
 from reengage.delivery.outcome import latest_seqs
@@ -190,6 +190,7 @@ class StepHandler:
                 elif episode is not None:
                     self._skipped(episode)
             sends.write(session, now)
+            write_changes(session, episodes.values())  # one UPDATE, not one per episode
         for outcome, reason in ended:  # once committed
             metrics.episodes_ended(outcome, reason)
         return [follow.outcome() for follow in follows]

@@ -14,28 +14,35 @@ chunks of `IN` terms.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from functools import cache
 from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
+    ClauseElement,
     ColumnElement,
     Executable,
     Result,
     Table,
     Text,
     TextClause,
+    Update,
     any_,
     bindparam,
     cast,
     column,
     func,
+    inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import ColumnProperty, InstanceState, InstrumentedAttribute, Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.sql.type_api import TypeEngine
 
@@ -196,3 +203,65 @@ def rows_document(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> st
     """The JSON document of `rows` (their `names` columns) that `insert_sql` reads."""
     document = [{n: r[n] for n in names} for r in rows]
     return orjson.dumps(document, option=orjson.OPT_NAIVE_UTC).decode()
+
+
+def write_changes(session: Session, objects: Iterable[object]) -> None:
+    """PostgreSQL: what changed in these loaded objects, written set-based — one UPDATE per
+    table and set of changed columns, the rows in one JSON document — and marked as written,
+    so the session's flush has nothing left of them (its unit of work would send one UPDATE
+    per row). Elsewhere nothing: the flush writes them. Objects with a change this cannot
+    write (an SQL expression, a primary key, a relationship) are left to the flush."""
+    if not on_postgres(session):
+        return
+    groups: dict[tuple[Table, tuple[str, ...]], list[tuple[InstanceState[Any], list[str], Any]]]
+    groups = {}
+    for obj in objects:
+        state = typing.cast(InstanceState[Any], inspect(obj))
+        changed = sorted(state.committed_state)
+        if not changed or state.key is None or state.deleted:
+            continue
+        ident = state.key[1][0]
+        mapper = state.mapper
+        table = typing.cast(Table, mapper.local_table)
+        columns = []
+        for key in changed:
+            prop = mapper.attrs.get(key)
+            value = state.dict.get(key)
+            if (
+                not isinstance(prop, ColumnProperty)
+                or len(prop.columns) != 1
+                or prop.columns[0].table is not table
+                or prop.columns[0].primary_key
+                or isinstance(value, ClauseElement)
+            ):
+                break
+            columns.append(prop.columns[0].name)
+        else:
+            if len(mapper.primary_key) == 1:
+                groups.setdefault((table, tuple(columns)), []).append((state, changed, ident))
+    for (table, names), members in groups.items():
+        pk = table.primary_key.columns[0]
+        rows = [
+            {pk.name: ident, **dict(zip(names, map(state.dict.get, keys), strict=True))}
+            for state, keys, ident in members
+        ]
+        params = recordset_params([pk.name, *names], rows)
+        session.execute(
+            _update_statement(table, names), {**params, "ids": [r[pk.name] for r in rows]}
+        )
+        for state, keys, _ in members:
+            for key in keys:
+                set_committed_value(state.obj(), key, state.dict[key])
+
+
+@cache
+def _update_statement(table: Table, names: tuple[str, ...]) -> Update:
+    """`write_changes`' statement for these columns of `table` (built once: its cache key is
+    computed once)."""
+    pk = table.primary_key.columns[0]
+    values = recordset(**{pk.name: pk.type, **{n: table.c[n].type for n in names}})
+    return (
+        update(table)
+        .where(pk == values[pk.name], pk == any_(bindparam("ids", type_=ARRAY(pk.type))))
+        .values({n: values[n] for n in names})
+    )
