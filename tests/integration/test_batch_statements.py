@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TextualSelect
 
 from reengage.adapters.db.models import Organization
-from reengage.adapters.db.sets import frozen, insert_many, recordset, recordset_params
+from reengage.adapters.db.sets import (
+    frozen,
+    insert_many,
+    recordset,
+    recordset_params,
+    write_changes,
+)
 
 AT = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
@@ -80,4 +86,46 @@ def test_a_frozen_statement_keeps_its_constants_and_binds_only_rows(pg_db: str) 
         for n in (1, 2):
             got = session.execute(stmt, recordset_params(["n"], [{"n": n}, {"n": n + 1}])).all()
             assert [tuple(r) for r in got] == [(10 * n, "X"), (10 * (n + 1), "X")]
+    engine.dispose()
+
+
+def test_changed_objects_are_written_one_update_per_set_of_changed_columns(
+    db_url: str,
+) -> None:
+    """On PostgreSQL, loaded objects' changes go out as one UPDATE per table and set of
+    changed columns, and the flush then has nothing left of them; a change it cannot write
+    (an SQL expression) is left to the flush. Elsewhere the flush writes everything."""
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    table: Any = Organization.__table__
+    with Session(engine) as session, session.begin():
+        session.add_all(Organization(name=f"org-{n}", created_at=AT) for n in range(5))
+    updates: list[str] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _c, _cur, sql, *_: updates.append(sql) if sql.startswith("UPDATE") else None,
+    )
+    with Session(engine) as session, session.begin():
+        orgs = session.scalars(select(Organization).order_by(Organization.id)).all()
+        orgs[0].name, orgs[1].name = "renamed-0", "renamed-1"
+        orgs[2].name, orgs[2].language = "renamed-2", "es"
+        orgs[3].language = "en"
+        orgs[4].name = table.c.name + "-expr"  # an SQL expression: the flush's to write
+        write_changes(session, orgs)
+        written_together = len(updates)
+    with Session(engine) as session:
+        rows = session.execute(select(table.c.name, table.c.language).order_by(table.c.id))
+        assert [tuple(r) for r in rows] == [
+            ("renamed-0", "pt-BR"),
+            ("renamed-1", "pt-BR"),
+            ("renamed-2", "es"),
+            ("org-3", "en"),
+            ("org-4-expr", "pt-BR"),
+        ]
+    if engine.dialect.name == "postgresql":
+        # name; name + language; language — then the flush writes only the expression.
+        assert written_together == 3
+        assert len(updates) == 4
+    else:
+        assert written_together == 0
     engine.dispose()
