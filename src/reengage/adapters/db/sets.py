@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
-from sqlalchemy.orm import ColumnProperty, InstanceState, InstrumentedAttribute, Session
+from sqlalchemy.orm import ColumnProperty, InstanceState, InstrumentedAttribute, Mapper, Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.sql.type_api import TypeEngine
@@ -213,32 +213,19 @@ def write_changes(session: Session, objects: Iterable[object]) -> None:
     write (an SQL expression, a primary key, a relationship) are left to the flush."""
     if not on_postgres(session):
         return
-    groups: dict[tuple[Table, tuple[str, ...]], list[tuple[InstanceState[Any], list[str], Any]]]
+    groups: dict[
+        tuple[Table, tuple[str, ...]], list[tuple[InstanceState[Any], tuple[str, ...], Any]]
+    ]
     groups = {}
     for obj in objects:
         state = typing.cast(InstanceState[Any], inspect(obj))
-        changed = sorted(state.committed_state)
-        if not changed or state.key is None or state.deleted:
+        if not state.committed_state or state.key is None or state.deleted:
             continue
-        ident = state.key[1][0]
-        mapper = state.mapper
-        table = typing.cast(Table, mapper.local_table)
-        columns = []
-        for key in changed:
-            prop = mapper.attrs.get(key)
-            value = state.dict.get(key)
-            if (
-                not isinstance(prop, ColumnProperty)
-                or len(prop.columns) != 1
-                or prop.columns[0].table is not table
-                or prop.columns[0].primary_key
-                or isinstance(value, ClauseElement)
-            ):
-                break
-            columns.append(prop.columns[0].name)
-        else:
-            if len(mapper.primary_key) == 1:
-                groups.setdefault((table, tuple(columns)), []).append((state, changed, ident))
+        changed = tuple(sorted(state.committed_state))
+        target = _writable(state.mapper, changed)
+        if target is None or any(isinstance(state.dict.get(k), ClauseElement) for k in changed):
+            continue
+        groups.setdefault(target, []).append((state, changed, state.key[1][0]))
     for (table, names), members in groups.items():
         pk = table.primary_key.columns[0]
         rows = [
@@ -252,6 +239,25 @@ def write_changes(session: Session, objects: Iterable[object]) -> None:
         for state, keys, _ in members:
             for key in keys:
                 set_committed_value(state.obj(), key, state.dict[key])
+
+
+@cache
+def _writable(mapper: Mapper[Any], keys: tuple[str, ...]) -> tuple[Table, tuple[str, ...]] | None:
+    """The table and columns of these changed attributes, if one UPDATE by the primary key
+    can write them: plain columns of the mapper's one table, the key not among them."""
+    table = typing.cast(Table, mapper.local_table)
+    if len(mapper.primary_key) != 1:
+        return None
+    names = []
+    for key in keys:
+        prop = mapper.attrs.get(key)
+        if not isinstance(prop, ColumnProperty) or len(prop.columns) != 1:
+            return None
+        col = prop.columns[0]
+        if col.table is not table or col.primary_key:
+            return None
+        names.append(col.name)
+    return table, tuple(names)
 
 
 @cache
