@@ -481,7 +481,9 @@ def _prepare_many(
             row.purpose,
             row.delete_after_s,
         )
-    write_changes(session, [*rows.values(), *held])  # the claims: one UPDATE per kind of change
+    # The claims and their contacts' last proactive message: one UPDATE per kind of change
+    # (configuration rows are left to the flush, which tells the caches they changed).
+    write_changes(session, [*rows.values(), *(o for o in held if isinstance(o, Contact))])
     del held
     return out
 

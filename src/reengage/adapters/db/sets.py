@@ -210,7 +210,9 @@ def write_changes(session: Session, objects: Iterable[object]) -> None:
     table and set of changed columns, the rows in one JSON document — and marked as written,
     so the session's flush has nothing left of them (its unit of work would send one UPDATE
     per row). Elsewhere nothing: the flush writes them. Objects with a change this cannot
-    write (an SQL expression, a primary key, a relationship) are left to the flush."""
+    write (an SQL expression, a primary key, a relationship) are left to the flush. Not for
+    configuration rows (bots, organizations, keys): the flush's hooks tell the caches of
+    their changes, this does not."""
     if not on_postgres(session):
         return
     groups: dict[
