@@ -13,7 +13,7 @@ scheduler handing it to Celery worker processes (`celeryx1`, `celeryx2`, each `-
 Per run: drain seconds (from the scheduler's start to the N-th message accepted),
 deliveries/s, re-claims (delivery rows taken for sending more than once: pacing hand-backs and
 expired leases), the fake's flood-control refusals, and CPU milliseconds per delivery of the
-scheduler and workers (all their processes) and of PostgreSQL and Redis.
+scheduler and workers (all their processes; then each one's share) and of PostgreSQL and Redis.
 
 The baseline is another commit's `src/` and `migrations/` (`git archive`), run by the same
 processes with `PYTHONPATH` pointing at it; the fake platform is always this checkout's. The
@@ -363,9 +363,10 @@ def main() -> None:
         for name, tree in trees.items():
             f = run(tree, workers_of(mode), users, bots, work / f"{mode}-{name}")
             results[mode, name] = f
+            by = " ".join(f"{process} {ms:.2f}" for process, ms in f.cpu_ms_by.items())
             print(
                 f"{mode:10} {name:9} {f.drain_s:>8.1f} {f.per_s:>8.0f} {f.reclaims:>9} "
-                f"{f.rate_limited:>5} {f.cpu_ms:>12.2f} {f.store_cpu_ms:>11.2f}",
+                f"{f.rate_limited:>5} {f.cpu_ms:>12.2f} {f.store_cpu_ms:>11.2f}   ({by})",
                 flush=True,
             )
     for name in trees:
