@@ -17,10 +17,12 @@ scheduler and workers (all their processes; then each one's share) and of Postgr
 
 The baseline is another commit's `src/` and `migrations/` (`git archive`), run by the same
 processes with `PYTHONPATH` pointing at it; the fake platform is always this checkout's. The
-last line is `deliveries_per_s=<ours, celeryx2> ratio=<ours / baseline>`. Run from the
-repository root:
+last line is `deliveries_per_s=<ours, celeryx2> ratio=<ours / baseline>`. The machine's own
+speed drifts by tens of percent over minutes: `--pairs N` runs each mode N times per code, in
+pairs back to back (the first of each pair in turn), and prints medians, the last line's ratio
+the median of the pairs' ratios. Run from the repository root:
 
-    .venv/bin/python bench/herd.py [--quick] [--baseline REF]
+    .venv/bin/python bench/herd.py [--quick] [--baseline REF] [--pairs N]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import argparse
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -343,6 +346,12 @@ def main() -> None:
     parser.add_argument(
         "--modes", help="comma-separated, of inline, celeryx1, celeryx2 (celeryx2 always runs)"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="runs of each code per mode, in pairs of alternating order; figures are medians",
+    )
     args = parser.parse_args()
     users, bots = (500, 10) if args.quick else (10_000, 50)
     users, bots = args.episodes or users, args.bots or bots
@@ -358,24 +367,67 @@ def main() -> None:
         f"{'mode':10} {'code':9} {'drain s':>8} {'deliv/s':>8} {'re-claims':>9} "
         f"{'429s':>5} {'cpu ms/deliv':>12} {'pg+redis ms':>11}"
     )
-    results: dict[tuple[str, str], Figures] = {}
+    results: dict[tuple[str, str], list[Figures]] = {}
     for mode in modes:
-        for name, tree in trees.items():
-            f = run(tree, workers_of(mode), users, bots, work / f"{mode}-{name}")
-            results[mode, name] = f
-            by = " ".join(f"{process} {ms:.2f}" for process, ms in f.cpu_ms_by.items())
+        for pair in range(args.pairs):
+            # The machine's own speed drifts over minutes: each pair runs both codes back to
+            # back, the first of them in turn.
+            names = list(trees) if pair % 2 == 0 else list(reversed(trees))
+            for name in names:
+                logs = work / (f"{mode}-{name}" + (f"-{pair + 1}" if args.pairs > 1 else ""))
+                f = run(trees[name], workers_of(mode), users, bots, logs)
+                results.setdefault((mode, name), []).append(f)
+                print_row(mode, name, f)
+    if args.pairs > 1:
+        print(f"medians of {args.pairs} runs (min-max):")
+        for (mode, name), runs in results.items():
             print(
-                f"{mode:10} {name:9} {f.drain_s:>8.1f} {f.per_s:>8.0f} {f.reclaims:>9} "
-                f"{f.rate_limited:>5} {f.cpu_ms:>12.2f} {f.store_cpu_ms:>11.2f}   ({by})",
-                flush=True,
+                f"{mode:10} {name:9} drain {spread([r.drain_s for r in runs], '.1f')} s, "
+                f"{spread([r.per_s for r in runs], '.0f')} deliveries/s, CPU "
+                f"{spread([r.cpu_ms for r in runs], '.2f')} + "
+                f"{spread([r.store_cpu_ms for r in runs], '.2f')} ms"
             )
     for name in trees:
         if ("celeryx1", name) in results:
-            gain = results["celeryx2", name].per_s / results["celeryx1", name].per_s
+            gain = _median(results["celeryx2", name], "per_s") / _median(
+                results["celeryx1", name], "per_s"
+            )
             print(f"horizontal_{name}={gain:.2f}")
     ours, base = results["celeryx2", "reengage"], results["celeryx2", "baseline"]
-    print(f"drain_s={ours.drain_s:.1f} cpu_ms_per_delivery={ours.cpu_ms:.2f}")
-    print(f"deliveries_per_s={ours.per_s:.0f} ratio={ours.per_s / base.per_s:.2f}")
+    ratios = [o.per_s / b.per_s for o, b in zip(ours, base, strict=True)]
+    cpu = [
+        (b.cpu_ms + b.store_cpu_ms) / (o.cpu_ms + o.store_cpu_ms)
+        for o, b in zip(ours, base, strict=True)
+    ]
+    if args.pairs > 1:
+        print(
+            f"per pair: deliveries/s ratio {spread(ratios, '.2f')}, less CPU {spread(cpu, '.2f')}"
+        )
+    print(
+        f"drain_s={_median(ours, 'drain_s'):.1f} cpu_ms_per_delivery={_median(ours, 'cpu_ms'):.2f}"
+    )
+    print(f"deliveries_per_s={_median(ours, 'per_s'):.0f} ratio={statistics.median(ratios):.2f}")
+
+
+def print_row(mode: str, name: str, f: Figures) -> None:
+    by = " ".join(f"{process} {ms:.2f}" for process, ms in f.cpu_ms_by.items())
+    print(
+        f"{mode:10} {name:9} {f.drain_s:>8.1f} {f.per_s:>8.0f} {f.reclaims:>9} "
+        f"{f.rate_limited:>5} {f.cpu_ms:>12.2f} {f.store_cpu_ms:>11.2f}   ({by})",
+        flush=True,
+    )
+
+
+def spread(values: Sequence[float], fmt: str) -> str:
+    """The median, then min-max when there is more than one value."""
+    median = format(statistics.median(values), fmt)
+    if len(values) == 1:
+        return median
+    return f"{median} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def _median(runs: Sequence[Figures], figure: str) -> float:
+    return float(statistics.median(getattr(r, figure) for r in runs))
 
 
 if __name__ == "__main__":
