@@ -130,12 +130,7 @@ def insert_many(
         names = list(rows[0])
 
         def build() -> Executable:
-            values = recordset(**{name: table.c[name].type for name in names})
-            stmt = postgresql.insert(table).from_select(
-                names, select(*(values[name] for name in names))
-            )
-            stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
-            return stmt.returning(*returning) if returning else stmt
+            return _insert_statement(table, names, conflict, returning)
 
         key = ("insert", table.name, tuple(names), _names(conflict), _names(returning))
         fixed = frozen(session, key, build)  # None: a column default bound at run time
@@ -143,6 +138,19 @@ def insert_many(
         return session.execute(stmt, recordset_params(names, rows))
     plain = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
     return session.execute(plain.returning(*returning) if returning else plain, list(rows))
+
+
+def _insert_statement(
+    table: Table,
+    names: Sequence[str],
+    conflict: Sequence[str] | None,
+    returning: Sequence[ColumnElement[Any]] = (),
+) -> Executable:
+    """PostgreSQL: `insert_many`'s INSERT … SELECT of `names` from a `recordset` document."""
+    values = recordset(**{name: table.c[name].type for name in names})
+    stmt = postgresql.insert(table).from_select(names, select(*(values[n] for n in names)))
+    stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+    return stmt.returning(*returning) if returning else stmt
 
 
 def _names(columns: Sequence[Any] | None) -> tuple[str, ...] | None:
@@ -189,20 +197,16 @@ def insert_sql(
     """PostgreSQL's text of `insert_many` for these columns, as psycopg takes it: one
     parameter, `%(rows)s`, the document of `rows_document`. None when it would bind more (a
     default of a column left out)."""
-    values = Rows(session, **{name: table.c[name].type for name in names})
-    stmt = postgresql.insert(table).from_select(names, select(*(values[n] for n in names)))
-    compiled = stmt.on_conflict_do_nothing(index_elements=conflict).compile(
-        dialect=session.get_bind().dialect
-    )
+    stmt: Any = _insert_statement(table, names, conflict)
+    compiled = stmt.compile(dialect=session.get_bind().dialect)
     if set(compiled.params) != {"rows"} or compiled.string.count("%(rows)s") != 1:
         return None
-    return compiled.string
+    return str(compiled.string)
 
 
 def rows_document(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
     """The JSON document of `rows` (their `names` columns) that `insert_sql` reads."""
-    document = [{n: r[n] for n in names} for r in rows]
-    return orjson.dumps(document, option=orjson.OPT_NAIVE_UTC).decode()
+    return str(recordset_params(names, rows)["rows"])
 
 
 def write_changes(session: Session, objects: Iterable[object]) -> None:
