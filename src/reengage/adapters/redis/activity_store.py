@@ -507,18 +507,19 @@ _STATUS = {s.value: s for s in ConversationStatus}
 
 def _subject_clock(subject: str, values: Sequence[str | None]) -> SubjectClock | None:
     """A taken subject's clock from its hash's fields `_WRITTEN` (absent ones: None); None
-    for a hash without a version (gone meanwhile)."""
+    for a hash without a version (gone meanwhile). A flush makes tens of thousands a second:
+    each instant is converted once (a message moves several clocks to the same one), and the
+    clock is built positionally (`FIELDS` follows `ConversationClock`'s order)."""
     status, seq, gen, org, threshold, after_close, *stamps = values
     if seq is None:
         return None
     bot, user = subject.split(":", 1)
+    at: dict[str, datetime] = {}
+    for v in stamps:
+        if v and v not in at:
+            at[v] = datetime.fromtimestamp(int(v) / 1000, UTC)
     clock = ConversationClock(
-        _STATUS[status or "bot"],
-        int(seq),
-        **{
-            attr: datetime.fromtimestamp(int(v) / 1000, UTC) if v else None
-            for attr, v in zip(FIELDS, stamps, strict=True)
-        },
+        _STATUS[status or "bot"], int(seq), *[at[v] if v else None for v in stamps]
     )
     wait, closed_wait = int(threshold or 0), int(after_close or 0)
     due = next_wake(
