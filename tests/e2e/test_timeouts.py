@@ -14,6 +14,7 @@ from sqlalchemy import select
 from reengage.adapters.clock import ManualClock
 from reengage.adapters.db.models import Conversation
 from reengage.adapters.redis.sharded_activity import ShardedActivityStore
+from reengage.delivery import attempt
 from reengage.domain.policy import LEGACY_MESSAGE
 from reengage.entrypoints.api.app import create_app
 from reengage.runtime import Runtime
@@ -142,6 +143,33 @@ def test_silence_brings_a_reminder_then_the_close_on_a_redis_cluster(bot: Bot) -
     assert isinstance(bot.runtime.timers, ShardedTimerStore)
     assert isinstance(bot.runtime.activity, ShardedActivityStore)
     test_silence_brings_a_reminder_then_the_close(bot)
+
+
+def test_a_crash_between_a_reminders_answer_and_its_log_line_sends_nothing_twice(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer of a sent reminder is committed first, its line in the conversation's log
+    after, with the batch's others: a process dying in between leaves the timer unacknowledged,
+    and its next run finds the reminder sent and writes the line, once."""
+    logged = attempt._log_reminders
+    crashed: list[int] = []
+
+    def dies_before_the_log(deps: Any, ids: Any, now: datetime) -> None:
+        if ids and not crashed:
+            crashed.append(len(ids))
+            raise RuntimeError("the process died here")
+        logged(deps, ids, now)
+
+    monkeypatch.setattr(attempt, "_log_reminders", dies_before_the_log)
+    bot.api("put", f"/v1/bots/{bot.id}/flows/sales/nodes/plan/policy", CLOSE_POLICY)
+    bot.says("oi")
+    bot.wait(3.5)
+    assert crashed == [1]
+    assert bot.heard()[-1] == "Ainda está aí?"
+    bot.wait(7)
+    assert bot.heard()[2:] == ["Ainda está aí?", "Encerrando por falta de resposta."]
+    conv = bot.api("get", "/v1/conversations")[0]
+    assert bot.log(conv["id"]) == ["reminder_sent", "closed_by_timeout"]
 
 
 def test_an_answer_between_reminder_and_close_keeps_the_conversation(bot: Bot) -> None:

@@ -38,6 +38,7 @@ from reengage.delivery.outcome import (
     Retry,
     claim,
     load_for_claim,
+    load_for_log,
     log_outcome,
     record,
     release_next,
@@ -217,6 +218,7 @@ def send_many(
     # With senders side by side, a plain answer is written while its bot's next request
     # leaves (`answer_later`); the batch ends once they are all committed.
     later: list[tuple[Prepared, Sent, Answer, Future[None]]] = []
+    reminders: list[int] = []  # sent reminders, logged in their conversations once answered
 
     def settle(item: Prepared, outcome: SendOutcome, sent: Attempt | None) -> None:
         if sent is None:  # not plainly sent, or its row is gone: the general path decides
@@ -232,6 +234,8 @@ def send_many(
         # yet recorded, each a request found marked and unanswered (ambiguous: sent again
         # only where its delivery allows it, `retry_ambiguous`).
         plain = _plainly_sent(item, outcome)
+        if plain is not None and item.purpose == "reminder":
+            reminders.append(item.delivery_id)  # its conversation's log: below, with others
         if plain is None:
             settle(item, outcome, None)
         elif deps.pool.size > 1:
@@ -251,6 +255,7 @@ def send_many(
     for item, outcome, answer, written in later:
         written.result()  # the first error is raised, as from its sender
         settle(item, outcome, _sent(item, outcome, answer, now))
+    _log_reminders(deps, reminders, now)
     attempts = []
     for want in wants:
         decided = claimed[want.delivery_id]
@@ -343,13 +348,31 @@ def _record(
 
 
 def _plainly_sent(item: Prepared, outcome: SendOutcome) -> Sent | None:
-    """The common answer with nothing to write beside its own row: a message sent that is
-    not a reminder (whose fate goes in its conversation's log) and uploaded no new file."""
-    if not isinstance(outcome, Sent) or item.purpose == "reminder":
+    """The common answer with nothing to write beside its own row (a reminder's line in
+    its conversation's log is written after, `_log_reminders`): a message sent that uploaded
+    no new file."""
+    if not isinstance(outcome, Sent):
         return None
     media = item.message.media
     uploaded = media and media.asset_id and outcome.file_id and media.file_id is None
     return None if uploaded else outcome
+
+
+def _log_reminders(deps: SendDeps, ids: Sequence[int], now: datetime) -> None:
+    """The `reminder_sent` lines (and events) of reminders whose answers are committed, in
+    one transaction with what they read (the rows, conversations and contacts) read together.
+    A crash before it leaves their timers unacknowledged: run again, each finds its row sent
+    and writes its line then (`_prepare_many`, once: the line's key)."""
+    if not ids:
+        return
+    with deps.sessions.begin() as session:
+        rows = session.scalars(
+            select(Delivery).where(among(session, Delivery.id, ids)).order_by(Delivery.id)
+        ).all()
+        held = load_for_log(session, rows)  # `session.get` answers from memory
+        for row in rows:
+            log_outcome(session, row, now)
+        del held
 
 
 def _sent(item: Prepared, outcome: Sent, written: Answer, now: datetime) -> Attempt | None:

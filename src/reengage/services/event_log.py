@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reengage.adapters.db.models import Conversation, ConversationEvent
-from reengage.adapters.db.session import insert_for
 from reengage.adapters.db.sets import insert_many
 
 # Written with Core statements on the table: an event row is written once, never loaded.
@@ -29,26 +28,14 @@ def append_event(
     """Append an event unless one with the same `dedup_key` exists; True when appended.
 
     One statement: the unique key (conversation, dedup key) decides, so two executors of
-    the same timer cannot both append.
+    the same timer cannot both append. It is `append_events`' statement, compiled once (the
+    dialect's INSERT … ON CONFLICT has no cache key: built per call, it was compiled per call).
     """
     if conversation.id is None:
         session.flush()  # a conversation made in this transaction gets its id
+    event = NewEvent(conversation, kind, dedup_key, now, reason, detail or {})
     with session.no_autoflush:  # the row needs nothing pending; pending work stays batched
-        appended = session.scalar(
-            insert_for(session, _TABLE)
-            .values(
-                org_id=conversation.org_id,
-                conversation_id=conversation.id,
-                kind=kind,
-                reason=reason,
-                dedup_key=dedup_key,
-                detail=detail or {},
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["conversation_id", "dedup_key"])
-            .returning(_TABLE.c.id)
-        )
-    return appended is not None
+        return bool(append_events(session, [event]))
 
 
 @dataclass(frozen=True, slots=True)
