@@ -40,6 +40,7 @@ from reengage.adapters.db.sets import (
     on_postgres,
     recordset,
     recordset_params,
+    write_changes,
 )
 from reengage.adapters.db.types import UTCDateTime
 from reengage.domain import event as ev
@@ -296,6 +297,9 @@ class SilenceHandler:
                     set_committed_value(conv, "inactivity_due_at", wake)
                 if wake is not None:
                     follow.timers.append(inactivity.inactivity_timer(bot_id, user_id, seq, wake))
+            # What the features changed in the conversations (a timeout's stage, a close):
+            # one UPDATE per kind of change, not the unit of work's one per row.
+            write_changes(session, [conv for conv, _ in found.values()])
             seen.write(session, now)
             _write_dues(session, dues)
         return [follow.outcome() for follow in follows]

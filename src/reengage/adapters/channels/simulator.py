@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from reengage.adapters.db.models import SimulatorMessage
@@ -20,6 +21,8 @@ from reengage.domain.outbound import (
 )
 
 _file_ids = itertools.count(1)
+_TABLE: Any = SimulatorMessage.__table__
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)
 
 
 class SimulatorChannel:
@@ -33,23 +36,22 @@ class SimulatorChannel:
         if problems:  # the same limits as the platforms it stands for
             return Failed("invalid_message", False, detail="; ".join(problems))
         media = message.media
-        with self._sessions.begin() as session:
-            row = SimulatorMessage(
-                org_id=self._org_id,
-                bot_id=self._bot_id,
-                chat_id=chat_id,
-                direction="out",
-                kind=message.kind.value,
-                text=message.text or (message.template.name if message.template else None),
-                media_name=media.filename if media else None,
-                created_at=context.now,
-            )
-            session.add(row)
-            session.flush()
-            file_id = None
-            if media is not None:
-                file_id = media.file_id or f"sim-file-{next(_file_ids)}"
-            return Sent(str(row.id), file_id)
+        values = {
+            "org_id": self._org_id,
+            "bot_id": self._bot_id,
+            "chat_id": chat_id,
+            "direction": "out",
+            "kind": message.kind.value,
+            "text": message.text or (message.template.name if message.template else None),
+            "media_name": media.filename if media else None,
+            "created_at": context.now,
+        }
+        with self._sessions.begin() as session:  # one statement, not the unit of work's flush
+            row_id = session.execute(_INSERT, values).scalar_one()
+        file_id = None
+        if media is not None:
+            file_id = media.file_id or f"sim-file-{next(_file_ids)}"
+        return Sent(str(row_id), file_id)
 
     def delete(
         self, chat_id: str, message_id: str, sent_at: datetime, now: datetime
