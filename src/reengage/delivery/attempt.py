@@ -40,6 +40,7 @@ from reengage.delivery.outcome import (
     load_for_claim,
     load_for_log,
     log_outcome,
+    log_outcomes,
     record,
     release_next,
 )
@@ -370,8 +371,7 @@ def _log_reminders(deps: SendDeps, ids: Sequence[int], now: datetime) -> None:
             select(Delivery).where(among(session, Delivery.id, ids)).order_by(Delivery.id)
         ).all()
         held = load_for_log(session, rows)  # `session.get` answers from memory
-        for row in rows:
-            log_outcome(session, row, now)
+        log_outcomes(session, rows, now)
         del held
 
 

@@ -42,7 +42,7 @@ from reengage.domain.timer import Timer
 from reengage.events.outbox import contact_ref, emit, emit_for_conversation, iso
 from reengage.ports import ActivityStore, Clock
 from reengage.services.contacts import mark_blocked
-from reengage.services.event_log import append_event
+from reengage.services.event_log import NewEvent, appended_events
 from reengage.services.voice import voice_for
 
 log = structlog.get_logger(__name__)
@@ -194,35 +194,44 @@ def latest_seqs(
 def log_outcome(session: Session, row: Delivery, now: datetime) -> None:
     """A reminder is in the conversation's log once its fate is known: sent, or skipped with
     the reason (the user answered first, opted out, ...)."""
-    if row.status == "failed":
-        _tell_failed(session, row, now)
-    if row.purpose != "reminder" or row.status not in FINAL or row.conversation_id is None:
-        return
-    conversation = session.get(Conversation, row.conversation_id)
-    if conversation is None:
-        return
-    kind = {"sent": "reminder_sent", "skipped": "reminder_skipped"}.get(
-        row.status, "reminder_failed"
-    )
-    appended = append_event(
-        session,
-        conversation,
-        kind=kind,
-        reason=row.reason or kind,
-        dedup_key=f"{row.dedup_key}:outcome",
-        now=now,
-        detail={"delivery_id": row.id},
-    )
-    if appended and row.status == "sent":
-        emit_for_conversation(
-            session,
-            conversation,
-            ev.EventType.REMINDER_SENT,
-            reason=None,
-            dedup_key=f"{row.dedup_key}:sent",
-            now=now,
-            delivery_id=row.id,
+    log_outcomes(session, [row], now)
+
+
+def log_outcomes(session: Session, rows: Sequence[Delivery], now: datetime) -> None:
+    """`log_outcome` of many rows, their log lines in one statement."""
+    for row in rows:
+        if row.status == "failed":
+            _tell_failed(session, row, now)
+    lines: list[tuple[Delivery, Conversation, NewEvent]] = []
+    for row in rows:
+        if row.purpose != "reminder" or row.status not in FINAL or row.conversation_id is None:
+            continue
+        conversation = session.get(Conversation, row.conversation_id)
+        if conversation is None:
+            continue
+        kind = {"sent": "reminder_sent", "skipped": "reminder_skipped"}.get(
+            row.status, "reminder_failed"
         )
+        key = f"{row.dedup_key}:outcome"
+        line = NewEvent(conversation, kind, key, now, row.reason or kind, {"delivery_id": row.id})
+        lines.append((row, conversation, line))
+    if not lines:
+        return
+    if any(conversation.id is None for _, conversation, _ in lines):
+        session.flush()  # a conversation made in this transaction gets its id
+    with session.no_autoflush:  # the rows need nothing pending; pending work stays batched
+        appended = appended_events(session, [line for *_, line in lines])
+    for row, conversation, line in lines:
+        if row.status == "sent" and (conversation.id, line.dedup_key) in appended:
+            emit_for_conversation(
+                session,
+                conversation,
+                ev.EventType.REMINDER_SENT,
+                reason=None,
+                dedup_key=f"{row.dedup_key}:sent",
+                now=now,
+                delivery_id=row.id,
+            )
 
 
 def _tell_failed(session: Session, row: Delivery, now: datetime) -> None:

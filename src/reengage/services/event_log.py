@@ -51,6 +51,15 @@ class NewEvent:
 def append_events(session: Session, events: list[NewEvent]) -> list[int]:
     """`append_event` for many, in one statement (each once per `dedup_key`); the ids of the
     conversations whose event was appended."""
+    return [conversation for conversation, _ in _append(session, events)]
+
+
+def appended_events(session: Session, events: list[NewEvent]) -> set[tuple[int, str]]:
+    """`append_events`, telling which were appended: their (conversation id, dedup key)."""
+    return set(_append(session, events))
+
+
+def _append(session: Session, events: list[NewEvent]) -> list[tuple[int, str]]:
     if not events:
         return []
     appended = insert_many(
@@ -69,6 +78,6 @@ def append_events(session: Session, events: list[NewEvent]) -> list[int]:
             for e in events
         ],
         conflict=["conversation_id", "dedup_key"],
-        returning=[_TABLE.c.conversation_id],
+        returning=[_TABLE.c.conversation_id, _TABLE.c.dedup_key],
     )
-    return list(appended.scalars())
+    return [(conversation, key) for conversation, key in appended.tuples()]
