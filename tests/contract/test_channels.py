@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +24,7 @@ from reengage.domain.outbound import (
     SendContext,
     Sent,
     Skipped,
+    Superseded,
     Template,
 )
 from reengage.ports import Channel
@@ -108,6 +109,25 @@ def test_text_is_sent_with_a_message_id(harness: Harness) -> None:
     )
     assert isinstance(outcome, Sent)
     assert outcome.message_id
+    assert harness.texts() == ["Olá! Ainda por aí?"]
+
+
+def test_a_message_whose_in_flight_mark_is_refused_never_leaves(harness: Harness) -> None:
+    """Every channel asks for its request's in-flight mark right before the message leaves,
+    and sends nothing when the mark is refused (another run took the delivery over)."""
+    asked: list[bool] = []
+
+    def mark(answer: bool) -> Callable[[], bool]:
+        return lambda: asked.append(answer) or answer
+
+    message = OutboundMessage(MessageKind.TEXT, "Olá! Ainda por aí?")
+    refused = harness.channel.send(CHAT, message, replace(OPEN, on_request=mark(False)))
+    assert isinstance(refused, Superseded)
+    assert asked == [False]
+    assert harness.texts() == []
+    sent = harness.channel.send(CHAT, message, replace(OPEN, on_request=mark(True)))
+    assert isinstance(sent, Sent)
+    assert asked == [False, True]
     assert harness.texts() == ["Olá! Ainda por aí?"]
 
 

@@ -17,6 +17,7 @@ from reengage.domain.outbound import (
     SendOutcome,
     Sent,
     Skipped,
+    Superseded,
     message_problems,
 )
 
@@ -35,6 +36,8 @@ class SimulatorChannel:
         problems = message_problems(message)
         if problems:  # the same limits as the platforms it stands for
             return Failed("invalid_message", False, detail="; ".join(problems))
+        if context.on_request is not None and not context.on_request():
+            return Superseded()  # as every channel: the in-flight mark first, then the message
         media = message.media
         values = {
             "org_id": self._org_id,
