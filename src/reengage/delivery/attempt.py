@@ -360,10 +360,10 @@ def _plainly_sent(item: Prepared, outcome: SendOutcome) -> Sent | None:
 
 
 def _log_reminders(deps: SendDeps, ids: Sequence[int], now: datetime) -> None:
-    """The `reminder_sent` lines (and events) of reminders whose answers are committed, in
-    one transaction with what they read (the rows, conversations and contacts) read together.
-    A crash before it leaves their timers unacknowledged: run again, each finds its row sent
-    and writes its line then (`_prepare_many`, once: the line's key)."""
+    """The `reminder_sent` lines (and events out) of reminders whose answers are committed,
+    in one transaction: their rows, conversations and contacts read in three statements, the
+    lines written in one. A crash before it leaves their timers unacknowledged: run again,
+    each finds its row sent and writes its line then (`_prepare_many`; once: the line's key)."""
     if not ids:
         return
     with deps.sessions.begin() as session:
