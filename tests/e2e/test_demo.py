@@ -41,9 +41,11 @@ def test_demo_shows_reminders_and_closes(tmp_path: Path) -> None:
     lines = out.splitlines()
     ana = [line for line in lines if "ana" in line]
     # The same 40 simulated minutes as the README's demo shows, at 100 times real speed: a
-    # reminder is due 2 simulated minutes after each question, 1.2 real seconds here, so a
-    # reply handled a moment late on a loaded machine does not look like a silence (at 300
-    # times it was 0.4 s, and a loaded run once reminded bruno). Ana's conversation closes
+    # reminder is due 2 simulated minutes after each question, 1.2 real seconds here, and
+    # bruno answers each question a minute after it, so a reply handled a moment late on a
+    # loaded machine does not look like a silence (at 300 times the margin was 0.4 s, and a
+    # loaded run once reminded bruno; so did his second answer while it came at the very
+    # minute its reminder fell due). Ana's conversation closes
     # (5 minutes) before her silence reaches the inactivity threshold (10); a close handled
     # late finds the detection due too (logged once, just before the close).
     decided = [x for x in ana if "**" in x and "ana: inactivity_detected" not in x]

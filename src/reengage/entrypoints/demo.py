@@ -93,16 +93,17 @@ CAMPAIGN = {
         },
     ],
 }
-# (simulated minute, user, text): bruno answers everything, carla answers the first question
-# after the reminder and then goes quiet, ana never answers, davi comes back after the
-# campaign's nudge.
+# (simulated minute, user, text): bruno answers everything, each answer a minute after the
+# question (his second reminder would fall due at minute 3: an answer then would race it),
+# carla answers the first question after the reminder and then goes quiet, ana never
+# answers, davi comes back after the campaign's nudge.
 SCRIPT = [
     (0, "ana", "oi"),
     (0, "bruno", "oi"),
     (0, "carla", "oi"),
     (0, "davi", "oi"),
     (1, "bruno", "anual"),
-    (3, "bruno", "bruno@exemplo.com"),
+    (2, "bruno", "bruno@exemplo.com"),
     (3, "carla", "mensal"),
     (20, "davi", "voltei! quero o anual"),
 ]
