@@ -215,12 +215,7 @@ def log_outcomes(session: Session, rows: Sequence[Delivery], now: datetime) -> N
         key = f"{row.dedup_key}:outcome"
         line = NewEvent(conversation, kind, key, now, row.reason or kind, {"delivery_id": row.id})
         lines.append((row, conversation, line))
-    if not lines:
-        return
-    if any(conversation.id is None for _, conversation, _ in lines):
-        session.flush()  # a conversation made in this transaction gets its id
-    with session.no_autoflush:  # the rows need nothing pending; pending work stays batched
-        appended = appended_events(session, [line for *_, line in lines])
+    appended = appended_events(session, [line for *_, line in lines])
     for row, conversation, line in lines:
         if row.status == "sent" and (conversation.id, line.dedup_key) in appended:
             emit_for_conversation(

@@ -31,11 +31,8 @@ def append_event(
     the same timer cannot both append. It is `append_events`' statement, compiled once (the
     dialect's INSERT … ON CONFLICT has no cache key: built per call, it was compiled per call).
     """
-    if conversation.id is None:
-        session.flush()  # a conversation made in this transaction gets its id
     event = NewEvent(conversation, kind, dedup_key, now, reason, detail or {})
-    with session.no_autoflush:  # the row needs nothing pending; pending work stays batched
-        return bool(append_events(session, [event]))
+    return bool(append_events(session, [event]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +59,13 @@ def appended_events(session: Session, events: list[NewEvent]) -> set[tuple[int, 
 def _append(session: Session, events: list[NewEvent]) -> list[tuple[int, str]]:
     if not events:
         return []
+    if any(e.conversation.id is None for e in events):
+        session.flush()  # a conversation made in this transaction gets its id
+    with session.no_autoflush:  # the rows need nothing pending; pending work stays batched
+        return _insert(session, events)
+
+
+def _insert(session: Session, events: list[NewEvent]) -> list[tuple[int, str]]:
     appended = insert_many(
         session,
         _TABLE,
