@@ -34,6 +34,9 @@ class WriteBehind:
         self.clock = clock
         self.threads = threads
         self.interval = interval
+        # One outage for all the threads: one line when the stores go, one when they are back.
+        self._outage = Outage("write_behind", Backoff(BACKOFF_FIRST, BACKOFF_CAP))
+        self._outage_lock = threading.Lock()
 
     def flush_once(self) -> int:
         """One batch written; how many subjects."""
@@ -64,13 +67,15 @@ class WriteBehind:
         return threads
 
     def _run(self, stop: threading.Event) -> None:
-        outage = Outage("write_behind", Backoff(BACKOFF_FIRST, BACKOFF_CAP))
         while not stop.is_set():
             try:
                 flushed = self.flush_once()
             except Exception as exc:
-                stop.wait(outage.failed(exc))
+                with self._outage_lock:
+                    wait = self._outage.failed(exc)
+                stop.wait(wait)
                 continue
-            outage.succeeded()
+            with self._outage_lock:
+                self._outage.succeeded()
             if not flushed:
                 stop.wait(self.clock.real_seconds(self.interval))
